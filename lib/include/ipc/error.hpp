@@ -1,0 +1,61 @@
+// libipc errors: one style for the whole toolkit.
+//
+//   try { ch->send(msg); }
+//   catch (const std::system_error& e) {
+//     if (e.code() == ipc::errc::closed) { /* peer gone for good */ }
+//     std::cerr << e.what() << '\n';   // "msgsnd(msgq:demo): peer closed the channel"
+//   }
+//
+// Operating-system failures throw std::system_error with the errno in
+// std::system_category(); toolkit-level failures use ipc::errc in
+// ipc::category(). Either way what() names the call and the object.
+// A timeout is not an error: timed calls return false / std::nullopt.
+#pragma once
+
+#include <ipc/config.hpp>
+
+#include <cerrno>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace ipc {
+
+enum class errc {
+  closed = 1,         ///< the peer is gone for good (last writer closed, reader closed, object removed)
+  message_too_large,  ///< message exceeds the channel's max_message_size; nothing was sent
+  corrupt,            ///< a frame, record or shared index failed validation
+  not_owner,          ///< the object belongs to another user or has a foreign mode
+  incompatible,       ///< a shared header has another magic, layout version or size
+  bad_uri,            ///< a channel URI could not be parsed or names an unknown option
+  buffer_too_small,   ///< a receive buffer cannot hold the message (message left in place)
+};
+
+/// The error category of ipc::errc ("ipc").
+IPC_API const std::error_category& category() noexcept;
+
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), category()};
+}
+
+/// Throws std::system_error(e) with what() = "<call>(<object>): <message>[: detail]".
+[[noreturn]] IPC_API void throw_error(errc e, std::string_view call, std::string_view object,
+                                      std::string_view detail = {});
+
+namespace detail {
+
+/// Throws std::system_error(err, system_category) with what() = "<call>(<object>): <strerror>".
+[[noreturn]] IPC_API void throw_errno(int err, std::string_view call, std::string_view object);
+
+/// Returns ret unless it is -1, in which case throws naming the call and the object.
+template <typename T>
+T check_unix(T ret, std::string_view call, std::string_view object) {
+  if (ret == static_cast<T>(-1)) throw_errno(errno, call, object);
+  return ret;
+}
+
+}  // namespace detail
+}  // namespace ipc
+
+template <>
+struct std::is_error_code_enum<ipc::errc> : std::true_type {};

@@ -1,0 +1,58 @@
+// Channel URIs and the runtime directory.
+//
+//   auto u = ipc::channel_uri::parse("shm:demo?capacity=1M&max_message=4096");
+//   u.scheme == "shm"; u.name == "demo";
+//   u.size_option("capacity", 65536) == 1048576;
+//   ipc::resolve_name("demo")  ->  "$IPC_RUNTIME_DIR/demo" (or $RUNTIME_DIRECTORY, /run/ipc, $XDG_RUNTIME_DIR/ipc)
+#pragma once
+
+#include <ipc/config.hpp>
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <filesystem>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ipc {
+
+/// How a named object is opened.
+enum class open_mode { create_only, open_only, open_or_create };
+
+struct IPC_API channel_uri {
+  std::string text;    ///< the URI as given
+  std::string scheme;  ///< "pipe", "fifo", "msgq", "sem", "shm"
+  std::string name;    ///< what follows "scheme:" up to '?', percent-decoding not applied
+  std::vector<std::pair<std::string, std::string>> options;
+
+  /// Parses "scheme[:name][?k=v&k=v]". Throws errc::bad_uri naming the bad part.
+  static channel_uri parse(std::string_view uri);
+
+  /// The option's value, if present.
+  [[nodiscard]] std::optional<std::string_view> option(std::string_view key) const;
+  /// A size option: decimal, 0x hex, or with a K/M/G suffix (powers of 1024). Throws errc::bad_uri.
+  [[nodiscard]] std::size_t size_option(std::string_view key, std::size_t fallback) const;
+  /// A permission option in octal (e.g. mode=0660); must not grant world write. Throws errc::bad_uri.
+  [[nodiscard]] mode_t mode_option(std::string_view key = "mode", mode_t fallback = 0600) const;
+  /// open=create_only|open_only|open_or_create. Throws errc::bad_uri.
+  [[nodiscard]] open_mode open_option(open_mode fallback = open_mode::open_or_create) const;
+  /// Throws errc::bad_uri naming the first option not in `allowed`.
+  void allow_only(std::initializer_list<std::string_view> allowed) const;
+  /// Throws errc::bad_uri unless name is a plain object name: [A-Za-z0-9._-], 1..200 chars, not "." or "..".
+  void require_plain_name() const;
+};
+
+/// The runtime directory: $IPC_RUNTIME_DIR, else $RUNTIME_DIRECTORY (systemd, first entry),
+/// else /run/ipc for root, else $XDG_RUNTIME_DIR/ipc. Created 0700 if missing. Throws
+/// errc::not_owner if it belongs to another user (root-owned is accepted) or is world-writable.
+IPC_API std::filesystem::path runtime_dir();
+
+/// An absolute name stays as it is; a relative one resolves inside runtime_dir().
+IPC_API std::filesystem::path resolve_name(std::string_view name);
+
+}  // namespace ipc

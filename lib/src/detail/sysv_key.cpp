@@ -1,0 +1,53 @@
+#include "detail/sysv_key.hpp"
+
+#include <ipc/error.hpp>
+#include <ipc/unique_fd.hpp>
+
+#include "detail/eintr.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+namespace ipc::detail {
+
+key_t sysv_key(const std::filesystem::path& key_file, int proj_id, bool create) {
+  const std::string shown = key_file.string();
+  int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+  unique_fd fd{retry_eintr([&] { return ::open(key_file.c_str(), flags, 0600); })};
+  if (!fd) {
+    if (errno == ELOOP) throw_error(errc::not_owner, "open", shown, "key file is a symlink");
+    throw_errno(errno, "open", shown);
+  }
+  struct stat st {};
+  check_unix(::fstat(fd.get(), &st), "fstat", shown);
+  if (!S_ISREG(st.st_mode)) throw_error(errc::not_owner, "open", shown, "key file is not a regular file");
+  check_owner(st.st_uid, st.st_mode, "open", shown);
+  // glibc's ftok(): low 16 bits of the inode, low 8 bits of the device, 8 bits of proj_id.
+  auto key = static_cast<key_t>((st.st_ino & 0xffffU) | ((st.st_dev & 0xffU) << 16) |
+                                ((static_cast<unsigned>(proj_id) & 0xffU) << 24));
+  return key;
+}
+
+void check_owner(uid_t uid, mode_t mode, std::string_view call, std::string_view object) {
+  if (uid != ::geteuid()) {
+    throw_error(errc::not_owner, call, object,
+                "owned by uid " + std::to_string(uid) + ", not " + std::to_string(::geteuid()));
+  }
+  if ((mode & S_IWOTH) != 0) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 0777));
+    throw_error(errc::not_owner, call, object, std::string("world-writable mode ") + buf);
+  }
+}
+
+std::string key_string(key_t key) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", static_cast<unsigned>(key));
+  return buf;
+}
+
+}  // namespace ipc::detail

@@ -1,0 +1,31 @@
+// Names and owners of kernel objects.
+//
+// Every System V object the toolkit makes has a key file in the runtime
+// directory (NAME.msgq, NAME.sem, NAME.shm …). The key is computed exactly as
+// ftok(3) computes it, but from an fstat of the key file opened with
+// O_NOFOLLOW, so a symlink planted in its place is refused and C clients can
+// still find the object with ftok(path, proj_id).
+#pragma once
+
+#include <ipc/config.hpp>
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string_view>
+
+namespace ipc::detail {
+
+/// The ftok-compatible key of key_file for proj_id. Creates the file (0600) when create is set.
+/// Throws std::system_error naming the file (ENOENT when missing and !create), errc::not_owner
+/// when the file is not a regular file owned by us.
+IPC_API key_t sysv_key(const std::filesystem::path& key_file, int proj_id, bool create);
+
+/// Throws errc::not_owner (naming call and object) unless uid is our effective uid and the
+/// mode grants nothing to others beyond read.
+IPC_API void check_owner(uid_t uid, mode_t mode, std::string_view call, std::string_view object);
+
+/// "0x51020304" — how keys are shown in errors and listings.
+IPC_API std::string key_string(key_t key);
+
+}  // namespace ipc::detail

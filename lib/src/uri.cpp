@@ -1,0 +1,157 @@
+#include <ipc/error.hpp>
+#include <ipc/uri.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+namespace ipc {
+namespace {
+
+[[noreturn]] void bad(std::string_view uri, const std::string& detail) {
+  throw_error(errc::bad_uri, "open_channel", uri, detail);
+}
+
+}  // namespace
+
+channel_uri channel_uri::parse(std::string_view uri) {
+  channel_uri u;
+  u.text = std::string(uri);
+  if (uri.empty()) bad(uri, "empty URI");
+  auto q = uri.find('?');
+  std::string_view head = uri.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view{} : uri.substr(q + 1);
+  auto colon = head.find(':');
+  u.scheme = std::string(head.substr(0, colon));
+  if (colon != std::string_view::npos) u.name = std::string(head.substr(colon + 1));
+  for (char c : u.scheme) {
+    if (c < 'a' || c > 'z') bad(uri, "scheme '" + u.scheme + "' is not lower-case letters");
+  }
+  static constexpr std::string_view schemes[] = {"pipe", "fifo", "msgq", "sem", "shm"};
+  bool known = false;
+  for (auto s : schemes) known = known || s == u.scheme;
+  if (!known) bad(uri, "unknown scheme '" + u.scheme + "' (expected pipe, fifo, msgq, sem or shm)");
+  if (q != std::string_view::npos && query.empty()) bad(uri, "empty query after '?'");
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view kv = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    auto eq = kv.find('=');
+    if (eq == std::string_view::npos || eq == 0) bad(uri, "option '" + std::string(kv) + "' is not key=value");
+    std::string key(kv.substr(0, eq));
+    if (u.option(key)) bad(uri, "option '" + key + "' given twice");
+    u.options.emplace_back(std::move(key), std::string(kv.substr(eq + 1)));
+  }
+  return u;
+}
+
+std::optional<std::string_view> channel_uri::option(std::string_view key) const {
+  for (const auto& [k, v] : options) {
+    if (k == key) return std::string_view(v);
+  }
+  return std::nullopt;
+}
+
+std::size_t channel_uri::size_option(std::string_view key, std::size_t fallback) const {
+  auto v = option(key);
+  if (!v) return fallback;
+  std::string s(*v);
+  auto fail = [&] { bad(text, "option '" + std::string(key) + "=" + s + "' is not a size (e.g. 4096, 64K, 1M)"); };
+  if (s.empty() || s[0] == '-' || s[0] == '+') fail();
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(s.c_str(), &end, 0);
+  if (errno != 0 || end == s.c_str()) fail();
+  std::string_view suffix(end);
+  unsigned long long mul = 1;
+  if (suffix == "K" || suffix == "k" || suffix == "KiB") mul = 1ULL << 10;
+  else if (suffix == "M" || suffix == "MiB") mul = 1ULL << 20;
+  else if (suffix == "G" || suffix == "GiB") mul = 1ULL << 30;
+  else if (!suffix.empty()) fail();
+  if (n > (1ULL << 40) / mul) fail();
+  return static_cast<std::size_t>(n * mul);
+}
+
+mode_t channel_uri::mode_option(std::string_view key, mode_t fallback) const {
+  auto v = option(key);
+  if (!v) return fallback;
+  std::string s(*v);
+  char* end = nullptr;
+  errno = 0;
+  unsigned long m = std::strtoul(s.c_str(), &end, 8);
+  if (s.empty() || errno != 0 || *end != '\0' || m > 0777) {
+    bad(text, "option '" + std::string(key) + "=" + s + "' is not an octal mode like 0600");
+  }
+  if (m & S_IWOTH) bad(text, "option '" + std::string(key) + "=" + s + "' would let any user write");
+  if ((m & 0600) != 0600) bad(text, "option '" + std::string(key) + "=" + s + "' must give the owner read and write");
+  return static_cast<mode_t>(m);
+}
+
+open_mode channel_uri::open_option(open_mode fallback) const {
+  auto v = option("open");
+  if (!v) return fallback;
+  if (*v == "create_only") return open_mode::create_only;
+  if (*v == "open_only") return open_mode::open_only;
+  if (*v == "open_or_create") return open_mode::open_or_create;
+  bad(text, "option 'open=" + std::string(*v) + "' (expected create_only, open_only or open_or_create)");
+}
+
+void channel_uri::allow_only(std::initializer_list<std::string_view> allowed) const {
+  for (const auto& [k, v] : options) {
+    bool ok = false;
+    for (auto a : allowed) ok = ok || a == k;
+    if (!ok) {
+      std::string list;
+      for (auto a : allowed) list.append(list.empty() ? "" : ", ").append(a);
+      bad(text, "unknown option '" + k + "' for " + scheme + (list.empty() ? " (it takes none)" : " (known: " + list + ")"));
+    }
+  }
+}
+
+void channel_uri::require_plain_name() const {
+  if (name.empty()) bad(text, scheme + " needs a name, e.g. " + scheme + ":demo");
+  if (name.size() > 200) bad(text, "name longer than 200 characters");
+  if (name == "." || name == "..") bad(text, "name '" + name + "' is not a plain name");
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) bad(text, "name '" + name + "' may use only letters, digits, '.', '_' and '-'");
+  }
+}
+
+std::filesystem::path runtime_dir() {
+  std::filesystem::path dir;
+  if (const char* e = std::getenv("IPC_RUNTIME_DIR"); e && *e) {
+    dir = e;
+  } else if (const char* r = std::getenv("RUNTIME_DIRECTORY"); r && *r) {
+    std::string_view first(r);
+    dir = std::string(first.substr(0, first.find(':')));
+  } else if (::geteuid() == 0) {
+    dir = "/run/ipc";
+  } else if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x) {
+    dir = std::filesystem::path(x) / "ipc";
+  } else {
+    throw_error(errc::bad_uri, "runtime_dir", "(unset)",
+                "set IPC_RUNTIME_DIR or XDG_RUNTIME_DIR: no runtime directory for a non-root user");
+  }
+  const std::string shown = dir.string();
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) detail::throw_errno(errno, "mkdir", shown);
+  struct stat st {};
+  detail::check_unix(::lstat(dir.c_str(), &st), "lstat", shown);
+  if (!S_ISDIR(st.st_mode)) throw_error(errc::not_owner, "runtime_dir", shown, "not a directory (symlinks are not followed)");
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    throw_error(errc::not_owner, "runtime_dir", shown, "owned by uid " + std::to_string(st.st_uid));
+  }
+  if ((st.st_mode & S_IWOTH) != 0) throw_error(errc::not_owner, "runtime_dir", shown, "world-writable");
+  return dir;
+}
+
+std::filesystem::path resolve_name(std::string_view name) {
+  std::filesystem::path p(name);
+  if (p.is_absolute()) return p;
+  return runtime_dir() / p;
+}
+
+}  // namespace ipc
