@@ -40,6 +40,8 @@ std::string describe(std::string_view label, key_t key) {
 semaphore_set::semaphore_set(std::string_view name, open_mode mode, std::vector<unsigned short> initial_values,
                              mode_t perms)
     : key_file_(resolve_name(std::string(name) + ".sem").string()) {
+  object_ = key_file_;
+  check_values(initial_values);  // before the key file is made: nothing half-created is left behind
   key_ = detail::sysv_key(key_file_, 'S', mode != open_mode::open_only);
   object_ = describe(key_file_, key_);
   open(mode, initial_values, perms);
@@ -76,12 +78,18 @@ void semaphore_set::fail(int err, const char* call) const {
   detail::throw_errno(err, call, object_);
 }
 
-void semaphore_set::open(open_mode mode, const std::vector<unsigned short>& initial_values, mode_t perms) {
-  nsems_ = initial_values.size();
-  if (nsems_ == 0 || nsems_ > max_semaphores) detail::throw_errno(EINVAL, "semget(nsems)", object_);
-  for (auto v : initial_values) {
-    if (v > max_value) detail::throw_errno(ERANGE, "semget(initial value)", object_);
+void semaphore_set::check_values(const std::vector<unsigned short>& initial_values) const {
+  if (initial_values.empty() || initial_values.size() > max_semaphores) {
+    detail::throw_errno(EINVAL, "semget(nsems " + std::to_string(initial_values.size()) + ")", object_);
   }
+  for (auto v : initial_values) {
+    if (v > max_value) detail::throw_errno(ERANGE, "semget(initial value " + std::to_string(v) + ")", object_);
+  }
+}
+
+void semaphore_set::open(open_mode mode, const std::vector<unsigned short>& initial_values, mode_t perms) {
+  check_values(initial_values);
+  nsems_ = initial_values.size();
   const auto d = deadline::in(init_wait);
   for (;;) {
     if (mode != open_mode::open_only) {

@@ -164,6 +164,8 @@ bool posix_segment::remove(std::string_view name) {
 
 sysv_segment::sysv_segment(std::string_view name, open_mode mode, std::size_t size, mode_t perms)
     : key_file_(resolve_name(std::string(name) + ".shm").string()) {
+  // Bad sizes fail before the key file is made: nothing half-created is left behind.
+  if (mode != open_mode::open_only) check_create_size(size, key_file_);
   key_ = detail::sysv_key(key_file_, 'H', mode != open_mode::open_only);
   object_ = describe(key_file_, key_);
   open(mode, size, perms);

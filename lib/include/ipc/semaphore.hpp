@@ -119,6 +119,7 @@ class IPC_API semaphore_set {
 
  private:
   void open(open_mode mode, const std::vector<unsigned short>& initial_values, mode_t perms);
+  void check_values(const std::vector<unsigned short>& initial_values) const;
   void check_index(unsigned short i, const char* call) const;
   [[noreturn]] void fail(int err, const char* call) const;
 
