@@ -33,7 +33,7 @@ struct sem_geometry {
   std::size_t slot_size = 0;  ///< bytes per slot, the length header included
 };
 
-class IPC_API sem_buffer final : public channel {
+class IPC_API sem_buffer : public channel {
  public:
   static constexpr std::size_t default_slots = 16;
   static constexpr std::size_t default_slot_size = 4096;
