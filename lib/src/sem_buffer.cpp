@@ -121,7 +121,7 @@ sem_buffer::sem_buffer(std::string_view name, role r, open_mode mode, geometry g
 sem_buffer::~sem_buffer() {
   if (role_ != role::sender || closed_ || !sems_) return;
   try {
-    close();
+    close_until(deadline::in(std::chrono::seconds(1)));
   } catch (...) {  // NOLINT(bugprone-empty-catch): removed objects have nobody left to tell
   }
 }
@@ -184,7 +184,12 @@ bool sem_buffer::do_receive(std::vector<std::byte>& out, const deadline& d) {
                 std::to_string(slot_size_ - length_bytes),
             {{sem_full, 1, true}, {sem_mutex, 1, true}});
   }
-  out.resize(len);
+  try {
+    out.resize(len);
+  } catch (...) {
+    sems_->apply({{sem_full, 1, true}, {sem_mutex, 1, true}}, deadline::now());
+    throw;
+  }
   if (len != 0) std::memcpy(out.data(), slot + length_bytes, len);
   const auto advance = static_cast<short>(s.head + 1 == slots_ ? -static_cast<int>(slots_ - 1) : 1);
   sems_->apply({{sem_full, 1, true},
@@ -207,9 +212,11 @@ void sem_buffer::clear_closed() {
   closed_ = false;
 }
 
-void sem_buffer::close() {
+void sem_buffer::close() { close_until(deadline::never()); }
+
+void sem_buffer::close_until(const deadline& d) {
   if (role_ != role::sender || closed_) return;
-  sems_->apply({{sem_mutex, -1, true}});
+  if (!sems_->apply({{sem_mutex, -1, true}}, d)) return;  // the mutex is stuck (a stopped peer): give up
   const auto v = sems_->values();
   if (v[sem_closed] == 0) {
     // The token: full counts one more than there are messages, so blocked receivers wake.

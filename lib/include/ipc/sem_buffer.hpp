@@ -81,6 +81,7 @@ class IPC_API sem_buffer : public channel {
   state read_state(bool receiving);
   [[noreturn]] void corrupt(const std::string& what, std::initializer_list<semaphore_set::op> release);
   void clear_closed();
+  void close_until(const deadline& d);
 
   role role_;
   bool closed_ = false;
