@@ -21,6 +21,9 @@
 using namespace std::chrono_literals;
 using namespace ipc::test;
 
+// Every channel kind the suite runs over: add a kind's pair here (and its include above).
+#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair
+
 namespace {
 
 using steady = std::chrono::steady_clock;
@@ -69,7 +72,7 @@ std::string received_text(const std::vector<std::byte>& b) { return std::string(
 }  // namespace
 
 TEMPLATE_TEST_CASE("channel: a round trip keeps messages of 0, 1 and max_message_size bytes intact", "[channel]",
-                   pipe_pair, fifo_pair) {
+                   IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   const std::size_t max = p.sender->max_message_size();
   REQUIRE(max == p.receiver->max_message_size());
@@ -91,7 +94,7 @@ TEMPLATE_TEST_CASE("channel: a round trip keeps messages of 0, 1 and max_message
   t.rethrow();
 }
 
-TEMPLATE_TEST_CASE("channel: order is kept over 1000 messages", "[channel]", pipe_pair, fifo_pair) {
+TEMPLATE_TEST_CASE("channel: order is kept over 1000 messages", "[channel]", IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   sender_thread t([&] {
     for (int i = 0; i < 1000; ++i) {
@@ -109,7 +112,7 @@ TEMPLATE_TEST_CASE("channel: order is kept over 1000 messages", "[channel]", pip
   t.rethrow();
 }
 
-TEMPLATE_TEST_CASE("channel: receive_for returns nullopt after the timeout", "[channel]", pipe_pair, fifo_pair) {
+TEMPLATE_TEST_CASE("channel: receive_for returns nullopt after the timeout", "[channel]", IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   std::vector<std::byte> buf;
   const auto t0 = steady::now();
@@ -121,7 +124,7 @@ TEMPLATE_TEST_CASE("channel: receive_for returns nullopt after the timeout", "[c
   CHECK(p.receiver->counters().receive_timeouts == 1);
 }
 
-TEMPLATE_TEST_CASE("channel: try_receive on an empty channel returns nullopt at once", "[channel]", pipe_pair, fifo_pair) {
+TEMPLATE_TEST_CASE("channel: try_receive on an empty channel returns nullopt at once", "[channel]", IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   std::vector<std::byte> buf;
   const auto t0 = steady::now();
@@ -130,7 +133,7 @@ TEMPLATE_TEST_CASE("channel: try_receive on an empty channel returns nullopt at 
 }
 
 TEMPLATE_TEST_CASE("channel: send_for returns false after the timeout when the channel is full", "[channel]",
-                   pipe_pair, fifo_pair) {
+                   IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   const auto msg = pattern(std::min<std::size_t>(1000, p.sender->max_message_size()), 7);
   std::size_t sent = 0;
@@ -158,7 +161,7 @@ TEMPLATE_TEST_CASE("channel: send_for returns false after the timeout when the c
 }
 
 TEMPLATE_TEST_CASE("channel: a message too large throws message_too_large and nothing is delivered", "[channel]",
-                   pipe_pair, fifo_pair) {
+                   IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   const std::vector<std::byte> big(p.sender->max_message_size() + 1, std::byte{'x'});
   try {
@@ -178,7 +181,7 @@ TEMPLATE_TEST_CASE("channel: a message too large throws message_too_large and no
 }
 
 TEMPLATE_TEST_CASE("channel: after the sender is gone for good the receiver drains and then sees closed", "[channel]",
-                   pipe_pair, fifo_pair) {
+                   IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   for (int i = 0; i < 3; ++i) p.sender->send(ipc::as_bytes("left " + std::to_string(i)));
   TestType::close_for_good(p);
@@ -197,8 +200,7 @@ TEMPLATE_TEST_CASE("channel: after the sender is gone for good the receiver drai
   CHECK(steady::now() - t0 < 9s);
 }
 
-TEMPLATE_TEST_CASE("channel: 10000 messages of varied sizes cross processes in order", "[channel]", pipe_pair,
-                   fifo_pair) {
+TEMPLATE_TEST_CASE("channel: 10000 messages of varied sizes cross processes in order", "[channel]", IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   const std::size_t max = p.sender->max_message_size();
   constexpr std::uint32_t count = 10'000;
@@ -231,7 +233,7 @@ TEMPLATE_TEST_CASE("channel: 10000 messages of varied sizes cross processes in o
   CHECK(p.receiver->counters().messages_received == count);
 }
 
-TEMPLATE_TEST_CASE("channel: counters count messages, bytes and timeouts", "[channel]", pipe_pair, fifo_pair) {
+TEMPLATE_TEST_CASE("channel: counters count messages, bytes and timeouts", "[channel]", IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   std::uint64_t bytes = 0;
   for (int i = 0; i < 5; ++i) {
