@@ -118,13 +118,9 @@ sem_buffer::sem_buffer(std::string_view name, role r, open_mode mode, geometry g
   }
 }
 
-sem_buffer::~sem_buffer() {
-  if (role_ != role::sender || closed_ || !sems_) return;
-  try {
-    close_until(deadline::in(std::chrono::seconds(1)));
-  } catch (...) {  // NOLINT(bugprone-empty-catch): removed objects have nobody left to tell
-  }
-}
+// Deliberately no close() here: System V objects keep no per-process count across fork, so a
+// destructor cannot know it is the last sender; a forked copy going away must not end the stream.
+sem_buffer::~sem_buffer() = default;
 
 sem_buffer::state sem_buffer::read_state(bool receiving) {
   // Called holding the mutex. Receivers and senders take `full`/`empty` atomically with the mutex,
@@ -212,11 +208,9 @@ void sem_buffer::clear_closed() {
   closed_ = false;
 }
 
-void sem_buffer::close() { close_until(deadline::never()); }
-
-void sem_buffer::close_until(const deadline& d) {
+void sem_buffer::close() {
   if (role_ != role::sender || closed_) return;
-  if (!sems_->apply({{sem_mutex, -1, true}}, d)) return;  // the mutex is stuck (a stopped peer): give up
+  sems_->apply({{sem_mutex, -1, true}});
   const auto v = sems_->values();
   if (v[sem_closed] == 0) {
     // The token: full counts one more than there are messages, so blocked receivers wake.

@@ -193,12 +193,21 @@ TEST_CASE("sem_buffer: after close the receiver drains, then gets closed until a
     sem_buffer tx(name, role::sender);
     tx.send(ipc::as_bytes("a"));
     tx.send(ipc::as_bytes("b"));
-  }  // the destructor closes
+    tx.close();
+  }
   CHECK(rx.receive_for(buf, 1s));
   CHECK(text_of(buf) == "a");
   CHECK(rx.receive_for(buf, 1s));
   CHECK(text_of(buf) == "b");
   CHECK_THROWS_MATCHES(rx.receive_for(buf, 1s), std::system_error, is_closed);
+  {
+    sem_buffer copy(name, role::sender);  // attaching reopens; destroying without close() does not close
+    copy.send(ipc::as_bytes("b2"));
+  }
+  CHECK(rx.receive_for(buf, 1s));
+  CHECK(text_of(buf) == "b2");
+  CHECK_FALSE(rx.try_receive(buf));
+  sem_buffer(name, role::sender).close();
   CHECK_THROWS_MATCHES(rx.try_receive(buf), std::system_error, is_closed);
 
   sem_buffer again(name, role::sender);  // a restarted sender reopens the stream

@@ -52,10 +52,11 @@ class IPC_API sem_buffer : public channel {
   /// geometry), errc::incompatible (another geometry or layout), errc::not_owner, errc::corrupt.
   sem_buffer(std::string_view name, role r, open_mode mode = open_mode::open_or_create, geometry g = {},
              mode_t perms = 0600);
-  ~sem_buffer() override;  ///< a sender close()s (bounded, errors swallowed); nothing is removed
+  /// Detaches only: neither close() nor remove() (a forked copy going away must not end the stream).
+  ~sem_buffer() override;
 
-  /// Sender: marks the stream ended; receivers drain what is left, then get errc::closed. Blocks
-  /// only for the index mutex. Throws errc::closed if the objects were removed.
+  /// Sender: marks the stream ended (explicitly; the destructor does not); receivers drain what is left,
+  /// then get errc::closed. Blocks only for the index mutex. Throws errc::closed if the objects were removed.
   void close();
 
   [[nodiscard]] channel_limits limits() const override;
@@ -81,7 +82,6 @@ class IPC_API sem_buffer : public channel {
   state read_state(bool receiving);
   [[noreturn]] void corrupt(const std::string& what, std::initializer_list<semaphore_set::op> release);
   void clear_closed();
-  void close_until(const deadline& d);
 
   role role_;
   bool closed_ = false;
