@@ -4,6 +4,7 @@
 #include <ipc/uri.hpp>
 
 #include "detail/sysv_key.hpp"
+#include "pair_msgq.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -725,4 +726,23 @@ TEST_CASE("msg_queue: bad URIs are refused naming the bad part", "[msgq]") {
   }
   CHECK_FALSE(std::filesystem::exists(ipc::runtime_dir() / (name + ".msgq")));
   CHECK_THROWS_WITH(msg_queue(key_t{0}), Catch::Contains("IPC_PRIVATE"));
+}
+
+TEST_CASE("msg_queue: the shared-suite pair connects its ends and closes for good by removal", "[msgq]") {
+  auto p = ipc::test::msgq_pair::make();
+  auto& rx = static_cast<msg_queue&>(*p.receiver);
+  queue_guard g(rx);
+  CHECK(std::string(ipc::test::msgq_pair::kind) == p.sender->kind());
+  CHECK(rx.id() == static_cast<msg_queue&>(*p.sender).id());
+  p.sender->send(ipc::as_bytes("through the pair"));
+  std::vector<std::byte> buf;
+  REQUIRE(p.receiver->receive_for(buf, 2s));
+  CHECK(text(buf) == "through the pair");
+  ipc::test::msgq_pair::close_for_good(p);
+  try {
+    (void)p.receiver->receive_for(buf, 2s);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::closed);
+  }
 }
