@@ -51,7 +51,9 @@ class IPC_API msg_selector {
   /// Parses the URI syntax: "any", "N" (exact), "-N" (up_to), "!N" (except). Throws errc::bad_uri.
   static msg_selector parse(std::string_view text);
 
+  /// Which rule selects (any, exact, up_to, except).
   [[nodiscard]] how kind() const noexcept { return how_; }
+  /// The type the rule names (0 for any).
   [[nodiscard]] long type() const noexcept { return type_; }
   /// The msgtyp argument for msgrcv.
   [[nodiscard]] long msgtyp() const noexcept;
@@ -144,12 +146,14 @@ class IPC_API msg_queue final : public channel {
 
   /// max_message_size (≤ msgmax), capacity_bytes = capacity_messages = msg_qbytes (the kernel bounds both).
   [[nodiscard]] channel_limits limits() const override;
+  /// "msgq".
   [[nodiscard]] std::string_view kind() const noexcept override { return "msgq"; }
   /// IPC_RMID, then unlinks the key file. Blocked peers get errc::closed. Idempotent; throws std::system_error.
   void remove() override;
 
-  /// The msqid.
+  /// The msqid (what ipcs shows and ipcrm -q takes).
   [[nodiscard]] int id() const noexcept { return id_; }
+  /// The System V key (ftok of the key file, or the explicit key).
   [[nodiscard]] key_t key() const noexcept { return key_; }
   /// The key file (empty when opened by explicit key).
   [[nodiscard]] const std::filesystem::path& key_file() const noexcept { return key_file_; }
