@@ -316,6 +316,24 @@ void msg_queue::remove() {
   }
 }
 
+bool msg_queue::remove_when_empty(const deadline& d) {
+  bool gone = false;
+  bool empty = poll_with_backoff(d, [&] {
+    msqid_ds ds{};
+    if (::msgctl(id_, IPC_STAT, &ds) != 0) {
+      if (errno != EINVAL && errno != EIDRM) detail::throw_errno(errno, "msgctl", "IPC_STAT, " + object_);
+      gone = true;
+      return true;
+    }
+    return ds.msg_qnum == 0;
+  });
+  if (!empty) return false;
+  // A sender still running may slip a message in between the check and IPC_RMID; this is for
+  // the last sender leaving.
+  if (!gone) remove();
+  return true;
+}
+
 // ---- msg_queue: data ----------------------------------------------------------------------
 
 void msg_queue::send(long type, std::span<const std::byte> message) { send_until(type, message, deadline::never()); }

@@ -1,10 +1,17 @@
 // The msgq kind for the shared channel suite: one queue, a sender and a receiver handle on it.
 //
-// A System V queue outlives its handles, so every queue made here is also recorded and
-// removed when the test process exits (forked children _exit and remove nothing).
+// A msgq sender leaves for good by removing the queue, and IPC_RMID discards what is still
+// queued. So close_for_good() does what a well-behaved last sender does: it waits until the
+// receiver has drained the queue (msg_queue::remove_when_empty, on its own handle in a
+// background thread, since the test drains from this thread), then removes it; the
+// receiver's next call throws errc::closed.
+//
+// A System V queue outlives its handles, so every queue made here is also removed when the
+// test process exits (forked children _exit and remove nothing).
 #pragma once
 
 #include <ipc/channel.hpp>
+#include <ipc/deadline.hpp>
 #include <ipc/msg_queue.hpp>
 
 #include "channel_pair.hpp"
@@ -12,7 +19,10 @@
 
 #include <sys/msg.h>
 
+#include <chrono>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 namespace ipc::test {
@@ -29,14 +39,26 @@ struct msgq_pair {
     return p;
   }
 
-  // Removing the queue is how a msgq peer goes away for good. Note: IPC_RMID discards
-  // messages still queued; the receiver's next call throws errc::closed.
-  static void close_for_good(channel_pair& p) { p.sender->remove(); }
+  static void close_for_good(channel_pair& p) {
+    const std::string name = p.sender->name().substr(std::string_view("msgq:").size());
+    ipc::msgq_options o;
+    o.open = ipc::open_mode::open_only;
+    auto own = std::make_shared<ipc::msg_queue>(name, o);
+    registry().removers.emplace_back([own] {
+      try {
+        (void)own->remove_when_empty(ipc::deadline::in(std::chrono::seconds(30)));
+      } catch (...) {
+        // The receiver's test sees the queue still there (no errc::closed) and fails.
+      }
+    });
+  }
 
  private:
   struct cleanup {
     std::vector<int> ids;
+    std::vector<std::thread> removers;
     ~cleanup() {
+      for (auto& t : removers) t.join();  // each gives up after its deadline
       for (int id : ids) ::msgctl(id, IPC_RMID, nullptr);  // EINVAL for the ones already removed
     }
   };

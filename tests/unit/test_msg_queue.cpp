@@ -728,21 +728,46 @@ TEST_CASE("msg_queue: bad URIs are refused naming the bad part", "[msgq]") {
   CHECK_THROWS_WITH(msg_queue(key_t{0}), Catch::Contains("IPC_PRIVATE"));
 }
 
-TEST_CASE("msg_queue: the shared-suite pair connects its ends and closes for good by removal", "[msgq]") {
+TEST_CASE("msg_queue: the shared-suite pair drains and then closes for good by removal", "[msgq]") {
   auto p = ipc::test::msgq_pair::make();
   auto& rx = static_cast<msg_queue&>(*p.receiver);
   queue_guard g(rx);
   CHECK(std::string(ipc::test::msgq_pair::kind) == p.sender->kind());
   CHECK(rx.id() == static_cast<msg_queue&>(*p.sender).id());
-  p.sender->send(ipc::as_bytes("through the pair"));
+  p.sender->send(ipc::as_bytes("first"));
+  p.sender->send(ipc::as_bytes("second"));
+  ipc::test::msgq_pair::close_for_good(p);
   std::vector<std::byte> buf;
   REQUIRE(p.receiver->receive_for(buf, 2s));
-  CHECK(text(buf) == "through the pair");
-  ipc::test::msgq_pair::close_for_good(p);
+  CHECK(text(buf) == "first");
+  REQUIRE(p.receiver->receive_for(buf, 2s));
+  CHECK(text(buf) == "second");
+  auto t0 = std::chrono::steady_clock::now();
   try {
-    (void)p.receiver->receive_for(buf, 2s);
+    (void)p.receiver->receive_for(buf, 5s);
     FAIL("no throw");
   } catch (const std::system_error& e) {
     CHECK(e.code() == ipc::errc::closed);
   }
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+}
+
+TEST_CASE("msg_queue: remove_when_empty waits for the receiver to drain", "[msgq]") {
+  msg_queue q(ipc::test::unique_name("mq"));
+  queue_guard g(q);
+  q.send(ipc::as_bytes("pending"));
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(q.remove_when_empty(ipc::deadline::in(100ms)));
+  CHECK(std::chrono::steady_clock::now() - t0 >= 95ms);
+  CHECK(q.stats().messages == 1);  // still there, nothing removed
+  auto c = ipc::test::fork_child([&](ipc::test::reporter&) {
+    ::usleep(100'000);
+    std::vector<std::byte> b;
+    return q.receive_for(b, 5s) ? 0 : 1;
+  });
+  CHECK(q.remove_when_empty(ipc::deadline::in(5s)));
+  CHECK(c.wait(5s).exit_code == 0);
+  CHECK_FALSE(std::filesystem::exists(q.key_file()));
+  CHECK_THROWS_AS(q.stats(), std::system_error);
+  CHECK(q.remove_when_empty(ipc::deadline::now()));  // already gone
 }

@@ -151,6 +151,10 @@ class IPC_API msg_queue final : public channel {
   /// IPC_RMID, then unlinks the key file. Blocked peers get errc::closed. Idempotent; throws std::system_error.
   void remove() override;
 
+  /// Polls (with the timed-call back-off) until the queue is empty, then remove(): a sender's graceful
+  /// exit. Blocks until `d`; false on timeout (nothing removed); true if already gone. Throws as remove().
+  bool remove_when_empty(const deadline& d);
+
   /// The msqid (what ipcs shows and ipcrm -q takes).
   [[nodiscard]] int id() const noexcept { return id_; }
   /// The System V key (ftok of the key file, or the explicit key).
