@@ -402,7 +402,8 @@ bool msg_queue::do_receive(std::vector<std::byte>& out, const deadline& d) {
   auto attempt = [&](int flags) -> int {
     for (;;) {
       const std::size_t room = (rx_buf_.size() - 1) * sizeof(long);
-      ssize_t n = ::msgrcv(id_, rx_buf_.data(), room, sel.msgtyp(), sel.msgflg() | flags);
+      auto call = [&] { return ::msgrcv(id_, rx_buf_.data(), room, sel.msgtyp(), sel.msgflg() | flags); };
+      ssize_t n = (flags & IPC_NOWAIT) != 0 ? call() : detail::retry_eintr(call);
       if (n >= 0) {
         const auto* body = reinterpret_cast<const std::byte*>(rx_buf_.data() + 1);
         out.assign(body, body + n);
@@ -414,7 +415,6 @@ bool msg_queue::do_receive(std::vector<std::byte>& out, const deadline& d) {
         rx_buf_.resize(std::max(words_for(system_max_message()), rx_buf_.size() * 2));
         continue;
       }
-      if (errno == EINTR && (flags & IPC_NOWAIT) == 0) continue;
       if (errno == ENOMSG || errno == EAGAIN || errno == EINTR) return 0;
       fail(errno, "msgrcv");
     }
