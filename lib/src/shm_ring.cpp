@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstddef>
 #include <cstring>
 #include <mutex>
@@ -176,6 +178,52 @@ proc_status read_proc(pid_t pid) noexcept {
   return st;
 }
 
+// The segment's identity, to find it in /proc/PID/maps.
+struct segment_id {
+  std::uint64_t dev = 0;
+  std::uint64_t ino = 0;
+};
+
+// Whether pid still maps the segment. After fork+exec the child keeps its pid and start time but
+// not the mapping: it must not count as a holder. True when maps cannot be read (benefit of doubt).
+bool maps_segment(pid_t pid, const segment_id& seg) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/maps", static_cast<int>(pid));
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno != ENOENT;
+  // Lines: "start-end perms offset major:minor inode path". Read in chunks, keep a partial line.
+  char buf[8192];
+  std::size_t have = 0;
+  bool found = false, read_any = false;
+  for (;;) {
+    ssize_t n = ::read(fd, buf + have, sizeof buf - 1 - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    read_any = true;
+    have += static_cast<std::size_t>(n);
+    buf[have] = '\0';
+    char* line = buf;
+    char* nl;
+    while ((nl = std::strchr(line, '\n')) != nullptr) {
+      *nl = '\0';
+      unsigned maj = 0, min = 0;
+      unsigned long long ino = 0;
+      if (std::sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &ino) == 3 && ino == seg.ino &&
+          ::makedev(maj, min) == seg.dev) {
+        found = true;
+        break;
+      }
+      line = nl + 1;
+    }
+    if (found) break;
+    have = static_cast<std::size_t>(buf + have - line);
+    if (have == sizeof buf - 1) have = 0;  // an absurdly long line: drop it
+    std::memmove(buf, line, have);
+  }
+  ::close(fd);
+  return found || !read_any;
+}
+
 bool alive(pid_t pid, std::uint64_t start_time) noexcept {
   if (pid <= 0) return false;
   auto st = read_proc(pid);
@@ -217,13 +265,13 @@ class role_lock {
 
 // Under the lock: drops dead holders; returns the first live one (0 if none). Sets closed when
 // the last holder was found dead.
-pid_t reap_locked(role_block& b) noexcept {
+pid_t reap_locked(role_block& b, const segment_id& seg) noexcept {
   pid_t live = 0;
   bool reaped = false;
   for (auto& h : b.holders) {
     pid_t p = h.pid.load(std::memory_order_relaxed);
     if (p == 0) continue;
-    if (alive(p, h.start_time.load(std::memory_order_relaxed))) {
+    if (alive(p, h.start_time.load(std::memory_order_relaxed)) && maps_segment(p, seg)) {
       if (live == 0) live = p;
     } else {
       h.pid.store(0, std::memory_order_relaxed);
@@ -333,7 +381,7 @@ const char* role_name(role r) noexcept { return r == role::sender ? "sender" : "
 // Whether the peer role is gone for good: it was attached once and now nobody holds it, or every
 // holder is dead. A role never attached is not gone (the receiver may start first). The /proc
 // probes run at most every 10 ms so that a polling try_receive stays cheap.
-bool peer_gone(detail::role_block& b, pid_t me, std::string_view object,
+bool peer_gone(detail::role_block& b, const detail::segment_id& seg, pid_t me, std::string_view object,
                std::chrono::steady_clock::time_point& next_probe) {
   if (b.closed.load(std::memory_order_acquire) != 0) return true;
   const auto now = std::chrono::steady_clock::now();
@@ -344,11 +392,13 @@ bool peer_gone(detail::role_block& b, pid_t me, std::string_view object,
     pid_t p = h.pid.load(std::memory_order_relaxed);
     if (p == 0) continue;
     any = true;
-    if (detail::alive(p, h.start_time.load(std::memory_order_relaxed))) return false;
+    if (detail::alive(p, h.start_time.load(std::memory_order_relaxed)) && detail::maps_segment(p, seg)) {
+      return false;
+    }
   }
   if (!any) return false;
   detail::role_lock lock(b, me, object);
-  detail::reap_locked(b);
+  detail::reap_locked(b, seg);
   return b.closed.load(std::memory_order_acquire) != 0;
 }
 
@@ -407,6 +457,12 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
     }
   }
   const int fd = m->shm.get_mapping_handle().handle;
+  {
+    struct stat st {};
+    detail::check_unix(::fstat(fd, &st), "fstat", path);
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+  }
 
   if (created) {
     // Nothing half-made stays behind: any failure unlinks the new segment.
@@ -477,7 +533,7 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
   auto& mine = block_of(*hdr_, r);
   {
     detail::role_lock lock(mine, pid_, name_);
-    if (pid_t holder = detail::reap_locked(mine)) {
+    if (pid_t holder = detail::reap_locked(mine, {dev_, ino_})) {
       detail::throw_errno(EBUSY, std::string("attach ") + role_name(r),
                           name_ + ": the " + role_name(r) + " role is held by pid " + std::to_string(holder));
     }
@@ -616,7 +672,7 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
     return capacity_ - (head - tail) >= needed;
   };
   if (enough()) return true;
-  auto gone = [&] { return peer_gone(h.receiver, pid_, name_, next_liveness_probe_); };
+  auto gone = [&] { return peer_gone(h.receiver, {dev_, ino_}, pid_, name_, next_liveness_probe_); };
   if (d.expired()) {
     if (gone()) throw_error(errc::closed, "send", name_, "the receiver is gone and the ring is full");
     return false;
@@ -695,7 +751,7 @@ bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
   };
   if (ready()) return true;
   // `closed` is published after the sender's last record, so re-check the ring once after it.
-  auto drained_and_gone = [&] { return peer_gone(h.sender, pid_, name_, next_liveness_probe_) && !ready(); };
+  auto drained_and_gone = [&] { return peer_gone(h.sender, {dev_, ino_}, pid_, name_, next_liveness_probe_) && !ready(); };
   if (d.expired()) {
     if (drained_and_gone()) throw_error(errc::closed, "receive", name_, "the sender is gone and the ring is empty");
     return false;

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -487,4 +488,21 @@ TEST_CASE("shm_ring: URI options choose sizes and open mode; bad ones are bad_ur
   CHECK(errc_of([&] { ipc::open_channel("shm:x?colour=blue", role::sender); }) == ipc::errc::bad_uri);
   CHECK(errc_of([&] { ipc::open_channel("shm:../etc", role::sender); }) == ipc::errc::bad_uri);
   CHECK(errc_of([&] { ipc::open_channel("shm:", role::sender); }) == ipc::errc::bad_uri);
+}
+
+TEST_CASE("shm_ring: a fork+exec'd child does not keep the roles it inherited", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  auto tx = std::make_unique<shm_ring>(n.name, role::sender);
+  auto c = ipc::test::spawn({"/bin/sleep", "30"});
+  tx.reset();  // the exec'd sleep still has the pid that inherited the sender, but not the mapping
+  std::vector<std::byte> buf;
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(errc_of([&] { rx.receive_for(buf, 10s); }) == ipc::errc::closed);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1500ms);
+  shm_ring again(n.name, role::sender);  // not refused on behalf of the sleeping program
+  again.send(ipc::as_bytes("x"));
+  CHECK(rx.receive_for(buf, 1s) == 1u);
+  c.kill(SIGKILL);
+  CHECK(c.wait(5s).signal == SIGKILL);
 }

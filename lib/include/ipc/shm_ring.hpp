@@ -95,6 +95,8 @@ class IPC_API shm_ring final : public channel {
   std::uint64_t cached_peer_index_ = 0;  // sender: last tail seen; receiver: last head seen
   pid_t pid_ = 0;                        // the pid this handle is registered under
   std::chrono::steady_clock::time_point next_liveness_probe_{};
+  std::uint64_t dev_ = 0;  // the segment's st_dev / st_ino, to find it in a holder's /proc/PID/maps
+  std::uint64_t ino_ = 0;
 };
 
 }  // namespace ipc
