@@ -107,6 +107,10 @@ order_graph& graph() {
 
 thread_local std::vector<std::uint32_t> t_held;
 
+// A forked child holds none of its parent's locks (a robust mutex is owned by a thread id), so
+// it must not inherit the forking thread's record of held ids.
+const int g_atfork_registered = ::pthread_atfork(nullptr, nullptr, [] { t_held.clear(); });
+
 }  // namespace
 
 // ---- robust_mutex ----------------------------------------------------------------------------
