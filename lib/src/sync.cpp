@@ -136,7 +136,6 @@ bool robust_mutex::finish_lock(int rc, const char* call) {
   switch (rc) {
     case 0:
       recovered_ = 0;
-      lock_order_checker::acquired(id_);
       return true;
     case EOWNERDEAD:
       // We hold the lock now. Make it consistent at once so that no path (an exception below,
@@ -147,7 +146,6 @@ bool robust_mutex::finish_lock(int rc, const char* call) {
       }
       owner_deaths_.fetch_add(1, std::memory_order_relaxed);
       recovered_ = 1;
-      lock_order_checker::acquired(id_);
       return true;
     case EBUSY:
     case ETIMEDOUT:
@@ -161,13 +159,21 @@ bool robust_mutex::finish_lock(int rc, const char* call) {
   }
 }
 
+// The checker is consulted once per acquisition: disabled, that is one relaxed atomic load.
 lock_result robust_mutex::lock() {
-  lock_order_checker::before_lock(id_);
+  const bool check = id_ != 0 && lock_order_checker::enabled();
+  if (check) lock_order_checker::before_lock(id_);
   finish_lock(::pthread_mutex_lock(&mutex_), "pthread_mutex_lock");
+  if (check) lock_order_checker::acquired(id_);
   return {recovered_ != 0};
 }
 
-bool robust_mutex::try_lock() { return finish_lock(::pthread_mutex_trylock(&mutex_), "pthread_mutex_trylock"); }
+bool robust_mutex::try_lock() {
+  const bool check = id_ != 0 && lock_order_checker::enabled();
+  bool ok = finish_lock(::pthread_mutex_trylock(&mutex_), "pthread_mutex_trylock");
+  if (ok && check) lock_order_checker::acquired(id_);
+  return ok;
+}
 
 bool robust_mutex::try_lock_until(const deadline& d) {
   if (d.is_never()) {
@@ -175,9 +181,12 @@ bool robust_mutex::try_lock_until(const deadline& d) {
     return true;
   }
   if (d.expired()) return try_lock();
-  lock_order_checker::before_lock(id_);
+  const bool check = id_ != 0 && lock_order_checker::enabled();
+  if (check) lock_order_checker::before_lock(id_);
   timespec ts = d.monotonic_timespec();
-  return finish_lock(::pthread_mutex_clocklock(&mutex_, CLOCK_MONOTONIC, &ts), "pthread_mutex_clocklock");
+  bool ok = finish_lock(::pthread_mutex_clocklock(&mutex_, CLOCK_MONOTONIC, &ts), "pthread_mutex_clocklock");
+  if (ok && check) lock_order_checker::acquired(id_);
+  return ok;
 }
 
 void robust_mutex::unlock() {

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstdint>
 #include <fstream>
@@ -459,4 +460,22 @@ TEST_CASE("lock_order_checker: says nothing when disabled", "[sync]") {
   std::unique_lock lb(b);
   CHECK_NOTHROW(a.lock());
   a.unlock();
+}
+
+// Run only by the next test, in a fresh ipc-tests process, to see the load-time setting.
+TEST_CASE("lock_order_checker: report the load-time setting", "[.lock_order_env]") {
+  std::printf("checker-enabled=%d\n", ipc::lock_order_checker::enabled() ? 1 : 0);
+  std::fflush(stdout);
+  SUCCEED();
+}
+
+TEST_CASE("lock_order_checker: IPC_LOCK_ORDER_CHECK turns it on or off at load time", "[sync]") {
+  auto self = ipc::test::build_path("tests/ipc-tests");
+  for (const char* v : {"0", "1"}) {
+    auto c = ipc::test::spawn({self, "[.lock_order_env]"}, {std::string("IPC_LOCK_ORDER_CHECK=") + v});
+    auto res = c.wait(30s);
+    INFO(res.report);
+    CHECK(res.exit_code == 0);
+    CHECK_THAT(res.report, Catch::Contains(std::string("checker-enabled=") + v));
+  }
 }
