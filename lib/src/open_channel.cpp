@@ -9,6 +9,8 @@ namespace ipc {
 std::unique_ptr<channel> open_channel(std::string_view uri_text, role r) {
   const auto uri = channel_uri::parse(uri_text);
   // One line per mechanism (its factory lives next to it).
+  if (uri.scheme == "pipe") return detail::open_pipe_uri(uri, r);
+  if (uri.scheme == "fifo") return detail::open_fifo_uri(uri, r);
   (void)r;
   throw_error(errc::bad_uri, "open_channel", uri_text, "scheme '" + uri.scheme + "' is not built into this library");
 }

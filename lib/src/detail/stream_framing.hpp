@@ -1,0 +1,76 @@
+// Messages over a byte stream (a pipe or a FIFO), shared by pipe_channel and fifo_channel.
+//
+//   detail::write_frame(fd, stream_framing::length_prefixed, msg, deadline::in(100ms), "pipe:fd=5");
+//   detail::frame_reader r(stream_framing::length_prefixed, 65536);
+//   std::vector<std::byte> out;
+//   if (r.read(fd, out, deadline::never(), "pipe:fd=4")) { /* one whole message */ }
+//
+// Length-prefixed frames are a 4-byte little-endian payload length followed by the
+// payload. Line frames are the payload followed by '\n' (the payload may not contain '\n').
+// Both fds must be O_NONBLOCK: waiting is done with poll() against the deadline.
+#pragma once
+
+#include <ipc/config.hpp>
+#include <ipc/deadline.hpp>
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace ipc::detail {
+
+enum class stream_framing { length_prefixed, lines };
+
+inline constexpr std::size_t frame_header_size = 4;
+inline constexpr std::size_t default_stream_max_message = 64 * 1024;
+inline constexpr std::size_t stream_max_message_limit = 16 * 1024 * 1024;
+
+/// Throws errc::bad_uri naming object unless 1 <= n <= stream_max_message_limit.
+IPC_API void check_stream_max_message(std::size_t n, std::string_view object);
+
+/// Bytes a message of `size` occupies on the stream.
+[[nodiscard]] constexpr std::size_t frame_size(stream_framing f, std::size_t size) noexcept {
+  return size + (f == stream_framing::length_prefixed ? frame_header_size : 1);
+}
+
+/// Writes one frame to the non-blocking stream fd. Frames of at most PIPE_BUF bytes go out in
+/// one write() (atomic: concurrent writers never interleave). Larger frames: when `d` has
+/// already expired on entry (try_send) the frame is written only if the stream is empty and
+/// the frame fits its capacity, so it never blocks and never leaves half a frame; otherwise
+/// it waits until writable within `d`, and once the first byte is out the rest is written
+/// even past `d`. Returns false (nothing written) on timeout. Throws errc::closed when no
+/// reader is left (SIGPIPE is blocked and consumed, never delivered), errc::corrupt for a
+/// line message containing '\n', std::system_error for other failures.
+IPC_API bool write_frame(int fd, stream_framing f, std::span<const std::byte> message, const deadline& d,
+                         std::string_view object);
+
+/// Buffered frame parser: reads as much as the stream holds, hands out one message per call.
+class IPC_API frame_reader {
+ public:
+  frame_reader(stream_framing f, std::size_t max_message);
+
+  /// Blocks until one whole message is in `out` (resized) or `d` passes (returns false).
+  /// Throws errc::closed at end of stream with nothing pending, errc::corrupt on a length
+  /// above max_message, an over-long line or a stream that ends inside a frame.
+  bool read(int fd, std::vector<std::byte>& out, const deadline& d, std::string_view object);
+  /// True when a whole message is already buffered (read() will not touch the fd).
+  [[nodiscard]] bool has_message() const noexcept;
+  /// Forgets everything buffered (after reopening the stream).
+  void reset() noexcept;
+
+ private:
+  bool take(std::vector<std::byte>& out, std::string_view object);
+  bool take_at_eof(std::vector<std::byte>& out, std::string_view object);
+  void make_room();
+
+  stream_framing framing_;
+  std::size_t max_message_;
+  std::vector<std::byte> buf_;
+  std::size_t head_ = 0;  // first unconsumed byte
+  std::size_t tail_ = 0;  // one past the last buffered byte
+  std::size_t scan_ = 0;  // lines: where the '\n' search resumes
+  std::size_t need_ = 0;  // bytes the current frame needs buffered from head_
+};
+
+}  // namespace ipc::detail
