@@ -44,9 +44,11 @@ Commands:
   rm [KIND:]NAME
                 Remove that object (and its key file). KIND: msgq, sem, sembuf, shm, fifo,
                 posix-shm, or a channel scheme (sem: also matches sembuf, shm: also posix-shm).
-  gc [--dry-run]
+  gc [--dry-run] [--prefix NAME]
                 Remove objects whose creator (or every recorded user) is dead and that nobody has
-                attached, orphan key files and dead daemons' status files; --dry-run only prints.
+                attached, orphan key files and dead daemons' status files; --dry-run only prints;
+                --prefix only considers objects whose name starts with NAME (POSIX segments in
+                /dev/shm are shared by every runtime directory).
   --help        This text.   --version   The version.
 
 Objects live in the runtime directory: $IPC_RUNTIME_DIR, else $RUNTIME_DIRECTORY, else /run/ipc
@@ -213,15 +215,22 @@ int cmd_rm(const std::vector<std::string_view>& args) {
 
 int cmd_gc(const std::vector<std::string_view>& args) {
   bool dry = false;
-  for (auto a : args) {
-    if (a == "--dry-run") dry = true;
-    else throw usage_error("gc: unknown argument " + std::string(a));
+  std::string_view prefix;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--dry-run") {
+      dry = true;
+    } else if (args[i] == "--prefix" && i + 1 < args.size()) {
+      prefix = args[++i];
+    } else {
+      throw usage_error("gc: unknown argument " + std::string(args[i]));
+    }
   }
   const auto dir = ipc::runtime_dir();
   const char* verb = dry ? "would remove " : "removed ";
   int rc = exit_ok;
   std::size_t count = 0;
   for (const auto& group : ipcctl::stale_groups(ipcctl::discover(dir))) {
+    if (!group.front().name.starts_with(prefix)) continue;
     try {
       if (!dry) ipcctl::remove_group(group);
       for (const auto& o : group) std::cout << verb << describe(o) << '\n';
@@ -232,7 +241,7 @@ int cmd_gc(const std::vector<std::string_view>& args) {
     }
   }
   for (const auto& e : ipcctl::read_status(dir)) {
-    if (e.alive) continue;
+    if (e.alive || (e.figures && !e.figures->channel.substr(e.figures->channel.find(':') + 1).starts_with(prefix))) continue;
     if (!dry && ::unlink(e.file.c_str()) != 0 && errno != ENOENT) {
       std::cerr << "ipcctl gc: unlink(" << e.file.string() << "): " << std::strerror(errno) << '\n';
       rc = exit_failure;

@@ -128,7 +128,7 @@ TEST_CASE("ipcctl: list shows a live process's queue and gc keeps it", "[ipcctl]
   REQUIRE(!row.empty());
   CHECK(line_with(l.report, {"msgq", name, std::to_string(::getpid()), "keep"}) != "");
 
-  auto g = ipcctl({"gc"});
+  auto g = ipcctl({"gc", "--prefix", name});
   INFO(g.report);
   CHECK(g.exit_code == 0);
   CHECK(g.report.find(name) == std::string::npos);
@@ -161,13 +161,13 @@ TEST_CASE("ipcctl: a queue left by a killed process is listed stale, gc --dry-ru
   REQUIRE(!row.empty());
   CHECK(line_with(l.report, {"msgq", name, dead_pid, "no", "stale"}) != "");
 
-  auto dry = ipcctl({"gc", "--dry-run"});
+  auto dry = ipcctl({"gc", "--dry-run", "--prefix", name});
   INFO(dry.report);
   CHECK(dry.exit_code == 0);
   CHECK(line_with(dry.report, {"would", "remove", "msgq"}).find(name) != std::string::npos);
   CHECK(line_with(ipcctl({"list"}).report, {"msgq", name}) != "");
 
-  auto gc = ipcctl({"gc"});
+  auto gc = ipcctl({"gc", "--prefix", name});
   INFO(gc.report);
   CHECK(gc.exit_code == 0);
   CHECK(line_with(gc.report, {"removed", "msgq"}).find(name) != std::string::npos);
@@ -202,7 +202,7 @@ TEST_CASE("ipcctl: a System V segment whose creator died unattached is collected
   CHECK(line_with(l.report, {"sysv-shm", dead_name, "no", "0", "stale"}) != "");
   CHECK(line_with(l.report, {"sysv-shm", held_name, "no", "1", "keep"}) != "");
 
-  auto gc = ipcctl({"gc"});
+  auto gc = ipcctl({"gc", "--prefix", "seg-"});
   INFO(gc.report);
   CHECK(gc.exit_code == 0);
   CHECK(gc.report.find(dead_name) != std::string::npos);
@@ -269,7 +269,7 @@ TEST_CASE("ipcctl: status shows a running daemon's figures and marks a dead one;
   CHECK(line_with(s.report, {"msgq:" + live_name, "consumer", std::to_string(::getpid()), "running", "4242"}) != "");
   CHECK(line_with(s.report, {"msgq:" + dead_name, "producer", std::to_string(dead), "dead", "17"}) != "");
 
-  auto gc = ipcctl({"gc"});
+  auto gc = ipcctl({"gc", "--prefix", "st-"});
   INFO(gc.report);
   CHECK(gc.exit_code == 0);
   CHECK(fs::exists(dir / ("msgq-" + live_name + ".consumer.status")));
