@@ -6,6 +6,7 @@
 #include "channel_pair.hpp"
 #include "pair_fifo.hpp"
 #include "pair_pipe.hpp"
+#include "pair_sem.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -22,7 +23,7 @@ using namespace std::chrono_literals;
 using namespace ipc::test;
 
 // Every channel kind the suite runs over: add a kind's pair here (and its include above).
-#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair
+#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, sem_pair
 
 namespace {
 
