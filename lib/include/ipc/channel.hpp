@@ -97,6 +97,10 @@ class IPC_API channel {
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   /// An fd that polls readable when receive() would not block, or -1 when the mechanism has none.
   [[nodiscard]] virtual int readable_fd() const noexcept { return -1; }
+  /// Ends this sender's stream on purpose: the receiver drains what was sent, then gets errc::closed.
+  /// Where closing the handle already says so (pipe, fifo: last writer gone) this does nothing extra;
+  /// a queue with no notion of writers (msgq) ends only by remove(). Throws std::system_error.
+  virtual void close() {}
   /// Destroys the underlying kernel object (no-op for anonymous pipes). Throws std::system_error.
   virtual void remove() {}
 

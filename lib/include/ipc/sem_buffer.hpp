@@ -57,7 +57,7 @@ class IPC_API sem_buffer : public channel {
 
   /// Sender: marks the stream ended (explicitly; the destructor does not); receivers drain what is left,
   /// then get errc::closed. Blocks only for the index mutex. Throws errc::closed if the objects were removed.
-  void close();
+  void close() override;
 
   [[nodiscard]] channel_limits limits() const override;
   [[nodiscard]] std::string_view kind() const noexcept override { return "sem"; }
