@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -94,7 +95,10 @@ int cmd_launch(const std::vector<std::string_view>& args) {
     if (a == "--duration") {
       o.duration_s = parse_number(a, value(), 0, 86400 * 365);
     } else if (a == "--rate") {
-      o.rate = parse_number(a, value(), 0, 1e9);
+      const auto v = value();
+      const double r = parse_number(a, v, 0, 1e9);
+      if (r != std::floor(r)) throw usage_error("--rate: '" + std::string(v) + "' is not a whole number of records/s");
+      o.rate = static_cast<std::uint64_t>(r);
     } else if (a == "--size") {
       o.size = static_cast<std::size_t>(parse_number(a, value(), 1, 1 << 20));
     } else if (a == "--interval") {

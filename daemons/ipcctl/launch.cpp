@@ -134,7 +134,7 @@ class launcher {
       p.kind = kind;
       p.uri = launch_uri(kind, o.prefix);
       p.producer.role = "producer";
-      p.producer.argv = {producer.string(), "--channel", p.uri, "--rate", fmt(o.rate, 3),
+      p.producer.argv = {producer.string(), "--channel", p.uri, "--rate", std::to_string(o.rate),
                          "--size", std::to_string(o.size), "--stats-interval", interval};
       if (kind == "pipe") {
         for (const char* a : {"--sink", "null", "--stats-interval"}) {

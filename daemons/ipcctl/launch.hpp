@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,7 @@ namespace ipcctl {
 struct launch_options {
   std::vector<std::string> kinds;  ///< pipe, fifo, msgq, sem, shm
   double duration_s = 5;           ///< 0: until SIGINT/SIGTERM
-  double rate = 0;                 ///< records/s per producer, 0 = as fast as the channel goes
+  std::uint64_t rate = 0;          ///< records/s per producer, 0 = as fast as the channel goes
   std::size_t size = 64;           ///< payload bytes
   double interval_s = 1;           ///< stats interval (and table refresh)
   std::string prefix = "demo";     ///< object names: PREFIX-fifo, PREFIX-msgq, …

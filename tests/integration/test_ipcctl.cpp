@@ -84,6 +84,7 @@ TEST_CASE("ipcctl: bad arguments exit with status 2 and say what was wrong", "[i
       {{"launch", "msgq", "--duration"}, "needs a value"},
       {{"launch", "msgq", "--duration", "soon"}, "not a number"},
       {{"launch", "msgq", "--rate", "-5"}, "not a number"},
+      {{"launch", "msgq", "--rate", "2.5"}, "whole number"},
       {{"launch", "msgq", "--size", "0"}, "not a number"},
       {{"launch", "msgq", "--prefix", "../etc"}, "plain name"},
       {{"launch", "msgq", "--colour", "blue"}, "unknown option"},
