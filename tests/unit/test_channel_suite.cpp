@@ -5,6 +5,7 @@
 
 #include "channel_pair.hpp"
 #include "pair_fifo.hpp"
+#include "pair_msgq.hpp"
 #include "pair_pipe.hpp"
 #include "pair_sem.hpp"
 #include "test_support.hpp"
@@ -23,7 +24,7 @@ using namespace std::chrono_literals;
 using namespace ipc::test;
 
 // Every channel kind the suite runs over: add a kind's pair here (and its include above).
-#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, sem_pair
+#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, sem_pair, msgq_pair
 
 namespace {
 
