@@ -8,6 +8,7 @@
 #include "pair_msgq.hpp"
 #include "pair_pipe.hpp"
 #include "pair_sem.hpp"
+#include "pair_shm.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -24,7 +25,7 @@ using namespace std::chrono_literals;
 using namespace ipc::test;
 
 // Every channel kind the suite runs over: add a kind's pair here (and its include above).
-#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, sem_pair, msgq_pair
+#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, msgq_pair, sem_pair, shm_pair
 
 namespace {
 

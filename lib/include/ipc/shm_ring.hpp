@@ -1,0 +1,102 @@
+// The fast channel: a ring buffer of variable-length messages in POSIX shared
+// memory (/dev/shm/libipc.NAME), one sender and one receiver, lock-free on the
+// fast path, spin-then-futex when it has to wait.
+//
+//   ipc::shm_ring tx("demo", ipc::role::sender);             // open_or_create, 1 MiB ring
+//   ipc::shm_ring rx("demo", ipc::role::receiver);
+//   tx.send(ipc::as_bytes("hello"));
+//   std::vector<std::byte> buf;
+//   rx.receive(buf);                                          // "hello"
+//   rx.remove();                                              // unlink the name; mappings stay valid
+//
+// Or by URI: ipc::open_channel("shm:demo?capacity=4M&max_message=64K", ipc::role::receiver).
+// One attached sender and one attached receiver at a time: a second one is refused
+// (EBUSY, naming the pid that holds the role) unless the holder is dead. A fork()
+// shares the caller's endpoints with the child (see docs/shm_ring.md).
+#pragma once
+
+#include <ipc/channel.hpp>
+#include <ipc/config.hpp>
+#include <ipc/uri.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ipc {
+
+namespace detail {
+struct ring_header;
+struct shm_mapping;
+}  // namespace detail
+
+/// How a ring is made when this call creates it (an opener adopts the existing ring's sizes).
+struct shm_ring_options {
+  std::size_t capacity = std::size_t{1} << 20;      ///< ring bytes: a power of two, 4 KiB … 1 GiB
+  std::size_t max_message = std::size_t{64} << 10;  ///< at most capacity / 2 - 8
+  mode_t mode = 0600;                               ///< permissions of a new segment
+  open_mode open = open_mode::open_or_create;
+};
+
+class IPC_API shm_ring final : public channel {
+ public:
+  /// Creates and/or attaches the ring "NAME" (a plain name) as `r`. Blocks at most ~2 s for a
+  /// concurrent creator to finish. Throws errc::bad_uri (bad name or sizes), errc::not_owner,
+  /// errc::incompatible, errc::corrupt, std::system_error (EBUSY: the role is held by a live pid;
+  /// EEXIST/ENOENT for create_only/open_only).
+  shm_ring(std::string_view name, role r, const shm_ring_options& options = {});
+  /// Detaches: a sender marks the ring closed for the receiver (which drains first), and vice versa.
+  ~shm_ring() override;
+  shm_ring(const shm_ring&) = delete;
+  shm_ring& operator=(const shm_ring&) = delete;
+
+  /// Capacity and max message size of the attached ring. Never blocks, never throws.
+  [[nodiscard]] channel_limits limits() const override;
+  /// "shm".
+  [[nodiscard]] std::string_view kind() const noexcept override { return "shm"; }
+  /// Unlinks /dev/shm/libipc.NAME (absent is fine); attached handles keep working.
+  /// Throws std::system_error naming the object.
+  void remove() override;
+  /// Unlinks the ring "NAME" without attaching. Returns false if it did not exist.
+  /// Throws std::system_error naming the object.
+  static bool remove(std::string_view name);
+
+  /// The POSIX shared-memory name, "libipc.NAME".
+  [[nodiscard]] static std::string shm_name(std::string_view name);
+
+ protected:
+  bool do_send(std::span<const std::byte> message, const deadline& d) override;
+  bool do_receive(std::vector<std::byte>& out, const deadline& d) override;
+
+ private:
+  friend struct shm_ring_fork_registry;
+
+  bool wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d);
+  bool wait_for_data(std::uint64_t tail, const deadline& d);
+  [[noreturn]] void corrupt(const std::string& what) const;
+  void check_indices(std::uint64_t head, std::uint64_t tail) const;
+  enum class fork_step { prepare, failed, child };
+  void on_fork(fork_step step) noexcept;
+
+  std::string base_name_;
+  role role_;
+  std::unique_ptr<detail::shm_mapping> map_;
+  detail::ring_header* hdr_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t mask_ = 0;
+  std::uint64_t cached_peer_index_ = 0;  // sender: last tail seen; receiver: last head seen
+  pid_t pid_ = 0;                        // the pid this handle is registered under
+  std::chrono::steady_clock::time_point next_liveness_probe_{};
+  std::uint64_t dev_ = 0;  // the segment's st_dev / st_ino, to find it in a holder's /proc/PID/maps
+  std::uint64_t ino_ = 0;
+};
+
+}  // namespace ipc

@@ -1,0 +1,33 @@
+// Cross-process futex waits and wakes on a 32-bit word in shared memory.
+//
+//   std::uint32_t seen = word.load();
+//   if (!condition()) detail::futex_wait(word, seen, deadline_slice, object);
+//   ...  // the other side: change the condition, then ++word; futex_wake(word, 1, object)
+//
+// No FUTEX_PRIVATE_FLAG: the word lives in a MAP_SHARED mapping used by
+// several processes. Deadlines are absolute CLOCK_MONOTONIC (FUTEX_WAIT_BITSET
+// measures them on CLOCK_MONOTONIC unless FUTEX_CLOCK_REALTIME is given), so
+// a retry after EINTR waits only for the time left.
+#pragma once
+
+#include <ipc/deadline.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+namespace ipc::detail {
+
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+/// Sleeps while word == expected, until woken or `until` passes (never(): no time limit).
+/// Returns false only when `until` passed; true when woken, when the word already differed, or on
+/// EINTR (the caller re-checks its condition and calls again). Throws std::system_error naming object.
+bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, const deadline& until,
+                std::string_view object);
+
+/// Wakes up to `count` processes sleeping on word. Never blocks. Throws std::system_error naming object.
+void futex_wake(const std::atomic<std::uint32_t>& word, int count, std::string_view object);
+
+}  // namespace ipc::detail

@@ -1,0 +1,508 @@
+#include <ipc/error.hpp>
+#include <ipc/shm_ring.hpp>
+#include <ipc/unique_fd.hpp>
+
+#include "pair_shm.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using ipc::role;
+using ipc::shm_ring;
+using ipc::shm_ring_options;
+
+namespace {
+
+// Unlinks the test's ring whatever happens.
+struct ring_name {
+  std::string name = ipc::test::unique_name("shmring");
+  ring_name() = default;
+  ring_name(const ring_name&) = delete;
+  ring_name& operator=(const ring_name&) = delete;
+  ~ring_name() {
+    try {
+      shm_ring::remove(name);
+    } catch (...) {
+    }
+  }
+  [[nodiscard]] std::string path() const { return "/dev/shm/" + shm_ring::shm_name(name); }
+};
+
+// A raw read-write mapping of a ring, for planting corruption. Layout v1 offsets
+// (static_asserted in shm_ring.cpp): magic 4, capacity 40, head 64, tail 128, data 576.
+struct raw_mapping {
+  ipc::unique_fd fd;
+  void* base = MAP_FAILED;
+  std::size_t size = 0;
+
+  explicit raw_mapping(const std::string& path) : fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW)) {
+    REQUIRE(fd);
+    struct stat st {};
+    REQUIRE(::fstat(fd.get(), &st) == 0);
+    size = static_cast<std::size_t>(st.st_size);
+    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    REQUIRE(base != MAP_FAILED);
+  }
+  raw_mapping(const raw_mapping&) = delete;
+  raw_mapping& operator=(const raw_mapping&) = delete;
+  ~raw_mapping() {
+    if (base != MAP_FAILED) ::munmap(base, size);
+  }
+  template <typename T>
+  void put(std::size_t offset, T value) {
+    REQUIRE(offset + sizeof value <= size);
+    std::memcpy(static_cast<char*>(base) + offset, &value, sizeof value);
+  }
+  template <typename T>
+  T get(std::size_t offset) {
+    T v{};
+    REQUIRE(offset + sizeof v <= size);
+    std::memcpy(&v, static_cast<char*>(base) + offset, sizeof v);
+    return v;
+  }
+};
+constexpr std::size_t magic_at = 4, head_at = 64, tail_at = 128, data_at = 576;
+
+std::vector<std::byte> pattern(std::uint64_t seq, std::size_t len) {
+  std::vector<std::byte> v(len);
+  for (std::size_t i = 0; i < len; ++i) v[i] = static_cast<std::byte>((seq * 131 + i * 7) & 0xff);
+  return v;
+}
+
+shm_ring_options small_ring() {
+  shm_ring_options o;
+  o.capacity = 4096;
+  o.max_message = 2040;  // capacity / 2 - 8
+  return o;
+}
+
+template <typename F>
+ipc::errc errc_of(F&& f) {
+  try {
+    f();
+  } catch (const std::system_error& e) {
+    if (e.code().category() == ipc::category()) return static_cast<ipc::errc>(e.code().value());
+    FAIL("unexpected system error: " << e.what());
+  }
+  FAIL("no exception");
+  return ipc::errc{};
+}
+
+}  // namespace
+
+TEST_CASE("shm_ring: messages of 0, 1 and max_message bytes round-trip intact", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver, small_ring());
+  shm_ring tx(n.name, role::sender);
+  CHECK(tx.limits().max_message_size == 2040);
+  CHECK(tx.limits().capacity_bytes == 4096);
+  CHECK(rx.kind() == "shm");
+  CHECK(rx.readable_fd() == -1);
+  std::vector<std::byte> buf;
+  for (std::size_t len : {std::size_t{0}, std::size_t{1}, std::size_t{2040}}) {
+    tx.send(pattern(len, len));
+    REQUIRE(rx.receive_for(buf, 1s) == len);
+    CHECK(buf == pattern(len, len));
+  }
+  CHECK_FALSE(rx.try_receive(buf));
+  CHECK(errc_of([&] { tx.send(std::vector<std::byte>(2041)); }) == ipc::errc::message_too_large);
+}
+
+TEST_CASE("shm_ring: 100k messages of random sizes wrap a small ring intact and in order", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver, small_ring());
+  shm_ring tx(n.name, role::sender);
+  constexpr std::uint64_t count = 100'000;
+  std::exception_ptr failed;
+  std::thread producer([&] {
+    try {
+      std::mt19937 rng(42);
+      std::uniform_int_distribution<std::size_t> size(0, 2040);
+      for (std::uint64_t i = 0; i < count; ++i) {
+        if (!tx.send_for(pattern(i, size(rng)), 10s)) throw std::runtime_error("send_for timed out");
+      }
+    } catch (...) {
+      failed = std::current_exception();
+    }
+  });
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<std::size_t> size(0, 2040);
+  std::vector<std::byte> buf;
+  std::uint64_t bad = 0, received = 0;
+  for (; received < count; ++received) {
+    if (!rx.receive_for(buf, 10s)) break;
+    if (buf != pattern(received, size(rng))) ++bad;
+  }
+  producer.join();
+  if (failed) std::rethrow_exception(failed);
+  CHECK(received == count);
+  CHECK(bad == 0);
+  CHECK(rx.counters().messages_received == count);
+}
+
+TEST_CASE("shm_ring: receive_for and send_for return after their timeout, not before", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver, small_ring());
+  shm_ring tx(n.name, role::sender);
+  std::vector<std::byte> buf;
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(rx.receive_for(buf, 100ms));
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took >= 95ms);
+  CHECK(took < 2s);
+
+  const auto msg = pattern(1, 1000);
+  int sent = 0;
+  while (tx.try_send(msg)) ++sent;
+  CHECK(sent == 4);  // 4 records of 1008 bytes fill 4096
+  t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(tx.send_for(msg, 100ms));
+  took = std::chrono::steady_clock::now() - t0;
+  CHECK(took >= 95ms);
+  CHECK(took < 2s);
+  CHECK(tx.counters().send_timeouts == 2);
+  REQUIRE(rx.try_receive(buf));
+  CHECK(tx.send_for(msg, 100ms));
+}
+
+TEST_CASE("shm_ring: 100000 messages cross processes in order, then closed", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  auto c = ipc::test::fork_child([&](ipc::test::reporter&) {
+    shm_ring tx(n.name, role::sender, {.capacity = 1 << 20, .max_message = 64 << 10, .mode = 0600,
+                                       .open = ipc::open_mode::open_only});
+    for (std::uint64_t i = 0; i < 100'000; ++i) {
+      if (!tx.send_for(pattern(i, 8 + i % 200), 10s)) return 1;
+    }
+    return 0;
+  });
+  std::vector<std::byte> buf;
+  std::uint64_t i = 0, bad = 0;
+  for (; i < 100'000; ++i) {
+    if (!rx.receive_for(buf, 10s)) break;
+    if (buf != pattern(i, 8 + i % 200)) ++bad;
+  }
+  CHECK(i == 100'000);
+  CHECK(bad == 0);
+  auto res = c.wait(10s);
+  CHECK(res.exit_code == 0);
+  CHECK(errc_of([&] { rx.receive_for(buf, 5s); }) == ipc::errc::closed);
+}
+
+TEST_CASE("shm_ring: a receiver waiting on a SIGKILLed sender gets closed within a second", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    shm_ring tx(n.name, role::sender);
+    tx.send(ipc::as_bytes("last words"));
+    r.say("ready");
+    ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("ready", 10s));
+  std::vector<std::byte> buf;
+  REQUIRE(rx.receive_for(buf, 5s));
+  CHECK(ipc::as_text(buf) == "last words");
+  std::thread killer([&] {
+    std::this_thread::sleep_for(200ms);
+    c.kill(SIGKILL);
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  ipc::errc e{};
+  try {
+    rx.receive_for(buf, 10s);
+  } catch (const std::system_error& ex) {
+    e = static_cast<ipc::errc>(ex.code().value());
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  killer.join();
+  CHECK(e == ipc::errc::closed);
+  CHECK(took < 1500ms);
+  CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+TEST_CASE("shm_ring: a sender blocked on a full ring gets closed when the receiver is SIGKILLed",
+          "[shm_ring]") {
+  ring_name n;
+  shm_ring tx(n.name, role::sender, small_ring());
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    shm_ring rx(n.name, role::receiver);
+    r.say("ready");
+    ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("ready", 10s));
+  const auto msg = pattern(0, 1000);
+  while (tx.try_send(msg)) {
+  }
+  std::thread killer([&] {
+    std::this_thread::sleep_for(200ms);
+    c.kill(SIGKILL);
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(errc_of([&] { tx.send_for(msg, 10s); }) == ipc::errc::closed);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1500ms);
+  killer.join();
+  CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+TEST_CASE("shm_ring: a second sender is refused naming the pid that holds the role", "[shm_ring]") {
+  ring_name n;
+  shm_ring tx(n.name, role::sender);
+  try {
+    shm_ring second(n.name, role::sender);
+    FAIL("second sender attached");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::device_or_resource_busy);
+    CHECK_THAT(e.what(), Catch::Contains("shm:" + n.name) && Catch::Contains("pid " + std::to_string(::getpid())));
+  }
+  shm_ring rx(n.name, role::receiver);  // the other role is free
+  CHECK_THROWS_AS(shm_ring(n.name, role::receiver), std::system_error);
+}
+
+TEST_CASE("shm_ring: a dead sender's role is taken over by a new sender", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  auto c = ipc::test::fork_child([&](ipc::test::reporter&) -> int {
+    shm_ring tx(n.name, role::sender);
+    tx.send(ipc::as_bytes("before the crash"));
+    ::_exit(0);  // no destructor: the role is left to a dead pid
+  });
+  REQUIRE(c.wait(10s).exit_code == 0);
+  shm_ring tx(n.name, role::sender);
+  tx.send(ipc::as_bytes("after"));
+  std::vector<std::byte> buf;
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(ipc::as_text(buf) == "before the crash");
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(ipc::as_text(buf) == "after");
+}
+
+TEST_CASE("shm_ring: corrupt head, tail or record length gives corrupt, never a crash", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver, small_ring());
+  shm_ring tx(n.name, role::sender);
+  raw_mapping raw(n.path());
+  std::vector<std::byte> buf;
+  tx.send(pattern(0, 16));
+
+  SECTION("misaligned head") {
+    raw.put<std::uint64_t>(head_at, 3);
+    CHECK(errc_of([&] { rx.try_receive(buf); }) == ipc::errc::corrupt);
+    CHECK(errc_of([&] { tx.try_send(pattern(1, 8)); }) == ipc::errc::corrupt);
+  }
+  SECTION("head more than a capacity ahead of tail") {
+    raw.put<std::uint64_t>(head_at, 4096 + 64);
+    CHECK(errc_of([&] { rx.try_receive(buf); }) == ipc::errc::corrupt);
+    CHECK(errc_of([&] { tx.try_send(pattern(1, 8)); }) == ipc::errc::corrupt);
+  }
+  SECTION("tail past head") {
+    raw.put<std::uint64_t>(tail_at, 1024);
+    CHECK(errc_of([&] { rx.try_receive(buf); }) == ipc::errc::corrupt);
+  }
+  SECTION("length beyond max_message") {
+    raw.put<std::uint32_t>(data_at, 1'000'000);
+    try {
+      rx.try_receive(buf);
+      FAIL("no exception");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == ipc::errc::corrupt);
+      CHECK_THAT(e.what(), Catch::Contains("shm:" + n.name) && Catch::Contains("1000000"));
+    }
+  }
+  SECTION("length running past head") {
+    raw.put<std::uint32_t>(data_at, 2000);
+    CHECK(errc_of([&] { rx.try_receive(buf); }) == ipc::errc::corrupt);
+  }
+  SECTION("wrap marker with nothing after it") {
+    raw.put<std::uint32_t>(data_at, 0xffffffffU);
+    CHECK(errc_of([&] { rx.try_receive(buf); }) == ipc::errc::corrupt);
+  }
+}
+
+TEST_CASE("shm_ring: wrong magic, empty or truncated segments are incompatible", "[shm_ring]") {
+  ring_name n;
+  SECTION("wrong magic") {
+    { shm_ring tx(n.name, role::sender); }
+    raw_mapping raw(n.path());
+    raw.put<std::uint32_t>(magic_at, 0x12345678);
+    CHECK(errc_of([&] { shm_ring rx(n.name, role::receiver); }) == ipc::errc::incompatible);
+  }
+  SECTION("truncated below its recorded size") {
+    { shm_ring tx(n.name, role::sender, small_ring()); }
+    {
+      raw_mapping raw(n.path());
+      REQUIRE(::ftruncate(raw.fd.get(), 1000) == 0);
+    }
+    CHECK(errc_of([&] { shm_ring rx(n.name, role::receiver); }) == ipc::errc::incompatible);
+  }
+  SECTION("capacity not matching the recorded size") {
+    { shm_ring tx(n.name, role::sender, small_ring()); }
+    raw_mapping raw(n.path());
+    raw.put<std::uint64_t>(40, 8192);
+    CHECK(errc_of([&] { shm_ring rx(n.name, role::receiver); }) == ipc::errc::incompatible);
+  }
+  SECTION("never sized by its creator") {
+    ipc::unique_fd fd(::open(n.path().c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    REQUIRE(fd);
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(errc_of([&] { shm_ring rx(n.name, role::receiver); }) == ipc::errc::incompatible);
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  }
+}
+
+TEST_CASE("shm_ring: a segment with a foreign owner or world-writable mode is refused", "[shm_ring]") {
+  ring_name n;
+  { shm_ring tx(n.name, role::sender); }
+  SECTION("world-writable") {
+    REQUIRE(::chmod(n.path().c_str(), 0666) == 0);
+    CHECK(errc_of([&] { shm_ring rx(n.name, role::receiver); }) == ipc::errc::not_owner);
+  }
+  SECTION("owned by uid 65534") {
+    if (::geteuid() != 0) {
+      WARN("not root: cannot give the segment to another user");
+      return;
+    }
+    REQUIRE(::chown(n.path().c_str(), 65534, 65534) == 0);
+    try {
+      shm_ring rx(n.name, role::receiver);
+      FAIL("attached a foreign segment");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == ipc::errc::not_owner);
+      CHECK_THAT(e.what(), Catch::Contains(n.path()) && Catch::Contains("65534"));
+    }
+  }
+}
+
+TEST_CASE("shm_ring: new segments get mode 0600 unless asked", "[shm_ring]") {
+  ring_name n;
+  struct stat st {};
+  {
+    shm_ring tx(n.name, role::sender);
+    REQUIRE(::stat(n.path().c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+  }
+  shm_ring::remove(n.name);
+  auto ch = ipc::open_channel("shm:" + n.name + "?mode=0640", role::sender);
+  REQUIRE(::stat(n.path().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0640);
+}
+
+TEST_CASE("shm_ring: a restarted sender is heard by the same receiver after closed", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  std::vector<std::byte> buf;
+  {
+    shm_ring tx(n.name, role::sender);
+    tx.send(ipc::as_bytes("one"));
+    tx.send(ipc::as_bytes("two"));
+  }
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(ipc::as_text(buf) == "one");
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(ipc::as_text(buf) == "two");
+  CHECK(errc_of([&] { rx.receive_for(buf, 1s); }) == ipc::errc::closed);
+  CHECK(errc_of([&] { rx.try_receive(buf); }) == ipc::errc::closed);
+  shm_ring tx(n.name, role::sender);
+  CHECK_FALSE(rx.receive_for(buf, 50ms));  // open again: a timeout, not closed
+  tx.send(ipc::as_bytes("three"));
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(ipc::as_text(buf) == "three");
+}
+
+TEST_CASE("shm_ring: a sender with no receiver yet fills the ring instead of failing", "[shm_ring]") {
+  ring_name n;
+  shm_ring tx(n.name, role::sender, small_ring());
+  int sent = 0;
+  while (tx.try_send(pattern(0, 100))) ++sent;
+  CHECK(sent == 4096 / 112);
+  shm_ring rx(n.name, role::receiver);
+  std::vector<std::byte> buf;
+  int got = 0;
+  while (rx.try_receive(buf)) ++got;
+  CHECK(got == sent);
+}
+
+TEST_CASE("shm_ring: a forked child keeps the sender it inherited", "[shm_ring]") {
+  auto p = ipc::test::shm_pair::make();
+  auto c = ipc::test::fork_child([&](ipc::test::reporter&) {
+    p.receiver.reset();
+    for (int i = 0; i < 1000; ++i) p.sender->send(pattern(static_cast<std::uint64_t>(i), 32));
+    std::this_thread::sleep_for(100ms);
+    return 0;  // _exit: no destructor; the child's death closes the ring
+  });
+  p.sender.reset();  // the parent's copy goes, the child still holds the role
+  std::vector<std::byte> buf;
+  int got = 0;
+  for (; got < 1000; ++got) {
+    if (!p.receiver->receive_for(buf, 10s) || buf != pattern(static_cast<std::uint64_t>(got), 32)) break;
+  }
+  CHECK(got == 1000);
+  CHECK(errc_of([&] { p.receiver->receive_for(buf, 10s); }) == ipc::errc::closed);
+  CHECK(c.wait(5s).exit_code == 0);
+}
+
+TEST_CASE("shm_ring: URI options choose sizes and open mode; bad ones are bad_uri", "[shm_ring]") {
+  ring_name n;
+  {
+    auto rx = ipc::open_channel("shm:" + n.name + "?capacity=64K&max_message=1K", role::receiver);
+    CHECK(rx->limits().capacity_bytes == 65536);
+    CHECK(rx->limits().max_message_size == 1024);
+    CHECK(rx->kind() == "shm");
+    auto tx = ipc::open_channel("shm:" + n.name + "?open=open_only", role::sender);
+    CHECK(tx->limits().capacity_bytes == 65536);  // an opener adopts the existing sizes
+    try {
+      ipc::open_channel("shm:" + n.name + "?open=create_only", role::receiver);
+      FAIL("create_only opened an existing ring");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == std::errc::file_exists);
+      CHECK_THAT(e.what(), Catch::Contains(n.path()));
+    }
+  }
+  shm_ring::remove(n.name);
+  try {
+    ipc::open_channel("shm:" + n.name + "?open=open_only", role::receiver);
+    FAIL("open_only created a ring");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::no_such_file_or_directory);
+  }
+  CHECK(errc_of([&] { ipc::open_channel("shm:" + n.name + "?capacity=1000", role::sender); }) == ipc::errc::bad_uri);
+  CHECK(errc_of([&] { ipc::open_channel("shm:x?capacity=4K&max_message=2K", role::sender); }) == ipc::errc::bad_uri);
+  CHECK(errc_of([&] { ipc::open_channel("shm:x?colour=blue", role::sender); }) == ipc::errc::bad_uri);
+  CHECK(errc_of([&] { ipc::open_channel("shm:../etc", role::sender); }) == ipc::errc::bad_uri);
+  CHECK(errc_of([&] { ipc::open_channel("shm:", role::sender); }) == ipc::errc::bad_uri);
+}
+
+TEST_CASE("shm_ring: a fork+exec'd child does not keep the roles it inherited", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  auto tx = std::make_unique<shm_ring>(n.name, role::sender);
+  auto c = ipc::test::spawn({"/bin/sleep", "30"});
+  tx.reset();  // the exec'd sleep still has the pid that inherited the sender, but not the mapping
+  std::vector<std::byte> buf;
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(errc_of([&] { rx.receive_for(buf, 10s); }) == ipc::errc::closed);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1500ms);
+  shm_ring again(n.name, role::sender);  // not refused on behalf of the sleeping program
+  again.send(ipc::as_bytes("x"));
+  CHECK(rx.receive_for(buf, 1s) == 1u);
+  c.kill(SIGKILL);
+  CHECK(c.wait(5s).signal == SIGKILL);
+}
