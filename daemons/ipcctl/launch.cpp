@@ -76,6 +76,8 @@ fs::path find_daemon(const std::string& name) {
 struct figures {
   std::optional<stats> last;
   stats base;
+  // Latency of the last interval that measured any (the final line after a drain often has none).
+  std::optional<std::pair<double, double>> latency;
 
   void take(const stats& s) {
     if (last && last->pid != s.pid) {
@@ -88,6 +90,7 @@ struct figures {
       base.restarts += last->restarts;
     }
     last = s;
+    if (s.p50_us > 0 || s.p99_us > 0) latency = std::pair{s.p50_us, s.p99_us};
   }
   [[nodiscard]] std::uint64_t records() const { return base.records + (last ? last->records : 0); }
   [[nodiscard]] std::uint64_t bytes() const { return base.bytes + (last ? last->bytes : 0); }
@@ -510,7 +513,8 @@ class launcher {
       double rate = summary ? (elapsed > 0 ? static_cast<double>(x.received) / elapsed : 0) : (last ? last->rate : 0);
       double mbps = summary ? (elapsed > 0 ? static_cast<double>(x.bytes) / elapsed / 1e6 : 0) : (last ? last->mbps : 0);
       t.add({p.uri, std::to_string(x.sent), std::to_string(x.received), fmt(rate, 0), fmt(mbps, 2),
-             last ? fmt(last->p50_us, 1) : "-", last ? fmt(last->p99_us, 1) : "-", std::to_string(x.lost + x.undelivered),
+             p.received.latency ? fmt(p.received.latency->first, 1) : "-",
+             p.received.latency ? fmt(p.received.latency->second, 1) : "-", std::to_string(x.lost + x.undelivered),
              std::to_string(x.dup), std::to_string(x.reorder), std::to_string(x.corrupt), std::to_string(x.restarts),
              state_text(p)});
       all.sent += x.sent;
@@ -545,7 +549,8 @@ class launcher {
       const stats* last = p.received.last ? &*p.received.last : nullptr;
       std::cout << "t=" << fmt(elapsed, 1) << "s " << p.uri << " sent=" << x.sent << " received=" << x.received
                 << " rec/s=" << (last ? fmt(last->rate, 0) : "-") << " MB/s=" << (last ? fmt(last->mbps, 2) : "-")
-                << " p50_us=" << (last ? fmt(last->p50_us, 1) : "-") << " p99_us=" << (last ? fmt(last->p99_us, 1) : "-")
+                << " p50_us=" << (p.received.latency ? fmt(p.received.latency->first, 1) : "-")
+                << " p99_us=" << (p.received.latency ? fmt(p.received.latency->second, 1) : "-")
                 << " lost=" << x.lost << " corrupt=" << x.corrupt << " restarts=" << x.restarts << " state=" << state_text(p)
                 << '\n';
     }
