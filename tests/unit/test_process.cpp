@@ -1,0 +1,422 @@
+// ipc::process and ipc::process_pool: real fork/exec/pidfd, real pipe_channel workers.
+#include <ipc/error.hpp>
+#include <ipc/process.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+using Catch::Contains;
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+// True once `pid` is neither running nor a zombie of ours: waitpid says it is not our child.
+bool reaped(pid_t pid) {
+  int st = 0;
+  return ::waitpid(pid, &st, WNOHANG) < 0 && errno == ECHILD;
+}
+
+// Waits (bounded) until /proc/<pid> is gone: the process has ended and someone reaped it.
+bool gone_within(pid_t pid, std::chrono::milliseconds limit) {
+  auto until = steady::now() + limit;
+  while (std::filesystem::exists("/proc/" + std::to_string(pid))) {
+    if (steady::now() >= until) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+std::string read_all(int fd, std::chrono::milliseconds limit) {
+  std::string out;
+  auto until = steady::now() + limit;
+  char buf[256];
+  while (steady::now() < until) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      break;
+    }
+  }
+  return out;
+}
+
+struct pipe_pair {
+  ipc::unique_fd rd, wr;
+  pipe_pair() {
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    rd.reset(fds[0]);
+    wr.reset(fds[1]);
+  }
+};
+
+int square(int x) { return x * x; }
+
+int throws_on_negative(int x) {
+  if (x < 0) throw std::invalid_argument("negative input " + std::to_string(x));
+  return x;
+}
+
+int kill_self_on_13(int x) {
+  if (x == 13) ::raise(SIGKILL);
+  return x + 1;
+}
+
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+struct point {
+  double x;
+  double y;
+};
+struct norm_result {
+  double length2;
+  int quadrant;
+};
+norm_result describe_point(point p) {
+  int q = p.x >= 0 ? (p.y >= 0 ? 1 : 4) : (p.y >= 0 ? 2 : 3);
+  return {p.x * p.x + p.y * p.y, q};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// process
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("process: fork runs the callable and join returns its exit code", "[process]") {
+  auto p = ipc::process::fork([] { return 7; });
+  REQUIRE(p.pid() > 0);
+  auto s = p.join_for(10s);
+  REQUIRE(s);
+  CHECK(s->exited());
+  CHECK(s->code == 7);
+  CHECK_FALSE(s->success());
+  CHECK(s->to_string() == "exited with code 7");
+  CHECK(reaped(p.pid()));
+  // A second join returns the same status.
+  CHECK(p.join() == *s);
+}
+
+TEST_CASE("process: a void callable exits 0 and a throwing one exits 70", "[process]") {
+  int counter = 0;
+  auto ok = ipc::process::fork([&counter] { ++counter; });
+  auto s = ok.join_for(10s);
+  REQUIRE(s);
+  CHECK(s->success());
+  CHECK(counter == 0);  // the increment happened in the child's copy
+
+  pipe_pair err;
+  auto bad = ipc::process::fork([&err]() -> int {
+    ::dup2(err.wr.get(), STDERR_FILENO);
+    throw std::runtime_error("boom in the child");
+  });
+  err.wr.reset();
+  auto s2 = bad.join_for(10s);
+  REQUIRE(s2);
+  CHECK(s2->code == 70);
+  CHECK_THAT(read_all(err.rd.get(), 5s), Contains("boom in the child"));
+}
+
+TEST_CASE("process: exec of /bin/true exits 0 and /bin/false exits 1", "[process]") {
+  auto t = ipc::process::exec({"/bin/true"});
+  auto f = ipc::process::exec({"/bin/false"});
+  auto st = t.join_for(10s);
+  auto sf = f.join_for(10s);
+  REQUIRE(st);
+  REQUIRE(sf);
+  CHECK(st->success());
+  CHECK(sf->code == 1);
+  // A bare name is searched in PATH.
+  auto bare = ipc::process::exec({"true"});
+  auto sb = bare.join_for(10s);
+  REQUIRE(sb);
+  CHECK(sb->success());
+}
+
+TEST_CASE("process: exec of a missing program throws naming execve and the path", "[process]") {
+  REQUIRE_THROWS_WITH(ipc::process::exec({"/no/such/dir/ipc-missing-program"}),
+                      Contains("execve") && Contains("/no/such/dir/ipc-missing-program") &&
+                          Contains("No such file or directory"));
+  REQUIRE_THROWS_WITH(ipc::process::exec({"ipc-missing-program-in-path"}),
+                      Contains("execve") && Contains("ipc-missing-program-in-path") && Contains("searched PATH"));
+  // A file that is not executable: EACCES, not a silent exit 127.
+  std::string script = std::filesystem::temp_directory_path() / ("ipc-noexec-" + std::to_string(::getpid()));
+  { std::ofstream(script) << "#!/bin/sh\nexit 0\n"; }
+  ::chmod(script.c_str(), 0600);
+  REQUIRE_THROWS_WITH(ipc::process::exec({script}), Contains("execve") && Contains(script) && Contains("Permission denied"));
+  std::filesystem::remove(script);
+  // The failed children were reaped: no child of ours has ended unreaped (WNOWAIT: look, don't reap).
+  siginfo_t info{};
+  int rc = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
+  CHECK((rc == 0 ? info.si_pid == 0 : errno == ECHILD));
+}
+
+TEST_CASE("process: exec with a missing working directory throws naming chdir", "[process]") {
+  ipc::exec_options o;
+  o.cwd = "/no/such/ipc-dir";
+  REQUIRE_THROWS_WITH(ipc::process::exec({"/bin/true"}, o), Contains("chdir") && Contains("/no/such/ipc-dir"));
+}
+
+TEST_CASE("process: exec rejects empty argv and fds mapped twice", "[process]") {
+  REQUIRE_THROWS_WITH(ipc::process::exec({}), Contains("process::exec") && Contains("empty argv"));
+  ipc::exec_options o;
+  o.stdout_fd = STDERR_FILENO;
+  o.pass_fds = {{1, STDERR_FILENO}};
+  REQUIRE_THROWS_WITH(ipc::process::exec({"/bin/true"}, o), Contains("mapped twice"));
+  ipc::exec_options closed_fd;
+  closed_fd.stdin_fd = 1000;
+  REQUIRE_THROWS_WITH(ipc::process::exec({"/bin/true"}, closed_fd), Contains("fd 1000") && Contains("Bad file descriptor"));
+}
+
+TEST_CASE("process: a program killed by a signal reports the signal", "[process]") {
+  auto p = ipc::process::exec({"/bin/sh", "-c", "kill -TERM $$"});
+  auto s = p.join_for(10s);
+  REQUIRE(s);
+  CHECK_FALSE(s->exited());
+  CHECK(s->signal == SIGTERM);
+  CHECK_THAT(s->to_string(), Contains("SIGTERM"));
+
+  auto sleeper = ipc::process::exec({"/bin/sleep", "5"});
+  CHECK(sleeper.running());
+  REQUIRE(sleeper.kill(SIGKILL));
+  auto k = sleeper.join_for(10s);
+  REQUIRE(k);
+  CHECK(k->signal == SIGKILL);
+  CHECK_FALSE(sleeper.running());
+  CHECK_FALSE(sleeper.kill(SIGKILL));  // already reaped: nothing to signal
+}
+
+TEST_CASE("process: join_for times out on a sleeping child and the destructor kills and reaps it", "[process]") {
+  std::optional<ipc::process> p = ipc::process::exec({"/bin/sleep", "5"});
+  pid_t pid = p->pid();
+  auto t0 = steady::now();
+  auto s = p->join_for(100ms);
+  auto took = steady::now() - t0;
+  CHECK_FALSE(s);
+  CHECK(took >= 95ms);
+  CHECK(took < 2s);
+  CHECK(p->running());
+  t0 = steady::now();
+  p.reset();  // the destructor: SIGKILL + reap
+  CHECK(steady::now() - t0 < 2s);
+  CHECK(reaped(pid));
+  CHECK_FALSE(std::filesystem::exists("/proc/" + std::to_string(pid)));
+}
+
+TEST_CASE("process: exec redirects stdout and passes env, cwd and extra fds", "[process]") {
+  pipe_pair out;
+  pipe_pair extra;
+  ipc::exec_options o;
+  o.env = std::vector<std::string>{"IPC_GREETING=hello from env", "PATH=/usr/bin:/bin"};
+  o.cwd = "/";
+  o.stdout_fd = out.wr.get();
+  o.pass_fds = {{3, extra.wr.get()}};
+  auto p = ipc::process::exec({"/bin/sh", "-c", "echo \"$IPC_GREETING\"; pwd; echo on-three >&3"}, o);
+  out.wr.reset();
+  extra.wr.reset();
+  auto s = p.join_for(10s);
+  REQUIRE(s);
+  CHECK(s->success());
+  CHECK(read_all(out.rd.get(), 5s) == "hello from env\n/\n");
+  CHECK(read_all(extra.rd.get(), 5s) == "on-three\n");
+}
+
+TEST_CASE("process: crosswise stdout/stderr mappings (stdout_fd = 2, stderr_fd = 1) come out right", "[process]") {
+  pipe_pair a;
+  pipe_pair b;
+  // In a child whose fd 1 is pipe a and fd 2 is pipe b, exec with the two swapped: the
+  // program's stdout must land in b and its stderr in a.
+  auto outer = ipc::process::fork([&a, &b] {
+    if (::dup2(a.wr.get(), STDOUT_FILENO) < 0 || ::dup2(b.wr.get(), STDERR_FILENO) < 0) return 90;
+    ipc::exec_options o;
+    o.stdout_fd = STDERR_FILENO;
+    o.stderr_fd = STDOUT_FILENO;
+    auto p = ipc::process::exec({"/bin/sh", "-c", "echo to-out; echo to-err >&2"}, o);
+    auto s = p.join_for(10s);
+    return s ? s->code : 91;
+  });
+  a.wr.reset();
+  b.wr.reset();
+  auto s = outer.join_for(20s);
+  REQUIRE(s);
+  CHECK(s->code == 0);
+  CHECK(read_all(b.rd.get(), 5s) == "to-out\n");
+  CHECK(read_all(a.rd.get(), 5s) == "to-err\n");
+}
+
+TEST_CASE("process: a detached child is reaped by the library and never left a zombie", "[process]") {
+  auto p = ipc::process::fork([] {
+    std::this_thread::sleep_for(50ms);
+    return 0;
+  });
+  pid_t pid = p.pid();
+  p.detach();
+  CHECK(p.pidfd() == -1);
+  CHECK(p.pid() == pid);
+  CHECK(gone_within(pid, 5s));  // /proc/<pid> disappears only once it is reaped
+  CHECK_THROWS_WITH(p.join(), Contains("detached"));
+}
+
+TEST_CASE("process: a moved-from handle is empty and the target owns the child", "[process]") {
+  auto a = ipc::process::fork([] { return 3; });
+  ipc::process b = std::move(a);
+  CHECK(a.pid() == -1);
+  CHECK_FALSE(a.joinable());
+  auto s = b.join_for(10s);
+  REQUIRE(s);
+  CHECK(s->code == 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// process_pool
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("process_pool: map over 1000 ints with 2 workers equals the serial result", "[process_pool]") {
+  std::vector<int> in(1000);
+  std::iota(in.begin(), in.end(), -500);
+  std::vector<int> serial;
+  for (int x : in) serial.push_back(square(x));
+  ipc::process_pool pool(2);
+  CHECK(pool.workers() == 2);
+  auto out = pool.map(square, std::span<const int>(in));
+  CHECK(out == serial);
+  for (pid_t w : pool.worker_pids()) CHECK(w != ::getpid());
+}
+
+TEST_CASE("process_pool: apply_async returns a future with the result", "[process_pool]") {
+  ipc::process_pool pool(2);
+  auto f = pool.apply_async(square, 12);
+  REQUIRE(f.wait_for(10s) == std::future_status::ready);
+  CHECK(f.get() == 144);
+  auto g = pool.apply_async(describe_point, point{-3.0, 4.0});
+  REQUIRE(g.wait_for(10s) == std::future_status::ready);
+  auto r = g.get();
+  CHECK(r.length2 == 25.0);
+  CHECK(r.quadrant == 2);
+}
+
+TEST_CASE("process_pool: a worker killed inside a task fails that future with errc::closed and the pool goes on",
+          "[process_pool]") {
+  ipc::process_pool pool(2);
+  auto before = pool.worker_pids();
+  auto doomed = pool.apply_async(kill_self_on_13, 13);
+  REQUIRE(doomed.wait_for(10s) == std::future_status::ready);
+  try {
+    doomed.get();
+    FAIL("the task of a killed worker must not produce a value");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::closed);
+    CHECK_THAT(e.what(), Contains("SIGKILL") && Contains("worker pid"));
+  }
+  auto later = pool.apply_async(kill_self_on_13, 41);
+  REQUIRE(later.wait_for(10s) == std::future_status::ready);
+  CHECK(later.get() == 42);
+  CHECK(pool.workers_lost() == 1);
+  auto out = pool.map(square, std::span<const int>(std::vector<int>{1, 2, 3, 4, 5, 6}));
+  CHECK(out == std::vector<int>{1, 4, 9, 16, 25, 36});
+  CHECK(pool.workers() == 2);
+  CHECK(pool.worker_pids() != before);
+}
+
+TEST_CASE("process_pool: a task that throws carries its message over as std::runtime_error", "[process_pool]") {
+  ipc::process_pool pool(1);
+  auto f = pool.apply_async(throws_on_negative, -5);
+  REQUIRE(f.wait_for(10s) == std::future_status::ready);
+  CHECK_THROWS_AS(f.get(), std::runtime_error);
+  auto g = pool.apply_async(throws_on_negative, -6);
+  REQUIRE(g.wait_for(10s) == std::future_status::ready);
+  CHECK_THROWS_WITH(g.get(), "negative input -6");
+  // The worker survives a throwing task.
+  auto h = pool.apply_async(throws_on_negative, 8);
+  REQUIRE(h.wait_for(10s) == std::future_status::ready);
+  CHECK(h.get() == 8);
+  CHECK(pool.workers_lost() == 0);
+  // map rethrows the first failure.
+  std::vector<int> args{1, -2, 3};
+  CHECK_THROWS_WITH(pool.map(throws_on_negative, std::span<const int>(args)), "negative input -2");
+}
+
+TEST_CASE("process_pool: close drains the queue, join reaps the workers, later submissions are refused",
+          "[process_pool]") {
+  ipc::process_pool pool(2);
+  std::vector<std::future<int>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(pool.apply_async(sleep_ms, 5));
+  auto pids = pool.worker_pids();
+  pool.close();
+  REQUIRE(pool.join_for(20s));
+  for (auto& f : fs) {
+    REQUIRE(f.wait_for(0s) == std::future_status::ready);
+    CHECK(f.get() == 5);
+  }
+  CHECK(pool.workers() == 0);
+  for (pid_t p : pids) CHECK(reaped(p));
+  try {
+    pool.apply_async(square, 2);
+    FAIL("apply_async after close must throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::closed);
+  }
+}
+
+TEST_CASE("process_pool: the destructor with tasks pending does not hang", "[process_pool]") {
+  std::vector<std::future<int>> fs;
+  std::vector<pid_t> pids;
+  auto t0 = steady::now();
+  {
+    ipc::process_pool pool(2, 200ms);
+    for (int i = 0; i < 10; ++i) fs.push_back(pool.apply_async(sleep_ms, 3000));
+    pids = pool.worker_pids();
+  }
+  auto took = steady::now() - t0;
+  CHECK(took < 2500ms);  // the 3 s tasks were not waited for
+  for (pid_t p : pids) CHECK(reaped(p));
+  for (auto& f : fs) {
+    REQUIRE(f.wait_for(0s) == std::future_status::ready);
+    try {
+      f.get();
+      FAIL("a task cut short by the destructor must not produce a value");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == ipc::errc::closed);
+    }
+  }
+}
+
+TEST_CASE("process_pool: terminate kills the workers and fails queued tasks", "[process_pool]") {
+  ipc::process_pool pool(1);
+  auto running = pool.apply_async(sleep_ms, 5000);
+  auto queued = pool.apply_async(sleep_ms, 1);
+  std::this_thread::sleep_for(50ms);
+  pool.terminate();
+  REQUIRE(queued.wait_for(10s) == std::future_status::ready);
+  CHECK_THROWS_WITH(queued.get(), Contains("terminated"));
+  REQUIRE(running.wait_for(10s) == std::future_status::ready);
+  CHECK_THROWS_WITH(running.get(), Contains("SIGKILL"));
+  REQUIRE(pool.join_for(10s));
+}
+
+TEST_CASE("process_pool: zero workers is rejected", "[process_pool]") {
+  REQUIRE_THROWS_WITH(ipc::process_pool(0), Contains("process_pool") && Contains("0 workers"));
+}
