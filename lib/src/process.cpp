@@ -658,6 +658,17 @@ struct process_pool::impl {
     }
   }
 
+  // m held. Kills and reaps every worker and fails every task with `why`.
+  void abandon(const std::string& why) {
+    terminating = true;
+    closed = true;
+    fail_queued(why);
+    for (auto& w : workers) {
+      if (w->running != 0) fail_task(w->running, "worker " + pid_object(w->proc.pid()), why);
+    }
+    workers.clear();  // each process handle SIGKILLs and reaps its worker
+  }
+
   void run() {
     std::unique_lock lk(m);
     std::vector<pollfd> fds;
@@ -678,8 +689,12 @@ struct process_pool::impl {
       lk.unlock();
       int rc = ::poll(fds.data(), fds.size(), buffered ? 0 : -1);
       if (rc < 0 && errno != EINTR) {
-        // Cannot happen with valid fds; avoid a hot loop if it does.
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        // ENOMEM or a broken fd set: the pool cannot watch its workers any more. Fail everything
+        // rather than leave futures hanging.
+        int err = errno;
+        lk.lock();
+        abandon(std::string("poll: ") + std::strerror(err));
+        break;
       }
       std::uint64_t ignored = 0;
       if ((fds[0].revents & POLLIN) != 0 && ::read(wake.get(), &ignored, sizeof ignored) < 0) {

@@ -306,6 +306,26 @@ TEST_CASE("process_pool: map over 1000 ints with 2 workers equals the serial res
   for (pid_t w : pool.worker_pids()) CHECK(w != ::getpid());
 }
 
+TEST_CASE("process_pool: apply_async from several threads at once gets every result right", "[process_pool]") {
+  ipc::process_pool pool(2);
+  std::vector<std::thread> threads;
+  std::vector<int> bad(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&pool, &bad, t] {
+      std::vector<std::future<int>> fs;
+      for (int i = 0; i < 100; ++i) fs.push_back(pool.apply_async(square, t * 1000 + i));
+      for (int i = 0; i < 100; ++i) {
+        if (fs[static_cast<std::size_t>(i)].wait_for(20s) != std::future_status::ready ||
+            fs[static_cast<std::size_t>(i)].get() != square(t * 1000 + i)) {
+          ++bad[static_cast<std::size_t>(t)];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(bad == std::vector<int>(4, 0));
+}
+
 TEST_CASE("process_pool: apply_async returns a future with the result", "[process_pool]") {
   ipc::process_pool pool(2);
   auto f = pool.apply_async(square, 12);

@@ -198,15 +198,16 @@ TEST_CASE("watchdog: destroying it from inside on_expiry is safe", "[watchdog]")
   std::mutex m;
   std::condition_variable cv;
   bool fired = false;
-  auto wd = std::make_unique<ipc::watchdog>(50ms, [] {});
-  // Replace with one whose callback destroys the watchdog that owns it.
-  std::unique_ptr<ipc::watchdog>* holder = &wd;
-  wd = std::make_unique<ipc::watchdog>(50ms, [&, holder] {
-    holder->reset();
-    std::lock_guard lk(m);
-    fired = true;
-    cv.notify_all();
-  });
+  std::unique_ptr<ipc::watchdog> wd;
+  {
+    std::lock_guard lk(m);  // the callback cannot touch wd before it is assigned
+    wd = std::make_unique<ipc::watchdog>(50ms, [&] {
+      std::lock_guard cb(m);
+      wd.reset();  // destroys the watchdog whose monitor thread is running this callback
+      fired = true;
+      cv.notify_all();
+    });
+  }
   std::unique_lock lk(m);
   REQUIRE(cv.wait_for(lk, 5s, [&] { return fired; }));
   CHECK(wd == nullptr);

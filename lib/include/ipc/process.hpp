@@ -14,7 +14,8 @@
 //   std::vector<int> v = pool.map(square, std::span<const int>(inputs));
 //
 // A process that is still running when its handle is destroyed is SIGKILLed and reaped (never a
-// zombie) unless detach() was called. See docs/process.md.
+// zombie) unless detach() was called. A handle is used by one thread at a time (like std::thread);
+// share pidfd() for waiting elsewhere. See docs/process.md.
 #pragma once
 
 #include <ipc/config.hpp>
@@ -97,7 +98,9 @@ class IPC_API process {
 
   /// An empty handle (no process).
   process() noexcept = default;
+  /// Takes over other's child; other becomes empty. Never blocks.
   process(process&& other) noexcept;
+  /// Like the destructor for the child held so far (SIGKILL + reap), then takes over other's.
   process& operator=(process&& other) noexcept;
   process(const process&) = delete;
   process& operator=(const process&) = delete;

@@ -59,6 +59,7 @@ class IPC_API watchdog {
   [[nodiscard]] std::uint64_t expiries() const noexcept;
   /// WATCHDOG=1 datagrams sent so far.
   [[nodiscard]] std::uint64_t pings_sent() const noexcept;
+  /// The timeout given to the constructor.
   [[nodiscard]] std::chrono::nanoseconds timeout() const noexcept;
 
   /// A ready-made on_expiry: writes "ipc::watchdog: … aborting" to stderr and calls abort().
