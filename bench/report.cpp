@@ -80,7 +80,10 @@ std::string pad(const std::string& s, std::size_t width, bool right = true) {
   return right ? fill + s : s + fill;
 }
 
-std::string times(const std::optional<double>& v) { return v ? format("%.2f×", *v) : std::string(); }
+std::string times(const std::optional<double>& v) {
+  if (!v) return {};
+  return *v < 0.1 ? format("%.3f×", *v) : format("%.2f×", *v);
+}
 
 std::string json_string(std::string_view s) {
   std::string out = "\"";
@@ -138,7 +141,7 @@ std::string to_table(const config& cfg, const machine_info& m, const std::vector
   out += "throughput: the child sends, the parent receives and checks every message; latency: ping-pong round trip.\n";
   out += "×raw = libipc ÷ raw, ×boost = row ÷ boost_mq; for throughput above 1× is faster, for latency above 1× is slower.\n";
   for (std::size_t size : cfg.sizes) {
-    out += "\n" + pad(size_label(size), 18, false) + pad("throughput", 22) + pad("|", 19) + "  round-trip latency\n";
+    out += "\n" + pad(size_label(size), 18, false) + pad("one-way throughput", 37, false) + " | round-trip latency\n";
     out += pad("channel", 10, false) + pad("impl", 8, false) + pad("msgs/s", 11) + pad("MB/s", 10) + pad("×raw", 8) +
            pad("×boost", 8) + " |" + pad("p50 µs", 10) + pad("p99 µs", 10) + pad("×raw", 8) + pad("×boost", 8) + "\n";
     for (const auto& c : r) {
