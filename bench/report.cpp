@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -270,8 +271,13 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
                             : "set title 'round-trip latency, p50'\nset ylabel 'microseconds'\n");
       script << "plot ";
       for (std::size_t i = 0; i < series.size(); ++i) {
+        // One colour per channel; solid for libipc, dashed for raw.
+        const std::string channel = series[i].substr(0, series[i].find(' '));
+        std::size_t colour = 0;
+        while (colour < std::size(channel_names) && channel_names[colour] != channel) ++colour;
+        const bool raw = series[i].find(" raw") != std::string::npos;
         script << (i ? ", " : "") << data_file << " index " << i << " using 1:" << (panel == 0 ? 2 : 3)
-               << " with linespoints title " << quoted(series[i]);
+               << " with linespoints lw 2 lc " << colour + 1 << " dt " << (raw ? 2 : 1) << " title " << quoted(series[i]);
       }
       script << "\n";
     }
