@@ -24,19 +24,10 @@ detail::stream_framing to_stream(fifo_framing f) {
   return f == fifo_framing::lines ? detail::stream_framing::lines : detail::stream_framing::length_prefixed;
 }
 
-const char* file_type(mode_t m) {
-  if (S_ISREG(m)) return "a regular file";
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISCHR(m)) return "a character device";
-  if (S_ISBLK(m)) return "a block device";
-  if (S_ISSOCK(m)) return "a socket";
-  return "not a FIFO";
-}
-
 // The object at the path must be a FIFO we own with a mode no other user may write.
 void check_fifo_stat(const struct stat& st, std::string_view call, const std::string& object) {
   if (S_ISLNK(st.st_mode)) throw_error(errc::not_owner, call, object, "is a symbolic link (not followed)");
-  if (!S_ISFIFO(st.st_mode)) throw_error(errc::not_owner, call, object, std::string("is ") + file_type(st.st_mode) + ", not a FIFO");
+  if (!S_ISFIFO(st.st_mode)) throw_error(errc::not_owner, call, object, std::string("is ") + detail::file_type_name(st.st_mode) + ", not a FIFO");
   detail::check_owner(st.st_uid, st.st_mode, call, object);
 }
 
@@ -171,7 +162,7 @@ void fifo_channel::remove() {
     if (errno == ENOENT) return;
     detail::throw_errno(errno, "lstat", object);
   }
-  if (!S_ISFIFO(st.st_mode)) throw_error(errc::not_owner, "unlink", object, std::string("is ") + file_type(st.st_mode) + ", not a FIFO; left alone");
+  if (!S_ISFIFO(st.st_mode)) throw_error(errc::not_owner, "unlink", object, std::string("is ") + detail::file_type_name(st.st_mode) + ", not a FIFO; left alone");
   if (::unlink(path_.c_str()) != 0 && errno != ENOENT) detail::throw_errno(errno, "unlink", object);
 }
 

@@ -18,16 +18,6 @@ namespace {
 
 std::string fd_name(int fd) { return "pipe:fd=" + std::to_string(fd); }
 
-const char* file_type(mode_t m) {
-  if (S_ISREG(m)) return "a regular file";
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISCHR(m)) return "a character device";
-  if (S_ISBLK(m)) return "a block device";
-  if (S_ISSOCK(m)) return "a socket";
-  if (S_ISLNK(m)) return "a symbolic link";
-  return "not a pipe";
-}
-
 // Checks an fd someone handed us before we take it over; never closes it.
 void validate_pipe_fd(int fd, role r, std::string_view call, const std::string& object) {
   int flags = ::fcntl(fd, F_GETFL);
@@ -36,7 +26,7 @@ void validate_pipe_fd(int fd, role r, std::string_view call, const std::string& 
   detail::check_unix(::fstat(fd, &st), "fstat", object);
   if (!S_ISFIFO(st.st_mode)) {
     throw_error(errc::bad_uri, call, object,
-                "fd " + std::to_string(fd) + " is " + file_type(st.st_mode) + ", not a pipe or FIFO");
+                "fd " + std::to_string(fd) + " is " + detail::file_type_name(st.st_mode) + ", not a pipe or FIFO");
   }
   const int access = flags & O_ACCMODE;
   if (r == role::receiver && access == O_WRONLY) {

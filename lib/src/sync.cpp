@@ -1,8 +1,9 @@
 #include <ipc/sync.hpp>
 
+#include "detail/futex.hpp"
+
 #include <ipc/error.hpp>
 
-#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -27,38 +28,6 @@ std::string mutex_name(std::uint32_t id) { return "robust_mutex#" + std::to_stri
 // Sets one pthread attribute, throwing with the call's name if it fails.
 void check_attr(int rc, const char* call, std::uint32_t id) {
   if (rc != 0) detail::throw_errno(rc, call, mutex_name(id));
-}
-
-// ---- futex -----------------------------------------------------------------------------------
-
-std::uint32_t* futex_word(std::atomic<std::uint32_t>& a) noexcept {
-  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
-  return reinterpret_cast<std::uint32_t*>(&a);
-}
-
-// Sleeps while *word == expected, until woken or d passes. Shared (not FUTEX_PRIVATE_FLAG):
-// the key is the physical page, so every process mapping it meets on the same queue.
-// FUTEX_WAIT_BITSET takes an absolute timeout on CLOCK_MONOTONIC (no FUTEX_CLOCK_REALTIME).
-// Returns false on timeout. EINTR retries against the same absolute deadline.
-bool futex_wait_until(std::atomic<std::uint32_t>& word, std::uint32_t expected, const deadline& d) {
-  for (;;) {
-    timespec ts{};
-    const timespec* tp = nullptr;
-    if (!d.is_never()) {
-      if (d.expired()) return false;
-      ts = d.monotonic_timespec();
-      tp = &ts;
-    }
-    long r = ::syscall(SYS_futex, futex_word(word), FUTEX_WAIT_BITSET, expected, tp, nullptr,
-                       FUTEX_BITSET_MATCH_ANY);
-    if (r == 0 || errno == EAGAIN) return true;  // woken, or the value already moved on
-    if (errno == ETIMEDOUT) return false;
-    if (errno != EINTR) detail::throw_errno(errno, "futex(FUTEX_WAIT_BITSET)", "robust_condition");
-  }
-}
-
-void futex_wake(std::atomic<std::uint32_t>& word, int count) noexcept {
-  ::syscall(SYS_futex, futex_word(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
 // ---- lock-order checker state ----------------------------------------------------------------
@@ -215,7 +184,9 @@ std::cv_status robust_condition::wait_until(lock_type& lk, const deadline& d) {
   lk.unlock();
   bool woken = false;
   try {
-    woken = futex_wait_until(seq_, seen, d);
+    // A wake-up, a changed sequence or EINTR all return true: a spurious wake-up, as condition
+    // variables allow; the caller re-checks its predicate.
+    woken = detail::futex_wait(seq_, seen, d, "robust_condition");
   } catch (...) {
     waiters_.fetch_sub(1, std::memory_order_seq_cst);
     lk.lock();
@@ -228,12 +199,12 @@ std::cv_status robust_condition::wait_until(lock_type& lk, const deadline& d) {
 
 void robust_condition::notify_one() noexcept {
   seq_.fetch_add(1, std::memory_order_seq_cst);
-  if (waiters_.load(std::memory_order_seq_cst) != 0) futex_wake(seq_, 1);
+  if (waiters_.load(std::memory_order_seq_cst) != 0) detail::futex_wake(seq_, 1, "robust_condition");
 }
 
 void robust_condition::notify_all() noexcept {
   seq_.fetch_add(1, std::memory_order_seq_cst);
-  if (waiters_.load(std::memory_order_seq_cst) != 0) futex_wake(seq_, INT_MAX);
+  if (waiters_.load(std::memory_order_seq_cst) != 0) detail::futex_wake(seq_, INT_MAX, "robust_condition");
 }
 
 // ---- lock_in_order ---------------------------------------------------------------------------

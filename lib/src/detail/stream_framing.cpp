@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -296,6 +297,17 @@ bool frame_reader::read(int fd, std::vector<std::byte>& out, const deadline& d, 
     if (r == 0 && d.expired()) return false;
     if (r > 0 && (p.revents & POLLNVAL) != 0) throw_errno(EBADF, "poll", object);
   }
+}
+
+const char* file_type_name(mode_t m) noexcept {
+  if (S_ISREG(m)) return "a regular file";
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISLNK(m)) return "a symbolic link";
+  if (S_ISFIFO(m)) return "a FIFO";
+  return "an unknown kind of file";
 }
 
 }  // namespace ipc::detail

@@ -10,6 +10,8 @@
 // Both fds must be O_NONBLOCK: waiting is done with poll() against the deadline.
 #pragma once
 
+#include <sys/types.h>
+
 #include <ipc/config.hpp>
 #include <ipc/deadline.hpp>
 
@@ -72,5 +74,8 @@ class IPC_API frame_reader {
   std::size_t scan_ = 0;  // lines: where the '\n' search resumes
   std::size_t need_ = 0;  // bytes the current frame needs buffered from head_
 };
+
+/// "a regular file", "a directory", … — what an fd or path turned out to be, for errors.
+const char* file_type_name(mode_t m) noexcept;
 
 }  // namespace ipc::detail

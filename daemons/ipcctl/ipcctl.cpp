@@ -1,0 +1,293 @@
+// ipcctl: run the demo pairs locally and look after the kernel objects the toolkit makes.
+// Exit status: 0 ok, 1 failure, 2 usage error, 3 launch saw a record lost, duplicated, reordered or corrupt.
+#include "launch.hpp"
+#include "objects.hpp"
+#include "status.hpp"
+#include "table.hpp"
+
+#include <ipc/uri.hpp>
+
+#include <unistd.h>
+
+#include <charconv>
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+constexpr int exit_ok = 0, exit_failure = 1, exit_usage = 2;
+
+constexpr std::string_view usage_text = R"(usage: ipcctl COMMAND [OPTIONS]
+
+Commands:
+  launch <pipe|fifo|msgq|sem|shm|all> [--duration S] [--rate R] [--size B] [--interval S] [--prefix NAME]
+        Start producer/consumer pairs locally (no systemd), supervise them (a crashed daemon is
+        restarted and counted), show a live table, stop them in order at the end and print a summary.
+        --duration S   seconds to run, 0 = until SIGINT/SIGTERM (default 5)
+        --rate R       records/s per producer, 0 = as fast as the channel goes (default 0)
+        --size B       payload bytes per record (default 64)
+        --interval S   stats and refresh interval in seconds (default 1)
+        --prefix NAME  object names are NAME-fifo, NAME-msgq, NAME-sem, NAME-shm (default demo)
+  status        Figures of the running daemons, from their status files (dead ones marked dead).
+  list          Every object the toolkit made: kind, name, key/id, owner, mode, creator or last
+                pids and whether they run, attached count, and what gc would do with it.
+  rm [KIND:]NAME
+                Remove that object (and its key file). KIND: msgq, sem, sembuf, shm, fifo,
+                posix-shm, or a channel scheme (sem: also matches sembuf, shm: also posix-shm).
+  gc [--dry-run] [--prefix NAME]
+                Remove objects whose creator (or every recorded user) is dead and that nobody has
+                attached, orphan key files and dead daemons' status files; --dry-run only prints;
+                --prefix only considers objects whose name starts with NAME (POSIX segments in
+                /dev/shm are shared by every runtime directory).
+  --help        This text.   --version   The version.
+
+Objects live in the runtime directory: $IPC_RUNTIME_DIR, else $RUNTIME_DIRECTORY, else /run/ipc
+for root, else $XDG_RUNTIME_DIR/ipc; POSIX segments are /dev/shm/libipc.*.
+
+Exit status: 0 ok; 1 failure (an object could not be removed, a pair moved no record or a daemon
+kept failing); 2 usage error; 3 launch saw a record lost, duplicated, reordered or corrupt.
+)";
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+double parse_number(std::string_view opt, std::string_view v, double min, double max) {
+  double d = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+  if (ec != std::errc{} || p != v.data() + v.size() || !std::isfinite(d) || d < min || d > max) {
+    throw usage_error(std::string(opt) + ": '" + std::string(v) + "' is not a number in [" + std::to_string(min) +
+                      ", " + std::to_string(max) + "]");
+  }
+  return d;
+}
+
+bool plain_name(std::string_view s) {
+  if (s.empty() || s.size() > 100 || s == "." || s == "..") return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+int cmd_launch(const std::vector<std::string_view>& args) {
+  const std::vector<std::string> all = {"pipe", "fifo", "msgq", "sem", "shm"};
+  ipcctl::launch_options o;
+  std::string which;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto a = args[i];
+    auto value = [&]() -> std::string_view {
+      if (i + 1 >= args.size()) throw usage_error(std::string(a) + " needs a value");
+      return args[++i];
+    };
+    if (a == "--duration") {
+      o.duration_s = parse_number(a, value(), 0, 86400 * 365);
+    } else if (a == "--rate") {
+      const auto v = value();
+      const double r = parse_number(a, v, 0, 1e9);
+      if (r != std::floor(r)) throw usage_error("--rate: '" + std::string(v) + "' is not a whole number of records/s");
+      o.rate = static_cast<std::uint64_t>(r);
+    } else if (a == "--size") {
+      o.size = static_cast<std::size_t>(parse_number(a, value(), 1, 1 << 20));
+    } else if (a == "--interval") {
+      o.interval_s = parse_number(a, value(), 0.1, 3600);
+    } else if (a == "--prefix") {
+      auto v = value();
+      if (!plain_name(v)) throw usage_error("--prefix: '" + std::string(v) + "' is not a plain name ([A-Za-z0-9._-], 1..100)");
+      o.prefix = v;
+    } else if (a.starts_with("-")) {
+      throw usage_error("launch: unknown option " + std::string(a));
+    } else if (which.empty()) {
+      which = a;
+    } else {
+      throw usage_error("launch: one channel (or all), got '" + which + "' and '" + std::string(a) + "'");
+    }
+  }
+  if (which.empty()) throw usage_error("launch: which channel? pipe, fifo, msgq, sem, shm or all");
+  if (which == "all") {
+    o.kinds = all;
+  } else if (std::find(all.begin(), all.end(), which) != all.end()) {
+    o.kinds = {which};
+  } else {
+    throw usage_error("launch: unknown channel '" + which + "' (pipe, fifo, msgq, sem, shm or all)");
+  }
+  return ipcctl::launch(o);
+}
+
+int cmd_status(const std::vector<std::string_view>& args) {
+  if (!args.empty()) throw usage_error("status takes no arguments");
+  const auto dir = ipc::runtime_dir();
+  auto entries = ipcctl::read_status(dir);
+  if (entries.empty()) {
+    std::cout << "no daemon status files in " << (dir / "status").string() << '\n';
+    return exit_ok;
+  }
+  ipcctl::table t({"channel", "role", "pid", "state", "records", "rec/s", "MB/s", "lost", "corrupt", "p50 us", "p99 us",
+                   "restarts", "age s"},
+                  {false, false, true, false, true, true, true, true, true, true, true, true, true});
+  for (const auto& e : entries) {
+    if (!e.figures) {
+      t.add({e.file.filename().string(), "?", "-", "unreadable"});
+      continue;
+    }
+    const auto& s = *e.figures;
+    t.add({s.channel, s.role, std::to_string(s.pid), e.alive ? (s.final ? "exiting" : "running") : "dead",
+           std::to_string(s.records), ipcctl::fmt(s.rate, 0), ipcctl::fmt(s.mbps, 2), std::to_string(s.lost),
+           std::to_string(s.corrupt), ipcctl::fmt(s.p50_us, 1), ipcctl::fmt(s.p99_us, 1), std::to_string(s.restarts),
+           std::to_string(e.age_seconds)});
+  }
+  std::cout << t.render();
+  return exit_ok;
+}
+
+std::string mode_text(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+  return buf;
+}
+
+std::string pids_text(const ipcctl::ipc_object& o) {
+  if (o.pids.empty()) return "-";
+  std::string s;
+  for (pid_t p : o.pids) s += (s.empty() ? "" : ",") + std::to_string(p);
+  return s;
+}
+
+std::string alive_text(const ipcctl::ipc_object& o) {
+  if (o.pids.empty()) return "-";
+  std::string s;
+  for (pid_t p : o.pids) s += (s.empty() ? "" : ",") + std::string(ipcctl::pid_alive(p) ? "yes" : "no");
+  return s;
+}
+
+std::string verdict_text(ipcctl::verdict v) {
+  switch (v) {
+    case ipcctl::verdict::live: return "keep";
+    case ipcctl::verdict::stale: return "stale";
+    case ipcctl::verdict::unknown: return "unknown";
+  }
+  return "?";
+}
+
+int cmd_list(const std::vector<std::string_view>& args) {
+  if (!args.empty()) throw usage_error("list takes no arguments");
+  const auto dir = ipc::runtime_dir();
+  auto objs = ipcctl::discover(dir);
+  if (objs.empty()) {
+    std::cout << "no toolkit objects in " << dir.string() << " or /dev/shm/libipc.*\n";
+    return exit_ok;
+  }
+  ipcctl::table t({"kind", "name", "family", "key", "id", "owner", "mode", "pids", "alive", "attached", "size", "age s",
+                   "gc"},
+                  {false, false, false, false, true, false, false, true, false, true, true, true, false});
+  for (const auto& o : objs) {
+    t.add({o.kind, o.name, o.family, o.key.empty() ? "-" : o.key, o.id < 0 ? "-" : std::to_string(o.id),
+           ipcctl::user_name(o.uid), mode_text(o.mode), pids_text(o) + (o.pids.empty() || o.pids_are_creator ? "" : " (last)"),
+           alive_text(o), o.attached < 0 ? "-" : std::to_string(o.attached), std::to_string(o.size),
+           std::to_string(o.age_seconds), verdict_text(ipcctl::judge(o))});
+  }
+  std::cout << t.render();
+  return exit_ok;
+}
+
+std::string describe(const ipcctl::ipc_object& o) {
+  std::string s = o.kind + " " + o.family + ":" + o.name;
+  if (!o.key.empty()) s += " (key " + o.key + ", id " + std::to_string(o.id) + ")";
+  else s += " (" + o.path.string() + ")";
+  return s;
+}
+
+int cmd_rm(const std::vector<std::string_view>& args) {
+  if (args.size() != 1) throw usage_error("rm needs exactly one [KIND:]NAME");
+  auto group = ipcctl::select(ipcctl::discover(ipc::runtime_dir()), args[0]);
+  ipcctl::remove_group(group);
+  for (const auto& o : group) std::cout << "removed " << describe(o) << '\n';
+  return exit_ok;
+}
+
+int cmd_gc(const std::vector<std::string_view>& args) {
+  bool dry = false;
+  std::string_view prefix;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--dry-run") {
+      dry = true;
+    } else if (args[i] == "--prefix" && i + 1 < args.size()) {
+      prefix = args[++i];
+    } else {
+      throw usage_error("gc: unknown argument " + std::string(args[i]));
+    }
+  }
+  const auto dir = ipc::runtime_dir();
+  const char* verb = dry ? "would remove " : "removed ";
+  int rc = exit_ok;
+  std::size_t count = 0;
+  for (const auto& group : ipcctl::stale_groups(ipcctl::discover(dir))) {
+    if (!group.front().name.starts_with(prefix)) continue;
+    try {
+      if (!dry) ipcctl::remove_group(group);
+      for (const auto& o : group) std::cout << verb << describe(o) << '\n';
+      count += group.size();
+    } catch (const std::exception& e) {
+      std::cerr << "ipcctl gc: " << e.what() << '\n';
+      rc = exit_failure;
+    }
+  }
+  for (const auto& e : ipcctl::read_status(dir)) {
+    if (e.alive || (e.figures && !e.figures->channel.substr(e.figures->channel.find(':') + 1).starts_with(prefix))) continue;
+    if (!dry && ::unlink(e.file.c_str()) != 0 && errno != ENOENT) {
+      std::cerr << "ipcctl gc: unlink(" << e.file.string() << "): " << std::strerror(errno) << '\n';
+      rc = exit_failure;
+      continue;
+    }
+    std::cout << verb << "status file " << e.file.string() << " (daemon not running)\n";
+    ++count;
+  }
+  if (count == 0) std::cout << "nothing to collect\n";
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char* argv[]) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << usage_text;
+    return exit_usage;
+  }
+  const auto cmd = args.front();
+  const std::vector<std::string_view> rest(args.begin() + 1, args.end());
+  try {
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+      std::cout << usage_text;
+      return exit_ok;
+    }
+    if (cmd == "--version") {
+      std::cout << "ipcctl " << IPCCTL_VERSION << '\n';
+      return exit_ok;
+    }
+    if (cmd == "launch") return cmd_launch(rest);
+    if (cmd == "status") return cmd_status(rest);
+    if (cmd == "list") return cmd_list(rest);
+    if (cmd == "rm") return cmd_rm(rest);
+    if (cmd == "gc") return cmd_gc(rest);
+    throw usage_error("unknown command '" + std::string(cmd) + "'");
+  } catch (const usage_error& e) {
+    std::cerr << "ipcctl: " << e.what() << "\n(ipcctl --help shows the usage)\n";
+    return exit_usage;
+  } catch (const std::exception& e) {
+    std::cerr << "ipcctl: " << e.what() << '\n';
+    return exit_failure;
+  }
+}

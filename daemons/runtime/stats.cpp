@@ -1,0 +1,197 @@
+#include "stats.hpp"
+
+#include "log.hpp"
+
+#include <ipc/error.hpp>
+#include <ipc/unique_fd.hpp>
+#include <ipc/uri.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+
+namespace ipc::daemon {
+
+unsigned latency_histogram::index(std::uint64_t ns) noexcept {
+  if (ns < (1U << sub_bits)) return static_cast<unsigned>(ns);
+  const unsigned msb = 63U - static_cast<unsigned>(std::countl_zero(ns));
+  const unsigned shift = msb - sub_bits;
+  const auto sub = static_cast<unsigned>((ns >> shift) & ((1U << sub_bits) - 1));
+  return ((shift + 1) << sub_bits) + sub;
+}
+
+std::uint64_t latency_histogram::upper_bound(unsigned i) noexcept {
+  if (i < (1U << sub_bits)) return i;
+  const unsigned shift = (i >> sub_bits) - 1;
+  const std::uint64_t sub = i & ((1U << sub_bits) - 1);
+  const std::uint64_t base = ((std::uint64_t{1} << sub_bits) | sub) << shift;
+  return base + ((std::uint64_t{1} << shift) - 1);
+}
+
+void latency_histogram::add(std::uint64_t ns) noexcept {
+  auto& c = counts_[index(ns)];
+  if (c != UINT32_MAX) ++c;
+  ++count_;
+}
+
+std::uint64_t latency_histogram::percentile_ns(double p) const noexcept {
+  if (count_ == 0) return 0;
+  if (p < 0.0) p = 0.0;
+  if (p > 1.0) p = 1.0;
+  auto want = static_cast<std::uint64_t>(p * static_cast<double>(count_));
+  if (want == 0) want = 1;
+  std::uint64_t seen = 0;
+  for (unsigned i = 0; i < buckets; ++i) {
+    seen += counts_[i];
+    if (seen >= want) return upper_bound(i);
+  }
+  return upper_bound(buckets - 1);
+}
+
+void latency_histogram::reset() noexcept {
+  counts_.fill(0);
+  count_ = 0;
+}
+
+sequence_tracker::session_state& sequence_tracker::find(std::uint64_t session, bool& fresh) noexcept {
+  ++tick_;
+  session_state* oldest = &sessions_[0];
+  for (auto& s : sessions_) {
+    if (s.last_used != 0 && s.id == session) {
+      s.last_used = tick_;
+      fresh = false;
+      return s;
+    }
+    if (s.last_used < oldest->last_used) oldest = &s;
+  }
+  *oldest = session_state{};
+  oldest->id = session;
+  oldest->last_used = tick_;
+  fresh = true;
+  return *oldest;
+}
+
+sequence_tracker::verdict sequence_tracker::add(std::uint64_t session, std::uint64_t sequence) noexcept {
+  bool fresh = false;
+  auto& s = find(session, fresh);
+  if (fresh) {
+    ++sessions_seen_;
+    s.next = sequence + 1;
+    s.set(sequence);
+    return verdict::in_order;
+  }
+  if (sequence >= s.next) {
+    const std::uint64_t gap = sequence - s.next;
+    if (gap >= window) {
+      s.seen.fill(0);
+    } else {
+      for (std::uint64_t q = s.next; q < sequence; ++q) s.clear(q);
+    }
+    s.set(sequence);
+    s.next = sequence + 1;
+    lost_ += gap;
+    return gap == 0 ? verdict::in_order : verdict::gap;
+  }
+  if (s.next - sequence > window || s.test(sequence)) {
+    ++dup_;
+    return verdict::duplicate;
+  }
+  s.set(sequence);
+  ++reorder_;
+  if (lost_ > 0) --lost_;
+  return verdict::reordered;
+}
+
+stats_reporter::stats_reporter(std::string role, std::string channel, std::filesystem::path status_file)
+    : role_(std::move(role)), channel_(std::move(channel)), status_file_(std::move(status_file)) {}
+
+std::string stats_reporter::report(const figures& f, latency_histogram& latency, bool final) noexcept {
+  try {
+    const auto now = std::chrono::steady_clock::now();
+    const double secs = std::chrono::duration<double>(now - last_).count();
+    const double rate = secs > 0 ? static_cast<double>(f.records - last_records_) / secs : 0.0;
+    const double mbps = secs > 0 ? static_cast<double>(f.bytes - last_bytes_) / secs / 1e6 : 0.0;
+    last_ = now;
+    last_records_ = f.records;
+    last_bytes_ = f.bytes;
+    const std::uint64_t p50 = latency.percentile_ns(0.50) / 1000;
+    const std::uint64_t p99 = latency.percentile_ns(0.99) / 1000;
+    latency.reset();
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "stats role=%s channel=%s pid=%ld records=%llu bytes=%llu rate=%.0f mbps=%.3f lost=%llu dup=%llu "
+                  "reorder=%llu corrupt=%llu p50_us=%llu p99_us=%llu restarts=%llu final=%d",
+                  role_.c_str(), channel_.c_str(), static_cast<long>(::getpid()),
+                  static_cast<unsigned long long>(f.records), static_cast<unsigned long long>(f.bytes), rate, mbps,
+                  static_cast<unsigned long long>(f.lost), static_cast<unsigned long long>(f.dup),
+                  static_cast<unsigned long long>(f.reorder), static_cast<unsigned long long>(f.corrupt),
+                  static_cast<unsigned long long>(p50), static_cast<unsigned long long>(p99),
+                  static_cast<unsigned long long>(f.restarts), final ? 1 : 0);
+    std::string line(buf);
+    log_line(priority::info, line);
+    std::snprintf(buf, sizeof buf, "records=%llu rate=%.0f/s lost=%llu p99=%lluus",
+                  static_cast<unsigned long long>(f.records), rate, static_cast<unsigned long long>(f.lost),
+                  static_cast<unsigned long long>(p99));
+    status_ = buf;
+    if (!status_file_.empty()) {
+      try {
+        write_file_atomically(status_file_, line + "\n");
+      } catch (const std::exception& e) {
+        if (!warned_) log(priority::warning, "status file: ", e.what(), " (further failures not logged)");
+        warned_ = true;
+      }
+    }
+    return line;
+  } catch (...) {
+    return {};
+  }
+}
+
+void stats_reporter::remove_status_file() noexcept {
+  if (status_file_.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove(status_file_, ec);
+}
+
+std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role) {
+  const auto uri = channel_uri::parse(channel_uri);
+  std::string name = uri.scheme == "pipe" ? std::string("pipe") : uri.name;
+  while (!name.empty() && name.front() == '/') name.erase(0, 1);
+  for (char& c : name) {
+    if (c == '/') c = '_';
+  }
+  const auto dir = runtime_dir() / "status";
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) detail::throw_errno(errno, "mkdir", dir.string());
+  return dir / (uri.scheme + "-" + name + "." + std::string(role) + ".status");
+}
+
+void write_file_atomically(const std::filesystem::path& path, std::string_view text) {
+  const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
+  unique_fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)};
+  if (!fd) detail::throw_errno(errno, "open", tmp);
+  const char* p = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd.get(), p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::unlink(tmp.c_str());
+      detail::throw_errno(err, "write", tmp);
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  fd.reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    detail::throw_errno(err, "rename", path.string());
+  }
+}
+
+}  // namespace ipc::daemon

@@ -1,0 +1,105 @@
+// What the daemons count and how they report it.
+//
+//   latency_histogram h;  h.add(ns);  h.percentile_ns(0.99);   // log-linear buckets, no sorting
+//   sequence_tracker t;   t.add(session, seq);                  // lost / dup / reorder per session
+//   stats_reporter r("consumer", uri, status_path);
+//   r.report(figures, /*final=*/false);   // "<6>stats role=… records=… …" on stderr + status file
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace ipc::daemon {
+
+/// Log-linear histogram of nanosecond values: 16 linear sub-buckets per power of two
+/// (relative error <= 1/16), fixed size, O(1) add, no allocation.
+class latency_histogram {
+ public:
+  void add(std::uint64_t ns) noexcept;
+  /// The value below which a fraction p (0..1) of the samples lie (upper bound of that bucket); 0 when empty.
+  [[nodiscard]] std::uint64_t percentile_ns(double p) const noexcept;
+  [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
+  void reset() noexcept;
+
+ private:
+  static constexpr unsigned sub_bits = 4;
+  static constexpr unsigned buckets = 64 << sub_bits;
+  static unsigned index(std::uint64_t ns) noexcept;
+  static std::uint64_t upper_bound(unsigned i) noexcept;
+  std::array<std::uint32_t, buckets> counts_{};
+  std::uint64_t count_ = 0;
+};
+
+/// Checks sequence numbers per producer session. The first record seen from a session is the
+/// baseline (records sent before this consumer joined are not loss). After it: a gap counts as
+/// lost; a record inside the 1024-record window that was counted lost is a reorder (and no
+/// longer lost); one already seen, or older than the window, is a duplicate. A new session is
+/// never loss. The last 8 sessions are remembered.
+class sequence_tracker {
+ public:
+  enum class verdict { in_order, gap, duplicate, reordered };
+  verdict add(std::uint64_t session, std::uint64_t sequence) noexcept;
+  [[nodiscard]] std::uint64_t lost() const noexcept { return lost_; }
+  [[nodiscard]] std::uint64_t duplicates() const noexcept { return dup_; }
+  [[nodiscard]] std::uint64_t reordered() const noexcept { return reorder_; }
+  [[nodiscard]] std::uint64_t sessions() const noexcept { return sessions_seen_; }
+
+ private:
+  static constexpr std::uint64_t window = 1024;
+  struct session_state {
+    std::uint64_t id = 0;
+    std::uint64_t next = 0;  // one past the highest sequence seen
+    std::uint64_t last_used = 0;
+    std::array<std::uint64_t, window / 64> seen{};
+    [[nodiscard]] bool test(std::uint64_t s) const noexcept { return (seen[(s % window) / 64] >> (s % 64)) & 1U; }
+    void set(std::uint64_t s) noexcept { seen[(s % window) / 64] |= std::uint64_t{1} << (s % 64); }
+    void clear(std::uint64_t s) noexcept { seen[(s % window) / 64] &= ~(std::uint64_t{1} << (s % 64)); }
+  };
+  session_state& find(std::uint64_t session, bool& fresh) noexcept;
+  std::array<session_state, 8> sessions_{};
+  std::uint64_t tick_ = 0;
+  std::uint64_t lost_ = 0, dup_ = 0, reorder_ = 0, sessions_seen_ = 0;
+};
+
+/// Cumulative figures a daemon hands to the reporter.
+struct figures {
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t lost = 0, dup = 0, reorder = 0, corrupt = 0;
+  std::uint64_t restarts = 0;
+};
+
+/// Formats and publishes the stats line (stderr + status file) and the STATUS= text.
+class stats_reporter {
+ public:
+  /// status_file empty: no status file.
+  stats_reporter(std::string role, std::string channel, std::filesystem::path status_file);
+  /// Prints "<6>stats role=… final=0|1" to stderr and writes the status file atomically;
+  /// p50/p99 come from `latency` (which is then reset). Returns the line (without "<6>"). Never throws.
+  std::string report(const figures& f, latency_histogram& latency, bool final) noexcept;
+  /// "records=N rate=R/s lost=L p99=Xus" from the last report, for sd_notify STATUS=.
+  [[nodiscard]] const std::string& status_text() const noexcept { return status_; }
+  /// Removes the status file (at exit). Never throws.
+  void remove_status_file() noexcept;
+
+ private:
+  std::string role_, channel_;
+  std::filesystem::path status_file_;
+  std::uint64_t last_records_ = 0, last_bytes_ = 0;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  std::string status_;
+  bool warned_ = false;
+};
+
+/// runtime_dir()/status/<kind>-<name>.<role>.status; name "pipe" for pipe URIs, '/' in names
+/// (fifo paths) become '_'. Creates the status directory 0700. Throws std::system_error.
+std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role);
+
+/// Writes text to path via path.tmp.<pid> + rename, so readers never see half a file. Throws std::system_error.
+void write_file_atomically(const std::filesystem::path& path, std::string_view text);
+
+}  // namespace ipc::daemon

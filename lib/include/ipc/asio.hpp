@@ -1,0 +1,235 @@
+// Async receive for every channel on a Boost.Asio executor.
+//
+//   boost::asio::io_context io;
+//   auto rx = ipc::open_channel("shm:demo", ipc::role::receiver);
+//   ipc::async_receiver ar(io.get_executor(), *rx);
+//   std::vector<std::byte> buf;
+//   ar.async_receive(buf, [&](std::error_code ec, std::size_t n) {
+//     if (ec == std::errc::operation_canceled) return;   // cancel() or destruction
+//     if (ec == ipc::errc::closed) { /* peer gone: reopen */ }
+//     /* buf holds one whole message of n bytes; the channel is yours until the next async_receive */
+//   });
+//   io.run();
+//
+// Channels with a readable_fd() (pipe, fifo) wait for readiness on a dup of that fd with a
+// posix::stream_descriptor, then take messages with try_receive (a readable fd may hold several,
+// and these receivers buffer, so try_receive is always tried before waiting again). Channels
+// without one (msgq, sem, shm) get a waiter thread that calls receive_for in short slices and
+// posts the completion back to the executor; cancel() and the destructor are seen within a slice.
+//
+// Rules: one operation at a time (a second async_receive while one is pending completes with
+// std::errc::operation_in_progress); call async_receive/cancel from the executor's thread; do
+// not touch the channel or the buffer while an operation is pending. Handlers always run on the
+// executor, never inside async_receive. A pending handler is called with
+// std::errc::operation_canceled (ECANCELED, the value of asio::error::operation_aborted) after
+// cancel() or when the receiver is destroyed; a message that had already arrived is delivered
+// instead. Channel errors arrive as the error_code (errc::closed, std::system_error codes).
+#pragma once
+
+#include <ipc/channel.hpp>
+#include <ipc/error.hpp>
+#include <ipc/unique_fd.hpp>
+
+// Boost 1.74's scheduler trips GCC 12's -Wnull-dereference; not ours to fix.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#pragma GCC diagnostic pop
+
+#include <fcntl.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace ipc {
+
+class async_receiver {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+  using handler_type = std::function<void(std::error_code, std::size_t)>;
+  static constexpr std::chrono::milliseconds default_slice{50};
+
+  /// Binds `ch` (which must outlive this receiver) to `ex`. Never blocks.
+  /// Throws std::system_error if the fd cannot be duplicated or the thread cannot start.
+  async_receiver(executor_type ex, channel& ch, std::chrono::milliseconds slice = default_slice)
+      : s_(std::make_shared<state>(std::move(ex), ch, slice)) {
+    const int fd = ch.readable_fd();
+    if (fd >= 0) {
+      unique_fd dup{::fcntl(fd, F_DUPFD_CLOEXEC, 0)};
+      if (!dup) detail::throw_errno(errno, "fcntl(F_DUPFD_CLOEXEC)", ch.name());
+      s_->descriptor.emplace(s_->ex, dup.get());
+      (void)dup.release();  // the stream_descriptor owns it now
+    } else {
+      s_->waiter = std::thread([s = s_] { s->waiter_loop(); });
+    }
+  }
+
+  /// Cancels a pending operation and joins the waiter thread (within one slice). Never throws.
+  ~async_receiver() {
+    cancel();
+    {
+      std::lock_guard lock(s_->mutex);
+      s_->stopping = true;
+    }
+    s_->wake.notify_all();
+    if (s_->waiter.joinable()) s_->waiter.join();
+    if (s_->descriptor) {
+      boost::system::error_code ignored;
+      s_->descriptor->close(ignored);
+    }
+    s_->ch = nullptr;
+  }
+
+  async_receiver(const async_receiver&) = delete;
+  async_receiver& operator=(const async_receiver&) = delete;
+
+  /// Starts receiving one whole message into out; h(error_code, size) runs on the executor.
+  /// Never blocks, never throws (errors go to the handler).
+  template <class Handler>
+  void async_receive(std::vector<std::byte>& out, Handler&& h) {
+    using H = std::decay_t<Handler>;
+    if constexpr (std::is_copy_constructible_v<H>) {
+      start(out, handler_type(std::forward<Handler>(h)));
+    } else {
+      auto p = std::make_shared<H>(std::forward<Handler>(h));
+      start(out, [p](std::error_code ec, std::size_t n) { (*p)(ec, n); });
+    }
+  }
+
+  /// Asks a pending operation to complete with operation_canceled. Never blocks, never throws.
+  void cancel() noexcept {
+    s_->cancelled.store(true, std::memory_order_relaxed);
+    if (s_->descriptor) {
+      boost::system::error_code ignored;
+      s_->descriptor->cancel(ignored);
+    }
+    s_->wake.notify_all();
+  }
+
+  /// True when readiness comes from the channel's fd (no waiter thread).
+  [[nodiscard]] bool uses_fd() const noexcept { return s_->descriptor.has_value(); }
+  [[nodiscard]] executor_type get_executor() const noexcept { return s_->ex; }
+
+ private:
+  struct state : std::enable_shared_from_this<state> {
+    state(executor_type e, channel& c, std::chrono::milliseconds sl) : ex(std::move(e)), ch(&c), slice(sl) {}
+
+    executor_type ex;
+    channel* ch;  // null once the receiver is gone: never touched after that
+    std::chrono::milliseconds slice;
+    std::optional<boost::asio::posix::stream_descriptor> descriptor;
+
+    // Owned by the executor thread (the waiter thread reads out/requested under the mutex).
+    bool pending = false;
+    handler_type handler;
+    std::vector<std::byte>* out = nullptr;
+    std::atomic<bool> cancelled{false};
+    executor_type work;  // tracks outstanding work while the waiter thread has an operation
+
+    // Waiter thread.
+    std::thread waiter;
+    std::mutex mutex;
+    std::condition_variable wake;
+    bool requested = false;
+    bool stopping = false;
+
+    static std::error_code canceled() noexcept { return std::make_error_code(std::errc::operation_canceled); }
+
+    void complete(std::error_code ec, std::size_t n) {
+      pending = false;
+      work = executor_type{};
+      auto h = std::move(handler);
+      handler = nullptr;
+      out = nullptr;
+      h(ec, n);
+    }
+
+    // fd path, on the executor: take what is buffered or readable, else wait for readiness.
+    void try_fd() {
+      if (cancelled.load(std::memory_order_relaxed) || ch == nullptr) return complete(canceled(), 0);
+      try {
+        if (auto n = ch->try_receive(*out)) return complete({}, *n);
+      } catch (const std::system_error& e) {
+        return complete(e.code(), 0);
+      }
+      descriptor->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                             [self = shared_from_this()](const boost::system::error_code& ec) {
+                               if (ec == boost::asio::error::operation_aborted) return self->complete(canceled(), 0);
+                               if (ec) return self->complete(std::error_code(ec.value(), std::system_category()), 0);
+                               self->try_fd();
+                             });
+    }
+
+    // Waiter thread: one request at a time, receive_for in slices until a message, an error,
+    // cancel() or shutdown; the completion is posted to the executor.
+    void waiter_loop() {
+      std::unique_lock lock(mutex);
+      for (;;) {
+        wake.wait(lock, [&] { return requested || stopping; });
+        if (stopping && !requested) return;
+        requested = false;
+        std::vector<std::byte>* buf = out;
+        lock.unlock();
+        std::error_code ec = canceled();
+        std::size_t got = 0;
+        while (!cancelled.load(std::memory_order_relaxed)) {
+          try {
+            if (auto n = ch->receive_for(*buf, slice)) {
+              ec = {};
+              got = *n;
+              break;
+            }
+          } catch (const std::system_error& e) {
+            ec = e.code();
+            break;
+          }
+        }
+        boost::asio::post(ex, [self = shared_from_this(), ec, got] { self->complete(ec, got); });
+        lock.lock();
+      }
+    }
+  };
+
+  void start(std::vector<std::byte>& out, handler_type h) {
+    auto& s = *s_;
+    if (s.pending) {
+      boost::asio::post(s.ex, [h = std::move(h)] { h(std::make_error_code(std::errc::operation_in_progress), 0); });
+      return;
+    }
+    s.pending = true;
+    s.handler = std::move(h);
+    s.cancelled.store(false, std::memory_order_relaxed);
+    if (s.descriptor) {
+      s.out = &out;
+      boost::asio::post(s.ex, [self = s_] { self->try_fd(); });
+      return;
+    }
+    // Nothing in the io_context is waiting while the thread works: keep run() from returning.
+    s.work = boost::asio::prefer(s.ex, boost::asio::execution::outstanding_work.tracked);
+    {
+      std::lock_guard lock(s.mutex);
+      s.out = &out;
+      s.requested = true;
+    }
+    s.wake.notify_all();
+  }
+
+  std::shared_ptr<state> s_;
+};
+
+}  // namespace ipc

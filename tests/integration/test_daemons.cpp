@@ -1,0 +1,384 @@
+// The daemons as users run them: fork+exec of the real ipc-producer / ipc-consumer.
+// Each test process has its own IPC_RUNTIME_DIR (tests/main.cpp), inherited by the daemons.
+#include "log.hpp"
+#include "options.hpp"
+#include "stats.hpp"
+
+#include "test_support.hpp"
+
+#include <ipc/channel.hpp>
+#include <ipc/uri.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using ipc::test::build_path;
+using ipc::test::spawn;
+using ipc::test::unique_name;
+
+namespace {
+
+const std::string producer_bin = build_path("daemons/ipc-producer");
+const std::string consumer_bin = build_path("daemons/ipc-consumer");
+
+// The channels this library has, as the daemons name them (pipe is tested on its own).
+std::vector<std::string> channel_uris() {
+  std::vector<std::string> v{"fifo:" + unique_name("d") + ".fifo"};
+#if __has_include(<ipc/msg_queue.hpp>)
+  v.push_back("msgq:" + unique_name("d"));
+#endif
+#if __has_include(<ipc/sem_buffer.hpp>)
+  v.push_back("sem:" + unique_name("d"));
+#endif
+#if __has_include(<ipc/shm_ring.hpp>)
+  v.push_back("shm:" + unique_name("d"));
+#endif
+  return v;
+}
+
+// key=value pairs of the last line in `report` that contains all of `needles`.
+std::map<std::string, std::string> stats_line(const std::string& report, std::initializer_list<std::string> needles) {
+  std::istringstream in(report);
+  std::string line, found;
+  while (std::getline(in, line)) {
+    bool all = true;
+    for (const auto& n : needles) all = all && line.find(n) != std::string::npos;
+    if (all) found = line;
+  }
+  std::map<std::string, std::string> kv;
+  std::istringstream words(found);
+  std::string w;
+  while (words >> w) {
+    if (auto eq = w.find('='); eq != std::string::npos) kv[w.substr(0, eq)] = w.substr(eq + 1);
+  }
+  return kv;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// Waits until the status file at path has a pid other than `not_pid` and records > 0; returns that pid.
+long wait_status(const std::string& path, long not_pid, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    auto kv = stats_line(read_file(path), {"role="});
+    if (!kv["pid"].empty() && std::stol(kv["pid"]) != not_pid && !kv["records"].empty() && std::stoull(kv["records"]) > 0) {
+      return std::stol(kv["pid"]);
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return -1;
+}
+
+void check_clean(const std::map<std::string, std::string>& kv, const std::string& records) {
+  CHECK(kv.at("records") == records);
+  CHECK(kv.at("lost") == "0");
+  CHECK(kv.at("dup") == "0");
+  CHECK(kv.at("reorder") == "0");
+  CHECK(kv.at("corrupt") == "0");
+}
+
+// An AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET.
+class notify_listener {
+ public:
+  notify_listener() {
+    path_ = ipc::runtime_dir() / (unique_name("notify") + ".sock");
+    fd_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(fd_);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path_.c_str(), sizeof a.sun_path - 1);
+    REQUIRE(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~notify_listener() { ::unlink(path_.c_str()); }
+  [[nodiscard]] const std::string& path() const { return path_; }
+  struct message {
+    std::string text;
+    std::chrono::steady_clock::time_point at;
+  };
+  /// Collects datagrams until `stop` returns true or the timeout passes.
+  void collect(std::chrono::milliseconds timeout, const std::function<bool()>& stop) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (!stop() && std::chrono::steady_clock::now() < until) {
+      pollfd p{fd_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 10) <= 0) continue;
+      char buf[512];
+      ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+      if (n > 0) got.push_back({std::string(buf, static_cast<std::size_t>(n)), std::chrono::steady_clock::now()});
+    }
+  }
+  [[nodiscard]] bool has(std::string_view prefix) const {
+    for (const auto& m : got) {
+      if (m.text.starts_with(prefix)) return true;
+    }
+    return false;
+  }
+  std::vector<message> got;
+
+ private:
+  std::string path_;
+  ipc::unique_fd fd_;
+};
+
+}  // namespace
+
+// ---- the runtime's pieces ---------------------------------------------------------------
+
+TEST_CASE("daemon runtime: the latency histogram finds percentiles within 1/16", "[daemons]") {
+  ipc::daemon::latency_histogram h;
+  CHECK(h.percentile_ns(0.5) == 0);
+  for (std::uint64_t i = 1; i <= 1000; ++i) h.add(i * 1000);  // 1 µs .. 1 ms
+  CHECK(h.count() == 1000);
+  const auto p50 = static_cast<double>(h.percentile_ns(0.50));
+  const auto p99 = static_cast<double>(h.percentile_ns(0.99));
+  CHECK(p50 >= 500'000 * 0.94);
+  CHECK(p50 <= 500'000 * 1.07);
+  CHECK(p99 >= 990'000 * 0.94);
+  CHECK(p99 <= 990'000 * 1.07);
+  h.add(0);
+  h.add(UINT64_MAX);
+  CHECK(h.percentile_ns(1.0) >= UINT64_MAX / 2);
+  h.reset();
+  CHECK(h.count() == 0);
+}
+
+TEST_CASE("daemon runtime: the sequence tracker counts gaps, duplicates and reorders per session", "[daemons]") {
+  using v = ipc::daemon::sequence_tracker::verdict;
+  ipc::daemon::sequence_tracker t;
+  CHECK(t.add(1, 10) == v::in_order);  // first record of a session: the baseline, not loss
+  CHECK(t.add(1, 11) == v::in_order);
+  CHECK(t.add(1, 14) == v::gap);  // 12 and 13 missing
+  CHECK(t.lost() == 2);
+  CHECK(t.add(1, 12) == v::reordered);  // late, not lost after all
+  CHECK(t.lost() == 1);
+  CHECK(t.reordered() == 1);
+  CHECK(t.add(1, 12) == v::duplicate);
+  CHECK(t.add(1, 14) == v::duplicate);
+  CHECK(t.duplicates() == 2);
+  CHECK(t.add(2, 1) == v::in_order);  // a restarted producer is a new session, never loss
+  CHECK(t.add(2, 2) == v::in_order);
+  CHECK(t.add(1, 15) == v::in_order);  // the old session is still remembered
+  CHECK(t.lost() == 1);
+  CHECK(t.sessions() == 2);
+}
+
+TEST_CASE("daemon runtime: options take --flag value, --flag=value and repeats, and reject the rest", "[daemons]") {
+  ipc::daemon::option_parser p("prog", "[options]",
+                               {{"channel", true, false, "URI", "c"}, {"arg", true, true, "A", "a"}, {"quiet", false, false, "", "q"}});
+  {
+    const char* argv[] = {"prog", "--channel", "msgq:x", "--arg=1", "--arg", "--2", "--quiet"};
+    auto r = p.parse(7, argv);
+    REQUIRE(r.error.empty());
+    CHECK(r.value("channel") == "msgq:x");
+    CHECK(r.all("arg") == std::vector<std::string>{"1", "--2"});
+    CHECK(r.has("quiet"));
+  }
+  auto err = [&](std::vector<const char*> a) { return p.parse(static_cast<int>(a.size()), a.data()).error; };
+  CHECK_THAT(err({"prog", "--nope"}), Catch::Contains("unknown option '--nope'"));
+  CHECK_THAT(err({"prog", "--channel"}), Catch::Contains("needs a value"));
+  CHECK_THAT(err({"prog", "--channel=a", "--channel=b"}), Catch::Contains("given twice"));
+  CHECK_THAT(err({"prog", "--quiet=1"}), Catch::Contains("takes no value"));
+  CHECK_THAT(err({"prog", "stray"}), Catch::Contains("unexpected argument"));
+  std::string e;
+  CHECK_FALSE(ipc::daemon::parse_unsigned("-1", "count", e));
+  CHECK_THAT(e, Catch::Contains("--count=-1"));
+  CHECK_FALSE(ipc::daemon::parse_seconds("abc", "stats-interval", e));
+  CHECK(ipc::daemon::parse_seconds("0.5", "stats-interval", e) == 0.5);
+}
+
+TEST_CASE("daemon runtime: status files are named after the channel and written whole", "[daemons]") {
+  auto p = ipc::daemon::default_status_path("fifo:/tmp/a/b.fifo?mode=0600", "consumer");
+  CHECK(p.filename() == "fifo-tmp_a_b.fifo.consumer.status");
+  CHECK(ipc::daemon::default_status_path("pipe:fd=3", "consumer").filename() == "pipe-pipe.consumer.status");
+  CHECK(ipc::daemon::default_status_path("msgq:demo", "producer").filename() == "msgq-demo.producer.status");
+  ipc::daemon::write_file_atomically(p, "one\n");
+  ipc::daemon::write_file_atomically(p, "two\n");
+  CHECK(read_file(p) == "two\n");
+  std::filesystem::remove(p);
+}
+
+// ---- the programs -----------------------------------------------------------------------
+
+TEST_CASE("daemons: --help exits 0 and a bad option exits 2", "[daemons]") {
+  for (const auto& bin : {producer_bin, consumer_bin}) {
+    auto h = spawn({bin, "--help"}).wait(30s);
+    CHECK(h.exit_code == 0);
+    CHECK_THAT(h.report, Catch::Contains("--channel"));
+    auto bad = spawn({bin, "--channel", "msgq:x", "--bogus"}).wait(30s);
+    CHECK(bad.exit_code == 2);
+    CHECK_THAT(bad.report, Catch::Contains("<3>") && Catch::Contains("--bogus"));
+    auto none = spawn({bin}).wait(30s);
+    CHECK(none.exit_code == 2);
+    auto uri = spawn({bin, "--channel", "nope:x"}).wait(30s);
+    CHECK(uri.exit_code == 2);
+  }
+}
+
+TEST_CASE("daemons: a consumer on a channel it cannot open exits 1", "[daemons]") {
+  auto r = spawn({consumer_bin, "--channel", "fifo:/nonexistent-dir/x.fifo"}).wait(30s);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.report, Catch::Contains("<3>"));
+}
+
+TEST_CASE("daemons: producer --count N and consumer --count N move every record intact", "[daemons]") {
+  for (const auto& uri : channel_uris()) {
+    INFO(uri);
+    auto c = spawn({consumer_bin, "--channel", uri, "--count", "20000", "--stats-interval", "0"});
+    auto p = spawn({producer_bin, "--channel", uri, "--count", "20000", "--rate", "0", "--stats-interval", "0"});
+    auto pr = p.wait(120s);
+    auto cr = c.wait(120s);
+    INFO(pr.report);
+    INFO(cr.report);
+    CHECK(pr.exit_code == 0);
+    REQUIRE(cr.exit_code == 0);
+    check_clean(stats_line(cr.report, {"role=consumer", "final=1"}), "20000");
+    CHECK(stats_line(pr.report, {"role=producer", "final=1"}).at("records") == "20000");
+    ipc::open_channel(uri, ipc::role::receiver)->remove();
+  }
+}
+
+TEST_CASE("daemons: pipe producer spawns its consumer, which receives every record", "[daemons]") {
+  auto sink = (ipc::runtime_dir() / (unique_name("sink") + ".txt")).string();
+  auto p = spawn({producer_bin, "--channel", "pipe", "--count", "3000", "--rate", "0", "--size", "16", "--stats-interval", "0",
+                  "--consumer-arg=--sink", "--consumer-arg=" + sink});
+  auto pr = p.wait(120s);
+  INFO(pr.report);
+  REQUIRE(pr.exit_code == 0);
+  check_clean(stats_line(pr.report, {"role=consumer", "final=1"}), "3000");
+  CHECK(stats_line(pr.report, {"role=producer", "final=1"}).at("records") == "3000");
+  const auto text = read_file(sink);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 3000);
+}
+
+TEST_CASE("daemons: --source sends the lines of a file and the sink gets them back", "[daemons]") {
+  const auto dir = ipc::runtime_dir();
+  const auto src = (dir / (unique_name("src") + ".txt")).string();
+  const auto sink = (dir / (unique_name("sink") + ".txt")).string();
+  std::string lines;
+  for (int i = 0; i < 500; ++i) lines += "line number " + std::to_string(i) + "\n";
+  std::ofstream(src) << lines;
+  const auto uri = "fifo:" + unique_name("src") + ".fifo";
+  auto c = spawn({consumer_bin, "--channel", uri, "--count", "500", "--sink", sink, "--stats-interval", "0"});
+  auto p = spawn({producer_bin, "--channel", uri, "--source", src, "--rate", "0", "--stats-interval", "0"});
+  auto pr = p.wait(60s);
+  auto cr = c.wait(60s);
+  INFO(pr.report << cr.report);
+  CHECK(pr.exit_code == 0);
+  REQUIRE(cr.exit_code == 0);
+  CHECK(read_file(sink) == lines);
+}
+
+TEST_CASE("daemons: a consumer killed mid-stream is replaced and the pair recovers", "[daemons]") {
+  for (const auto& uri : channel_uris()) {
+    INFO(uri);
+    const auto status = (ipc::runtime_dir() / (unique_name("st") + ".status")).string();
+    auto p = spawn({producer_bin, "--channel", uri, "--rate", "2000", "--stats-interval", "0.2"});
+    auto c1 = spawn({consumer_bin, "--channel", uri, "--stats-interval", "0.1", "--status-file", status});
+    const long pid1 = wait_status(status, -1, 30s);
+    REQUIRE(pid1 > 0);
+    c1.kill(SIGKILL);
+    auto r1 = c1.wait(30s);
+    CHECK(r1.signal == SIGKILL);
+    auto c2 = spawn({consumer_bin, "--channel", uri, "--count", "500", "--stats-interval", "0"});
+    auto r2 = c2.wait(60s);
+    INFO(r2.report);
+    CHECK(r2.exit_code == 0);
+    check_clean(stats_line(r2.report, {"role=consumer", "final=1"}), "500");
+    p.kill(SIGTERM);
+    auto pr = p.wait(30s);
+    INFO(pr.report);
+    CHECK(pr.exit_code == 0);
+    CHECK(stats_line(pr.report, {"role=producer", "final=1"}).count("records") == 1);
+    ipc::open_channel(uri, ipc::role::receiver)->remove();
+  }
+}
+
+TEST_CASE("daemons: a pipe consumer that dies is restarted by its producer", "[daemons]") {
+  const auto status = (ipc::runtime_dir() / (unique_name("st") + ".status")).string();
+  auto p = spawn({producer_bin, "--channel", "pipe", "--rate", "2000", "--stats-interval", "0.2", "--consumer-arg=--stats-interval",
+                  "--consumer-arg=0.1", "--consumer-arg=--status-file", "--consumer-arg=" + status});
+  const long pid1 = wait_status(status, -1, 30s);
+  REQUIRE(pid1 > 0);
+  REQUIRE(::kill(static_cast<pid_t>(pid1), SIGKILL) == 0);
+  const long pid2 = wait_status(status, pid1, 30s);  // a new consumer reports records
+  CHECK(pid2 > 0);
+  CHECK(pid2 != pid1);
+  p.kill(SIGTERM);
+  auto pr = p.wait(30s);
+  INFO(pr.report);
+  CHECK(pr.exit_code == 0);
+  auto kv = stats_line(pr.report, {"role=producer", "final=1"});
+  REQUIRE(kv.count("restarts") == 1);
+  CHECK(std::stoi(kv.at("restarts")) >= 1);
+  // The last consumer got the forwarded SIGTERM and drained cleanly.
+  CHECK(stats_line(pr.report, {"role=consumer", "final=1"}).count("records") == 1);
+}
+
+TEST_CASE("daemons: SIGTERM drains and exits 0 on both sides", "[daemons]") {
+  for (const auto& uri : channel_uris()) {
+    INFO(uri);
+    auto c = spawn({consumer_bin, "--channel", uri, "--stats-interval", "0.1"});
+    auto p = spawn({producer_bin, "--channel", uri, "--rate", "5000", "--stats-interval", "0.1"});
+    REQUIRE(c.wait_for_line("final=0", 30s));
+    std::this_thread::sleep_for(300ms);
+    p.kill(SIGTERM);
+    auto pr = p.wait(30s);
+    std::this_thread::sleep_for(200ms);
+    c.kill(SIGTERM);
+    auto cr = c.wait(30s);
+    INFO(pr.report << cr.report);
+    CHECK(pr.exit_code == 0);
+    CHECK(cr.exit_code == 0);
+    auto kv = stats_line(cr.report, {"role=consumer", "final=1"});
+    REQUIRE(kv.count("records") == 1);
+    CHECK(std::stoull(kv.at("records")) > 0);
+    CHECK(kv.at("lost") == "0");
+    CHECK(kv.at("corrupt") == "0");
+    ipc::open_channel(uri, ipc::role::receiver)->remove();
+  }
+}
+
+TEST_CASE("daemons: sd_notify READY, WATCHDOG at half WATCHDOG_USEC, STATUS and STOPPING", "[daemons]") {
+  const auto uri = "fifo:" + unique_name("n") + ".fifo";
+  for (const auto& bin : {consumer_bin, producer_bin}) {
+    INFO(bin);
+    notify_listener n;
+    auto d = spawn({bin, "--channel", uri, "--stats-interval", "0.2"}, {"NOTIFY_SOCKET=" + n.path(), "WATCHDOG_USEC=200000"});
+    n.collect(30s, [&] { return n.has("READY=1"); });
+    REQUIRE(n.has("READY=1"));
+    const auto ready_at = n.got.back().at;
+    n.collect(2s, [&] { return std::chrono::steady_clock::now() - ready_at >= 500ms; });
+    int pings = 0;
+    for (const auto& m : n.got) pings += m.text == "WATCHDOG=1" && m.at - ready_at <= 520ms ? 1 : 0;
+    CHECK(pings >= 3);
+    CHECK(pings <= 8);
+    n.collect(5s, [&] { return n.has("STATUS="); });
+    CHECK(n.has("STATUS=records="));
+    d.kill(SIGTERM);
+    n.collect(10s, [&] { return n.has("STOPPING=1"); });
+    CHECK(n.has("STOPPING=1"));
+    auto r = d.wait(30s);
+    INFO(r.report);
+    CHECK(r.exit_code == 0);
+  }
+}
