@@ -1,5 +1,6 @@
 // ipcctl: run the demo pairs locally and look after the kernel objects the toolkit makes.
 // Exit status: 0 ok, 1 failure, 2 usage error, 3 launch saw a record lost, duplicated, reordered or corrupt.
+#include "bench.hpp"
 #include "launch.hpp"
 #include "objects.hpp"
 #include "status.hpp"
@@ -50,6 +51,10 @@ Commands:
                 attached, orphan key files and dead daemons' status files; --dry-run only prints;
                 --prefix only considers objects whose name starts with NAME (POSIX segments in
                 /dev/shm are shared by every runtime directory).
+  bench [--channels LIST] [--sizes LIST] [--duration S] [--json|--csv] [--plot FILE.png] [--check]
+                Measure every channel (throughput with two processes, round-trip p50/p99) next to the
+                raw syscalls of its mechanism and Boost message_queue, in the same run, with ratios
+                (ipcctl bench --help for every option; docs/benchmarks.md).
   --help        This text.   --version   The version.
 
 Objects live in the runtime directory: $IPC_RUNTIME_DIR, else $RUNTIME_DIRECTORY, else /run/ipc
@@ -282,6 +287,7 @@ int main(int argc, char* argv[]) {
     if (cmd == "list") return cmd_list(rest);
     if (cmd == "rm") return cmd_rm(rest);
     if (cmd == "gc") return cmd_gc(rest);
+    if (cmd == "bench") return ipc::bench::ipc_bench_main(argc - 1, argv + 1);
     throw usage_error("unknown command '" + std::string(cmd) + "'");
   } catch (const usage_error& e) {
     std::cerr << "ipcctl: " << e.what() << "\n(ipcctl --help shows the usage)\n";

@@ -61,7 +61,8 @@ std::vector<proc_row> read_sysvipc(const char* file) {
     proc_row row;
     for (const auto& c : columns) {
       long long v = 0;
-      if (!(l >> v)) break;
+      // The kernel prints perms in octal ("%4o"); every other column is decimal.
+      if (!(c == "perms" ? (l >> std::oct >> v >> std::dec) : (l >> v))) break;
       row[c] = v;
     }
     if (row.size() == columns.size()) rows.push_back(std::move(row));

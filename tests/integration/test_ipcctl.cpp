@@ -128,6 +128,7 @@ TEST_CASE("ipcctl: list shows a live process's queue and gc keeps it", "[ipcctl]
   auto row = fields_of(line_with(l.report, {"msgq", name}));
   REQUIRE(!row.empty());
   CHECK(line_with(l.report, {"msgq", name, std::to_string(::getpid()), "keep"}) != "");
+  CHECK(line_with(l.report, {"msgq", name, "0600"}) != "");  // /proc/sysvipc prints perms in octal
 
   auto g = ipcctl({"gc", "--prefix", name});
   INFO(g.report);

@@ -268,26 +268,34 @@ void frame_reader::make_room() {
 }
 
 bool frame_reader::read(int fd, std::vector<std::byte>& out, const deadline& d, std::string_view object) {
+  // A read that returned less than it asked for emptied the pipe: the next read would only say
+  // EAGAIN, so go straight to poll() (one syscall fewer per wake-up).
+  bool drained = false;
   for (;;) {
     if (take(out, object)) return true;
     make_room();
-    ssize_t n = ::read(fd, buf_.data() + tail_, buf_.size() - tail_);
-    if (n > 0) {
-      tail_ += static_cast<std::size_t>(n);
-      continue;
+    if (!drained) {
+      const std::size_t room = buf_.size() - tail_;
+      ssize_t n = ::read(fd, buf_.data() + tail_, room);
+      if (n > 0) {
+        tail_ += static_cast<std::size_t>(n);
+        drained = static_cast<std::size_t>(n) < room;
+        continue;
+      }
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN) throw_errno(errno, "read", object);
+      } else {
+        // read() returns 0 whenever no writer holds the stream, but a FIFO whose first writer
+        // has not come yet is not at its end: only POLLHUP (a writer came and went) means EOF.
+        pollfd p{fd, POLLIN, 0};
+        int r = ::poll(&p, 1, 0);
+        if (r < 0 && errno != EINTR) throw_errno(errno, "poll", object);
+        if (r > 0 && (p.revents & POLLIN) != 0) continue;
+        if (r > 0 && (p.revents & POLLHUP) != 0) return take_at_eof(out, object);
+      }
     }
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) throw_errno(errno, "read", object);
-    } else {
-      // read() returns 0 whenever no writer holds the stream, but a FIFO whose first writer
-      // has not come yet is not at its end: only POLLHUP (a writer came and went) means EOF.
-      pollfd p{fd, POLLIN, 0};
-      int r = ::poll(&p, 1, 0);
-      if (r < 0 && errno != EINTR) throw_errno(errno, "poll", object);
-      if (r > 0 && (p.revents & POLLIN) != 0) continue;
-      if (r > 0 && (p.revents & POLLHUP) != 0) return take_at_eof(out, object);
-    }
+    drained = false;
     pollfd p{fd, POLLIN, 0};
     int r = ::poll(&p, 1, d.poll_timeout_ms());
     if (r < 0) {

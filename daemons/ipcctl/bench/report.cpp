@@ -1,0 +1,356 @@
+#include "report.hpp"
+
+#include "transport.hpp"
+
+#include <ipc/error.hpp>
+
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <sstream>
+
+namespace ipc::bench {
+namespace {
+
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string format(const char* fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  const int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return n < 0 ? std::string() : std::string(buf, std::min(static_cast<std::size_t>(n), sizeof buf - 1));
+}
+
+struct ratios {
+  std::optional<double> raw_throughput, raw_p50, boost_throughput, boost_p50;
+};
+
+const cell_result* find(const std::vector<cell_result>& all, std::string_view channel, std::string_view impl,
+                        std::size_t size) {
+  for (const auto& c : all) {
+    if (c.channel == channel && c.impl == impl && c.size == size && !c.skipped) return &c;
+  }
+  return nullptr;
+}
+
+std::optional<double> quotient(double a, double b) {
+  if (!(a > 0) || !(b > 0)) return std::nullopt;
+  return a / b;
+}
+
+ratios ratios_of(const cell_result& c, const std::vector<cell_result>& all) {
+  ratios r;
+  if (c.skipped || c.impl == boost_impl) return r;
+  if (c.impl == "libipc") {
+    if (const auto* raw = find(all, c.channel, "raw", c.size)) {
+      r.raw_throughput = quotient(c.msgs_per_s(), raw->msgs_per_s());
+      r.raw_p50 = quotient(c.latency.p50_us, raw->latency.p50_us);
+    }
+  }
+  if (const auto* b = find(all, boost_channel, boost_impl, c.size)) {
+    r.boost_throughput = quotient(c.msgs_per_s(), b->msgs_per_s());
+    r.boost_p50 = quotient(c.latency.p50_us, b->latency.p50_us);
+  }
+  return r;
+}
+
+std::string rate_label(double v) {
+  if (v >= 1e6) return format("%.2f M", v / 1e6);
+  if (v >= 1e3) return format("%.1f k", v / 1e3);
+  return format("%.0f", v);
+}
+
+// Pads to `width` columns, counting UTF-8 code points (× and — are one column, several bytes).
+std::string pad(const std::string& s, std::size_t width, bool right = true) {
+  std::size_t cols = 0;
+  for (unsigned char ch : s) cols += (ch & 0xC0U) != 0x80U ? 1 : 0;
+  const std::string fill(cols < width ? width - cols : 0, ' ');
+  return right ? fill + s : s + fill;
+}
+
+std::string times(const std::optional<double>& v) {
+  if (!v) return {};
+  return *v < 0.1 ? format("%.3f×", *v) : format("%.2f×", *v);
+}
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      out += format("\\u%04x", static_cast<unsigned>(ch));
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_number(const std::optional<double>& v) {
+  return v ? format("%.4f", *v) : std::string("null");
+}
+
+}  // namespace
+
+std::string size_label(std::size_t n) {
+  if (n >= (std::size_t{1} << 20) && n % (std::size_t{1} << 20) == 0) return std::to_string(n >> 20) + " MiB";
+  if (n >= 1024 && n % 1024 == 0) return std::to_string(n >> 10) + " KiB";
+  return std::to_string(n) + " B";
+}
+
+machine_info probe_machine() noexcept {
+  machine_info m;
+  try {
+    m.cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+    std::ifstream cpu("/proc/cpuinfo");
+    for (std::string line; std::getline(cpu, line);) {
+      if (line.rfind("model name", 0) == 0) {
+        const auto colon = line.find(':');
+        if (colon != std::string::npos) m.cpu_model = line.substr(line.find_first_not_of(" \t", colon + 1));
+        break;
+      }
+    }
+    utsname u{};
+    if (::uname(&u) == 0) m.kernel = std::string(u.sysname) + " " + u.release;
+    std::ifstream load("/proc/loadavg");
+    load >> m.load_before;
+  } catch (...) {  // NOLINT(bugprone-empty-catch): machine facts are decoration; the run goes on
+  }
+  m.load_after = m.load_before;
+  return m;
+}
+
+std::string to_table(const config& cfg, const machine_info& m, const std::vector<cell_result>& r) {
+  std::string out;
+  out += format("libipc benchmark: %ld CPUs (%s), %s, %.2f s per measurement, load %.2f -> %.2f\n", m.cpus,
+                m.cpu_model.c_str(), m.kernel.c_str(), cfg.seconds, m.load_before, m.load_after);
+  out += "throughput: the child sends, the parent receives and checks every message; latency: ping-pong round trip.\n";
+  out += "×raw = libipc ÷ raw, ×boost = row ÷ boost_mq; for throughput above 1× is faster, for latency above 1× is slower.\n";
+  for (std::size_t size : cfg.sizes) {
+    out += "\n" + pad(size_label(size), 18, false) + pad("one-way throughput", 37, false) + " | round-trip latency\n";
+    out += pad("channel", 10, false) + pad("impl", 8, false) + pad("msgs/s", 11) + pad("MB/s", 10) + pad("×raw", 8) +
+           pad("×boost", 8) + " |" + pad("p50 µs", 10) + pad("p99 µs", 10) + pad("×raw", 8) + pad("×boost", 8) + "\n";
+    for (const auto& c : r) {
+      if (c.size != size) continue;
+      std::string line = pad(c.channel, 10, false) + pad(c.impl, 8, false);
+      if (c.skipped) {
+        line += pad("—", 11) + pad("—", 10) + pad("", 16) + " |" + pad("—", 10) + pad("—", 10) + "   (" + c.reason + ")";
+      } else {
+        const ratios q = ratios_of(c, r);
+        line += pad(rate_label(c.msgs_per_s()), 11) + pad(format("%.1f", c.mb_per_s()), 10) + pad(times(q.raw_throughput), 8) +
+                pad(times(q.boost_throughput), 8) + " |" + pad(format("%.1f", c.latency.p50_us), 10) +
+                pad(format("%.1f", c.latency.p99_us), 10) + pad(times(q.raw_p50), 8) + pad(times(q.boost_p50), 8);
+      }
+      out += line + "\n";
+    }
+  }
+  return out;
+}
+
+std::string to_json(const config& cfg, const machine_info& m, const std::vector<cell_result>& r) {
+  std::string out = "{\n  \"tool\": \"ipc-bench\",\n";
+  out += "  \"machine\": {\"cpus\": " + std::to_string(m.cpus) + ", \"cpu_model\": " + json_string(m.cpu_model) +
+         ", \"kernel\": " + json_string(m.kernel) + ", \"load_before\": " + format("%.2f", m.load_before) +
+         ", \"load_after\": " + format("%.2f", m.load_after) + "},\n";
+  out += "  \"config\": {\"duration_s\": " + format("%.6g", cfg.seconds) + ", \"sizes\": [";
+  for (std::size_t i = 0; i < cfg.sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(cfg.sizes[i]);
+  out += "], \"channels\": [";
+  for (std::size_t i = 0; i < cfg.channels.size(); ++i) out += (i ? ", " : "") + json_string(cfg.channels[i]);
+  out += "]},\n  \"results\": [";
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const auto& c = r[i];
+    out += i ? ",\n    {" : "\n    {";
+    out += "\"channel\": " + json_string(c.channel) + ", \"impl\": " + json_string(c.impl) +
+           ", \"size\": " + std::to_string(c.size) + ", \"skipped\": " + (c.skipped ? "true" : "false");
+    if (c.skipped) {
+      out += ", \"reason\": " + json_string(c.reason) + "}";
+      continue;
+    }
+    const ratios q = ratios_of(c, r);
+    out += ",\n     \"throughput\": {\"messages\": " + std::to_string(c.throughput.messages) +
+           ", \"seconds\": " + format("%.6f", c.throughput.seconds) + ", \"msgs_per_s\": " + format("%.1f", c.msgs_per_s()) +
+           ", \"mb_per_s\": " + format("%.3f", c.mb_per_s()) + "},";
+    out += "\n     \"latency\": {\"round_trips\": " + std::to_string(c.latency.round_trips) +
+           ", \"p50_us\": " + format("%.3f", c.latency.p50_us) + ", \"p99_us\": " + format("%.3f", c.latency.p99_us) + "},";
+    out += "\n     \"ratio_vs_raw\": {\"throughput\": " + json_number(q.raw_throughput) +
+           ", \"latency_p50\": " + json_number(q.raw_p50) + "}, \"ratio_vs_boost\": {\"throughput\": " +
+           json_number(q.boost_throughput) + ", \"latency_p50\": " + json_number(q.boost_p50) + "}}";
+  }
+  out += "\n  ]\n}\n";
+  return out;
+}
+
+std::string to_csv(const std::vector<cell_result>& r) {
+  std::string out =
+      "channel,impl,size,skipped,messages,seconds,msgs_per_s,mb_per_s,ratio_raw_throughput,ratio_boost_throughput,"
+      "round_trips,p50_us,p99_us,ratio_raw_p50,ratio_boost_p50\n";
+  auto opt = [](const std::optional<double>& v) { return v ? format("%.4f", *v) : std::string(); };
+  for (const auto& c : r) {
+    out += c.channel + "," + c.impl + "," + std::to_string(c.size) + "," + (c.skipped ? "1" : "0");
+    if (c.skipped) {
+      out += ",,,,,,,,,,,\n";
+      continue;
+    }
+    const ratios q = ratios_of(c, r);
+    out += "," + std::to_string(c.throughput.messages) + format(",%.6f,%.1f,%.3f,", c.throughput.seconds, c.msgs_per_s(),
+                                                                  c.mb_per_s()) +
+           opt(q.raw_throughput) + "," + opt(q.boost_throughput) + "," + std::to_string(c.latency.round_trips) +
+           format(",%.3f,%.3f,", c.latency.p50_us, c.latency.p99_us) + opt(q.raw_p50) + "," + opt(q.boost_p50) + "\n";
+  }
+  return out;
+}
+
+std::string find_gnuplot() {
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path != nullptr ? path : "/usr/bin:/bin";
+  while (!dirs.empty()) {
+    const auto colon = dirs.find(':');
+    const std::string dir(dirs.substr(0, colon));
+    dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
+    if (dir.empty()) continue;
+    const std::string candidate = dir + "/gnuplot";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return {};
+}
+
+void plot(const config& cfg, const machine_info& m, const std::vector<cell_result>& r, const std::string& file) {
+  const std::string gnuplot = find_gnuplot();
+  if (gnuplot.empty()) throw_error(errc::closed, "plot", file, "gnuplot is not installed: apt-get install gnuplot-nox");
+  // One data block per (channel, impl) series, in table order: size, msgs/s, p50 µs.
+  std::vector<std::string> series;
+  std::map<std::string, std::string> blocks;
+  for (const auto& c : r) {
+    if (c.skipped) continue;
+    const std::string key = c.channel + " " + c.impl;
+    if (!blocks.count(key)) series.push_back(key);
+    blocks[key] += format("%zu %.3f %.3f\n", c.size, c.msgs_per_s(), c.latency.p50_us);
+  }
+  char dir_template[] = "/tmp/ipc-bench-plot.XXXXXX";
+  if (::mkdtemp(dir_template) == nullptr) detail::throw_errno(errno, "mkdtemp", dir_template);
+  const std::filesystem::path dir(dir_template);
+  struct remove_dir {
+    std::filesystem::path p;
+    ~remove_dir() {
+      std::error_code ec;
+      std::filesystem::remove_all(p, ec);
+    }
+  } cleanup{dir};
+  {
+    std::ofstream data(dir / "data");
+    for (const auto& s : series) data << "# " << s << "\n" << blocks[s] << "\n\n";
+    std::ofstream script(dir / "plot.gp");
+    auto quoted = [](const std::string& s) {
+      std::string q = "'";
+      for (char ch : s) q += ch == '\'' ? std::string("''") : std::string(1, ch);
+      return q + "'";
+    };
+    script << "set terminal pngcairo size 1400,600 noenhanced\n"
+           << "set output " << quoted(file) << "\n"
+           << "set multiplot layout 1,2 title " << quoted(format("libipc benchmark: %ld CPUs, %s, %.2f s per measurement", m.cpus, m.kernel.c_str(), cfg.seconds)) << "\n"
+           << "set logscale xy\nset grid\nset key outside bottom center horizontal maxrows 4\n"
+           << "set xlabel 'message size (bytes)'\n";
+    const std::string data_file = quoted((dir / "data").string());
+    for (int panel = 0; panel < 2; ++panel) {
+      script << (panel == 0 ? "set title 'throughput, one way'\nset ylabel 'messages/s'\n"
+                            : "set title 'round-trip latency, p50'\nset ylabel 'microseconds'\n");
+      script << "plot ";
+      for (std::size_t i = 0; i < series.size(); ++i) {
+        // One colour per channel; solid for libipc, dashed for raw.
+        const std::string channel = series[i].substr(0, series[i].find(' '));
+        std::size_t colour = 0;
+        while (colour < std::size(channel_names) && channel_names[colour] != channel) ++colour;
+        const bool raw = series[i].find(" raw") != std::string::npos;
+        script << (i ? ", " : "") << data_file << " index " << i << " using 1:" << (panel == 0 ? 2 : 3)
+               << " with linespoints lw 2 lc " << colour + 1 << " dt " << (raw ? 2 : 1) << " title " << quoted(series[i]);
+      }
+      script << "\n";
+    }
+    script << "unset multiplot\n";
+    if (!script || !data) detail::throw_errno(EIO, "write", dir.string());
+  }
+  const std::string script_path = (dir / "plot.gp").string();
+  const pid_t pid = ::fork();
+  if (pid < 0) detail::throw_errno(errno, "fork", "gnuplot");
+  if (pid == 0) {
+    ::execl(gnuplot.c_str(), "gnuplot", script_path.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) detail::throw_errno(errno, "waitpid", "gnuplot");
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw_error(errc::corrupt, "gnuplot", file, "gnuplot failed (status " + std::to_string(status) + "); see its messages above");
+  }
+}
+
+std::vector<std::string> check_json(const std::string& json, const config& cfg) {
+  std::vector<std::string> problems;
+  namespace pt = boost::property_tree;
+  pt::ptree root;
+  try {
+    std::istringstream in(json);
+    pt::read_json(in, root);
+  } catch (const std::exception& e) {
+    problems.push_back(std::string("the JSON output does not parse: ") + e.what());
+    return problems;
+  }
+  struct tally {
+    std::size_t entries = 0;
+    std::size_t measured = 0;
+  };
+  std::map<std::string, tally> rows;
+  for (const auto& ch : cfg.channels) {
+    rows[ch + "/libipc"];
+    rows[ch + "/raw"];
+  }
+  rows[std::string(boost_channel) + "/" + std::string(boost_impl)];
+  try {
+    for (const auto& [unused, v] : root.get_child("results")) {
+      const std::string key = v.get<std::string>("channel") + "/" + v.get<std::string>("impl");
+      const std::string where = key + " " + v.get<std::string>("size") + " B";
+      auto it = rows.find(key);
+      if (it == rows.end()) {
+        problems.push_back(where + ": not a selected channel");
+        continue;
+      }
+      ++it->second.entries;
+      if (v.get<bool>("skipped")) continue;
+      ++it->second.measured;
+      if (!(v.get<double>("throughput.msgs_per_s") > 0) || v.get<std::uint64_t>("throughput.messages") == 0) {
+        problems.push_back(where + ": no throughput figure");
+      }
+      if (v.get<std::uint64_t>("latency.round_trips") == 0 || !(v.get<double>("latency.p50_us") > 0) ||
+          v.get<double>("latency.p99_us") < v.get<double>("latency.p50_us")) {
+        problems.push_back(where + ": no latency figure (or p99 below p50)");
+      }
+    }
+  } catch (const std::exception& e) {
+    problems.push_back(std::string("the JSON output lacks a field: ") + e.what());
+  }
+  for (const auto& [key, t] : rows) {
+    if (t.entries != cfg.sizes.size()) {
+      problems.push_back(key + ": " + std::to_string(t.entries) + " results for " + std::to_string(cfg.sizes.size()) + " sizes");
+    }
+    if (t.measured == 0) problems.push_back(key + ": not measured at any size");
+  }
+  return problems;
+}
+
+}  // namespace ipc::bench

@@ -1,0 +1,70 @@
+// Internal to the benchmark: the result set and its four renderings (table, JSON, CSV, gnuplot
+// PNG), and --check, which reads the JSON back and checks that every figure is there.
+#pragma once
+
+#include "runner.hpp"
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace ipc::bench {
+
+enum class output_format { table, json, csv };
+
+struct config {
+  std::string prog = "ipc-bench";
+  double seconds = 0.5;
+  std::vector<std::size_t> sizes;
+  std::vector<std::string> channels;
+  output_format format = output_format::table;
+  std::string plot_file;
+  bool check = false;
+  bool quiet = false;
+};
+
+struct machine_info {
+  long cpus = 0;
+  std::string cpu_model;
+  std::string kernel;
+  double load_before = 0;  ///< 1-minute load average when the run started
+  double load_after = 0;
+};
+
+struct cell_result {
+  std::string channel;  ///< pipe, fifo, msgq, sem, shm, boost_mq
+  std::string impl;     ///< libipc, raw, boost
+  std::size_t size = 0;
+  bool skipped = false;
+  std::string reason;  ///< why skipped
+  throughput_figures throughput;
+  latency_figures latency;
+
+  [[nodiscard]] double msgs_per_s() const noexcept {
+    return throughput.seconds > 0 ? static_cast<double>(throughput.messages) / throughput.seconds : 0;
+  }
+  [[nodiscard]] double mb_per_s() const noexcept { return msgs_per_s() * static_cast<double>(size) / 1e6; }
+};
+
+/// "64 B", "16 KiB", "1 MiB".
+std::string size_label(std::size_t n);
+
+/// CPUs, CPU model, kernel release and load average of this machine. Never throws.
+machine_info probe_machine() noexcept;
+
+std::string to_table(const config& cfg, const machine_info& m, const std::vector<cell_result>& r);
+std::string to_json(const config& cfg, const machine_info& m, const std::vector<cell_result>& r);
+std::string to_csv(const std::vector<cell_result>& r);
+
+/// gnuplot's path from $PATH, or "" when it is not installed.
+std::string find_gnuplot();
+/// Draws msgs/s and p50 latency against message size into `file` (PNG) with gnuplot.
+/// Throws std::system_error when gnuplot cannot run or fails.
+void plot(const config& cfg, const machine_info& m, const std::vector<cell_result>& r, const std::string& file);
+
+/// Parses `json` back (Boost.PropertyTree) and lists what is missing or wrong: every selected
+/// channel's libipc and raw rows and boost_mq must have, for at least one size, a measured cell,
+/// and every measured cell non-zero msgs/s, round trips and latency. Empty when all is well.
+std::vector<std::string> check_json(const std::string& json, const config& cfg);
+
+}  // namespace ipc::bench

@@ -1,0 +1,37 @@
+// Internal to the benchmark: runs one measurement between this process and a forked child over a
+// transport, checking every message, with a watchdog so that a broken or dead peer ends the cell
+// with an error instead of a hang, and with every child reaped and every object removed.
+#pragma once
+
+#include "transport.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace ipc::bench {
+
+struct throughput_figures {
+  std::uint64_t messages = 0;  ///< messages counted (after the first, which starts the clock)
+  double seconds = 0;          ///< from the first message received to the end marker
+};
+
+struct latency_figures {
+  std::uint64_t round_trips = 0;  ///< round trips measured (after the warm-up)
+  double p50_us = 0;
+  double p99_us = 0;
+};
+
+/// Set by the SIGINT/SIGTERM handler: the running cell ends (child killed, objects removed) and the
+/// run stops.
+extern std::atomic<bool> stop_requested;
+
+/// The child sends `size`-byte messages for `seconds`, then an end marker; this process receives,
+/// checks each one's size and sequence number and times them. Throws on any failure.
+throughput_figures measure_throughput(transport& t, std::size_t size, double seconds);
+
+/// This process sends a ping, the child echoes it on a second link; round trips for `seconds`
+/// after a short warm-up. Throws on any failure.
+latency_figures measure_latency(transport& t, std::size_t size, double seconds);
+
+}  // namespace ipc::bench
