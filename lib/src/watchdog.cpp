@@ -1,9 +1,7 @@
 #include <ipc/error.hpp>
-#include <ipc/unique_fd.hpp>
+#include <ipc/sd_notify.hpp>
 #include <ipc/watchdog.hpp>
 
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,40 +33,6 @@ void write_stderr(std::string_view s) noexcept {
   }
 }
 
-// The sd_notify protocol: one datagram to an AF_UNIX socket named by a path or, with a
-// leading '@', by an abstract name. (daemons/runtime/sd_notify.cpp holds the daemons' copy.)
-class notifier {
- public:
-  explicit notifier(std::string_view path) noexcept {
-    if (path.empty() || (path[0] != '/' && path[0] != '@') || path.size() >= sizeof addr_.sun_path) return;
-    addr_.sun_family = AF_UNIX;
-    std::memcpy(addr_.sun_path, path.data(), path.size());
-    if (path[0] == '@') addr_.sun_path[0] = '\0';  // abstract: leading NUL, no terminator counted
-    len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
-    fd_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  }
-  [[nodiscard]] bool enabled() const noexcept { return static_cast<bool>(fd_); }
-  bool send(std::string_view state) noexcept {
-    if (!fd_) return false;
-    for (;;) {
-      ssize_t n = ::sendto(fd_.get(), state.data(), state.size(), MSG_NOSIGNAL | MSG_DONTWAIT,
-                           reinterpret_cast<const sockaddr*>(&addr_), len_);
-      if (n >= 0) return true;
-      if (errno != EINTR) return false;
-    }
-  }
-
- private:
-  unique_fd fd_;
-  sockaddr_un addr_{};
-  socklen_t len_ = 0;
-};
-
-std::string env_notify_socket() {
-  const char* s = std::getenv("NOTIFY_SOCKET");
-  return s != nullptr ? s : "";
-}
-
 }  // namespace
 
 struct watchdog::impl {
@@ -77,7 +41,7 @@ struct watchdog::impl {
   std::atomic<std::int64_t> last_kick{0};
   std::atomic<std::uint64_t> expiries{0};
   std::atomic<std::uint64_t> pings{0};
-  std::optional<notifier> notify;
+  std::optional<sd_notifier> notify;
   std::int64_t ping_ns = 0;
 
   std::mutex m;
@@ -112,7 +76,7 @@ struct watchdog::impl {
         continue;
       }
       if (notify && now >= next_ping) {
-        if (now - last < timeout_ns && notify->send("WATCHDOG=1")) pings.fetch_add(1, std::memory_order_relaxed);
+        if (now - last < timeout_ns && notify->notify("WATCHDOG=1")) pings.fetch_add(1, std::memory_order_relaxed);
         next_ping = now + ping_ns;
       }
       std::int64_t wake = armed ? last + timeout_ns : now + rearm_poll;
@@ -129,9 +93,10 @@ watchdog::watchdog(std::chrono::nanoseconds timeout, std::function<void()> on_ex
   impl_->timeout_ns = timeout.count();
   impl_->on_expiry = std::move(on_expiry);
   if (opts.notify_systemd) {
-    notifier n(opts.notify_socket.empty() ? env_notify_socket() : opts.notify_socket);
-    if (n.enabled()) {
-      impl_->notify.emplace(std::move(n));
+    impl_->notify.emplace(opts.notify_socket);
+    if (!impl_->notify->enabled()) {
+      impl_->notify.reset();
+    } else {
       if (opts.notify_interval > std::chrono::nanoseconds::zero()) {
         impl_->ping_ns = opts.notify_interval.count();
       } else if (auto usec = systemd_interval()) {
@@ -180,29 +145,10 @@ void watchdog::abort_process() noexcept {
   std::abort();
 }
 
-std::optional<std::chrono::microseconds> watchdog::systemd_interval() noexcept {
-  const char* usec = std::getenv("WATCHDOG_USEC");
-  if (usec == nullptr || *usec < '0' || *usec > '9') return std::nullopt;
-  errno = 0;
-  char* end = nullptr;
-  unsigned long long v = std::strtoull(usec, &end, 10);
-  if (errno != 0 || *end != '\0' || v == 0 || v > static_cast<unsigned long long>(INT64_MAX / 1000)) return std::nullopt;
-  if (const char* pid = std::getenv("WATCHDOG_PID"); pid != nullptr && *pid != '\0') {
-    char* pend = nullptr;
-    long long p = std::strtoll(pid, &pend, 10);
-    if (*pend != '\0' || p != static_cast<long long>(::getpid())) return std::nullopt;
-  }
-  return std::chrono::microseconds(static_cast<std::int64_t>(v));
-}
+std::optional<std::chrono::microseconds> watchdog::systemd_interval() noexcept { return sd_notifier::watchdog_usec(); }
 
 bool watchdog::sd_notify(std::string_view state, std::string_view socket) noexcept {
-  try {
-    std::string from_env = socket.empty() ? env_notify_socket() : std::string();
-    notifier n(socket.empty() ? std::string_view(from_env) : socket);
-    return n.send(state);
-  } catch (...) {
-    return false;  // std::string allocation
-  }
+  return sd_notifier(socket).notify(state);
 }
 
 }  // namespace ipc
