@@ -509,6 +509,9 @@ class launcher {
     const double elapsed = std::chrono::duration<double>((summary ? stopped_at_ : steady::now()) - started_).count();
     for (const auto& p : pairs_) {
       auto x = totals(p);
+      // While running, sent - received is what is in flight, not lost: only the summary (after the
+      // drain) counts undelivered records as lost.
+      if (!summary) x.undelivered = 0;
       const stats* last = p.received.last ? &*p.received.last : nullptr;
       double rate = summary ? (elapsed > 0 ? static_cast<double>(x.received) / elapsed : 0) : (last ? last->rate : 0);
       double mbps = summary ? (elapsed > 0 ? static_cast<double>(x.bytes) / elapsed / 1e6 : 0) : (last ? last->mbps : 0);
