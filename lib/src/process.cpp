@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -59,7 +60,7 @@ unique_fd open_pidfd_or_kill(pid_t pid) {
 // One thread per process, started on the first detach(): polls the pidfds of detached
 // children and reaps each as it ends. Its state is never destroyed (the thread may outlive
 // static destruction), and a forked child that inherits it starts afresh (the pidfds belong
-// to its parent's children, the thread did not survive the fork).
+// to its parent's children, the thread did not survive the fork; m is held across fork).
 struct reaper_state {
   std::mutex m;
   std::vector<int> pidfds;
@@ -68,7 +69,13 @@ struct reaper_state {
 };
 
 reaper_state& reaper() {
-  static auto* r = new reaper_state;
+  // fork() while the reaper thread holds m would leave the child a mutex locked by a thread it
+  // does not have: hold m across fork, so both sides come out with it unlocked.
+  static auto* r = [] {
+    auto* state = new reaper_state;
+    ::pthread_atfork([] { reaper().m.lock(); }, [] { reaper().m.unlock(); }, [] { reaper().m.unlock(); });
+    return state;
+  }();
   return *r;
 }
 

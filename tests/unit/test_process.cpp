@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -439,4 +440,25 @@ TEST_CASE("process_pool: terminate kills the workers and fails queued tasks", "[
 
 TEST_CASE("process_pool: zero workers is rejected", "[process_pool]") {
   REQUIRE_THROWS_WITH(ipc::process_pool(0), Contains("process_pool") && Contains("0 workers"));
+}
+
+TEST_CASE("process: a child forked while another thread detaches can still detach its own children", "[process]") {
+  // The reaper's mutex may be held by the reaper thread at the moment another thread forks;
+  // the child must not inherit it locked.
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop.load()) ipc::process::fork([] { return 0; }).detach();
+  });
+  bool all_done = true;
+  for (int i = 0; i < 20 && all_done; ++i) {
+    auto c = ipc::process::fork([] {
+      ipc::process::fork([] { return 0; }).detach();
+      return 0;
+    });
+    auto st = c.join_for(5s);
+    all_done = st.has_value() && st->code == 0;
+  }
+  stop.store(true);
+  churn.join();
+  CHECK(all_done);
 }
