@@ -426,7 +426,7 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
       throw_error(errc::bad_uri, "shm_ring", name_,
                   "capacity " + std::to_string(cap) + " is not a power of two between 4096 and 1 GiB");
     }
-    if (options.max_message + detail::record_header > cap / 2) {
+    if (options.max_message > cap / 2 - detail::record_header) {  // no addition: it could wrap
       throw_error(errc::bad_uri, "shm_ring", name_,
                   "max_message " + std::to_string(options.max_message) + " exceeds capacity / 2 - 8 = " +
                       std::to_string(cap / 2 - detail::record_header));
@@ -510,7 +510,7 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
                   "capacity " + std::to_string(cap) + " does not match the " +
                       std::to_string(h->base.total_size) + "-byte layout");
     }
-    if (maxm + detail::record_header > cap / 2) {
+    if (maxm > cap / 2 - detail::record_header) {  // untrusted: no addition that could wrap
       throw_error(errc::incompatible, "attach", name_,
                   "max_message " + std::to_string(maxm) + " too large for capacity " + std::to_string(cap));
     }

@@ -485,6 +485,10 @@ TEST_CASE("shm_ring: URI options choose sizes and open mode; bad ones are bad_ur
   }
   CHECK(errc_of([&] { ipc::open_channel("shm:" + n.name + "?capacity=1000", role::sender); }) == ipc::errc::bad_uri);
   CHECK(errc_of([&] { ipc::open_channel("shm:x?capacity=4K&max_message=2K", role::sender); }) == ipc::errc::bad_uri);
+  // A max_message so large that adding the record header wraps around must still be refused.
+  CHECK(errc_of([&] {
+          shm_ring r("x", role::sender, {.capacity = 4096, .max_message = SIZE_MAX - 7});
+        }) == ipc::errc::bad_uri);
   CHECK(errc_of([&] { ipc::open_channel("shm:x?colour=blue", role::sender); }) == ipc::errc::bad_uri);
   CHECK(errc_of([&] { ipc::open_channel("shm:../etc", role::sender); }) == ipc::errc::bad_uri);
   CHECK(errc_of([&] { ipc::open_channel("shm:", role::sender); }) == ipc::errc::bad_uri);
