@@ -34,12 +34,6 @@ constexpr std::size_t fallback_msgmax = 8192;
   detail::throw_errno(EINVAL, call, what);
 }
 
-std::string octal(mode_t m) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 0777));
-  return buf;
-}
-
 std::size_t read_proc_number(const char* path, std::size_t fallback) noexcept {
   unique_fd fd{detail::retry_eintr([&] { return ::open(path, O_RDONLY | O_CLOEXEC); })};
   if (!fd) return fallback;
@@ -181,9 +175,7 @@ msg_queue::msg_queue(std::string display, key_t key, std::filesystem::path key_f
 msg_queue::~msg_queue() = default;
 
 void msg_queue::open(const msgq_options& o) {
-  if ((o.mode & S_IWOTH) != 0) invalid("msgget", name_ + ", mode " + octal(o.mode) + " would let any user write");
-  if ((o.mode & 0600) != 0600) invalid("msgget", name_ + ", mode " + octal(o.mode) + " must give the owner read and write");
-  if ((o.mode & ~mode_t{0777}) != 0) invalid("msgget", name_ + ", mode " + octal(o.mode) + " has bits beyond 0777");
+  detail::check_new_mode(o.mode, "msgget", name_);
   check_type(o.type, "msgget", name_);
   default_type_ = next_type_ = o.type;
   default_select_ = o.select;

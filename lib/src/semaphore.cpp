@@ -42,6 +42,7 @@ semaphore_set::semaphore_set(std::string_view name, open_mode mode, std::vector<
     : key_file_(resolve_name(std::string(name) + ".sem").string()) {
   object_ = key_file_;
   check_values(initial_values);  // before the key file is made: nothing half-created is left behind
+  if (mode != open_mode::open_only) detail::check_new_mode(perms, "semget", key_file_);
   key_ = detail::sysv_key(key_file_, 'S', mode != open_mode::open_only);
   object_ = describe(key_file_, key_);
   open(mode, initial_values, perms);
@@ -50,6 +51,7 @@ semaphore_set::semaphore_set(std::string_view name, open_mode mode, std::vector<
 semaphore_set::semaphore_set(key_t key, std::string label, open_mode mode,
                              std::vector<unsigned short> initial_values, mode_t perms)
     : key_(key), object_(describe(label, key)) {
+  if (mode != open_mode::open_only) detail::check_new_mode(perms, "semget", object_);
   open(mode, initial_values, perms);
 }
 

@@ -75,7 +75,10 @@ posix_segment::posix_segment(std::string_view name, open_mode mode, std::size_t 
   const std::string pname = posix_name(name);
   object_ = "/dev/shm/" + pname;
   check_plain(name, object_);
-  if (mode != open_mode::open_only) check_create_size(size, object_);
+  if (mode != open_mode::open_only) {
+    check_create_size(size, object_);
+    detail::check_new_mode(perms, "shm_open", object_);
+  }
   if (size > max_segment_bytes) detail::throw_errno(EFBIG, "shm_open(size)", object_);
   const auto d = deadline::in(attach_wait);
   for (;;) {
@@ -165,7 +168,10 @@ bool posix_segment::remove(std::string_view name) {
 sysv_segment::sysv_segment(std::string_view name, open_mode mode, std::size_t size, mode_t perms)
     : key_file_(resolve_name(std::string(name) + ".shm").string()) {
   // Bad sizes fail before the key file is made: nothing half-created is left behind.
-  if (mode != open_mode::open_only) check_create_size(size, key_file_);
+  if (mode != open_mode::open_only) {
+    check_create_size(size, key_file_);
+    detail::check_new_mode(perms, "shmget", key_file_);
+  }
   key_ = detail::sysv_key(key_file_, 'H', mode != open_mode::open_only);
   object_ = describe(key_file_, key_);
   open(mode, size, perms);
@@ -174,6 +180,7 @@ sysv_segment::sysv_segment(std::string_view name, open_mode mode, std::size_t si
 sysv_segment::sysv_segment(key_t key, std::string label, open_mode mode, std::size_t size, mode_t perms)
     : key_(key) {
   object_ = describe(label, key);
+  if (mode != open_mode::open_only) detail::check_new_mode(perms, "shmget", object_);
   open(mode, size, perms);
 }
 

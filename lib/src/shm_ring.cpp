@@ -415,6 +415,7 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
     u.name = base_name_;
     u.require_plain_name();
   }
+  if (options.open != open_mode::open_only) detail::check_new_mode(options.mode, "shm_open", name_);
   const std::string path = detail::shm_path(base_name_);
   const std::string shm = shm_name(base_name_);
   auto m = std::make_unique<detail::shm_mapping>();

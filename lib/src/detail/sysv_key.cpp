@@ -44,6 +44,17 @@ void check_owner(uid_t uid, mode_t mode, std::string_view call, std::string_view
   }
 }
 
+void check_new_mode(mode_t mode, std::string_view call, std::string_view object) {
+  const char* why = (mode & ~mode_t{0777}) != 0 ? "has bits beyond 0777"
+                    : (mode & S_IWOTH) != 0     ? "would let any user write"
+                    : (mode & 0600) != 0600     ? "must give the owner read and write"
+                                                : nullptr;
+  if (why == nullptr) return;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode));
+  throw_errno(EINVAL, call, std::string(object) + ", mode " + buf + " " + why);
+}
+
 std::string key_string(key_t key) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "0x%08x", static_cast<unsigned>(key));

@@ -25,6 +25,11 @@ IPC_API key_t sysv_key(const std::filesystem::path& key_file, int proj_id, bool 
 /// mode grants nothing to others beyond read.
 IPC_API void check_owner(uid_t uid, mode_t mode, std::string_view call, std::string_view object);
 
+/// Throws std::system_error(EINVAL) naming call, object and mode unless mode is a permission set the
+/// toolkit creates objects with: bits within 0777, owner read+write, no write for others. Called before
+/// anything is created, so a refused mode leaves nothing behind.
+IPC_API void check_new_mode(mode_t mode, std::string_view call, std::string_view object);
+
 /// "0x51020304" — how keys are shown in errors and listings.
 IPC_API std::string key_string(key_t key);
 
