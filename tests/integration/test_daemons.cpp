@@ -37,19 +37,10 @@ namespace {
 const std::string producer_bin = build_path("daemons/ipc-producer");
 const std::string consumer_bin = build_path("daemons/ipc-consumer");
 
-// The channels this library has, as the daemons name them (pipe is tested on its own).
+// The named channels, as the daemons name them (pipe is tested on its own).
 std::vector<std::string> channel_uris() {
-  std::vector<std::string> v{"fifo:" + unique_name("d") + ".fifo"};
-#if __has_include(<ipc/msg_queue.hpp>)
-  v.push_back("msgq:" + unique_name("d"));
-#endif
-#if __has_include(<ipc/sem_buffer.hpp>)
-  v.push_back("sem:" + unique_name("d"));
-#endif
-#if __has_include(<ipc/shm_ring.hpp>)
-  v.push_back("shm:" + unique_name("d"));
-#endif
-  return v;
+  return {"fifo:" + unique_name("d") + ".fifo", "msgq:" + unique_name("d"), "sem:" + unique_name("d"),
+          "shm:" + unique_name("d")};
 }
 
 // key=value pairs of the last line in `report` that contains all of `needles`.

@@ -160,19 +160,34 @@ class async_receiver {
     }
 
     // fd path, on the executor: take what is buffered or readable, else wait for readiness.
-    void try_fd() {
+    void try_fd(bool woken = false) {
       if (cancelled.load(std::memory_order_relaxed) || ch == nullptr) return complete(canceled(), 0);
       try {
         if (auto n = ch->try_receive(*out)) return complete({}, *n);
       } catch (const std::system_error& e) {
         return complete(e.code(), 0);
       }
+      // Readiness without a message: half a frame, or the channel now reads from another open file
+      // (fifo_channel::reopen()) while we still watch a dup of the old one, which polls HUP for ever.
+      // Watching a fresh dup of the channel's current fd covers both.
+      if (woken) rebind();
       descriptor->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                              [self = shared_from_this()](const boost::system::error_code& ec) {
                                if (ec == boost::asio::error::operation_aborted) return self->complete(canceled(), 0);
                                if (ec) return self->complete(std::error_code(ec.value(), std::system_category()), 0);
-                               self->try_fd();
+                               self->try_fd(true);
                              });
+    }
+
+    void rebind() noexcept {
+      const int fd = ch->readable_fd();
+      if (fd < 0) return;
+      unique_fd fresh{::fcntl(fd, F_DUPFD_CLOEXEC, 0)};
+      if (!fresh) return;  // keep watching the old one
+      boost::system::error_code ec;
+      descriptor->close(ec);
+      descriptor->assign(fresh.get(), ec);
+      if (!ec) (void)fresh.release();  // the stream_descriptor owns it now
     }
 
     // Waiter thread: one request at a time, receive_for in slices until a message, an error,
