@@ -136,3 +136,17 @@ TEST_CASE("layout_header: a published header validates; corrupt ones are refused
     CHECK(e.code() == ipc::errc::incompatible);
   }
 }
+
+TEST_CASE("sysv_key: a FIFO planted in place of the key file is refused at once", "[core]") {
+  auto path = ipc::runtime_dir() / ipc::test::unique_name("planted");
+  REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    ipc::detail::sysv_key(path, 'M', true);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::not_owner);
+    CHECK_THAT(e.what(), Catch::Contains(path.string()) && Catch::Contains("not a regular file"));
+  }
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+}

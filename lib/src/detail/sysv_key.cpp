@@ -16,7 +16,8 @@ namespace ipc::detail {
 
 key_t sysv_key(const std::filesystem::path& key_file, int proj_id, bool create) {
   const std::string shown = key_file.string();
-  int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+  // O_NONBLOCK: a FIFO planted in place of the key file must be refused, not block the open.
+  int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (create ? O_CREAT : 0);
   unique_fd fd{retry_eintr([&] { return ::open(key_file.c_str(), flags, 0600); })};
   if (!fd) {
     if (errno == ELOOP) throw_error(errc::not_owner, "open", shown, "key file is a symlink");
