@@ -126,7 +126,8 @@ class consumer {
   }
 
   void close_channel() noexcept {
-    ar_.reset();  // a pending handler completes with operation_canceled (and an old generation)
+    // Only called with no receive pending; were one pending, its handler would see an old generation.
+    ar_.reset();
     ch_.reset();
   }
 
@@ -159,11 +160,16 @@ class consumer {
         } catch (const std::exception& e) {
           log(priority::error, "consumer: ", e.what());
         }
-        if (!fd_mode_ && !stopping_) {
-          close_channel();
-          pending_ = false;
-          reopen();
-        }
+        if (!fd_mode_ && !stopping_ && ar_) {
+          if (pending_) {
+            // Closing now would throw away a message the receiver may already hold: cancel, and
+            // reopen from the completion once whatever it delivers is handled.
+            reopen_pending_ = true;
+            ar_->cancel();
+          } else {
+            reopen_now();
+          }
+        }  // no channel: a reopen is already scheduled
         break;
       case SIGUSR1:
         report(false);
@@ -185,10 +191,14 @@ class consumer {
 
   void on_receive(std::error_code ec) {
     if (ec == std::errc::operation_canceled) {
-      if (stopping_) drain_and_finish();
+      if (stopping_) return drain_and_finish();
+      if (reopen_pending_) reopen_now();
       return;
     }
-    if (ec) return channel_lost(ec);
+    if (ec) {
+      reopen_pending_ = false;  // channel_lost reopens anyway
+      return channel_lost(ec);
+    }
     handle(buf_);
     // The channel is ours until the next async_receive: take what is already there, in a bounded batch.
     try {
@@ -198,7 +208,15 @@ class consumer {
     }
     if (done_) return finish();
     if (stopping_) return drain_and_finish();
+    if (reopen_pending_) return reopen_now();
     arm();
+  }
+
+  // SIGHUP's channel reopen, only once no receive is pending (nothing delivered can be dropped).
+  void reopen_now() {
+    reopen_pending_ = false;
+    close_channel();
+    reopen();
   }
 
   void handle(std::span<const std::byte> msg) {
@@ -309,7 +327,7 @@ class consumer {
   sequence_tracker tracker_;
   latency_histogram latency_;
   figures f_;
-  bool pending_ = false, stopping_ = false, done_ = false, finished_ = false;
+  bool pending_ = false, reopen_pending_ = false, stopping_ = false, done_ = false, finished_ = false;
   int exit_code_ = exit_ok;
 };
 
