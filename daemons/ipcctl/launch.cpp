@@ -27,6 +27,7 @@
 #include <deque>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -71,34 +72,43 @@ fs::path find_daemon(const std::string& name) {
                            ") nor in $PATH");
 }
 
-// What one role of a pair has reported: the current process's last stats line, plus the sums of the
-// processes that came before it (restarts start their counters at zero).
+// What one role of a pair has reported, per process (restarts start their counters at zero): each
+// process's last stats line, and the sequence span it reported for every producer session it saw.
+struct span {
+  std::uint64_t first = 0, highest = 0;
+};
+
+struct process_report {
+  stats last;
+  std::map<std::uint64_t, span> sessions;  // session → the span in the latest line about it
+};
+
 struct figures {
-  std::optional<stats> last;
-  stats base;
+  std::vector<process_report> procs;  // in the order they first reported
   // Latency of the last interval that measured any (the final line after a drain often has none).
   std::optional<std::pair<double, double>> latency;
 
   void take(const stats& s) {
-    if (last && last->pid != s.pid) {
-      base.records += last->records;
-      base.bytes += last->bytes;
-      base.lost += last->lost;
-      base.dup += last->dup;
-      base.reorder += last->reorder;
-      base.corrupt += last->corrupt;
-      base.restarts += last->restarts;
-    }
-    last = s;
+    auto it = std::find_if(procs.rbegin(), procs.rend(), [&](const process_report& r) { return r.last.pid == s.pid; });
+    process_report& r = it != procs.rend() ? *it : procs.emplace_back();
+    r.last = s;
+    if (s.session != 0 && s.seq != 0) r.sessions[s.session] = span{s.first_seq, s.seq};
     if (s.p50_us > 0 || s.p99_us > 0) latency = std::pair{s.p50_us, s.p99_us};
   }
-  [[nodiscard]] std::uint64_t records() const { return base.records + (last ? last->records : 0); }
-  [[nodiscard]] std::uint64_t bytes() const { return base.bytes + (last ? last->bytes : 0); }
-  [[nodiscard]] std::uint64_t lost() const { return base.lost + (last ? last->lost : 0); }
-  [[nodiscard]] std::uint64_t dup() const { return base.dup + (last ? last->dup : 0); }
-  [[nodiscard]] std::uint64_t reorder() const { return base.reorder + (last ? last->reorder : 0); }
-  [[nodiscard]] std::uint64_t corrupt() const { return base.corrupt + (last ? last->corrupt : 0); }
-  [[nodiscard]] std::uint64_t restarts() const { return base.restarts + (last ? last->restarts : 0); }
+  [[nodiscard]] const stats* current() const { return procs.empty() ? nullptr : &procs.back().last; }
+  template <class F>
+  [[nodiscard]] std::uint64_t sum(F field) const {
+    std::uint64_t n = 0;
+    for (const auto& r : procs) n += r.last.*field;
+    return n;
+  }
+  [[nodiscard]] std::uint64_t records() const { return sum(&stats::records); }
+  [[nodiscard]] std::uint64_t bytes() const { return sum(&stats::bytes); }
+  [[nodiscard]] std::uint64_t lost() const { return sum(&stats::lost); }
+  [[nodiscard]] std::uint64_t dup() const { return sum(&stats::dup); }
+  [[nodiscard]] std::uint64_t reorder() const { return sum(&stats::reorder); }
+  [[nodiscard]] std::uint64_t corrupt() const { return sum(&stats::corrupt); }
+  [[nodiscard]] std::uint64_t restarts() const { return sum(&stats::restarts); }
 };
 
 enum class proc_state { idle, running, backoff, exited, failed };
@@ -113,6 +123,7 @@ struct process_slot {
   int exit_code = -1;
   int signal = 0;
   unsigned restarts = 0;
+  unsigned abnormal_exits = 0;     // killed, or exited non-zero (its last stats line may be stale)
   std::deque<steady::time_point> failures;
   steady::time_point restart_at{};
 };
@@ -375,6 +386,7 @@ class launcher {
 
   void on_exit(pair_run& p, process_slot& s) {
     const bool clean = s.exit_code == 0;
+    if (!clean) ++s.abnormal_exits;
     if (stopping_ || clean) {
       s.state = proc_state::exited;
       return;
@@ -436,7 +448,7 @@ class launcher {
     for (;;) {
       bool behind = false;
       for (auto& p : pairs_) {
-        if (p.consumer && p.consumer->state == proc_state::running && p.received.records() < p.sent.records()) {
+        if (p.consumer && p.consumer->state == proc_state::running && consumer_behind(p)) {
           behind = true;
           ::kill(p.consumer->pid, SIGUSR1);
         }
@@ -461,24 +473,64 @@ class launcher {
     cleanup_objects();
   }
 
+  // The running consumer has not yet reported the last record its producer reported sent.
+  [[nodiscard]] static bool consumer_behind(const pair_run& p) {
+    const stats* sent = p.sent.current();
+    if (sent == nullptr || sent->seq == 0) return false;
+    if (p.received.procs.empty()) return true;
+    const auto& seen = p.received.procs.back().sessions;
+    auto it = seen.find(sent->session);
+    return it == seen.end() || it->second.highest < sent->seq;
+  }
+
   struct pair_totals {
     std::uint64_t sent = 0, received = 0, bytes = 0, lost = 0, dup = 0, reorder = 0, corrupt = 0, restarts = 0;
-    std::uint64_t undelivered = 0;
+    std::string unverified;  // why the figures cannot be exact; empty when they are
   };
 
-  [[nodiscard]] pair_totals totals(const pair_run& p) const {
+  // Loss is counted from sequence numbers, not from counters: per producer session, the spans the
+  // consumers reported (in the order they ran) must cover 1..last sent. A gap between one consumer's
+  // highest and the next one's first record — what a killed consumer held, or handled after its last
+  // stats line — is lost; an overlap is duplicated; inside a span the consumer counted itself. Then
+  // sent + dup == received + lost holds exactly. `final`: after the drain, a shortfall behind the
+  // last consumer's highest record is lost too (while running it is in flight).
+  [[nodiscard]] pair_totals totals(const pair_run& p, bool final) const {
     pair_totals t;
-    t.sent = p.sent.records();
     t.received = p.received.records();
     t.bytes = p.received.bytes();
     t.lost = p.received.lost();
     t.dup = p.received.dup();
     t.reorder = p.received.reorder();
     t.corrupt = p.received.corrupt();
-    t.restarts = p.producer.restarts + (p.consumer ? p.consumer->restarts : 0) + p.sent.restarts();
-    // Records the producers counted as sent that never reached a consumer by the end of the drain.
-    // Only exact while nothing restarted: a killed daemon's last stats line is up to one interval old.
-    if (t.restarts == 0 && t.sent > t.received + t.lost) t.undelivered = t.sent - t.received - t.lost;
+    // Processes restarted, by ipcctl or by the pipe producer (for other channels a producer's own
+    // `restarts` counts channel reopens, which follow a consumer restart and are not counted again).
+    t.restarts = p.producer.restarts + (p.consumer ? p.consumer->restarts : p.sent.restarts());
+    std::map<std::uint64_t, std::uint64_t> last_sent;  // session → highest sequence sent
+    for (const auto& r : p.sent.procs) {
+      if (r.last.records > 0 && r.last.session == 0) t.unverified = "a producer reported no sequence numbers";
+      for (const auto& [session, sp] : r.sessions) last_sent[session] = std::max(last_sent[session], sp.highest);
+    }
+    for (const auto& r : p.received.procs) {
+      if (r.last.records > 0 && r.sessions.empty()) t.unverified = "a consumer reported no sequence numbers";
+      // A producer killed after its last stats line sent more than it reported.
+      for (const auto& [session, sp] : r.sessions) last_sent[session] = std::max(last_sent[session], sp.highest);
+    }
+    if (p.producer.abnormal_exits > 0) {
+      t.unverified = "a producer died: what it sent after its last stats line and nobody received is unknown";
+    }
+    for (const auto& [session, highest_sent] : last_sent) {
+      std::uint64_t next = 1;  // the first sequence no consumer has accounted for yet
+      for (const auto& r : p.received.procs) {
+        auto it = r.sessions.find(session);
+        if (it == r.sessions.end()) continue;
+        const span sp = it->second;
+        if (sp.first > next) t.lost += sp.first - next;
+        if (sp.first < next) t.dup += std::min(sp.highest + 1, next) - sp.first;
+        next = std::max(next, sp.highest + 1);
+      }
+      if (final && highest_sent >= next) t.lost += highest_sent + 1 - next;
+      t.sent += highest_sent;
+    }
     return t;
   }
 
@@ -508,22 +560,19 @@ class launcher {
     pair_totals all;
     const double elapsed = std::chrono::duration<double>((summary ? stopped_at_ : steady::now()) - started_).count();
     for (const auto& p : pairs_) {
-      auto x = totals(p);
-      // While running, sent - received is what is in flight, not lost: only the summary (after the
-      // drain) counts undelivered records as lost.
-      if (!summary) x.undelivered = 0;
-      const stats* last = p.received.last ? &*p.received.last : nullptr;
+      auto x = totals(p, summary);
+      const stats* last = p.received.current();
       double rate = summary ? (elapsed > 0 ? static_cast<double>(x.received) / elapsed : 0) : (last ? last->rate : 0);
       double mbps = summary ? (elapsed > 0 ? static_cast<double>(x.bytes) / elapsed / 1e6 : 0) : (last ? last->mbps : 0);
       t.add({p.uri, std::to_string(x.sent), std::to_string(x.received), fmt(rate, 0), fmt(mbps, 2),
              p.received.latency ? fmt(p.received.latency->first, 1) : "-",
-             p.received.latency ? fmt(p.received.latency->second, 1) : "-", std::to_string(x.lost + x.undelivered),
+             p.received.latency ? fmt(p.received.latency->second, 1) : "-", std::to_string(x.lost),
              std::to_string(x.dup), std::to_string(x.reorder), std::to_string(x.corrupt), std::to_string(x.restarts),
              state_text(p)});
       all.sent += x.sent;
       all.received += x.received;
       all.bytes += x.bytes;
-      all.lost += x.lost + x.undelivered;
+      all.lost += x.lost;
       all.dup += x.dup;
       all.reorder += x.reorder;
       all.corrupt += x.corrupt;
@@ -548,8 +597,8 @@ class launcher {
       return;
     }
     for (const auto& p : pairs_) {
-      auto x = totals(p);
-      const stats* last = p.received.last ? &*p.received.last : nullptr;
+      auto x = totals(p, false);
+      const stats* last = p.received.current();
       std::cout << "t=" << fmt(elapsed, 1) << "s " << p.uri << " sent=" << x.sent << " received=" << x.received
                 << " rec/s=" << (last ? fmt(last->rate, 0) : "-") << " MB/s=" << (last ? fmt(last->mbps, 2) : "-")
                 << " p50_us=" << (p.received.latency ? fmt(p.received.latency->first, 1) : "-")
@@ -567,10 +616,14 @@ class launcher {
     bool loss = false, failure = false;
     std::vector<std::string> problems;
     for (const auto& p : pairs_) {
-      auto x = totals(p);
-      if (x.lost + x.undelivered + x.dup + x.reorder + x.corrupt > 0) {
+      auto x = totals(p, true);
+      if (!x.unverified.empty()) {
+        failure = true;
+        problems.push_back(p.uri + ": unverified, the figures may be inexact: " + x.unverified);
+      }
+      if (x.lost + x.dup + x.reorder + x.corrupt > 0) {
         loss = true;
-        problems.push_back(p.uri + ": " + std::to_string(x.lost + x.undelivered) + " lost, " + std::to_string(x.dup) +
+        problems.push_back(p.uri + ": " + std::to_string(x.lost) + " lost, " + std::to_string(x.dup) +
                            " duplicated, " + std::to_string(x.reorder) + " reordered, " + std::to_string(x.corrupt) +
                            " corrupt");
       }

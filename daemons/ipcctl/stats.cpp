@@ -12,6 +12,11 @@ bool to_u64(std::string_view v, std::uint64_t& out) {
   return ec == std::errc{} && p == v.data() + v.size();
 }
 
+bool to_hex(std::string_view v, std::uint64_t& out) {
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out, 16);
+  return ec == std::errc{} && p == v.data() + v.size();
+}
+
 bool to_double(std::string_view v, double& out) {
   std::string s(v);
   char* end = nullptr;
@@ -75,6 +80,12 @@ std::optional<stats> parse_stats(std::string_view line) {
       ok = to_double(v, s.p99_us);
     } else if (k == "restarts") {
       ok = to_u64(v, s.restarts);
+    } else if (k == "session") {
+      ok = to_hex(v, s.session);
+    } else if (k == "first_seq") {
+      ok = to_u64(v, s.first_seq);
+    } else if (k == "seq") {
+      ok = to_u64(v, s.seq);
     } else if (k == "final") {
       ok = v == "0" || v == "1";
       s.final = v == "1";

@@ -24,6 +24,9 @@ struct stats {
   std::uint64_t lost = 0, dup = 0, reorder = 0, corrupt = 0;
   double p50_us = 0, p99_us = 0;
   std::uint64_t restarts = 0;
+  /// Producer session the sequence figures belong to (0: none reported): the producer's own
+  /// session and last sequence sent, or the consumer's latest session, its first and highest sequence.
+  std::uint64_t session = 0, first_seq = 0, seq = 0;
   bool final = false;
 };
 

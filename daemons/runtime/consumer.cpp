@@ -302,6 +302,10 @@ class consumer {
   }
 
   void report(bool final) {
+    const auto seen = tracker_.latest();
+    f_.session = seen.session;
+    f_.first_seq = seen.first;
+    f_.seq = seen.highest;
     f_.lost = tracker_.lost();
     f_.dup = tracker_.duplicates();
     f_.reorder = tracker_.reordered();

@@ -372,6 +372,10 @@ class producer {
   }
 
   void report(bool final) {
+    // Sequences start at 1 and a record is never skipped: the last one sent is number sent_.
+    f_.session = session_;
+    f_.first_seq = sent_ > 0 ? 1 : 0;
+    f_.seq = sent_;
     latency_histogram none;
     reporter_.report(f_, none, final);
     notifier_.notify("STATUS=" + reporter_.status_text());

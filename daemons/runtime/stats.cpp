@@ -78,8 +78,11 @@ sequence_tracker::session_state& sequence_tracker::find(std::uint64_t session, b
 sequence_tracker::verdict sequence_tracker::add(std::uint64_t session, std::uint64_t sequence) noexcept {
   bool fresh = false;
   auto& s = find(session, fresh);
+  latest_ = static_cast<std::size_t>(&s - sessions_.data());
+  any_ = true;
   if (fresh) {
     ++sessions_seen_;
+    s.first = sequence;
     s.next = sequence + 1;
     s.set(sequence);
     return verdict::in_order;
@@ -106,6 +109,12 @@ sequence_tracker::verdict sequence_tracker::add(std::uint64_t session, std::uint
   return verdict::reordered;
 }
 
+sequence_tracker::span_seen sequence_tracker::latest() const noexcept {
+  if (!any_) return {};
+  const auto& s = sessions_[latest_];
+  return {s.id, s.first, s.next - 1};
+}
+
 stats_reporter::stats_reporter(std::string role, std::string channel, std::filesystem::path status_file)
     : role_(std::move(role)), channel_(std::move(channel)), status_file_(std::move(status_file)) {}
 
@@ -124,13 +133,15 @@ std::string stats_reporter::report(const figures& f, latency_histogram& latency,
     char buf[512];
     std::snprintf(buf, sizeof buf,
                   "stats role=%s channel=%s pid=%ld records=%llu bytes=%llu rate=%.0f mbps=%.3f lost=%llu dup=%llu "
-                  "reorder=%llu corrupt=%llu p50_us=%llu p99_us=%llu restarts=%llu final=%d",
+                  "reorder=%llu corrupt=%llu p50_us=%llu p99_us=%llu restarts=%llu session=%016llx first_seq=%llu "
+                  "seq=%llu final=%d",
                   role_.c_str(), channel_.c_str(), static_cast<long>(::getpid()),
                   static_cast<unsigned long long>(f.records), static_cast<unsigned long long>(f.bytes), rate, mbps,
                   static_cast<unsigned long long>(f.lost), static_cast<unsigned long long>(f.dup),
                   static_cast<unsigned long long>(f.reorder), static_cast<unsigned long long>(f.corrupt),
                   static_cast<unsigned long long>(p50), static_cast<unsigned long long>(p99),
-                  static_cast<unsigned long long>(f.restarts), final ? 1 : 0);
+                  static_cast<unsigned long long>(f.restarts), static_cast<unsigned long long>(f.session),
+                  static_cast<unsigned long long>(f.first_seq), static_cast<unsigned long long>(f.seq), final ? 1 : 0);
     std::string line(buf);
     log_line(priority::info, line);
     std::snprintf(buf, sizeof buf, "records=%llu rate=%.0f/s lost=%llu p99=%lluus",

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -47,12 +48,19 @@ class sequence_tracker {
   [[nodiscard]] std::uint64_t duplicates() const noexcept { return dup_; }
   [[nodiscard]] std::uint64_t reordered() const noexcept { return reorder_; }
   [[nodiscard]] std::uint64_t sessions() const noexcept { return sessions_seen_; }
+  /// The session of the latest record: its id, its first (baseline) and highest sequence seen.
+  struct span_seen {
+    std::uint64_t session = 0, first = 0, highest = 0;
+  };
+  /// Zeros before any record.
+  [[nodiscard]] span_seen latest() const noexcept;
 
  private:
   static constexpr std::uint64_t window = 1024;
   struct session_state {
     std::uint64_t id = 0;
-    std::uint64_t next = 0;  // one past the highest sequence seen
+    std::uint64_t first = 0;  // the baseline
+    std::uint64_t next = 0;   // one past the highest sequence seen
     std::uint64_t last_used = 0;
     std::array<std::uint64_t, window / 64> seen{};
     [[nodiscard]] bool test(std::uint64_t s) const noexcept { return (seen[(s % window) / 64] >> (s % 64)) & 1U; }
@@ -62,6 +70,8 @@ class sequence_tracker {
   session_state& find(std::uint64_t session, bool& fresh) noexcept;
   std::array<session_state, 8> sessions_{};
   std::uint64_t tick_ = 0;
+  std::size_t latest_ = 0;  // index into sessions_ of the latest record's session
+  bool any_ = false;
   std::uint64_t lost_ = 0, dup_ = 0, reorder_ = 0, sessions_seen_ = 0;
 };
 
@@ -71,6 +81,9 @@ struct figures {
   std::uint64_t bytes = 0;
   std::uint64_t lost = 0, dup = 0, reorder = 0, corrupt = 0;
   std::uint64_t restarts = 0;
+  /// Sequence numbers of one producer session (0 = none yet): the producer's own, or the one of the
+  /// consumer's latest record — its first (baseline) and highest. ipcctl counts loss across restarts from them.
+  std::uint64_t session = 0, first_seq = 0, seq = 0;
 };
 
 /// Formats and publishes the stats line (stderr + status file) and the STATUS= text.
@@ -78,7 +91,7 @@ class stats_reporter {
  public:
   /// status_file empty: no status file.
   stats_reporter(std::string role, std::string channel, std::filesystem::path status_file);
-  /// Prints "<6>stats role=… final=0|1" to stderr and writes the status file atomically;
+  /// Prints "<6>stats role=… session=… first_seq=… seq=… final=0|1" to stderr and writes the status file atomically;
   /// p50/p99 come from `latency` (which is then reset). Returns the line (without "<6>"). Never throws.
   std::string report(const figures& f, latency_histogram& latency, bool final) noexcept;
   /// "records=N rate=R/s lost=L p99=Xus" from the last report, for sd_notify STATUS=.

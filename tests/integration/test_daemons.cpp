@@ -242,8 +242,16 @@ TEST_CASE("daemons: producer --count N and consumer --count N move every record 
     INFO(cr.report);
     CHECK(pr.exit_code == 0);
     REQUIRE(cr.exit_code == 0);
-    check_clean(stats_line(cr.report, {"role=consumer", "final=1"}), "20000");
-    CHECK(stats_line(pr.report, {"role=producer", "final=1"}).at("records") == "20000");
+    auto kv = stats_line(cr.report, {"role=consumer", "final=1"});
+    check_clean(kv, "20000");
+    auto sent = stats_line(pr.report, {"role=producer", "final=1"});
+    CHECK(sent.at("records") == "20000");
+    // The sequence span ipcctl counts loss from: the producer's session, 1 … 20000 on both sides.
+    CHECK(sent.at("seq") == "20000");
+    CHECK(kv.at("first_seq") == "1");
+    CHECK(kv.at("seq") == "20000");
+    CHECK(kv.at("session") == sent.at("session"));
+    CHECK(kv.at("session").size() == 16);
     ipc::open_channel(uri, ipc::role::receiver)->remove();
   }
 }

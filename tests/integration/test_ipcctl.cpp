@@ -304,3 +304,50 @@ TEST_CASE("ipcctl: launch moves records on each channel with none lost or corrup
   auto l = ipcctl({"list"});
   CHECK(l.report.find(prefix) == std::string::npos);
 }
+
+TEST_CASE("ipcctl: launch reports what a killed consumer took with it as lost, and exits 3 for it", "[ipcctl]") {
+  const std::string kind = GENERATE(as<std::string>{}, "fifo", "msgq");
+  const auto prefix = ipc::test::unique_name("kill");
+  auto c = ipc::test::spawn({ipcctl_path, "launch", kind, "--duration", "3", "--rate", "20000", "--interval", "0.2",
+                             "--prefix", prefix});
+  // The consumer's status file names its pid once it has handled records.
+  const auto status = ipc::runtime_dir() / "status" / (kind + "-" + prefix + "-" + kind + ".consumer.status");
+  pid_t victim = -1;
+  for (auto until = std::chrono::steady_clock::now() + 30s; victim < 0 && std::chrono::steady_clock::now() < until;) {
+    std::ifstream f(status);
+    std::string line;
+    std::getline(f, line);
+    auto fields = fields_of(line);
+    const bool moving = std::find_if(fields.begin(), fields.end(), [](const std::string& w) {
+                          return w.starts_with("records=") && w != "records=0";
+                        }) != fields.end();
+    for (const auto& w : fields) {
+      if (moving && w.starts_with("pid=")) victim = static_cast<pid_t>(std::stol(w.substr(4)));
+    }
+    if (victim < 0) std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE(victim > 0);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  auto r = c.wait(90s);
+  INFO("launch " << kind << "\n" << r.report);
+  CHECK_FALSE(r.timed_out);
+  const auto at = r.report.find("summary (");
+  REQUIRE(at != std::string::npos);
+  // summary columns: channel sent received rec/s MB/s p50 p99 lost dup reord corrupt restarts state
+  auto row = fields_of(line_with(r.report.substr(at), {kind + ":" + prefix + "-" + kind}));
+  REQUIRE(row.size() >= 13);
+  const auto sent = std::stoull(row[1]), received = std::stoull(row[2]), lost = std::stoull(row[7]),
+             dup = std::stoull(row[8]);
+  CHECK(sent > 0);
+  // Every record sent is accounted for: received, or reported lost (what the killed consumer held or
+  // handled after its last stats line); never hidden.
+  CHECK(sent + dup == received + lost);
+  CHECK(row[11] == "1");  // one process restarted, however many channels were reopened for it
+  if (lost + dup > 0) {
+    CHECK(r.exit_code == 3);
+    CHECK(r.report.find("ok: every record arrived") == std::string::npos);
+    CHECK(r.report.find("FAILED " + kind) != std::string::npos);
+  } else {
+    CHECK(r.exit_code == 0);
+  }
+}
