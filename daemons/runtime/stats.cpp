@@ -170,7 +170,8 @@ void stats_reporter::remove_status_file() noexcept {
 
 std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role) {
   const auto uri = channel_uri::parse(channel_uri);
-  std::string name = uri.scheme == "pipe" ? std::string("pipe") : uri.name;
+  // A pipe has no name: the producer's pid tells two pairs apart (the consumer is the producer's child).
+  std::string name = uri.scheme == "pipe" ? std::to_string(role == "producer" ? ::getpid() : ::getppid()) : uri.name;
   while (!name.empty() && name.front() == '/') name.erase(0, 1);
   for (char& c : name) {
     if (c == '/') c = '_';

@@ -108,7 +108,8 @@ class stats_reporter {
   bool warned_ = false;
 };
 
-/// runtime_dir()/status/<kind>-<name>.<role>.status; name "pipe" for pipe URIs, '/' in names
+/// runtime_dir()/status/<kind>-<name>.<role>.status; for pipe URIs name is the producer's pid (the
+/// producer's own, the consumer's parent), so concurrent pipe pairs do not collide; '/' in names
 /// (fifo paths) become '_'. Creates the status directory 0700. Throws std::system_error.
 std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role);
 

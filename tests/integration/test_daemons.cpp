@@ -22,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -200,7 +201,11 @@ TEST_CASE("daemon runtime: options take --flag value, --flag=value and repeats, 
 TEST_CASE("daemon runtime: status files are named after the channel and written whole", "[daemons]") {
   auto p = ipc::daemon::default_status_path("fifo:/tmp/a/b.fifo?mode=0600", "consumer");
   CHECK(p.filename() == "fifo-tmp_a_b.fifo.consumer.status");
-  CHECK(ipc::daemon::default_status_path("pipe:fd=3", "consumer").filename() == "pipe-pipe.consumer.status");
+  // A pipe pair is named by its producer's pid: the producer's own, the consumer's parent's.
+  CHECK(ipc::daemon::default_status_path("pipe", "producer").filename() ==
+        "pipe-" + std::to_string(::getpid()) + ".producer.status");
+  CHECK(ipc::daemon::default_status_path("pipe:fd=3", "consumer").filename() ==
+        "pipe-" + std::to_string(::getppid()) + ".consumer.status");
   CHECK(ipc::daemon::default_status_path("msgq:demo", "producer").filename() == "msgq-demo.producer.status");
   ipc::daemon::write_file_atomically(p, "one\n");
   ipc::daemon::write_file_atomically(p, "two\n");
@@ -267,6 +272,39 @@ TEST_CASE("daemons: pipe producer spawns its consumer, which receives every reco
   CHECK(stats_line(pr.report, {"role=producer", "final=1"}).at("records") == "3000");
   const auto text = read_file(sink);
   CHECK(std::count(text.begin(), text.end(), '\n') == 3000);
+}
+
+TEST_CASE("daemons: two pipe pairs running at once keep a status file each", "[daemons]") {
+  auto a = spawn({producer_bin, "--channel", "pipe", "--rate", "100", "--stats-interval", "0.1", "--consumer-arg=--stats-interval",
+                  "--consumer-arg=0.1"});
+  auto b = spawn({producer_bin, "--channel", "pipe", "--rate", "100", "--stats-interval", "0.1", "--consumer-arg=--stats-interval",
+                  "--consumer-arg=0.1"});
+  // pids of the producers and of the consumers, as the pipe status files report them.
+  auto seen = [&] {
+    std::map<std::string, std::set<std::string>> pids;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(ipc::runtime_dir() / "status", ec)) {
+      auto kv = stats_line(read_file(e.path()), {"channel=pipe"});
+      if (!kv["role"].empty()) pids[kv["role"]].insert(kv["pid"]);
+    }
+    return pids;
+  };
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  auto pids = seen();
+  while ((pids["producer"].size() < 2 || pids["consumer"].size() < 2) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(20ms);
+    pids = seen();
+  }
+  const std::set<std::string> producers{std::to_string(a.pid()), std::to_string(b.pid())};
+  a.kill(SIGTERM);
+  b.kill(SIGTERM);
+  auto ar = a.wait(30s);
+  auto br = b.wait(30s);
+  INFO(ar.report << br.report);
+  CHECK(pids["producer"] == producers);
+  CHECK(pids["consumer"].size() == 2);
+  CHECK(ar.exit_code == 0);
+  CHECK(br.exit_code == 0);
 }
 
 TEST_CASE("daemons: --source sends the lines of a file and the sink gets them back", "[daemons]") {
