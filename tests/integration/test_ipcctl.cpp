@@ -59,7 +59,7 @@ std::vector<std::string> fields_of(const std::string& line) {
 
 // A message queue made the way the toolkit makes one: key file NAME.msgq in the runtime directory.
 int make_queue(const std::string& name) {
-  key_t key = ipc::detail::sysv_key(ipc::runtime_dir() / (name + ".msgq"), 'Q', true);
+  key_t key = ipc::detail::sysv_key(ipc::runtime_dir() / (name + ".msgq"), 'M', true);  // msg_queue.cpp's proj id
   return ::msgget(key, IPC_CREAT | 0600);
 }
 
