@@ -106,11 +106,17 @@ void semaphore_set::open(open_mode mode, const std::vector<unsigned short>& init
         arg.array = values.data();
         short first = initial_values[0] > 0 ? -1 : 1;
         std::array<sembuf, 2> touch{{{0, first, 0}, {0, static_cast<short>(-first), 0}}};
-        if (::semctl(id_, 0, SETALL, arg) == -1 || detail::retry_eintr([&] { return ::semop(id_, touch.data(), 2); }) == -1) {
+        const char* failed = nullptr;
+        if (::semctl(id_, 0, SETALL, arg) == -1) {
+          failed = "semctl(SETALL)";
+        } else if (detail::retry_eintr([&] { return ::semop(id_, touch.data(), 2); }) == -1) {
+          failed = "semop(initialise)";
+        }
+        if (failed != nullptr) {
           int e = errno;
           ::semctl(id_, 0, IPC_RMID);
           id_ = -1;
-          detail::throw_errno(e, "semctl(SETALL)", object_);
+          detail::throw_errno(e, failed, object_);
         }
         return;
       }

@@ -63,7 +63,9 @@ std::size_t channel_uri::size_option(std::string_view key, std::size_t fallback)
   if (s.empty() || s[0] == '-' || s[0] == '+') fail();
   errno = 0;
   char* end = nullptr;
-  unsigned long long n = std::strtoull(s.c_str(), &end, 0);
+  // Decimal, or hex with 0x; never octal (a leading zero is just a zero: 0100 is a hundred).
+  const bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+  unsigned long long n = std::strtoull(s.c_str(), &end, hex ? 16 : 10);
   if (errno != 0 || end == s.c_str()) fail();
   std::string_view suffix(end);
   unsigned long long mul = 1;

@@ -24,6 +24,11 @@ std::int64_t now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch()).count();
 }
 
+// a + b for non-negative b, saturating: a timeout of nanoseconds::max() means "practically never".
+std::int64_t add_saturating(std::int64_t a, std::int64_t b) noexcept {
+  return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
 void write_stderr(std::string_view s) noexcept {
   while (!s.empty()) {
     ssize_t n = ::write(STDERR_FILENO, s.data(), s.size());
@@ -77,9 +82,9 @@ struct watchdog::impl {
       }
       if (notify && now >= next_ping) {
         if (now - last < timeout_ns && notify->notify("WATCHDOG=1")) pings.fetch_add(1, std::memory_order_relaxed);
-        next_ping = now + ping_ns;
+        next_ping = add_saturating(now, ping_ns);
       }
-      std::int64_t wake = armed ? last + timeout_ns : now + rearm_poll;
+      std::int64_t wake = armed ? add_saturating(last, timeout_ns) : add_saturating(now, rearm_poll);
       if (notify) wake = std::min(wake, next_ping);
       cv.wait_until(lk, clock::time_point(std::chrono::nanoseconds(wake)), [&] { return stop; });
     }

@@ -1,3 +1,4 @@
+#include <ipc/deadline.hpp>
 #include <ipc/error.hpp>
 #include <ipc/shared_memory.hpp>
 #include <ipc/shared_value.hpp>
@@ -13,6 +14,8 @@
 #include <mutex>
 #include <string>
 #include <system_error>
+#include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -29,26 +32,78 @@ struct segment_cleanup {
   }
 };
 
-}  // namespace
+// Two exec'd shared-counter helpers increment one shared_value<int64_t> 100000 times each, released
+// together by a start barrier in a second segment, with or without the built-in lock.
+struct contention_run {
+  bool released = false;  // both helpers attached and were told to go
+  ipc::test::child_result a, b;
+  std::int64_t final_count = -1;
+  std::uint32_t owner_deaths = 0;
+};
 
-TEST_CASE("shared_value: two unrelated processes doing 100000 locked increments each reach 200000",
-          "[shared_value]") {
-  auto name = ipc::test::unique_name("counter");
+contention_run run_contention(bool with_lock) {
+  auto name = ipc::test::unique_name(with_lock ? "counter" : "counter-nolock");
+  auto control_name = ipc::test::unique_name("counter-start");
   segment_cleanup cleanup{name};
+  segment_cleanup control_cleanup{control_name};
   ipc::shared_value<std::int64_t> counter(name, ipc::open_mode::create_only, 0);
-  REQUIRE(counter.created());
-  REQUIRE(counter.has_lock());
+  ipc::shared_array<std::int64_t> control(control_name, 2, ipc::open_mode::create_only, 0);  // ready, go
 
   auto program = ipc::test::build_path("tests/shared-counter");
-  auto a = ipc::test::spawn({program, name, "100000"});
-  auto b = ipc::test::spawn({program, name, "100000"});
-  auto ra = a.wait(120s);
-  auto rb = b.wait(120s);
-  INFO("a: " << ra.report << "b: " << rb.report);
-  CHECK(ra.exit_code == 0);
-  CHECK(rb.exit_code == 0);
-  CHECK(counter.load() == 200000);
-  CHECK(counter.get_lock().owner_deaths() == 0);
+  std::vector<std::string> argv{program, name, control_name, "100000"};
+  if (!with_lock) argv.emplace_back("--no-lock");
+  auto a = ipc::test::spawn(argv);
+  auto b = ipc::test::spawn(argv);
+
+  contention_run run;
+  const auto ready_by = ipc::deadline::in(30s);
+  while (control.load(0) < 2 && !ready_by.expired()) std::this_thread::sleep_for(1ms);
+  run.released = control.load(0) == 2;
+  control.store(1, run.released ? 1 : -1);  // go together, or abort both
+  run.a = a.wait(120s);
+  run.b = b.wait(120s);
+  run.final_count = counter.load();
+  run.owner_deaths = counter.get_lock().owner_deaths();
+  return run;
+}
+
+// A number after `key ` in a helper's "done N start S end E interleaved K" line; -1 if absent.
+long long field_of(const std::string& report, const std::string& key) {
+  auto at = report.find(key + " ");
+  return at == std::string::npos ? -1 : std::stoll(report.substr(at + key.size() + 1));
+}
+
+// Both loops ran, and at the same time: each began before the other ended (steady_clock is
+// CLOCK_MONOTONIC, one clock for every process).
+bool loops_overlapped(const contention_run& run) {
+  auto a_start = field_of(run.a.report, "start"), a_end = field_of(run.a.report, "end");
+  auto b_start = field_of(run.b.report, "start"), b_end = field_of(run.b.report, "end");
+  return a_start > 0 && b_start > 0 && a_start < b_end && b_start < a_end;
+}
+
+}  // namespace
+
+TEST_CASE("shared_value: two unrelated processes doing 100000 locked increments each at once reach 200000",
+          "[shared_value]") {
+  auto run = run_contention(true);
+  INFO("a: " << run.a.report << "b: " << run.b.report);
+  REQUIRE(run.released);
+  CHECK(run.a.exit_code == 0);
+  CHECK(run.b.exit_code == 0);
+  CHECK(loops_overlapped(run));  // they contended for the lock, not one after the other
+  CHECK(run.final_count == 200000);
+  CHECK(run.owner_deaths == 0);
+}
+
+TEST_CASE("shared_value: the same two processes without the lock lose updates, so the lock is what counts",
+          "[shared_value]") {
+  auto run = run_contention(false);
+  INFO("a: " << run.a.report << "b: " << run.b.report);
+  REQUIRE(run.released);
+  CHECK(run.a.exit_code == 0);
+  CHECK(run.b.exit_code == 0);
+  CHECK(loops_overlapped(run));
+  CHECK(run.final_count < 200000);  // a stale store can even roll the other's work back: no lower bound
 }
 
 TEST_CASE("shared_value: a segment holding another type is refused as incompatible", "[shared_value]") {

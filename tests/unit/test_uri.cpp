@@ -30,6 +30,9 @@ TEST_CASE("uri: scheme, name and options are parsed", "[uri]") {
   CHECK(u.size_option("capacity", 0) == 1024 * 1024);
   CHECK(u.size_option("max_message", 0) == 4096);
   CHECK(u.size_option("absent", 77) == 77);
+  CHECK(ipc::channel_uri::parse("shm:x?a=0100&b=0x100&c=1G").size_option("a", 0) == 100);  // never octal
+  CHECK(ipc::channel_uri::parse("shm:x?a=0100&b=0x100&c=1G").size_option("b", 0) == 256);
+  CHECK(ipc::channel_uri::parse("shm:x?a=0100&b=0x100&c=1G").size_option("c", 0) == 1024ULL * 1024 * 1024);
   CHECK(u.mode_option() == 0640);
   CHECK(u.open_option() == ipc::open_mode::open_or_create);
   CHECK(ipc::channel_uri::parse("pipe").name.empty());

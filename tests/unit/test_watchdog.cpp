@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -324,4 +325,20 @@ TEST_CASE("watchdog: sd_notify without a socket or with a bad name sends nothing
   CHECK_FALSE(ipc::watchdog::sd_notify("WATCHDOG=1"));
   CHECK_FALSE(ipc::watchdog::sd_notify("WATCHDOG=1", "relative/path"));
   CHECK_FALSE(ipc::watchdog::sd_notify("WATCHDOG=1", "/no/such/dir/notify.sock"));
+}
+
+TEST_CASE("watchdog: a timeout of nanoseconds::max() means never, without spinning, and stops promptly", "[watchdog]") {
+  std::atomic<int> fired{0};
+  const std::clock_t cpu0 = std::clock();
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    ipc::watchdog wd(std::chrono::nanoseconds::max(), [&] { ++fired; });
+    wd.kick();
+    std::this_thread::sleep_for(200ms);
+    CHECK_FALSE(wd.expired());
+  }
+  const double cpu_ms = 1000.0 * static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+  CHECK(cpu_ms < 100);
+  CHECK(fired == 0);
 }
