@@ -153,14 +153,17 @@ class consumer {
         }
         break;
       case SIGHUP:
-        log(priority::info, "consumer: SIGHUP, reopening the sink", fd_mode_ ? "" : " and the channel");
+        // A byte stream (pipe, fifo) is kept: complete frames buffered here and the frame in
+        // progress cannot be carried over to a new open, so re-opening it could lose or split a
+        // record. Queues, the sem buffer and the shm ring hold whole messages and re-attach safely.
+        log(priority::info, "consumer: SIGHUP, reopening the sink", reopens_channel_on_hup() ? " and the channel" : "");
         try {
           sink_.flush();
           sink_.reopen();
         } catch (const std::exception& e) {
           log(priority::error, "consumer: ", e.what());
         }
-        if (!fd_mode_ && !stopping_ && ar_) {
+        if (reopens_channel_on_hup() && !stopping_) {
           if (pending_) {
             // Closing now would throw away a message the receiver may already hold: cancel, and
             // reopen from the completion once whatever it delivers is handled.
@@ -210,6 +213,10 @@ class consumer {
     if (stopping_) return drain_and_finish();
     if (reopen_pending_) return reopen_now();
     arm();
+  }
+
+  [[nodiscard]] bool reopens_channel_on_hup() const noexcept {
+    return !fd_mode_ && ar_ && ch_ && ch_->readable_fd() < 0;
   }
 
   // SIGHUP's channel reopen, only once no receive is pending (nothing delivered can be dropped).

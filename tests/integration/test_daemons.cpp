@@ -398,6 +398,29 @@ TEST_CASE("daemons: SIGHUP reopens the consumer's channel without losing a recor
   }
 }
 
+TEST_CASE("daemons: SIGHUP keeps a fifo consumer's stream, so no record is lost or split", "[daemons]") {
+  const std::string uri = "fifo:" + unique_name("hup") + ".fifo";
+  const std::string n = "60000";
+  auto c = spawn({consumer_bin, "--channel", uri, "--count", n, "--stats-interval", "0.1"});
+  REQUIRE(c.wait_for_line("final=0", 30s));
+  auto p = spawn({producer_bin, "--channel", uri, "--count", n, "--rate", "20000", "--stats-interval", "0"});
+  for (int i = 0; i < 8; ++i) {
+    std::this_thread::sleep_for(200ms);
+    c.kill(SIGHUP);
+  }
+  auto pr = p.wait(120s);
+  if (!c.wait_for_line(std::string(" final=1"), 30s)) c.kill(SIGTERM);
+  auto cr = c.wait(30s);
+  INFO(pr.report << cr.report);
+  CHECK(pr.exit_code == 0);
+  auto kv = stats_line(cr.report, {"role=consumer", "final=1"});
+  REQUIRE(kv.count("records") == 1);
+  check_clean(kv, n);
+  CHECK(cr.exit_code == 0);
+  CHECK(kv.at("restarts") == "0");  // the stream was kept, not re-opened
+  ipc::open_channel(uri, ipc::role::receiver)->remove();
+}
+
 TEST_CASE("daemons: SIGTERM drains the backlog in the channel and both sides exit 0", "[daemons]") {
   // 1-byte records and channels large enough for a backlog of more than the 256 records one receive
   // completion takes (a msgq holds msgmnb = 16384 bytes: ~400 of them). sem builds no backlog: the
