@@ -1,6 +1,7 @@
 // ipc::process and ipc::process_pool: real fork/exec/pidfd, real pipe_channel workers.
 #include <ipc/error.hpp>
 #include <ipc/process.hpp>
+#include <ipc/process_pool.hpp>
 
 #include <catch2/catch.hpp>
 
