@@ -2,10 +2,12 @@
 // Exit status: 0 ok, 1 failure, 2 usage error, 3 launch saw a record lost, duplicated, reordered or corrupt.
 #include "bench.hpp"
 #include "launch.hpp"
+#include "object_commands.hpp"
 #include "objects.hpp"
 #include "status.hpp"
 #include "table.hpp"
 
+#include <ipc/inspect.hpp>
 #include <ipc/uri.hpp>
 
 #include <unistd.h>
@@ -41,16 +43,23 @@ Commands:
         --interval S   stats and refresh interval in seconds (default 1)
         --prefix NAME  object names are NAME-fifo, NAME-msgq, NAME-sem, NAME-shm (default demo)
   status        Figures of the running daemons, from their status files (dead ones marked dead).
-  list          Every object the toolkit made: kind, name, key/id, owner, mode, creator or last
-                pids and whether they run, attached count, and what gc would do with it.
+  list [--json] [--noheadings] [--raw] [--output COL,...] [--all-segments]
+                Every object the toolkit made: kind, name, key/id, owner, perms, the processes that
+                made, used or hold it and whether they run, attached count, what it holds (messages
+                and bytes queued, ring records), and gc's verdict with its reason. Objects removed
+                but still mapped show status "dest" (as in ipcs). --output picks columns (list
+                --output help names them); --raw: no padding, one space between cells;
+                --json: {"objects": [...]} with typed values.
   rm [KIND:]NAME
-                Remove that object (and its key file). KIND: msgq, sem, sembuf, shm, fifo,
-                posix-shm, or a channel scheme (sem: also matches sembuf, shm: also posix-shm).
-  gc [--dry-run] [--prefix NAME]
-                Remove objects whose creator (or every recorded user) is dead and that nobody has
-                attached, orphan key files and dead daemons' status files; --dry-run only prints;
-                --prefix only considers objects whose name starts with NAME (POSIX segments in
-                /dev/shm are shared by every runtime directory).
+                Remove that object (and its key file), whatever it holds. KIND: msgq, sem, sembuf, shm,
+                fifo, posix-shm, or a channel scheme (sem: also matches sembuf, shm: also posix-shm).
+  gc [--dry-run] [--force] [--prefix NAME] [--all-segments]
+                Remove what is provably abandoned and empty: every recorded user dead, nobody
+                attached, waiting or holding it, no running daemon naming it, nothing queued; plus
+                orphan key files and dead daemons' status files. An abandoned object that holds data
+                (messages, ring records, a value) is kept and listed with why: --force removes it too.
+                Objects in use are never removed. --dry-run prints each verdict and reason and removes
+                nothing; --prefix only considers names starting with NAME.
   bench [--channels LIST] [--sizes LIST] [--duration S] [--json|--csv] [--plot FILE.png] [--check]
                 Measure every channel (throughput with two processes, round-trip p50/p99) next to the
                 raw syscalls of its mechanism and Boost message_queue, in the same run, with ratios
@@ -58,7 +67,8 @@ Commands:
   --help        This text.   --version   The version.
 
 Objects live in the runtime directory: $IPC_RUNTIME_DIR, else $RUNTIME_DIRECTORY, else /run/ipc
-for root, else $XDG_RUNTIME_DIR/ipc; POSIX segments are /dev/shm/libipc.*.
+for root, else $XDG_RUNTIME_DIR/ipc; POSIX segments are /dev/shm/libipc.* (list and gc cover this
+user's; --all-segments reaches every one on the machine).
 
 Exit status: 0 ok; 1 failure (an object could not be removed, a pair moved no record or a daemon
 kept failing); 2 usage error; 3 launch saw a record lost, duplicated, reordered or corrupt.
@@ -157,57 +167,50 @@ int cmd_status(const std::vector<std::string_view>& args) {
   return exit_ok;
 }
 
-std::string mode_text(mode_t m) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
-  return buf;
-}
-
-std::string pids_text(const ipcctl::ipc_object& o) {
-  if (o.pids.empty()) return "-";
-  std::string s;
-  for (pid_t p : o.pids) s += (s.empty() ? "" : ",") + std::to_string(p);
-  return s;
-}
-
-std::string alive_text(const ipcctl::ipc_object& o) {
-  if (o.pids.empty()) return "-";
-  std::string s;
-  for (pid_t p : o.pids) s += (s.empty() ? "" : ",") + std::string(ipcctl::pid_alive(p) ? "yes" : "no");
-  return s;
-}
-
-std::string verdict_text(ipcctl::verdict v) {
-  switch (v) {
-    case ipcctl::verdict::live: return "keep";
-    case ipcctl::verdict::stale: return "stale";
-    case ipcctl::verdict::unknown: return "unknown";
+std::vector<std::string> split_columns(std::string_view v) {
+  std::vector<std::string> cols;
+  while (!v.empty()) {
+    const auto comma = v.find(',');
+    cols.emplace_back(v.substr(0, comma));
+    if (cols.back().empty()) throw usage_error("list --output: empty column name in '" + std::string(v) + "'");
+    v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
   }
-  return "?";
+  return cols;
 }
 
 int cmd_list(const std::vector<std::string_view>& args) {
-  if (!args.empty()) throw usage_error("list takes no arguments");
-  const auto dir = ipc::runtime_dir();
-  auto objs = ipcctl::discover(dir);
-  if (objs.empty()) {
-    std::cout << "no toolkit objects in " << dir.string() << " or /dev/shm/libipc.*\n";
-    return exit_ok;
+  ipcctl::list_options o;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const auto a = args[i];
+    if (a == "--json" || a == "-J") {
+      o.json = true;
+    } else if (a == "--noheadings" || a == "-n") {
+      o.noheadings = true;
+    } else if (a == "--raw" || a == "-r") {
+      o.raw = true;
+    } else if (a == "--all-segments") {
+      o.all_segments = true;
+    } else if (a == "--output" || a == "-o") {
+      if (i + 1 >= args.size()) throw usage_error("list --output needs a value: COL,... (list --output help)");
+      const auto v = args[++i];
+      if (v == "help") {
+        for (const auto& c : ipcctl::list_columns()) std::cout << c << '\n';
+        return exit_ok;
+      }
+      o.columns = split_columns(v);
+    } else {
+      throw usage_error("list: unknown argument " + std::string(a));
+    }
   }
-  ipcctl::table t({"kind", "name", "family", "key", "id", "owner", "mode", "pids", "alive", "attached", "size", "age s",
-                   "gc"},
-                  {false, false, false, false, true, false, false, true, false, true, true, true, false});
-  for (const auto& o : objs) {
-    t.add({o.kind, o.name, o.family, o.key.empty() ? "-" : o.key, o.id < 0 ? "-" : std::to_string(o.id),
-           ipcctl::user_name(o.uid), mode_text(o.mode), pids_text(o) + (o.pids.empty() || o.pids_are_creator ? "" : " (last)"),
-           alive_text(o), o.attached < 0 ? "-" : std::to_string(o.attached), std::to_string(o.size),
-           std::to_string(o.age_seconds), verdict_text(ipcctl::judge(o))});
+  if (o.json && o.raw) throw usage_error("list: --json and --raw exclude each other");
+  try {
+    return ipcctl::run_list(o, std::cout);
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(e.what());
   }
-  std::cout << t.render();
-  return exit_ok;
 }
 
-std::string describe(const ipcctl::ipc_object& o) {
+std::string describe(const ipcctl::object_info& o) {
   std::string s = o.kind + " " + o.family + ":" + o.name;
   if (!o.key.empty()) s += " (key " + o.key + ", id " + std::to_string(o.id) + ")";
   else s += " (" + o.path.string() + ")";
@@ -216,51 +219,28 @@ std::string describe(const ipcctl::ipc_object& o) {
 
 int cmd_rm(const std::vector<std::string_view>& args) {
   if (args.size() != 1) throw usage_error("rm needs exactly one [KIND:]NAME");
-  auto group = ipcctl::select(ipcctl::discover(ipc::runtime_dir()), args[0]);
+  auto group = ipcctl::select(ipc::list_objects({.runtime_dir = ipc::runtime_dir(), .all_segments = true}), args[0]);
   ipcctl::remove_group(group);
   for (const auto& o : group) std::cout << "removed " << describe(o) << '\n';
   return exit_ok;
 }
 
 int cmd_gc(const std::vector<std::string_view>& args) {
-  bool dry = false;
-  std::string_view prefix;
+  ipcctl::gc_options o;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--dry-run") {
-      dry = true;
+      o.dry_run = true;
+    } else if (args[i] == "--force") {
+      o.force = true;
+    } else if (args[i] == "--all-segments") {
+      o.all_segments = true;
     } else if (args[i] == "--prefix" && i + 1 < args.size()) {
-      prefix = args[++i];
+      o.prefix = args[++i];
     } else {
       throw usage_error("gc: unknown argument " + std::string(args[i]));
     }
   }
-  const auto dir = ipc::runtime_dir();
-  const char* verb = dry ? "would remove " : "removed ";
-  int rc = exit_ok;
-  std::size_t count = 0;
-  for (const auto& group : ipcctl::stale_groups(ipcctl::discover(dir))) {
-    if (!group.front().name.starts_with(prefix)) continue;
-    try {
-      if (!dry) ipcctl::remove_group(group);
-      for (const auto& o : group) std::cout << verb << describe(o) << '\n';
-      count += group.size();
-    } catch (const std::exception& e) {
-      std::cerr << "ipcctl gc: " << e.what() << '\n';
-      rc = exit_failure;
-    }
-  }
-  for (const auto& e : ipcctl::read_status(dir)) {
-    if (e.alive || (e.figures && !e.figures->channel.substr(e.figures->channel.find(':') + 1).starts_with(prefix))) continue;
-    if (!dry && ::unlink(e.file.c_str()) != 0 && errno != ENOENT) {
-      std::cerr << "ipcctl gc: unlink(" << e.file.string() << "): " << std::strerror(errno) << '\n';
-      rc = exit_failure;
-      continue;
-    }
-    std::cout << verb << "status file " << e.file.string() << " (daemon not running)\n";
-    ++count;
-  }
-  if (count == 0) std::cout << "nothing to collect\n";
-  return rc;
+  return ipcctl::run_gc(o, std::cout, std::cerr);
 }
 
 }  // namespace

@@ -5,10 +5,9 @@
 #include "table.hpp"
 
 #include <ipc/error.hpp>
+#include <ipc/inspect.hpp>
 #include <ipc/unique_fd.hpp>
 #include <ipc/uri.hpp>
-
-#include "detail/eintr.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -212,8 +211,9 @@ class launcher {
       if (p.kind == "pipe") continue;
       std::string name = p.uri.substr(p.uri.find(':') + 1);
       try {
-        auto objs = select(discover(ipc::runtime_dir()), p.kind + ":" + name);
-        if (std::none_of(objs.begin(), objs.end(), [](const ipc_object& x) { return judge(x) == verdict::live; })) {
+        auto objs = select(ipc::list_objects(), p.kind + ":" + name);
+        if (std::none_of(objs.begin(), objs.end(),
+                         [](const object_info& x) { return judge(x, {}).kind == verdict_kind::in_use; })) {
           remove_group(objs);
         }
       } catch (const std::exception&) {
@@ -227,7 +227,7 @@ class launcher {
       if (p.kind == "pipe") continue;
       std::string name = p.uri.substr(p.uri.find(':') + 1);
       try {
-        remove_group(select(discover(ipc::runtime_dir()), p.kind + ":" + name));
+        remove_group(select(ipc::list_objects(), p.kind + ":" + name));
       } catch (const std::runtime_error&) {
         // already gone
       } catch (const std::exception& e) {

@@ -1,76 +1,85 @@
-// Discovery of every kernel object the toolkit made, and their removal: the one
-// module that knows where objects live and how to judge them.
+// ipcctl's rules for the toolkit's objects, over the facts ipc::list_objects gives (ipc/inspect.hpp):
+// which objects gc keeps and why, what it removes, how `rm` finds one, and the removal itself.
 //
-//   auto objs = ipcctl::discover(ipc::runtime_dir());
-//   for (const auto& o : objs) std::cout << o.kind << ' ' << o.name << '\n';
-//   ipcctl::remove_group(ipcctl::select(objs, "msgq:demo"));     // IPC_RMID, then the key file
-//   for (const auto& g : ipcctl::stale_groups(objs)) ...;        // what `gc` removes
+//   auto objs = ipc::list_objects();
+//   auto claims = ipcctl::daemon_claims(ipcctl::read_status(ipc::runtime_dir()));
+//   for (const auto& g : ipcctl::collectable(objs, claims, {.force = false})) ipcctl::remove_group(g.objects);
 //
-// Sources:
-//  - key files NAME.EXT in the runtime directory, EXT one of msgq, sem, sembuf, shm: every System V
-//    object whose key is ftok(key file, any proj id) belongs to that file (ftok builds the low 24 bits
-//    of a key from the file's inode and device, the top 8 from the proj id). Objects are enumerated
-//    from /proc/sysvipc/{msg,sem,shm} (the kernel's IPC_STAT view of every object, readable without
-//    rights on them); semaphore pids come from semctl(GETPID).
-//  - FIFOs in the runtime directory (lstat; holders: processes with it open, from /proc/PID/fd).
-//  - POSIX segments /dev/shm/libipc.* (fstat; creator pid from the layout_header at offset 0 when it
-//    is published and consistent with the file; holders from /proc/PID/maps and /proc/PID/fd).
+// gc's rules (docs/ipcctl.md): an object is kept when a live process holds, uses or is blocked on
+// it, when it holds data (unless --force), or when nothing records who uses it; it is removed only
+// when it is provably abandoned (every recorded user dead, nobody attached or waiting) and empty.
 #pragma once
+
+#include "status.hpp"
+
+#include <ipc/inspect.hpp>
 
 #include <sys/types.h>
 
-#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace ipcctl {
 
-/// One kernel object (or orphan key file) the toolkit made.
-struct ipc_object {
-  std::string kind;    ///< "msgq", "semset", "sysv-shm", "posix-shm", "fifo", "keyfile"
-  std::string family;  ///< key-file suffix (msgq, sem, sembuf, shm), "fifo" or "posix-shm"
-  std::string name;    ///< the name a person uses: key file stem, FIFO name, segment name
-  std::filesystem::path path;       ///< key file, FIFO or /dev/shm file
-  std::string key;                  ///< "0x51020304" for System V objects, else empty
-  int id = -1;                      ///< msqid / semid / shmid, else -1
-  uid_t uid = 0;
-  mode_t mode = 0;
-  std::vector<pid_t> pids;          ///< creator (shm cpid, layout header), else last users (lspid/lrpid, sempid)
-  bool pids_are_creator = false;    ///< pids holds the creator rather than last users
-  int attached = -1;                ///< shm_nattch / processes holding it; -1 when nothing counts it
-  unsigned long long size = 0;      ///< bytes (segments, queued bytes) or semaphores in a set
-  long age_seconds = 0;             ///< since creation or last change
+using ipc::object_info;
+
+/// A running daemon's channel, from its status file: whatever that channel names is in use.
+struct daemon_claim {
+  std::string channel;  ///< "msgq:demo"
+  pid_t pid = 0;
+  std::string file;     ///< the status file
 };
 
-/// True when pid names a running process (kill(pid, 0) succeeds or fails with EPERM).
-bool pid_alive(pid_t pid) noexcept;
+/// The claims of every daemon whose status file names a live pid (the liveness test, at the file's
+/// last write).
+std::vector<daemon_claim> daemon_claims(const std::vector<status_entry>& status);
 
-/// Every object in dir (the runtime directory) and /dev/shm/libipc.*. Throws std::system_error when
-/// dir or /proc/sysvipc cannot be read.
-std::vector<ipc_object> discover(const std::filesystem::path& dir);
+/// What gc makes of an object (or a key file's group of objects), most protective first.
+enum class verdict_kind {
+  in_use,      ///< a live process holds, uses or waits on it: never removed by gc
+  unknown,     ///< nothing records who made or used it: never removed by gc (use `ipcctl rm`)
+  holds_data,  ///< abandoned but not empty: removed only by gc --force
+  abandoned,   ///< every recorded user dead, nobody attached or waiting, and empty: gc removes it
+};
+struct verdict {
+  verdict_kind kind = verdict_kind::abandoned;
+  std::string reason;  ///< e.g. "pid 42 (last msgrcv) is alive", "5 messages, 520 bytes queued"
+};
 
-/// What gc would make of an object.
-enum class verdict { live, stale, unknown };
-/// live: someone attached or a recorded pid runs; stale: its creator/users are dead and nobody is
-/// attached; unknown: nothing records who made or used it (left alone by gc).
-verdict judge(const ipc_object& o);
+/// The word `list` shows for a verdict: keep, data, unknown, remove.
+std::string_view verdict_word(verdict_kind k) noexcept;
+
+/// The verdict on one object.
+verdict judge(const object_info& o, const std::vector<daemon_claim>& claims);
+
+/// A key file's objects (or one FIFO / POSIX segment / orphan key file) and the verdict on them all.
+struct object_group {
+  std::vector<object_info> objects;
+  verdict why;
+};
+
+/// Every object, grouped (System V objects by key file) and judged; the group's verdict is its most
+/// protective member's.
+std::vector<object_group> judge_all(const std::vector<object_info>& all, const std::vector<daemon_claim>& claims);
+
+/// Whether gc removes a group: abandoned, or holds_data with force.
+bool gc_removes(const object_group& g, bool force) noexcept;
 
 /// The objects of `spec` ("NAME" or "FAMILY:NAME"; FAMILY may also be a kind or a channel scheme:
 /// sem matches sem and sembuf, shm matches shm and posix-shm). Throws std::runtime_error when none
 /// matches, or when a bare NAME matches objects of several families.
-std::vector<ipc_object> select(const std::vector<ipc_object>& all, std::string_view spec);
+std::vector<object_info> select(const std::vector<object_info>& all, std::string_view spec);
 
 /// Removes the objects (IPC_RMID, unlink) and then the key files they came from. A vanished object
 /// (ENOENT, EINVAL, EIDRM) counts as removed. Throws std::system_error naming the call and the
 /// object, ipc::errc::not_owner when an object belongs to another user and we are not root.
-void remove_group(const std::vector<ipc_object>& group);
-
-/// The groups gc removes: one per key file (all its objects stale, or stale and unknown with at
-/// least one stale), each FIFO / POSIX segment / orphan key file judged stale.
-std::vector<std::vector<ipc_object>> stale_groups(const std::vector<ipc_object>& all);
+void remove_group(const std::vector<object_info>& group);
 
 /// The owner's user name (the number when there is no such user).
 std::string user_name(uid_t uid);
+
+/// "5 msg, 520 B", "3 rec, 192 B", "value", "empty", "?" (unknown).
+std::string contents_text(const object_info& o);
 
 }  // namespace ipcctl

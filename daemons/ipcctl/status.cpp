@@ -1,6 +1,6 @@
 #include "status.hpp"
 
-#include "objects.hpp"
+#include <ipc/inspect.hpp>
 
 #include <sys/stat.h>
 
@@ -24,7 +24,8 @@ std::vector<status_entry> read_status(const std::filesystem::path& dir) {
     std::string line;
     std::getline(in, line);
     s.figures = parse_stats(line);
-    s.alive = s.figures && pid_alive(s.figures->pid);
+    // The writer ran when it last wrote the file: a later process that reused its pid is not it.
+    s.alive = s.figures && ipc::process_alive_at(s.figures->pid, st.st_mtime);
     auto now = ::time(nullptr);
     s.age_seconds = now > st.st_mtime ? static_cast<long>(now - st.st_mtime) : 0;
     out.push_back(std::move(s));

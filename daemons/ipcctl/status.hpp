@@ -15,7 +15,7 @@ namespace ipcctl {
 struct status_entry {
   std::filesystem::path file;
   std::optional<stats> figures;  ///< nullopt when the file does not hold a valid stats line
-  bool alive = false;            ///< the pid in the file runs
+  bool alive = false;            ///< the pid in the file runs (ipc::process_alive_at the file's mtime)
   long age_seconds = 0;          ///< since the file was last written
 };
 

@@ -44,11 +44,10 @@ void throw_error(errc e, std::string_view call, std::string_view object, std::st
   throw std::system_error(make_error_code(e), what);
 }
 
-namespace detail {
-
-void throw_errno(int err, std::string_view call, std::string_view object) {
-  throw std::system_error(err, std::system_category(), describe(call, object));
+void throw_errno(int err, std::string_view call, std::string_view object, std::string_view detail) {
+  std::string what = describe(call, object);
+  if (!detail.empty()) what.append(": ").append(detail);
+  throw std::system_error(err, std::system_category(), what);
 }
 
-}  // namespace detail
 }  // namespace ipc

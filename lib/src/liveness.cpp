@@ -1,3 +1,5 @@
+#include <ipc/inspect.hpp>
+
 #include "detail/liveness.hpp"
 
 #include <fcntl.h>
@@ -9,8 +11,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
-namespace ipc::detail {
+namespace ipc {
+namespace detail {
 
 proc_status read_proc(pid_t pid) noexcept {
   proc_status st;
@@ -47,13 +51,6 @@ proc_status read_proc(pid_t pid) noexcept {
     while (*p != ' ' && *p != '\0') ++p;
   }
   return st;
-}
-
-bool alive(pid_t pid, std::uint64_t start_time) noexcept {
-  if (pid <= 0) return false;
-  auto st = read_proc(pid);
-  if (!st.exists || st.zombie) return false;
-  return start_time == 0 || st.start_time == 0 || st.start_time == start_time;
 }
 
 bool maps_segment(pid_t pid, const segment_id& seg) noexcept {
@@ -94,4 +91,37 @@ bool maps_segment(pid_t pid, const segment_id& seg) noexcept {
   return found || !read_any;
 }
 
-}  // namespace ipc::detail
+}  // namespace detail
+
+process_ref process_identity(pid_t pid) noexcept {
+  if (pid <= 0) return {};
+  const auto st = detail::read_proc(pid);
+  if (!st.exists || st.zombie) return {};
+  return {pid, st.start_time};
+}
+
+bool process_alive(pid_t pid, std::uint64_t start_time) noexcept {
+  if (pid <= 0) return false;
+  const auto st = detail::read_proc(pid);
+  if (!st.exists || st.zombie) return false;
+  return start_time == 0 || st.start_time == 0 || st.start_time == start_time;
+}
+
+bool process_alive_at(pid_t pid, std::int64_t ran_at_unix_seconds) noexcept {
+  if (pid <= 0) return false;
+  const auto st = detail::read_proc(pid);
+  if (!st.exists || st.zombie) return false;
+  if (ran_at_unix_seconds <= 0 || st.start_time == 0) return true;
+  // /proc/PID/stat's start time counts clock ticks since boot on CLOCK_BOOTTIME; the boot's
+  // wall-clock time is now(REALTIME) - now(BOOTTIME).
+  timespec real{}, boot{};
+  if (::clock_gettime(CLOCK_REALTIME, &real) != 0 || ::clock_gettime(CLOCK_BOOTTIME, &boot) != 0) return true;
+  const long hz = ::sysconf(_SC_CLK_TCK);
+  if (hz <= 0) return true;
+  const double booted_at = static_cast<double>(real.tv_sec - boot.tv_sec) +
+                           static_cast<double>(real.tv_nsec - boot.tv_nsec) / 1e9;
+  const double started_at = booted_at + static_cast<double>(st.start_time) / static_cast<double>(hz);
+  return started_at <= static_cast<double>(ran_at_unix_seconds) + 2.0;
+}
+
+}  // namespace ipc

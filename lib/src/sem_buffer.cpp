@@ -18,7 +18,7 @@ namespace ipc {
 namespace {
 
 constexpr std::uint32_t sem_buffer_magic = 0x53454d42;  // "SEMB"
-constexpr std::uint32_t sem_buffer_version = 1;
+constexpr std::uint32_t sem_buffer_version = 2;  // 2: layout_header records the creator's start time
 
 // The segment: this header, then `slots` slots of `slot_size` bytes (u32 length + payload).
 // The indices are NOT here: the read index and the counts live in the semaphore set, so that every

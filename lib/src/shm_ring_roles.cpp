@@ -2,6 +2,7 @@
 
 #include <ipc/deadline.hpp>
 #include <ipc/error.hpp>
+#include <ipc/inspect.hpp>
 #include <ipc/shm_ring.hpp>
 
 #include "detail/cpu_relax.hpp"
@@ -29,7 +30,7 @@ class role_lock {
     for (unsigned i = 0;; ++i) {
       std::int32_t owner = 0;
       if (b_.lock.compare_exchange_strong(owner, me_, std::memory_order_acquire)) return;
-      if (owner != 0 && !alive(owner, 0) &&
+      if (owner != 0 && !process_alive(owner, 0) &&
           b_.lock.compare_exchange_strong(owner, me_, std::memory_order_acquire)) {
         return;
       }
@@ -60,7 +61,7 @@ pid_t reap_locked(role_block& b, const segment_id& seg) noexcept {
   for (auto& h : b.holders) {
     pid_t p = h.pid.load(std::memory_order_relaxed);
     if (p == 0) continue;
-    if (alive(p, h.start_time.load(std::memory_order_relaxed)) && maps_segment(p, seg)) {
+    if (process_alive(p, h.start_time.load(std::memory_order_relaxed)) && maps_segment(p, seg)) {
       if (live == 0) live = p;
     } else {
       h.pid.store(0, std::memory_order_relaxed);
@@ -114,7 +115,7 @@ role_block& block_of(ring_header& h, role r) noexcept { return r == role::sender
 const char* role_name(role r) noexcept { return r == role::sender ? "sender" : "receiver"; }
 
 void attach_role(ring_header& h, role r, const segment_id& seg, pid_t me, std::string_view object) {
-  const auto self = read_proc(me);
+  const auto self = process_identity(me);
   auto& mine = block_of(h, r);
   role_lock lock(mine, me, object);
   if (pid_t holder = reap_locked(mine, seg)) {
@@ -147,7 +148,7 @@ bool peer_gone(role_block& b, const segment_id& seg, pid_t me, std::string_view 
     pid_t p = h.pid.load(std::memory_order_relaxed);
     if (p == 0) continue;
     any = true;
-    if (alive(p, h.start_time.load(std::memory_order_relaxed)) && maps_segment(p, seg)) return false;
+    if (process_alive(p, h.start_time.load(std::memory_order_relaxed)) && maps_segment(p, seg)) return false;
   }
   if (!any) return false;
   role_lock lock(b, me, object);
@@ -234,7 +235,7 @@ void shm_ring::on_fork(fork_step step) noexcept {
       }
       case fork_step::child: {
         const pid_t child = ::getpid();
-        const auto st = detail::read_proc(child);
+        const auto st = process_identity(child);
         detail::role_lock lock(mine, child, name_);
         if (auto* h = detail::find_locked(mine, pid_, true)) {
           h->start_time.store(st.start_time, std::memory_order_relaxed);

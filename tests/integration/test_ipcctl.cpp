@@ -89,10 +89,14 @@ TEST_CASE("ipcctl: bad arguments exit with status 2 and say what was wrong", "[i
       {{"launch", "msgq", "--prefix", "../etc"}, "plain name"},
       {{"launch", "msgq", "--colour", "blue"}, "unknown option"},
       {{"status", "now"}, "no arguments"},
-      {{"list", "-l"}, "no arguments"},
+      {{"list", "-l"}, "unknown argument"},
+      {{"list", "--output"}, "needs a value"},
+      {{"list", "--output", "kind,colour"}, "unknown column 'colour'"},
+      {{"list", "--output", "kind,,name"}, "empty column"},
+      {{"list", "--json", "--raw"}, "exclude each other"},
       {{"rm"}, "exactly one"},
       {{"rm", "a", "b"}, "exactly one"},
-      {{"gc", "--force"}, "unknown argument"},
+      {{"gc", "--forcefully"}, "unknown argument"},
   };
   for (const auto& c : cases) {
     auto r = ipcctl(c.args);
@@ -105,7 +109,8 @@ TEST_CASE("ipcctl: bad arguments exit with status 2 and say what was wrong", "[i
 TEST_CASE("ipcctl: --help lists every command and the exit statuses", "[ipcctl]") {
   auto r = ipcctl({"--help"});
   REQUIRE(r.exit_code == 0);
-  for (const char* w : {"launch", "status", "list", "rm", "gc", "--dry-run", "Exit status", "3 launch saw"}) {
+  for (const char* w : {"launch", "status", "list", "--json", "--noheadings", "--output", "--raw", "rm", "gc",
+                        "--dry-run", "--force", "--all-segments", "Exit status", "3 launch saw"}) {
     INFO(w);
     CHECK(r.report.find(w) != std::string::npos);
   }
@@ -138,7 +143,7 @@ TEST_CASE("ipcctl: list shows a live process's queue and gc keeps it", "[ipcctl]
   ::msgctl(id, IPC_RMID, nullptr);
 }
 
-TEST_CASE("ipcctl: a queue left by a killed process is listed stale, gc --dry-run keeps it, gc removes it",
+TEST_CASE("ipcctl: a queue a killed process left messages in is kept by gc and removed by gc --force",
           "[ipcctl]") {
   const auto name = ipc::test::unique_name("stale");
   auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
@@ -159,20 +164,28 @@ TEST_CASE("ipcctl: a queue left by a killed process is listed stale, gc --dry-ru
   auto l = ipcctl({"list"});
   INFO(l.report);
   REQUIRE(l.exit_code == 0);
-  const auto row = line_with(l.report, {"msgq", name});
-  REQUIRE(!row.empty());
-  CHECK(line_with(l.report, {"msgq", name, dead_pid, "no", "stale"}) != "");
+  CHECK(line_with(l.report, {"msgq", name, dead_pid, "no", "1", "msg,", "data", "holds"}) != "");
 
   auto dry = ipcctl({"gc", "--dry-run", "--prefix", name});
   INFO(dry.report);
   CHECK(dry.exit_code == 0);
-  CHECK(line_with(dry.report, {"would", "remove", "msgq"}).find(name) != std::string::npos);
-  CHECK(line_with(ipcctl({"list"}).report, {"msgq", name}) != "");
+  CHECK(line_with(dry.report, {"would", "keep", "msgq"}).find(name) != std::string::npos);
 
   auto gc = ipcctl({"gc", "--prefix", name});
   INFO(gc.report);
   CHECK(gc.exit_code == 0);
-  CHECK(line_with(gc.report, {"removed", "msgq"}).find(name) != std::string::npos);
+  CHECK(line_with(gc.report, {"kept", "msgq"}).find(name) != std::string::npos);
+  CHECK(line_with(ipcctl({"list"}).report, {"msgq", name}) != "");
+
+  auto dry_force = ipcctl({"gc", "--dry-run", "--force", "--prefix", name});
+  INFO(dry_force.report);
+  CHECK(line_with(dry_force.report, {"would", "remove", "msgq"}).find(name) != std::string::npos);
+  CHECK(line_with(ipcctl({"list"}).report, {"msgq", name}) != "");
+
+  auto forced = ipcctl({"gc", "--force", "--prefix", name});
+  INFO(forced.report);
+  CHECK(forced.exit_code == 0);
+  CHECK(line_with(forced.report, {"removed", "msgq"}).find(name) != std::string::npos);
   CHECK(line_with(ipcctl({"list"}).report, {"msgq", name}) == "");
   CHECK_FALSE(fs::exists(ipc::runtime_dir() / (name + ".msgq")));
 }
@@ -201,8 +214,8 @@ TEST_CASE("ipcctl: a System V segment whose creator died unattached is collected
 
   auto l = ipcctl({"list"});
   INFO(l.report);
-  CHECK(line_with(l.report, {"sysv-shm", dead_name, "no", "0", "stale"}) != "");
-  CHECK(line_with(l.report, {"sysv-shm", held_name, "no", "1", "keep"}) != "");
+  CHECK(line_with(l.report, {"sysv-shm", dead_name, "no", "0", "empty", "remove"}) != "");
+  CHECK(line_with(l.report, {"sysv-shm", held_name, "1", "keep"}) != "");
 
   auto gc = ipcctl({"gc", "--prefix", "seg-"});
   INFO(gc.report);

@@ -45,8 +45,8 @@ struct ring_name {
   [[nodiscard]] std::string path() const { return "/dev/shm/" + shm_ring::shm_name(name); }
 };
 
-// A raw read-write mapping of a ring, for planting corruption. Layout v1 offsets
-// (static_asserted in shm_ring.cpp): magic 4, capacity 40, head 64, tail 128, data 576.
+// A raw read-write mapping of a ring, for planting corruption. Layout v2 offsets
+// (static_asserted in detail/shm_ring_layout.hpp): magic 4, capacity 48, head 64, tail 128, data 576.
 struct raw_mapping {
   ipc::unique_fd fd;
   void* base = MAP_FAILED;
@@ -78,7 +78,7 @@ struct raw_mapping {
     return v;
   }
 };
-constexpr std::size_t magic_at = 4, head_at = 64, tail_at = 128, data_at = 576;
+constexpr std::size_t magic_at = 4, capacity_at = 48, head_at = 64, tail_at = 128, data_at = 576;
 
 std::vector<std::byte> pattern(std::uint64_t seq, std::size_t len) {
   std::vector<std::byte> v(len);
@@ -356,7 +356,7 @@ TEST_CASE("shm_ring: wrong magic, empty or truncated segments are incompatible",
   SECTION("capacity not matching the recorded size") {
     { shm_ring tx(n.name, role::sender, small_ring()); }
     raw_mapping raw(n.path());
-    raw.put<std::uint64_t>(40, 8192);
+    raw.put<std::uint64_t>(capacity_at, 8192);
     CHECK(errc_of([&] { shm_ring rx(n.name, role::receiver); }) == ipc::errc::incompatible);
   }
   SECTION("never sized by its creator") {

@@ -10,6 +10,8 @@
 // std::system_category(); toolkit-level failures use ipc::errc in
 // ipc::category(). Either way what() names the call and the object.
 // A timeout is not an error: timed calls return false / std::nullopt.
+// The helpers that build these errors (throw_errno, check_unix, throw_error) are public: tools
+// use them too, with a detail argument instead of text pushed into the call name.
 #pragma once
 
 #include <ipc/config.hpp>
@@ -38,22 +40,29 @@ inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), category()};
 }
 
-/// Throws std::system_error(e) with what() = "<call>(<object>): <message>[: detail]".
+/// Throws std::system_error(e) with what() = "<call>(<object>): <detail>: <message>" (": <detail>"
+/// only when given).
 [[noreturn]] IPC_API void throw_error(errc e, std::string_view call, std::string_view object,
                                       std::string_view detail = {});
 
-namespace detail {
+/// Throws std::system_error(err, std::system_category()) with what() =
+/// "<call>(<object>): <detail>: <strerror>" (": <detail>" only when given), e.g.
+/// throw_errno(EPIPE, "write", "stdout", "sink") → "write(stdout): sink: Broken pipe".
+[[noreturn]] IPC_API void throw_errno(int err, std::string_view call, std::string_view object,
+                                      std::string_view detail = {});
 
-/// Throws std::system_error(err, system_category) with what() = "<call>(<object>): <strerror>".
-[[noreturn]] IPC_API void throw_errno(int err, std::string_view call, std::string_view object);
-
-/// Returns ret unless it is -1, in which case throws naming the call and the object.
+/// Returns ret unless it is -1, in which case throws throw_errno(errno, call, object, detail).
+///   int fd = ipc::check_unix(::open(path, O_RDONLY | O_CLOEXEC), "open", path);
 template <typename T>
-T check_unix(T ret, std::string_view call, std::string_view object) {
-  if (ret == static_cast<T>(-1)) throw_errno(errno, call, object);
+T check_unix(T ret, std::string_view call, std::string_view object, std::string_view detail = {}) {
+  if (ret == static_cast<T>(-1)) throw_errno(errno, call, object, detail);
   return ret;
 }
 
+namespace detail {
+// Transitional: the library's sources still spell these detail::; new code uses ipc::.
+using ipc::check_unix;
+using ipc::throw_errno;
 }  // namespace detail
 }  // namespace ipc
 

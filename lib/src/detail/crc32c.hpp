@@ -15,12 +15,12 @@
 namespace ipc::detail {
 
 /// CRC32C of `data`, continuing from `crc` (0 for a fresh checksum). Never blocks, never throws.
-IPC_API std::uint32_t crc32c(std::span<const std::byte> data, std::uint32_t crc = 0) noexcept;
+std::uint32_t crc32c(std::span<const std::byte> data, std::uint32_t crc = 0) noexcept;
 /// The table implementation, always available. Never blocks, never throws.
-IPC_API std::uint32_t crc32c_portable(std::span<const std::byte> data, std::uint32_t crc = 0) noexcept;
+std::uint32_t crc32c_portable(std::span<const std::byte> data, std::uint32_t crc = 0) noexcept;
 /// True when crc32c() uses the SSE4.2 instruction on this CPU.
-IPC_API bool crc32c_hardware_available() noexcept;
+bool crc32c_hardware_available() noexcept;
 /// The SSE4.2 implementation; call only when crc32c_hardware_available(). Never throws.
-IPC_API std::uint32_t crc32c_hardware(std::span<const std::byte> data, std::uint32_t crc = 0) noexcept;
+std::uint32_t crc32c_hardware(std::span<const std::byte> data, std::uint32_t crc = 0) noexcept;
 
 }  // namespace ipc::detail

@@ -1,6 +1,7 @@
 #include "detail/layout_header.hpp"
 
 #include <ipc/error.hpp>
+#include <ipc/inspect.hpp>
 
 #include <unistd.h>
 
@@ -16,7 +17,9 @@ void publish_header(layout_header* h, std::uint32_t magic, std::uint32_t version
   h->version = version;
   h->header_size = static_cast<std::uint32_t>(header_size);
   h->total_size = total_size;
-  h->creator_pid = ::getpid();
+  const auto me = process_identity(::getpid());
+  h->creator_pid = me.pid;
+  h->creator_start_time = me.start_time;
   h->creator_uid = ::geteuid();
   h->created_unix_ns = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())

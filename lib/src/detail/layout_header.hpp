@@ -6,6 +6,9 @@
 // past the header. A hostile or corrupt peer can therefore never make us read
 // or write outside the mapping: every later offset is checked against
 // total_size, which is itself checked against the mapped size.
+//
+// Every kind's version was bumped when creator_start_time was added (ring 2, shared_array 2,
+// sem_buffer 2): a header without it is refused, never misread.
 #pragma once
 
 #include <ipc/config.hpp>
@@ -31,18 +34,20 @@ struct layout_header {
   std::int32_t creator_pid;          ///< for `ipcctl gc` and peer-death checks
   std::uint32_t creator_uid;
   std::uint64_t created_unix_ns;     ///< CLOCK_REALTIME at creation, for listings
+  std::uint64_t creator_start_time;  ///< the creator's start time (ipc::process_ref): pid reuse-safe
 };
+static_assert(sizeof(layout_header) == 48);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 /// Fills h for a new layout and publishes it (release). Call after everything behind the header
 /// is initialised.
-IPC_API void publish_header(layout_header* h, std::uint32_t magic, std::uint32_t version,
+void publish_header(layout_header* h, std::uint32_t magic, std::uint32_t version,
                             std::size_t header_size, std::size_t total_size) noexcept;
 
 /// Waits until h is published (or d expires), then validates it against the mapping.
 /// Throws errc::incompatible naming object: never initialised in time, wrong magic or version,
 /// header_size != expected_header_size, total_size < header_size or > mapped_size.
-IPC_API void validate_header(const layout_header* h, std::size_t mapped_size, std::uint32_t magic,
+void validate_header(const layout_header* h, std::size_t mapped_size, std::uint32_t magic,
                              std::uint32_t version, std::size_t expected_header_size, const deadline& d,
                              std::string_view object);
 

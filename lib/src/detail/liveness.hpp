@@ -1,6 +1,6 @@
-// Whether a process is alive, safe against pid reuse: a pid plus its start time (clock ticks since
-// boot, /proc/PID/stat field 22) names one process for ever; a later process with the same pid has
-// another start time. Everything here is async-signal-safe enough for a fork child (no allocation).
+// The /proc readers behind the public liveness test (ipc::process_alive, <ipc/inspect.hpp>): a pid
+// plus its start time (clock ticks since boot, /proc/PID/stat field 22) names one process for ever.
+// Nothing here allocates, so a fork child may call it.
 #pragma once
 
 #include <sys/types.h>
@@ -18,9 +18,6 @@ struct proc_status {
 /// State and start time from /proc/PID/stat, without allocating (also used right after fork).
 /// exists=false when /proc has no such entry; falls back to kill(pid, 0) when /proc is unreadable.
 proc_status read_proc(pid_t pid) noexcept;
-
-/// True when pid exists, is not a zombie, and (when both are known, i.e. non-zero) has start_time.
-bool alive(pid_t pid, std::uint64_t start_time) noexcept;
 
 /// A file's identity (st_dev, st_ino), to find its mappings in /proc/PID/maps.
 struct segment_id {

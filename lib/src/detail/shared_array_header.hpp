@@ -13,7 +13,7 @@ namespace ipc::detail {
 /// layout_header, this header, then `count` elements at shared_array_header_size.
 struct shared_array_header {
   static constexpr std::uint32_t magic = 0x49505341;  // "IPSA"
-  static constexpr std::uint32_t version = 1;
+  static constexpr std::uint32_t version = 2;  // 2: layout_header records the creator's start time
 
   layout_header base;
   std::uint32_t element_size;

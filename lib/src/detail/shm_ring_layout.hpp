@@ -14,7 +14,7 @@
 namespace ipc::detail {
 
 inline constexpr std::uint32_t ring_magic = 0x52435049;  // "IPCR" in memory order
-inline constexpr std::uint32_t ring_version = 1;
+inline constexpr std::uint32_t ring_version = 2;  // 2: layout_header records the creator's start time
 inline constexpr std::uint32_t wrap_marker = 0xffffffffU;
 inline constexpr std::uint64_t record_header = 8;
 inline constexpr int max_holders = 7;
@@ -60,8 +60,8 @@ static_assert(sizeof(ring_header) % 64 == 0);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 
-// Layout v1 offsets, relied on by docs/shm_ring.md and the corruption tests that edit a raw mapping.
-static_assert(offsetof(ring_header, capacity) == 40);
+// Layout v2 offsets, relied on by docs/shm_ring.md and the corruption tests that edit a raw mapping.
+static_assert(offsetof(ring_header, capacity) == 48);
 static_assert(offsetof(ring_header, head) == 64);
 static_assert(offsetof(ring_header, tail) == 128);
 static_assert(sizeof(ring_header) == 576);

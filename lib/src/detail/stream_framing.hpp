@@ -29,7 +29,7 @@ inline constexpr std::size_t default_stream_max_message = 64 * 1024;
 inline constexpr std::size_t stream_max_message_limit = 16 * 1024 * 1024;
 
 /// Throws errc::bad_uri naming object unless 1 <= n <= stream_max_message_limit.
-IPC_API void check_stream_max_message(std::size_t n, std::string_view object);
+void check_stream_max_message(std::size_t n, std::string_view object);
 
 /// Bytes a message of `size` occupies on the stream.
 [[nodiscard]] constexpr std::size_t frame_size(stream_framing f, std::size_t size) noexcept {
@@ -44,11 +44,11 @@ IPC_API void check_stream_max_message(std::size_t n, std::string_view object);
 /// even past `d`. Returns false (nothing written) on timeout. Throws errc::closed when no
 /// reader is left (SIGPIPE is blocked and consumed, never delivered), errc::corrupt for a
 /// line message containing '\n', std::system_error for other failures.
-IPC_API bool write_frame(int fd, stream_framing f, std::span<const std::byte> message, const deadline& d,
+bool write_frame(int fd, stream_framing f, std::span<const std::byte> message, const deadline& d,
                          std::string_view object);
 
 /// Buffered frame parser: reads as much as the stream holds, hands out one message per call.
-class IPC_API frame_reader {
+class frame_reader {
  public:
   frame_reader(stream_framing f, std::size_t max_message);
 

@@ -19,18 +19,18 @@ namespace ipc::detail {
 /// The ftok-compatible key of key_file for proj_id. Creates the file (0600) when create is set.
 /// Throws std::system_error naming the file (ENOENT when missing and !create), errc::not_owner
 /// when the file is not a regular file owned by us.
-IPC_API key_t sysv_key(const std::filesystem::path& key_file, int proj_id, bool create);
+key_t sysv_key(const std::filesystem::path& key_file, int proj_id, bool create);
 
 /// Throws errc::not_owner (naming call and object) unless uid is our effective uid and the
 /// mode grants nothing to others beyond read.
-IPC_API void check_owner(uid_t uid, mode_t mode, std::string_view call, std::string_view object);
+void check_owner(uid_t uid, mode_t mode, std::string_view call, std::string_view object);
 
 /// Throws std::system_error(EINVAL) naming call, object and mode unless mode is a permission set the
 /// toolkit creates objects with: bits within 0777, owner read+write, no write for others. Called before
 /// anything is created, so a refused mode leaves nothing behind.
-IPC_API void check_new_mode(mode_t mode, std::string_view call, std::string_view object);
+void check_new_mode(mode_t mode, std::string_view call, std::string_view object);
 
 /// "0x51020304" — how keys are shown in errors and listings.
-IPC_API std::string key_string(key_t key);
+std::string key_string(key_t key);
 
 }  // namespace ipc::detail
