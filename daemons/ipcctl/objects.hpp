@@ -1,9 +1,10 @@
 // ipcctl's rules for the toolkit's objects, over the facts ipc::list_objects gives (ipc/inspect.hpp):
 // which objects gc keeps and why, what it removes, how `rm` finds one, and the removal itself.
 //
-//   auto objs = ipc::list_objects();
 //   auto claims = ipcctl::daemon_claims(ipcctl::read_status(ipc::runtime_dir()));
-//   for (const auto& g : ipcctl::collectable(objs, claims, {.force = false})) ipcctl::remove_group(g.objects);
+//   for (const auto& g : ipcctl::judge_all(ipc::list_objects(), claims)) {
+//     if (ipcctl::gc_removes(g, /*force=*/false)) ipcctl::remove_group(g.objects);
+//   }
 //
 // gc's rules (docs/ipcctl.md): an object is kept when a live process holds, uses or is blocked on
 // it, when it holds data (unless --force), or when nothing records who uses it; it is removed only
