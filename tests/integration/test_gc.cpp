@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -250,5 +251,44 @@ TEST_CASE("gc: a ring unlinked while mapped is listed as dest and left alone", "
   CHECK(l.report.find(name + " dest\n") != std::string::npos);
   holder.kill(SIGKILL);
   holder.wait(10s);
+  CHECK(listed(name).empty());
+}
+
+TEST_CASE("gc: an empty queue a running daemon's status file names is kept; a dead daemon's is not", "[gc]") {
+  const auto name = ipc::test::unique_name("gc-claim");
+  in_exited_child([&] {
+    auto tx = ipc::open_channel("msgq:" + name, ipc::role::sender);
+    tx->send(ipc::as_bytes("drained"));
+    auto rx = ipc::open_channel("msgq:" + name, ipc::role::receiver);
+    std::vector<std::byte> buf;
+    if (!rx->receive_for(buf, 5s)) _exit(1);
+  });
+  // A status file as a running consumer writes it: this test process stands in for the daemon.
+  const auto dir = ipc::runtime_dir() / "status";
+  fs::create_directories(dir);
+  const auto file = dir / ("msgq-" + name + ".consumer.status");
+  auto write_status = [&](pid_t pid) {
+    std::ofstream(file) << "stats role=consumer channel=msgq:" << name << " pid=" << pid
+                        << " records=1 bytes=7 rate=0 mbps=0 lost=0 dup=0 reorder=0 corrupt=0 p50_us=0 p99_us=0"
+                           " restarts=0 final=0\n";
+  };
+  write_status(::getpid());
+  auto rows = listed(name);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].at("gc") == "keep");
+  CHECK(rows[0].at("reason") == "daemon pid " + std::to_string(::getpid()) + " uses msgq:" + name);
+  auto kept = ipcctl({"gc", "--prefix", name});
+  INFO(kept.report);
+  CHECK(listed(name).size() == 1);
+
+  // The daemon is gone (a reaped child's pid): its file no longer protects the queue.
+  auto gone = ipc::test::fork_child([](ipc::test::reporter&) { return 0; });
+  const pid_t dead = gone.pid();
+  REQUIRE(gone.wait(10s).exit_code == 0);
+  write_status(dead);
+  auto collected = ipcctl({"gc", "--prefix", name});
+  INFO(collected.report);
+  CHECK(collected.report.find("removed msgq msgq:" + name) != std::string::npos);
+  CHECK_FALSE(fs::exists(file));
   CHECK(listed(name).empty());
 }
