@@ -202,13 +202,13 @@ int main(int argc, char* argv[]) {
   auto* rm = app.add_subcommand("rm",
                                 "Remove that object (and its key file). KIND: msgq, sem, sembuf, shm, fifo, posix-shm, or a\n"
                                 "channel scheme (sem: also matches sembuf, shm: also posix-shm).");
-  rm->add_option("spec", rm_spec, "[KIND:]NAME")->required();
+  rm->add_option("object", rm_spec, "[KIND:]NAME")->required()->type_name("[KIND:]NAME");
 
   bool gc_dry = false;
   std::string gc_prefix;
   auto* gc = app.add_subcommand("gc",
                                 "Remove objects whose creator (or every recorded user) is dead and that nobody has attached,\n"
-                                "orphan key files and dead daemons' status files.");
+                                "orphan key files and dead daemons' status files (--dry-run: only print).");
   gc->add_flag("--dry-run", gc_dry, "only print what would be removed");
   gc->add_option("--prefix", gc_prefix, "only objects whose name starts with NAME (POSIX segments in /dev/shm are\n"
                                         "shared by every runtime directory)")->type_name("NAME");
@@ -218,6 +218,13 @@ int main(int argc, char* argv[]) {
                                    "(ipcctl bench --help for its options; docs/benchmarks.md).");
   bench->prefix_command();  // everything after "bench" is the bench's own
 
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string_view cmd = argv[1];
+    const auto subs = app.get_subcommands([](CLI::App*) { return true; });
+    if (std::none_of(subs.begin(), subs.end(), [&](const CLI::App* a) { return a->get_name() == cmd; })) {
+      return ipc::daemon::usage_error(app, "unknown command '" + std::string(cmd) + "'");
+    }
+  }
   if (auto rc = ipc::daemon::parse(app, argc, argv)) return *rc;
   try {
     if (*launch) {
