@@ -215,3 +215,26 @@ TEST_CASE("daemons: a pipe consumer that exits 2 is started once and the produce
   CHECK(count_lines(r.report, "not restarted") == 1);
   CHECK(count_lines(r.report, "--bogus") >= 1);
 }
+
+TEST_CASE("daemons: a sink that fails with ENOSPC stops the consumer, which exits 4 and takes no more", "[daemons]") {
+  const std::string name = unique_name("full");
+  auto fill = spawn({producer_bin, "--channel", "msgq:" + name, "--count", "100", "--size", "64", "--rate", "0",
+                     "--stats-interval", "0"})
+                  .wait(30s);
+  REQUIRE(fill.exit_code == 0);
+  ipc::msgq_options open;
+  open.open = ipc::open_mode::open_only;
+  ipc::msg_queue q(name, open);
+  REQUIRE(q.stats().messages == 100);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = spawn({consumer_bin, "--channel", "msgq:" + name, "--sink", "/dev/full", "--stats-interval", "0"}).wait(30s);
+  INFO(r.report);
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+  CHECK(r.exit_code == 4);
+  CHECK(r.report.find("No space left on device") != std::string::npos);
+  CHECK(count_lines(r.report, "reopen") == 0);
+  const std::uint64_t taken = final_records(r.report, "consumer");
+  CHECK(taken == 1);  // the first record's flush failed: nothing more was taken
+  CHECK(q.stats().messages == 99);
+  q.remove();
+}
