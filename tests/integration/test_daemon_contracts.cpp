@@ -96,6 +96,9 @@ TEST_CASE("daemons: each usage error exits 2 and leaves no object, key file, FIF
       {{producer_bin, "--channel", "msgq:" + name, "--consumer-arg", "x"}, "--channel pipe only"},
       {{consumer_bin, "--channel", "msgq:" + name, "--count", "18446744073709551616"}, "not a non-negative integer"},
       {{consumer_bin, "--channel", "msgq:" + name + "?max_message=nope"}, "max_message"},
+      {{consumer_bin, "--channel", "msgq:" + name, "--sink", (ipc::runtime_dir() / (name + ".out")).string(),
+        "--stats-interval", "86401"},
+       "outside"},
       {{ipcctl_bin, "launch", "msgq", "--prefix", name, "--size", "70000"}, "exceeds msgq's largest message"},
       {{ipcctl_bin, "launch", "all", "--prefix", name, "--size", "18446744073709551615"}, "outside"},
   };
