@@ -23,7 +23,7 @@ std::vector<status_entry> read_status(const std::filesystem::path& dir) {
     std::ifstream in(e.path());
     std::string line;
     std::getline(in, line);
-    s.figures = parse_stats(line);
+    s.figures = ipc::daemon::stats_line::parse(line);
     // The writer ran when it last wrote the file: a later process that reused its pid is not it.
     s.alive = s.figures && ipc::process_alive_at(s.figures->pid, st.st_mtime);
     auto now = ::time(nullptr);
