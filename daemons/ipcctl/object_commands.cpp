@@ -119,21 +119,6 @@ const std::vector<std::string> default_columns = {"kind",     "name",  "family",
                                                   "owner",    "perms", "pids",     "alive",  "attached", "status",
                                                   "size",     "contents", "age",   "gc",     "reason"};
 
-// lsipc --raw: one space between cells; anything that would split or confuse a cell is \xHH.
-std::string raw_escape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c <= ' ' || c == '\\' || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   return s;
@@ -195,23 +180,7 @@ int run_list(const list_options& o, std::ostream& out) {
     out << doc.dump(2) << '\n';
     return 0;
   }
-  if (o.raw) {
-    auto line = [&](const std::vector<std::string>& cells) {
-      std::string l;
-      for (std::size_t i = 0; i < cells.size(); ++i) l += (i ? " " : "") + raw_escape(cells[i]);
-      out << l << '\n';
-    };
-    std::vector<std::string> head;
-    for (const auto* c : chosen) head.push_back(c->name);
-    if (!o.noheadings) line(head);
-    for (const auto& r : rows) {
-      std::vector<std::string> cells;
-      for (const auto* c : chosen) cells.push_back(c->text(r));
-      line(cells);
-    }
-    return 0;
-  }
-  if (rows.empty() && !o.noheadings) {
+  if (rows.empty() && !o.noheadings && !o.raw) {
     out << "no toolkit objects in " << dir.string() << " or /dev/shm/libipc.*\n";
     return 0;
   }
@@ -227,9 +196,7 @@ int run_list(const list_options& o, std::ostream& out) {
     for (const auto* c : chosen) cells.push_back(c->text(r));
     t.add(std::move(cells));
   }
-  std::string text = t.render();
-  if (o.noheadings) text.erase(0, text.find('\n') + 1);
-  out << text;
+  out << (o.raw ? t.render_raw(!o.noheadings) : t.render(!o.noheadings));
   return 0;
 }
 

@@ -25,7 +25,7 @@ void table::add(std::vector<std::string> row) {
   rows_.push_back(std::move(row));
 }
 
-std::string table::render() const {
+std::string table::render(bool headings) const {
   std::vector<std::size_t> width(headers_.size());
   for (std::size_t c = 0; c < headers_.size(); ++c) width[c] = columns(headers_[c]);
   for (const auto& r : rows_) {
@@ -42,7 +42,29 @@ std::string table::render() const {
     while (!l.empty() && l.back() == ' ') l.pop_back();
     out += l + "\n";
   };
-  line(headers_);
+  if (headings) line(headers_);
+  for (const auto& r : rows_) line(r);
+  return out;
+}
+
+std::string table::render_raw(bool headings) const {
+  std::string out;
+  auto line = [&](const std::vector<std::string>& cells) {
+    for (std::size_t c = 0; c < cells.size(); ++c) {
+      if (c > 0) out += ' ';
+      for (unsigned char ch : cells[c]) {
+        if (ch <= ' ' || ch == '\\' || ch == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+          out += buf;
+        } else {
+          out += static_cast<char>(ch);
+        }
+      }
+    }
+    out += '\n';
+  };
+  if (headings) line(headers_);
   for (const auto& r : rows_) line(r);
   return out;
 }

@@ -21,8 +21,11 @@ class table {
  public:
   table(std::vector<std::string> headers, std::vector<bool> right_aligned);
   void add(std::vector<std::string> row);
-  /// Rows padded to column widths, two spaces apart, one line each, header first.
-  [[nodiscard]] std::string render() const;
+  /// Rows padded to column widths, two spaces apart, one line each, header first (headings=false: no header).
+  [[nodiscard]] std::string render(bool headings = true) const;
+  /// util-linux --raw style: cells one space apart, no padding; blanks, backslashes and control
+  /// characters written as \xHH so every line splits back into its cells on spaces.
+  [[nodiscard]] std::string render_raw(bool headings = true) const;
 
  private:
   std::vector<std::string> headers_;
