@@ -92,6 +92,7 @@ bool robust_mutex::finish_lock(int rc, const char* call) {
 // which takes a free word at once and an OWNER_DIED word with EOWNERDEAD. That bounds any
 // stranding by one slice, costs a waiter behind a live holder 1 / wait_slice wake-ups a second,
 // and leaves the uncontended path as it was: one pthread_mutex_trylock, a CAS, no system call.
+// The lock-order checker is consulted once per acquisition: disabled, that is one relaxed load.
 lock_result robust_mutex::lock() {
   const bool check = id_ != 0 && lock_order_checker::enabled();
   if (check) lock_order_checker::before_lock(id_);
@@ -151,9 +152,9 @@ bool robust_mutex::owner_death_pending() const noexcept {
 // sleeper; a waiter returns only by taking a token (with the mutex held again), by seeing
 // notify_all's generation change, by its deadline, or (spuriously) when its mutex's holder died.
 // The token is what makes a notify survive the death of the process it woke: until a live waiter
-// takes it under the mutex, it stays, and every sleeper looks for one at least once a wait_slice. A notify_one that finds an older token still
-// untaken wakes every sleeper at once instead of one, so a lost baton is passed on at the next
-// notify without waiting for a slice. Waiters also return when the mutex shows an owner death:
+// takes it under the mutex, it stays, and every sleeper looks for one at least once a wait_slice.
+// A notify_one that finds an older token still untaken wakes every sleeper at once instead of one,
+// so a lost baton is passed on at the next notify without waiting for a slice. Waiters also return when the mutex shows an owner death:
 // a notifier killed holding the mutex may have died before its notify, and the relock's owner_died
 // is the caller's signal to repair and notify_all.
 
