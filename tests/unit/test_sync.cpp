@@ -239,7 +239,7 @@ TEST_CASE("robust_mutex: a waiter takes a lock left free without a wake-up withi
   int died = -1;
   REQUIRE(parse_got(res.report, got, died));
   INFO("the waiter took the free lock " << got - freed << " ms after it was left free");
-  CHECK(got - freed <= 150);  // one 100 ms slice, plus scheduling on a loaded machine
+  CHECK(got - freed <= 250);  // one 100 ms slice, plus scheduling on a loaded machine
   CHECK(died == 0);
 }
 
@@ -268,7 +268,7 @@ TEST_CASE("robust_mutex: a waiter recovers a dead holder that the kernel woke no
   int died = -1;
   REQUIRE(parse_got(res.report, got, died));
   INFO("the waiter recovered the lock " << got - died_at << " ms after the holder died");
-  CHECK(got - died_at <= 150);
+  CHECK(got - died_at <= 250);
   CHECK(died == 1);
   CHECK(g->m.owner_deaths() == 1);
 }
@@ -487,7 +487,7 @@ TEST_CASE("robust_condition: a notify_one whose woken waiter dies still reaches 
   REQUIRE(pos != std::string::npos);
   got = std::stoll(res.report.substr(pos + 4));
   INFO("the notify reached the live waiter after " << got - notified << " ms");
-  CHECK(got - notified <= 150);
+  CHECK(got - notified <= 250);
 }
 
 TEST_CASE("robust_condition: waiters return when the notifier died holding the mutex before notifying", "[sync]") {
