@@ -1,8 +1,8 @@
 // Lost wake-ups across processes: N forked processes contend for one primitive while this driver
 // SIGKILLs random ones — holders, waiters caught right after a release or a notify (the ones the
 // kernel has just woken), and any member at a random moment — for >= 1,000 kills per primitive.
-// Each killed member is replaced at once; after every three kills each member that lived through
-// them must complete 10 more operations (a stranded waiter never does), at the end every member must
+// After every three kills each member left must complete 10 more operations (a stranded waiter
+// never does) before the killed ones are replaced, at the end every member must
 // finish, the protected state must be consistent, and a torn state must come with an owner death
 // reported. Every wait here has a deadline; a hang fails the test and prints the stuck processes'
 // kernel stacks and gdb backtraces.
@@ -80,7 +80,7 @@ struct arena {
   ipc::robust_condition not_empty;
   ipc::robust_condition not_full;
   std::atomic<int> stop{0};
-  std::atomic<std::uint64_t> releases{0};  // bumped just before an unlock / notify that may wake someone
+  std::atomic<std::uint64_t> releases{0};  // bumped just after an unlock / notify that may have woken someone
   // Under m: a == b except in the middle of an update; items + consumed == produced.
   std::uint64_t a = 0;
   std::uint64_t b = 0;
@@ -161,8 +161,8 @@ int mutex_member(arena& A, int i) {
     busy(critical_steps);
     ++A.b;
     s.ops.fetch_add(1, std::memory_order_relaxed);
-    A.releases.fetch_add(1, std::memory_order_seq_cst);
     A.m.unlock();
+    A.releases.fetch_add(1, std::memory_order_seq_cst);  // after the unlock's wake-up
     s.phase.store(0, std::memory_order_relaxed);
     pause_outside(s);
   }
@@ -191,10 +191,10 @@ int shared_value_member(arena& A, int i, const std::string& name) {
       busy(critical_steps);
       ++p.b;
       s.ops.fetch_add(1, std::memory_order_relaxed);
-      A.releases.fetch_add(1, std::memory_order_seq_cst);
       return 0;
     });
     if (rc != 0) return rc;
+    A.releases.fetch_add(1, std::memory_order_seq_cst);  // after the unlock's wake-up
     s.phase.store(0, std::memory_order_relaxed);
     pause_outside(s);
   }
@@ -239,8 +239,9 @@ int condition_member(arena& A, int i) {
       ++A.consumed;
     }
     s.ops.fetch_add(1, std::memory_order_relaxed);
-    A.releases.fetch_add(1, std::memory_order_seq_cst);
     theirs.notify_one();
+    // After the wake-up, still holding the mutex: the woken waiter cannot have returned yet.
+    A.releases.fetch_add(1, std::memory_order_seq_cst);
     lk.unlock();
     s.phase.store(0, std::memory_order_relaxed);
   }
@@ -354,13 +355,15 @@ class stress_run {
   }
 
   setup_fn before_start = [](arena&) {};
+  // Members of one role (producers, consumers) are never all killed at once.
+  std::function<int(int)> role_of = [](int) { return 0; };
   // Called after the stop flag is set, before member i is joined.
   std::function<void(int)> before_join = [](int) {};
   std::function<std::uint64_t(arena&)> owner_deaths = [](arena& A) { return A.m.owner_deaths(); };
   check_fn final_check;
 
-  // Kills members (each replaced at once by a fresh one) until `kills` were killed, checking after
-  // every kills_per_round that the live members still make progress; then stops and joins them.
+  // Kills members until `kills` were killed, checking after every kills_per_round that the members
+  // left still make progress before replacing the killed ones; then stops and joins them all.
   // Returns "" or what went wrong.
   std::string run(int kills) {
     const auto t0 = clk::now();
@@ -407,21 +410,22 @@ class stress_run {
   // Notes the longest completed wait of member i (before its slot is reused).
   void harvest(arena& A, int i) { f_.max_wait_ns = std::max(f_.max_wait_ns, A.slot[i].max_wait_ns.load()); }
 
-  // kills_per_round kills, each member replaced at once; then every member alive since before the
-  // kills must complete progress_ops more operations.
+  // kills_per_round kills; then every member left must complete progress_ops more operations, and
+  // only then are the killed ones replaced (a fresh member could take up a lost notify or a free
+  // lock and hide the stranded ones).
   std::string round(arena& A) {
     ++f_.rounds;
-    std::vector<bool> fresh(members, false);
+    std::vector<bool> dead(members, false);
     for (int k = 0; k < kills_per_round; ++k) {
       int victim = -1;
       switch (rng_() % 3) {
         case 0:  // a holder: its death must be reported to the next owner
-          if (until(20ms, [&] { return (victim = pick(A, 2)) >= 0; })) ++f_.holder_kills;
+          if (until(20ms, [&] { return (victim = pick(A, dead, 2)) >= 0; })) ++f_.holder_kills;
           break;
         case 1: {  // one just woken: right after a release, kill a process that was waiting
           const std::uint64_t r = A.releases.load();
           if (until(20ms, [&] { return A.releases.load() != r; })) {
-            victim = pick(A, 1);
+            victim = pick(A, dead, 1);
             if (victim >= 0) ++f_.woken_kills;
           }
           break;
@@ -431,7 +435,7 @@ class stress_run {
       }
       if (victim < 0) {  // any member, at a random moment
         std::this_thread::sleep_for(std::chrono::microseconds(rng_() % 500));
-        victim = pick(A, -1);
+        victim = pick(A, dead, -1);
         ++f_.random_kills;
       }
       auto& p = procs_[static_cast<std::size_t>(victim)];
@@ -441,15 +445,14 @@ class stress_run {
       if (!st) return hang(A, "a SIGKILLed member did not die");
       if (st->signal != SIGKILL) return "member " + std::to_string(victim) + " " + st->to_string() + " before it was killed";
       harvest(A, victim);
-      spawn(A, victim);
-      fresh[static_cast<std::size_t>(victim)] = true;
+      dead[static_cast<std::size_t>(victim)] = true;
     }
     // The members that lived through the kills must go on: each completes progress_ops more.
     std::vector<std::uint64_t> base(members);
     for (int i = 0; i < members; ++i) base[static_cast<std::size_t>(i)] = A.slot[i].ops.load();
     if (!until(20s, [&] {
           for (int i = 0; i < members; ++i) {
-            if (!fresh[static_cast<std::size_t>(i)] && A.slot[i].ops.load() < base[static_cast<std::size_t>(i)] + progress_ops) {
+            if (!dead[static_cast<std::size_t>(i)] && A.slot[i].ops.load() < base[static_cast<std::size_t>(i)] + progress_ops) {
               return false;
             }
           }
@@ -458,7 +461,9 @@ class stress_run {
       return hang(A, "members stopped making progress after the kills");
     }
     for (int i = 0; i < members; ++i) {
-      if (auto st = procs_[static_cast<std::size_t>(i)].try_join()) {
+      if (dead[static_cast<std::size_t>(i)]) {
+        spawn(A, i);
+      } else if (auto st = procs_[static_cast<std::size_t>(i)].try_join()) {
         return "member " + std::to_string(i) + " " + st->to_string() + " while the others went on";
       }
     }
@@ -489,11 +494,16 @@ class stress_run {
     return {};
   }
 
-  // A random live member in `phase` (-1: any); -1 when there is none.
-  int pick(arena& A, int phase) {
+  // A random live member in `phase` (-1: any) that is not the last of its role; -1 when none.
+  int pick(arena& A, const std::vector<bool>& dead, int phase) {
     std::vector<int> c;
     for (int i = 0; i < members; ++i) {
-      if (phase < 0 || A.slot[i].phase.load() == phase) c.push_back(i);
+      if (dead[static_cast<std::size_t>(i)]) continue;
+      int same_role = 0;
+      for (int k = 0; k < members; ++k) {
+        if (!dead[static_cast<std::size_t>(k)] && role_of(k) == role_of(i)) ++same_role;
+      }
+      if (same_role > 1 && (phase < 0 || A.slot[i].phase.load() == phase)) c.push_back(i);
     }
     if (c.empty()) return -1;
     return c[rng_() % c.size()];
@@ -575,6 +585,7 @@ TEST_CASE("lost wake-ups: shared_value::update survives workers killed at random
 
 TEST_CASE("lost wake-ups: robust_condition notify_one is not lost when its waiter is killed", "[lost_wakeup]") {
   stress_run run("robust_condition", condition_member);
+  run.role_of = [](int i) { return i < 2 ? 0 : 1; };
   run.final_check = [](arena& A) -> std::string {
     std::unique_lock lk(A.m, std::defer_lock);
     if (!lk.try_lock_for(10s)) return "final check: lock not free";
@@ -593,6 +604,7 @@ TEST_CASE("lost wake-ups: sem channel senders and receivers survive peers killed
   ipc::sem_buffer rx(name, ipc::role::receiver, ipc::open_mode::create_only, {.slots = 4, .slot_size = 64});
   std::unique_ptr<ipc::sem_buffer> tx;
   stress_run run("sem_buffer", [&](arena& A, int i) { return sem_member(A, i, *tx, rx); });
+  run.role_of = [](int i) { return i < members / 2 ? 0 : 1; };
   run.before_start = [&](arena&) { tx = std::make_unique<ipc::sem_buffer>(name, ipc::role::sender, ipc::open_mode::open_only); };
   run.before_join = [&](int i) {
     if (i == members / 2) tx->close();  // the senders are done: receivers drain, then get errc::closed
