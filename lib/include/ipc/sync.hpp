@@ -124,8 +124,9 @@ class IPC_API robust_condition {
 
   using lock_type = std::unique_lock<robust_mutex>;
 
-  /// Blocks until notified (or spuriously woken, e.g. when the mutex's owner died); lk must hold its mutex and holds it again on
-  /// return. Returns owner_died if the relock found the mutex's owner dead. Throws like lock().
+  /// Blocks until notified (or spuriously woken, e.g. when the mutex's owner died); lk must hold
+  /// its mutex and holds it again on return. Returns owner_died if the relock found the mutex's
+  /// owner dead. Throws like lock().
   lock_result wait(lock_type& lk);
   /// Blocks until pred() holds. Returns owner_died if any relock found a dead owner.
   template <typename Pred>
@@ -178,6 +179,7 @@ class IPC_API robust_condition {
 
 static_assert(std::is_standard_layout_v<robust_mutex>);
 static_assert(std::is_standard_layout_v<robust_condition>);
+static_assert(sizeof(robust_condition) == 16, "shared layouts embed it: a size change is a layout version change");
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 /// Holds several robust_mutexes locked in ascending id order; unlocks in reverse on destruction.
