@@ -48,6 +48,9 @@ std::uint64_t get_u64(const std::byte* p) {
 }
 
 // The worker's whole life: receive a request, run it, send the result. Runs in the forked child.
+// It sleeps only on its own request pipe, and the collector on every worker's result pipe and
+// pidfd, so no wake-up is a baton between processes: a worker that dies makes its pidfd readable
+// and its task is failed or re-queued (docs/crash-behaviour.md, "No process waits for ever").
 int worker_main(pipe_channel& requests, pipe_channel& results) {
   std::vector<std::byte> msg;
   std::vector<std::byte> value;

@@ -146,6 +146,12 @@ void sem_buffer::corrupt(const std::string& what, std::initializer_list<semaphor
   throw_error(errc::corrupt, "sem_buffer", sems_->object(), what);
 }
 
+// Why a woken process dying cannot strand the others (docs/crash-behaviour.md, "No process waits
+// for ever"): every wait here is one semop, and the kernel's update_queue performs a sleeper's
+// whole operation (with its SEM_UNDO record) before it wakes it, then goes on trying every other
+// sleeper. A process killed right after being woken already holds what it waited for, and its exit
+// gives back the undoable part (slot and mutex), which runs the queue again. No baton is ever
+// left with a process that must run to pass it on.
 bool sem_buffer::do_send(std::span<const std::byte> message, const deadline& d) {
   // Taking a free slot and the mutex in one semop: we hold both or neither. Both are undoable, so a
   // SIGKILL before the commit below gives both back and leaves no trace.

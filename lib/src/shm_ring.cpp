@@ -218,6 +218,11 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   return true;
 }
 
+// Why a woken process dying cannot strand anyone here (docs/crash-behaviour.md, "No process waits
+// for ever"): each side has one process (SPSC), so a wake-up is never a baton passed to one of
+// several waiters; what is ready lives in head/tail, not in the wake; and the sleeper wakes at
+// least every 100 ms to re-read them and probe the peer's liveness. A lost FUTEX_WAKE (the waker
+// killed between publishing and waking) costs at most one slice.
 bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d) {
   auto& h = *hdr_;
   auto enough = [&] {
@@ -296,6 +301,7 @@ bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
   return true;
 }
 
+// The receiver's side of the same argument as wait_for_space.
 bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
   auto& h = *hdr_;
   auto ready = [&] {

@@ -23,6 +23,8 @@ namespace {
 
 // The role lock: a pid in shared memory. Held for a few instructions; a dead holder's lock is
 // taken over. Throws EBUSY after 2 s (a live holder stopped inside, e.g. by SIGSTOP).
+// Never sleeps waiting to be woken: it polls (spin, then 50 µs sleeps), takes over a dead holder's
+// pid, and gives up after 2 s, so no holder's death or wake-up can strand it.
 class role_lock {
  public:
   role_lock(role_block& b, pid_t me, std::string_view object) : b_(b), me_(me) {

@@ -4,6 +4,7 @@
 
 #include <ipc/error.hpp>
 
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -78,13 +79,39 @@ bool robust_mutex::finish_lock(int rc, const char* call) {
   }
 }
 
-// The checker is consulted once per acquisition: disabled, that is one relaxed atomic load.
+// Why every blocking acquisition sleeps in slices of at most wait_slice (docs/sync.md, "No
+// stranded waiter"): glibc's robust mutex keeps "someone may be asleep" as one FUTEX_WAITERS bit in
+// the lock word and wakes ONE sleeper per unlock; the kernel wakes ONE sleeper when a holder dies.
+// The woken process carries the baton for all the others: if it is SIGKILLed before it has the
+// lock, nobody is left to wake them. The kernel rescues one shape of that (the woken waiter dies
+// while the word is 0: its robust list's pending entry makes the exit path wake the next one),
+// but not the others: a barging locker took the word meanwhile with a plain CAS, which drops
+// FUTEX_WAITERS, so its unlock wakes nobody; or the kernel woke the successor of a dead holder and
+// that successor died too, leaving OWNER_DIED in the word with everyone asleep. A sleeper cannot
+// see those changes, so it must look: each slice that times out re-runs the whole acquisition,
+// which takes a free word at once and an OWNER_DIED word with EOWNERDEAD. That bounds any
+// stranding by one slice, costs a waiter behind a live holder 1 / wait_slice wake-ups a second,
+// and leaves the uncontended path as it was: one pthread_mutex_trylock, a CAS, no system call.
+// The lock-order checker is consulted once per acquisition: disabled, that is one relaxed load.
 lock_result robust_mutex::lock() {
   const bool check = id_ != 0 && lock_order_checker::enabled();
   if (check) lock_order_checker::before_lock(id_);
-  finish_lock(::pthread_mutex_lock(&mutex_), "pthread_mutex_lock");
+  acquire(deadline::never());
   if (check) lock_order_checker::acquired(id_);
   return {recovered_ != 0};
+}
+
+bool robust_mutex::acquire(const deadline& d) {
+  int rc = ::pthread_mutex_trylock(&mutex_);
+  if (rc != EBUSY) return finish_lock(rc, "pthread_mutex_trylock");
+  for (;;) {
+    auto slice_end = deadline::clock::now() + detail::wait_slice;
+    if (!d.is_never()) slice_end = std::min(slice_end, d.time_point());
+    const timespec ts = deadline::at(slice_end).monotonic_timespec();
+    rc = ::pthread_mutex_clocklock(&mutex_, CLOCK_MONOTONIC, &ts);
+    if (rc != ETIMEDOUT) return finish_lock(rc, "pthread_mutex_clocklock");
+    if (d.expired()) return false;
+  }
 }
 
 bool robust_mutex::try_lock() {
@@ -102,8 +129,7 @@ bool robust_mutex::try_lock_until(const deadline& d) {
   if (d.expired()) return try_lock();
   const bool check = id_ != 0 && lock_order_checker::enabled();
   if (check) lock_order_checker::before_lock(id_);
-  timespec ts = d.monotonic_timespec();
-  bool ok = finish_lock(::pthread_mutex_clocklock(&mutex_, CLOCK_MONOTONIC, &ts), "pthread_mutex_clocklock");
+  bool ok = acquire(d);
   if (ok && check) lock_order_checker::acquired(id_);
   return ok;
 }
@@ -113,7 +139,24 @@ void robust_mutex::unlock() {
   lock_order_checker::released(id_);
 }
 
+bool robust_mutex::owner_death_pending() const noexcept {
+  // glibc's lock word (the futex) is __data.__lock; the kernel sets FUTEX_OWNER_DIED in it when the
+  // holder dies, and the next locker's EOWNERDEAD acquisition clears it.
+  const auto word = static_cast<std::uint32_t>(__atomic_load_n(&mutex_.__data.__lock, __ATOMIC_RELAXED));
+  return (word & FUTEX_OWNER_DIED) != 0;
+}
+
 // ---- robust_condition ------------------------------------------------------------------------
+//
+// A notify_one is a token (tokens_, at most one per registered waiter) plus a FUTEX_WAKE of one
+// sleeper; a waiter returns only by taking a token (with the mutex held again), by seeing
+// notify_all's generation change, by its deadline, or (spuriously) when its mutex's holder died.
+// The token is what makes a notify survive the death of the process it woke: until a live waiter
+// takes it under the mutex, it stays, and every sleeper looks for one at least once a wait_slice.
+// A notify_one that finds an older token still untaken wakes every sleeper at once instead of one,
+// so a lost baton is passed on at the next notify without waiting for a slice. Waiters also return when the mutex shows an owner death:
+// a notifier killed holding the mutex may have died before its notify, and the relock's owner_died
+// is the caller's signal to repair and notify_all.
 
 robust_condition* robust_condition::create_at(void* mem) noexcept { return new (mem) robust_condition(); }
 
@@ -122,37 +165,89 @@ lock_result robust_condition::wait(lock_type& lk) {
   return {lk.mutex()->previous_owner_died()};
 }
 
+bool robust_condition::take_token() noexcept {
+  std::uint32_t t = tokens_.load(std::memory_order_seq_cst);
+  while (t != 0) {
+    if (tokens_.compare_exchange_weak(t, t - 1, std::memory_order_seq_cst)) return true;
+  }
+  return false;
+}
+
+void robust_condition::leave() noexcept {
+  const std::uint32_t left = waiters_.fetch_sub(1, std::memory_order_seq_cst) - 1;
+  // A waiter leaving by timeout (or a broadcast) may leave tokens nobody is there to take: drop
+  // those beyond the waiters that remain, so a later waiter is not woken by an old notify.
+  std::uint32_t t = tokens_.load(std::memory_order_seq_cst);
+  while (t > left && !tokens_.compare_exchange_weak(t, t - 1, std::memory_order_seq_cst)) {
+  }
+}
+
 std::cv_status robust_condition::wait_until(lock_type& lk, const deadline& d) {
   if (lk.mutex() == nullptr || !lk.owns_lock()) {
     detail::throw_errno(EPERM, "robust_condition::wait", "the lock does not hold its mutex");
   }
-  // Register, then sample the sequence before unlocking: a notify after the unlock bumps seq_,
-  // so the futex either sees the new value (returns at once) or is woken. seq_cst on both sides
-  // pairs with notify's increment-then-read of waiters_.
+  const robust_mutex& m = *lk.mutex();
+  // Registered under the mutex, so a notifier that holds it counts us. The sequence is sampled
+  // before each look for a token or a broadcast: a notify after the look bumps it, so the futex
+  // either sees the new value (returns at once) or is woken.
   waiters_.fetch_add(1, std::memory_order_seq_cst);
-  std::uint32_t seen = seq_.load(std::memory_order_seq_cst);
+  const std::uint32_t generation = broadcasts_.load(std::memory_order_seq_cst);
   lk.unlock();
-  bool woken = false;
+  std::cv_status result = std::cv_status::timeout;
   try {
-    // A wake-up, a changed sequence or EINTR all return true: a spurious wake-up, as condition
-    // variables allow; the caller re-checks its predicate.
-    woken = detail::futex_wait(seq_, seen, d, "robust_condition");
+    for (;;) {
+      const std::uint32_t seen = seq_.load(std::memory_order_seq_cst);
+      if (broadcasts_.load(std::memory_order_seq_cst) != generation) {
+        lk.lock();
+        result = std::cv_status::no_timeout;
+        break;
+      }
+      if (tokens_.load(std::memory_order_seq_cst) != 0) {
+        // A token is taken only while holding the mutex: if we die after taking it, we die holding
+        // the mutex, and the owner death makes every waiter look again. Dying before the relock
+        // leaves the token for the others.
+        lk.lock();
+        if (take_token() || m.previous_owner_died()) {
+          result = std::cv_status::no_timeout;
+          break;
+        }
+        lk.unlock();  // another waiter took it first: not ours, sleep on
+        continue;
+      }
+      if (d.expired()) {
+        lk.lock();
+        break;
+      }
+      if (m.owner_death_pending()) {
+        lk.lock();  // reports owner_died; spurious by contract
+        result = std::cv_status::no_timeout;
+        break;
+      }
+      auto slice_end = deadline::clock::now() + detail::wait_slice;
+      if (!d.is_never()) slice_end = std::min(slice_end, d.time_point());
+      detail::futex_wait(seq_, seen, deadline::at(slice_end), "robust_condition");
+    }
   } catch (...) {
-    waiters_.fetch_sub(1, std::memory_order_seq_cst);
-    lk.lock();
+    leave();
+    if (!lk.owns_lock()) lk.lock();
     throw;
   }
-  waiters_.fetch_sub(1, std::memory_order_seq_cst);
-  lk.lock();
-  return woken ? std::cv_status::no_timeout : std::cv_status::timeout;
+  leave();
+  return result;
 }
 
 void robust_condition::notify_one() noexcept {
+  std::uint32_t w = waiters_.load(std::memory_order_seq_cst);
+  std::uint32_t t = tokens_.load(std::memory_order_seq_cst);
+  while (t < w && !tokens_.compare_exchange_weak(t, t + 1, std::memory_order_seq_cst)) {
+    w = waiters_.load(std::memory_order_seq_cst);
+  }
   seq_.fetch_add(1, std::memory_order_seq_cst);
-  if (waiters_.load(std::memory_order_seq_cst) != 0) detail::futex_wake(seq_, 1, "robust_condition");
+  if (w != 0) detail::futex_wake(seq_, t != 0 ? INT_MAX : 1, "robust_condition");
 }
 
 void robust_condition::notify_all() noexcept {
+  broadcasts_.fetch_add(1, std::memory_order_seq_cst);
   seq_.fetch_add(1, std::memory_order_seq_cst);
   if (waiters_.load(std::memory_order_seq_cst) != 0) detail::futex_wake(seq_, INT_MAX, "robust_condition");
 }

@@ -54,6 +54,8 @@ struct watchdog::impl {
   bool stop = false;
   std::thread monitor;
 
+  // Sleeps only on this process's own condition variable with a deadline; no other process ever
+  // has to wake it (docs/crash-behaviour.md, "No process waits for ever").
   void run() {
     std::unique_lock lk(m);
     bool armed = true;

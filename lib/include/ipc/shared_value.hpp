@@ -11,8 +11,9 @@
 //
 // The segment's header records sizeof(T), alignof(T), the element count, a type tag and whether
 // there is a lock; opening it as another T (or count, or lock choice) throws errc::incompatible.
-// The optional lock is an ipc::robust_mutex in the header: a process killed while holding it
-// never blocks the others (see docs/sync.md). Without a lock, load()/store() are plain copies.
+// The optional lock is an ipc::robust_mutex in the header: a process killed while holding it, or
+// just after being woken to take it, never blocks the others for more than one 100 ms slice
+// (see docs/sync.md). Without a lock, load()/store() are plain copies.
 #pragma once
 
 #include <ipc/config.hpp>

@@ -13,8 +13,10 @@
 // robust_mutex wraps a PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST | ERRORCHECK pthread
 // mutex: a holder that dies hands the lock to the next locker, which is told (owner_died) and
 // the mutex is made consistent at once, so it never becomes unrecoverable. robust_condition is a
-// futex sequence counter, not pthread_cond_t: a waiter killed mid-wait leaves nothing behind
-// (see docs/sync.md for glibc bug 21422). Both are standard-layout and live in shared memory.
+// futex sequence counter with notify tokens, not pthread_cond_t: a waiter killed mid-wait leaves
+// nothing behind (see docs/sync.md for glibc bug 21422). Both are standard-layout and live in
+// shared memory. Neither strands a waiter when a process it woke dies before acting: blocked
+// callers sleep in slices of at most 100 ms and look again (docs/sync.md, "No stranded waiter").
 #pragma once
 
 #include <ipc/config.hpp>
@@ -56,7 +58,9 @@ class IPC_API robust_mutex {
   robust_mutex(const robust_mutex&) = delete;
   robust_mutex& operator=(const robust_mutex&) = delete;
 
-  /// Blocks until held. Returns owner_died when the previous holder died holding it.
+  /// Blocks until held. Returns owner_died when the previous holder died holding it. A blocked
+  /// caller sleeps in slices of at most 100 ms, so a lock left free (or with a dead owner) by a
+  /// process that died after being woken is taken within one slice; uncontended: no system call.
   /// Throws EDEADLK if this thread already holds it, errc::corrupt if the mutex is unrecoverable,
   /// and whatever the lock-order checker's handler throws on an order violation.
   lock_result lock();
@@ -82,12 +86,18 @@ class IPC_API robust_mutex {
     return owner_deaths_.load(std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
-  /// The underlying pthread mutex (for code that must hand it to a pthread API).
+  /// The underlying pthread mutex (for code that must hand it to a pthread API). Locking it with
+  /// pthread_mutex_lock directly loses the 100 ms bound above (glibc sleeps without a limit).
   [[nodiscard]] pthread_mutex_t* native_handle() noexcept { return &mutex_; }
 
  private:
+  friend class robust_condition;
   // Turns a pthread lock return code into a result; true when held.
   bool finish_lock(int rc, const char* call);
+  // The blocking acquisition: trylock, then pthread_mutex_clocklock in slices until d.
+  bool acquire(const deadline& d);
+  // True while the lock word says its holder died and nobody has recovered it yet.
+  [[nodiscard]] bool owner_death_pending() const noexcept;
 
   pthread_mutex_t mutex_;
   std::uint32_t id_;
@@ -99,6 +109,10 @@ class IPC_API robust_mutex {
 /// counter (FUTEX_WAIT_BITSET on an absolute CLOCK_MONOTONIC deadline, not process-private).
 /// Waiters keep no per-waiter state in shared memory, so a waiter that is SIGKILLed mid-wait
 /// cannot corrupt it. Spurious wakeups are possible, as with std::condition_variable.
+/// Crash contract: notify while holding the mutex. A notify_one whose woken waiter dies before
+/// it returns is taken by another waiter within 100 ms; a notifier killed holding the mutex
+/// (maybe before its notify) makes every waiter return within 100 ms, and the relock reports
+/// owner_died: repair the state, then notify_all.
 class IPC_API robust_condition {
  public:
   robust_condition() noexcept = default;
@@ -110,8 +124,9 @@ class IPC_API robust_condition {
 
   using lock_type = std::unique_lock<robust_mutex>;
 
-  /// Blocks until notified (or spuriously woken); lk must hold its mutex and holds it again on
-  /// return. Returns owner_died if the relock found the mutex's owner dead. Throws like lock().
+  /// Blocks until notified (or spuriously woken, e.g. when the mutex's owner died); lk must hold
+  /// its mutex and holds it again on return. Returns owner_died if the relock found the mutex's
+  /// owner dead. Throws like lock().
   lock_result wait(lock_type& lk);
   /// Blocks until pred() holds. Returns owner_died if any relock found a dead owner.
   template <typename Pred>
@@ -143,18 +158,28 @@ class IPC_API robust_condition {
                       std::move(pred));
   }
 
-  /// Wakes one blocked waiter, if any. Never blocks; throws nothing.
+  /// Releases one waiter, if any: one that is blocked now or, if it takes the release first, one
+  /// that starts waiting before the woken one returns. A release whose woken waiter dies is not
+  /// lost while other waiters remain. Never blocks; throws nothing.
   void notify_one() noexcept;
-  /// Wakes every blocked waiter. Never blocks; throws nothing.
+  /// Releases every waiter blocked now. Never blocks; throws nothing.
   void notify_all() noexcept;
 
  private:
-  std::atomic<std::uint32_t> seq_{0};
-  std::atomic<std::uint32_t> waiters_{0};  // a dead waiter leaves it high: only costs a wake syscall
+  // Takes one notify_one release if there is one.
+  bool take_token() noexcept;
+  // Unregisters a waiter and drops releases that no remaining waiter can take.
+  void leave() noexcept;
+
+  std::atomic<std::uint32_t> seq_{0};         // the futex word: bumped by every notify
+  std::atomic<std::uint32_t> waiters_{0};     // registered waiters; a dead one leaves it high (harmless)
+  std::atomic<std::uint32_t> tokens_{0};      // notify_one releases not yet taken (<= waiters_)
+  std::atomic<std::uint32_t> broadcasts_{0};  // notify_all generation
 };
 
 static_assert(std::is_standard_layout_v<robust_mutex>);
 static_assert(std::is_standard_layout_v<robust_condition>);
+static_assert(sizeof(robust_condition) == 16, "shared layouts embed it: a size change is a layout version change");
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 /// Holds several robust_mutexes locked in ascending id order; unlocks in reverse on destruction.

@@ -13,6 +13,7 @@
 #include <ipc/deadline.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string_view>
 
@@ -20,6 +21,12 @@ namespace ipc::detail {
 
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+/// The longest a process sleeps waiting for another before it looks at the shared state again.
+/// A process woken to act for others can be SIGKILLed before it acts, and then nobody wakes the
+/// rest; sleeping in slices bounds that to one slice (docs/crash-behaviour.md, "No process waits
+/// for ever"). 100 ms: the recovery bound, and 10 wake-ups a second for a blocked waiter.
+inline constexpr std::chrono::milliseconds wait_slice{100};
 
 /// Sleeps while word == expected, until woken or `until` passes (never(): no time limit).
 /// Returns false only when `until` passed; true when woken, when the word already differed, or on
