@@ -3,6 +3,7 @@
 #include "report.hpp"
 #include "runner.hpp"
 #include "transport.hpp"
+#include "transport_idle.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@ void usage(std::FILE* out, const char* prog) {
                "  --plot FILE.png    also draw throughput and latency with gnuplot\n"
                "  --check            exit 1 unless every channel, baseline and boost_mq has a figure\n"
                "  --quiet            no progress lines on stderr\n"
+               "  --idle S           also watch a receiver blocked on each idle channel for S seconds\n"
                "  -h, --help         this text\n"
                "\n"
                "Sizes above a channel's largest message are skipped and shown as \"—\".\n"
@@ -104,6 +106,12 @@ int parse(int argc, char** argv, config& cfg, bool& done) {
       const double d = std::strtod(v, &end);
       if (end == v || *end != '\0' || !(d > 0) || d > 60) return bad(std::string("--duration '") + v + "': expected seconds in (0, 60]");
       cfg.seconds = d;
+    } else if (a == "--idle") {
+      const char* v = i + 1 < argc ? argv[++i] : nullptr;
+      char* end = nullptr;
+      const double d = v != nullptr ? std::strtod(v, &end) : 0;
+      if (v == nullptr || end == v || *end != '\0' || !(d > 0) || d > 60) return bad("--idle: expected seconds in (0, 60]");
+      cfg.idle_seconds = d;
     } else if (a == "--sizes") {
       const char* v = value();
       if (v == nullptr) return bad("--sizes needs a list, e.g. 64,1K,16K");
@@ -169,6 +177,26 @@ class signal_scope {
   struct sigaction old_pipe_ {};
 };
 
+// The --idle section: every channel, libipc and raw, one blocked receiver each.
+std::vector<idle_row> measure_idle_rows(const config& cfg, bool progress, unsigned& counter) {
+  std::vector<idle_row> rows;
+  for (const auto& ch : cfg.channels) {
+    for (std::string_view impl : {"libipc", "raw"}) {
+      idle_row r{ch, std::string(impl), {}, {}};
+      if (progress) std::fprintf(stderr, "\r\033[K  %s/%s idle ...", ch.c_str(), r.impl.c_str());
+      try {
+        r.figures = measure_idle(*make_transport(ch, impl, "ipc-bench." + std::to_string(::getpid()) + "." + std::to_string(++counter)),
+                                 cfg.idle_seconds);
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+      rows.push_back(std::move(r));
+      if (stop_requested.load()) return rows;
+    }
+  }
+  return rows;
+}
+
 int run(const config& cfg) {
   const bool progress = !cfg.quiet && ::isatty(STDERR_FILENO) == 1;
   machine_info machine = probe_machine();
@@ -209,13 +237,15 @@ int run(const config& cfg) {
     }
     if (!measure(boost_channel, boost_impl, size)) return stop_requested.load() ? 130 : 1;
   }
+  std::vector<idle_row> idle;
+  if (cfg.idle_seconds > 0) idle = measure_idle_rows(cfg, progress, counter);
   if (progress) std::fprintf(stderr, "\r\033[K");
   machine.load_after = probe_machine().load_before;
 
   const std::string json = to_json(cfg, machine, results);
   if (cfg.format == output_format::json) std::fputs(json.c_str(), stdout);
   else if (cfg.format == output_format::csv) std::fputs(to_csv(results).c_str(), stdout);
-  else std::fputs(to_table(cfg, machine, results).c_str(), stdout);
+  else std::fputs((to_table(cfg, machine, results) + (idle.empty() ? "" : idle_table(idle, cfg.idle_seconds))).c_str(), stdout);
   std::fflush(stdout);
   if (!cfg.plot_file.empty()) plot(cfg, machine, results, cfg.plot_file);
   if (cfg.check) {
