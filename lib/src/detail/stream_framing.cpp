@@ -22,6 +22,7 @@ namespace ipc::detail {
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t small_frame = 1024;  // up to this, a frame is copied and written in one piece
 
 // SIGPIPE is blocked once per thread, on its first frame write, and stays blocked: a write to a
 // pipe without readers then fails with EPIPE instead of killing the process, at no syscall per
@@ -194,9 +195,27 @@ bool write_frame(stream_end e, stream_framing f, std::span<const std::byte> mess
   // another writer's. A larger timed frame first waits for room for all of it.
   const int fd = e.fd;
   if (total > PIPE_BUF && !blocking && !wait_room(fd, total, d, object)) return false;
+  // A small frame is copied into one buffer and written with write(): cheaper than the kernel
+  // importing a two-element iovec array on every send.
+  std::byte small[small_frame];
+  const bool contiguous = total <= small_frame;
+  if (contiguous) {
+    std::memcpy(small, parts[0].data(), parts[0].size());
+    if (!parts[1].empty()) std::memcpy(small + parts[0].size(), parts[1].data(), parts[1].size());
+  }
   std::size_t done = 0;
   while (done < total) {
-    const ssize_t n = write_parts(e, parts, done, blocking);
+    ssize_t n;
+    if (contiguous && blocking) {
+      n = ::write(fd, small + done, total - done);
+    } else if (contiguous && e.nowait_fd >= 0) {
+      n = ::write(e.nowait_fd, small + done, total - done);
+    } else if (contiguous) {
+      iovec v{small + done, total - done};
+      n = ::pwritev2(fd, &v, 1, -1, RWF_NOWAIT);
+    } else {
+      n = write_parts(e, parts, done, blocking);
+    }
     if (n >= 0) {
       done += static_cast<std::size_t>(n);
       continue;
@@ -328,8 +347,9 @@ bool frame_reader::read(stream_end e, std::vector<std::byte>& out, const deadlin
     }
     const std::size_t room = buf_.size() - tail_;
     iovec v{buf_.data() + tail_, room};
-    const ssize_t n = blocking ? ::readv(fd, &v, 1)
-                      : e.nowait_fd >= 0 ? ::readv(e.nowait_fd, &v, 1)
+    // read() where it will do: readv/preadv2 pay for importing an iovec array on every call.
+    const ssize_t n = blocking ? ::read(fd, v.iov_base, room)
+                      : e.nowait_fd >= 0 ? ::read(e.nowait_fd, v.iov_base, room)
                                          : ::preadv2(fd, &v, 1, -1, RWF_NOWAIT);
     if (n > 0) {
       tail_ += static_cast<std::size_t>(n);
