@@ -394,6 +394,7 @@ bool msg_queue::do_send(std::span<const std::byte> message, const deadline& d) {
   // Sleep in msgsnd itself; the deadline's signal interrupts it (EINTR).
   detail::deadline_signal alarm(d);
   for (;;) {
+    if (detail::take_interrupt()) return false;  // interrupt_thread(): end the wait as a timeout
     if (::msgsnd(id_, tx_buf_.data(), message.size(), 0) == 0) return true;
     if (errno != EINTR) fail(errno, "msgsnd");
     if (d.expired()) return false;
@@ -437,6 +438,7 @@ bool msg_queue::do_receive(std::vector<std::byte>& out, const deadline& d) {
   // Sleep in msgrcv itself until the message or the deadline's signal (EINTR).
   detail::deadline_signal alarm(d);
   for (;;) {
+    if (detail::take_interrupt()) return false;  // interrupt_thread(): end the wait as a timeout
     if (attempt(0) == 1) return true;
     if (d.expired()) return false;
   }

@@ -3,6 +3,7 @@
 #include <ipc/error.hpp>
 
 #include "detail/channel_factories.hpp"
+#include "detail/deadline_signal.hpp"
 #include "detail/layout_header.hpp"
 #include "detail/sysv_key.hpp"
 
@@ -155,6 +156,8 @@ bool sem_buffer::lock(unsigned short unit, const deadline& d) {
         {sem_busy, 0, lock_flags(false, true)},
         {sem_busy, 1, 0},
     };
+    // A timed wait that interrupt_thread() hit ends as a timeout (ipc/asio.hpp's cancel).
+    if (!nowait && !d.is_never() && detail::take_interrupt()) return false;
     int r;
     if (nowait || d.is_never()) {
       r = ::semop(sems_->id(), ops, 4);

@@ -14,7 +14,14 @@
 namespace ipc::detail {
 namespace {
 
-void on_interrupt(int) noexcept {}
+// Set on the thread a signal from interrupt_thread() (tgkill: SI_TKILL) lands on; timer signals
+// (SI_TIMER) only end the call, their deadline says the rest. Initial-exec: libipc is never
+// dlopen'ed lazily here, and a handler must not allocate TLS.
+__attribute__((tls_model("initial-exec"))) thread_local volatile sig_atomic_t interrupted = 0;
+
+void on_interrupt(int, siginfo_t* si, void*) noexcept {
+  if (si != nullptr && si->si_code == SI_TKILL) interrupted = 1;
+}
 
 void forget_timer_in_child() noexcept;
 
@@ -29,8 +36,8 @@ void install_handler() {
         (old.sa_flags & SA_SIGINFO) == 0 && (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN);
     if (!default_or_ignored) return;
     struct sigaction sa {};
-    sa.sa_handler = on_interrupt;
-    sa.sa_flags = SA_RESTART;
+    sa.sa_sigaction = on_interrupt;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
     ::sigemptyset(&sa.sa_mask);
     ::sigaction(sig, &sa, nullptr);
   });
@@ -93,7 +100,16 @@ deadline_signal::~deadline_signal() {
 }
 
 bool interrupt_thread(pid_t tid) noexcept {
+  install_handler();
   return ::syscall(SYS_tgkill, ::getpid(), tid, interrupt_signal()) == 0;
 }
+
+bool take_interrupt() noexcept {
+  if (interrupted == 0) return false;
+  interrupted = 0;
+  return true;
+}
+
+pid_t current_thread_id() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
 }  // namespace ipc::detail

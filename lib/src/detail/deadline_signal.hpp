@@ -38,8 +38,17 @@ class deadline_signal {
   bool armed_ = false;
 };
 
-/// Sends interrupt_signal() to thread `tid` (of this process): a call it is blocked in under a
-/// deadline_signal, or any msgrcv/msgsnd/semop, returns EINTR. Never throws; false if tgkill failed.
+/// Sends interrupt_signal() to thread `tid` (of this process): a msgrcv/msgsnd/semop it is blocked
+/// in returns EINTR, and take_interrupt() on that thread returns true once. Never throws; false if
+/// tgkill failed. A signal that lands just before the call enters the kernel is lost for the call
+/// (the flag stays set, and timed waits check it before sleeping again): callers repeat it until
+/// the wait is seen to end.
 bool interrupt_thread(pid_t tid) noexcept;
+
+/// True (once) if interrupt_thread() hit the calling thread since the last call. Never throws.
+bool take_interrupt() noexcept;
+
+/// The calling thread's id (gettid) for interrupt_thread().
+pid_t current_thread_id() noexcept;
 
 }  // namespace ipc::detail
