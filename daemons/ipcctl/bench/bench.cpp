@@ -4,6 +4,7 @@
 #include "runner.hpp"
 #include "transport.hpp"
 #include "transport_idle.hpp"
+#include "transport_rate.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@ void usage(std::FILE* out, const char* prog) {
                "  --check            exit 1 unless every channel, baseline and boost_mq has a figure\n"
                "  --quiet            no progress lines on stderr\n"
                "  --idle S           also watch a receiver blocked on each idle channel for S seconds\n"
+               "  --rate N           also measure one-way latency at N msg/s of 64 B (e.g. 20000)\n"
                "  -h, --help         this text\n"
                "\n"
                "Sizes above a channel's largest message are skipped and shown as \"—\".\n"
@@ -112,6 +114,12 @@ int parse(int argc, char** argv, config& cfg, bool& done) {
       const double d = v != nullptr ? std::strtod(v, &end) : 0;
       if (v == nullptr || end == v || *end != '\0' || !(d > 0) || d > 60) return bad("--idle: expected seconds in (0, 60]");
       cfg.idle_seconds = d;
+    } else if (a == "--rate") {
+      const char* v = i + 1 < argc ? argv[++i] : nullptr;
+      char* end = nullptr;
+      const double r = v != nullptr ? std::strtod(v, &end) : 0;
+      if (v == nullptr || end == v || *end != '\0' || !(r >= 10) || r > 1e7) return bad("--rate: expected messages per second in [10, 1e7]");
+      cfg.rate = r;
     } else if (a == "--sizes") {
       const char* v = value();
       if (v == nullptr) return bad("--sizes needs a list, e.g. 64,1K,16K");
@@ -197,6 +205,26 @@ std::vector<idle_row> measure_idle_rows(const config& cfg, bool progress, unsign
   return rows;
 }
 
+// The --rate section: every channel, libipc and raw, at the fixed rate for --duration.
+std::vector<rate_row> measure_rate_rows(const config& cfg, bool progress, unsigned& counter) {
+  std::vector<rate_row> rows;
+  for (const auto& ch : cfg.channels) {
+    for (std::string_view impl : {"libipc", "raw"}) {
+      rate_row r{ch, std::string(impl), {}, {}};
+      if (progress) std::fprintf(stderr, "\r\033[K  %s/%s rate ...", ch.c_str(), r.impl.c_str());
+      try {
+        r.figures = measure_rate(*make_transport(ch, impl, "ipc-bench." + std::to_string(::getpid()) + "." + std::to_string(++counter)),
+                                 cfg.rate, cfg.seconds);
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+      rows.push_back(std::move(r));
+      if (stop_requested.load()) return rows;
+    }
+  }
+  return rows;
+}
+
 int run(const config& cfg) {
   const bool progress = !cfg.quiet && ::isatty(STDERR_FILENO) == 1;
   machine_info machine = probe_machine();
@@ -239,13 +267,16 @@ int run(const config& cfg) {
   }
   std::vector<idle_row> idle;
   if (cfg.idle_seconds > 0) idle = measure_idle_rows(cfg, progress, counter);
+  std::vector<rate_row> rated;
+  if (cfg.rate > 0) rated = measure_rate_rows(cfg, progress, counter);
   if (progress) std::fprintf(stderr, "\r\033[K");
   machine.load_after = probe_machine().load_before;
 
   const std::string json = to_json(cfg, machine, results);
   if (cfg.format == output_format::json) std::fputs(json.c_str(), stdout);
   else if (cfg.format == output_format::csv) std::fputs(to_csv(results).c_str(), stdout);
-  else std::fputs((to_table(cfg, machine, results) + (idle.empty() ? "" : idle_table(idle, cfg.idle_seconds))).c_str(), stdout);
+  else std::fputs((to_table(cfg, machine, results) + (idle.empty() ? "" : idle_table(idle, cfg.idle_seconds)) +
+                   (rated.empty() ? "" : rate_table(rated, cfg.rate, cfg.seconds))).c_str(), stdout);
   std::fflush(stdout);
   if (!cfg.plot_file.empty()) plot(cfg, machine, results, cfg.plot_file);
   if (cfg.check) {
