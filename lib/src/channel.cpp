@@ -11,6 +11,7 @@ channel::channel(std::string name, std::size_t max_message_size) noexcept
 channel::~channel() = default;
 
 bool channel::send_until(std::span<const std::byte> message, const deadline& d) {
+  if (message.size() > max_message_size_) refresh_max_message_size();
   if (message.size() > max_message_size_) {
     throw_error(errc::message_too_large, "send", name_,
                 std::to_string(message.size()) + " > " + std::to_string(max_message_size_) + " bytes");

@@ -46,6 +46,8 @@ void check_fifo_fd(int fd, std::string_view call, const std::string& object) {
 
 struct fifo_channel::impl {
   detail::frame_reader reader;
+  // The same FIFO opened a second time, left O_NONBLOCK, for timed calls (FIFOs refuse RWF_NOWAIT).
+  unique_fd nowait;
 };
 
 fifo_channel::fifo_channel(std::filesystem::path path, role r, const fifo_options& options)
@@ -53,7 +55,7 @@ fifo_channel::fifo_channel(std::filesystem::path path, role r, const fifo_option
       path_(std::move(path)),
       role_(r),
       options_(options),
-      impl_(new impl{detail::frame_reader(to_stream(options.framing), options.max_message)}) {}
+      impl_(new impl{detail::frame_reader(to_stream(options.framing), options.max_message), {}}) {}
 
 fifo_channel::~fifo_channel() = default;
 
@@ -96,10 +98,18 @@ std::unique_ptr<fifo_channel> fifo_channel::open(const std::filesystem::path& gi
 
 unique_fd fifo_channel::open_reader() {
   const std::string object = path_.string();
-  // O_NONBLOCK: a reader's open never waits for a writer.
-  unique_fd fd(detail::retry_eintr([&] { return ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC); }));
-  if (!fd) open_failed(errno, object);
-  check_fifo_fd(fd.get(), "open", object);
+  // O_NONBLOCK: a reader's open never waits for a writer. Opened twice: one open file made
+  // blocking (untimed calls sleep in read), one left O_NONBLOCK (timed calls).
+  auto open_one = [&] {
+    unique_fd fd(detail::retry_eintr([&] { return ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC); }));
+    if (!fd) open_failed(errno, object);
+    check_fifo_fd(fd.get(), "open", object);
+    return fd;
+  };
+  unique_fd fd = open_one();
+  unique_fd nowait = open_one();
+  detail::set_blocking(fd.get(), object);
+  impl_->nowait = std::move(nowait);
   return fd;
 }
 
@@ -110,10 +120,19 @@ bool fifo_channel::connect_writer(const deadline& d) {
     // A non-blocking open for writing fails with ENXIO while no reader holds the FIFO.
     // We retry with short sleeps rather than holding a read end of our own, which would
     // hide a reader's departure (no EPIPE) and keep data nobody reads.
-    unique_fd fd(detail::retry_eintr([&] { return ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC); }));
-    if (fd) {
+    auto open_one = [&] {
+      return unique_fd(detail::retry_eintr([&] { return ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC); }));
+    };
+    unique_fd fd = open_one();
+    // Twice, as the reader: a blocking open file for send(), an O_NONBLOCK one for timed sends.
+    // A reader that left between the two opens makes the second fail with ENXIO: not connected.
+    unique_fd nowait = fd ? open_one() : unique_fd();
+    if (fd && nowait) {
       check_fifo_fd(fd.get(), "open", object);
+      check_fifo_fd(nowait.get(), "open", object);
+      detail::set_blocking(fd.get(), object);
       fd_ = std::move(fd);
+      impl_->nowait = std::move(nowait);
       return true;
     }
     if (errno != ENXIO) open_failed(errno, object);
@@ -135,6 +154,7 @@ void fifo_channel::reopen() {
     fd_ = open_reader();
   } else {
     fd_.reset();
+    impl_->nowait.reset();
     connect_writer(deadline::now());
   }
 }
@@ -169,12 +189,12 @@ void fifo_channel::remove() {
 bool fifo_channel::do_send(std::span<const std::byte> message, const deadline& d) {
   if (role_ != role::sender) detail::throw_errno(EBADF, "send", name_ + " (opened as receiver)");
   if (!fd_ && !connect_writer(d)) return false;
-  return detail::write_frame(fd_.get(), to_stream(options_.framing), message, d, name_);
+  return detail::write_frame({fd_.get(), impl_->nowait.get()}, to_stream(options_.framing), message, d, name_);
 }
 
 bool fifo_channel::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) detail::throw_errno(EBADF, "receive", name_ + " (opened as sender)");
-  return impl_->reader.read(fd_.get(), out, d, name_);
+  return impl_->reader.read({fd_.get(), impl_->nowait.get()}, out, d, name_);
 }
 
 namespace detail {

@@ -4,6 +4,7 @@
 #include <ipc/unique_fd.hpp>
 #include <ipc/uri.hpp>
 
+#include "detail/sem_buffer_layout.hpp"
 #include "detail/eintr.hpp"
 #include "detail/layout_header.hpp"
 #include "detail/shared_array_header.hpp"
@@ -37,7 +38,6 @@ namespace fs = std::filesystem;
 namespace ipc {
 
 // The layouts a tool can name, and the version whose header records the creator's start time.
-// (sem_buffer.cpp keeps its magic and version private: the same numbers are repeated here.)
 struct known_layout {
   std::uint32_t magic;
   std::uint32_t version;
@@ -46,7 +46,7 @@ struct known_layout {
 constexpr std::array<known_layout, 3> known_layouts = {{
     {detail::ring_magic, detail::ring_version, "shm_ring"},
     {detail::shared_array_header::magic, detail::shared_array_header::version, "shared_value"},
-    {0x53454d42, 2, "sem_buffer"},    // "SEMB"
+    {detail::sem_buffer_magic, detail::sem_buffer_version, "sem_buffer"},
 }};
 
 std::optional<layout_info> read_layout_header(int fd, std::uint64_t file_size) noexcept {

@@ -3,6 +3,7 @@
 #include <ipc/unique_fd.hpp>
 
 #include "detail/channel_factories.hpp"
+#include "detail/deadline_signal.hpp"
 #include "detail/eintr.hpp"
 #include "detail/sysv_key.hpp"
 
@@ -49,9 +50,8 @@ std::size_t words_for(std::size_t body_bytes) noexcept {
   return 1 + (body_bytes + sizeof(long) - 1) / sizeof(long);
 }
 
-// msgsnd/msgrcv have no timeout: try without blocking, then sleep in exponentially growing steps
-// (50 µs doubling to 5 ms, never past the deadline) and try again. One attempt always follows the
-// last sleep, so a deadline that expires while a message arrives still gets it.
+// remove_when_empty's wait: the queue has no "became empty" event, so look, then sleep in
+// exponentially growing steps (50 µs doubling to 5 ms, never past the deadline) and look again.
 template <typename Attempt>
 bool poll_with_backoff(const deadline& d, Attempt&& attempt) {
   constexpr std::chrono::nanoseconds first_step = 50us;
@@ -367,21 +367,38 @@ std::optional<msgq_received> msg_queue::receive_until(const msg_selector& sel, s
   return msgq_received{*n, last_type_};
 }
 
+void msg_queue::refresh_max_message_size() {
+  msqid_ds ds{};
+  if (::msgctl(id_, IPC_STAT, &ds) != 0) fail(errno, "msgctl");
+  update_max_message(static_cast<std::size_t>(ds.msg_qbytes));
+}
+
 bool msg_queue::do_send(std::span<const std::byte> message, const deadline& d) {
   const std::size_t words = words_for(message.size());
   if (tx_buf_.size() < words) tx_buf_.resize(words);
   tx_buf_[0] = next_type_;
   if (!message.empty()) std::memcpy(tx_buf_.data() + 1, message.data(), message.size());
 
-  if (d.is_never()) {
-    if (detail::retry_eintr([&] { return ::msgsnd(id_, tx_buf_.data(), message.size(), 0); }) == 0) return true;
-    fail(errno, "msgsnd");
+  // First without waiting: the common case costs one msgsnd.
+  if (::msgsnd(id_, tx_buf_.data(), message.size(), IPC_NOWAIT) == 0) return true;
+  if (errno != EAGAIN && errno != EINTR) fail(errno, "msgsnd");
+  // Full, or the message can never fit: msg_qbytes may have been lowered since we opened, and
+  // msgsnd would then wait for ever. Re-read it whenever a send cannot proceed.
+  refresh_max_message_size();
+  if (message.size() > max_message_size_) {
+    throw_error(errc::message_too_large, "msgsnd", name_,
+                std::to_string(message.size()) + " > " + std::to_string(max_message_size_) +
+                    " bytes (the queue's capacity msg_qbytes was lowered)");
   }
-  return poll_with_backoff(d, [&] {
-    if (::msgsnd(id_, tx_buf_.data(), message.size(), IPC_NOWAIT) == 0) return true;
-    if (errno == EAGAIN || errno == EINTR) return false;  // full
-    fail(errno, "msgsnd");
-  });
+  if (d.expired()) return false;
+  // Sleep in msgsnd itself; the deadline's signal interrupts it (EINTR).
+  detail::deadline_signal alarm(d);
+  for (;;) {
+    if (detail::take_interrupt()) return false;  // interrupt_thread(): end the wait as a timeout
+    if (::msgsnd(id_, tx_buf_.data(), message.size(), 0) == 0) return true;
+    if (errno != EINTR) fail(errno, "msgsnd");
+    if (d.expired()) return false;
+  }
 }
 
 bool msg_queue::do_receive(std::vector<std::byte>& out, const deadline& d) {
@@ -390,12 +407,11 @@ bool msg_queue::do_receive(std::vector<std::byte>& out, const deadline& d) {
   // whatever our max_message says, and MSG_NOERROR would silently truncate it.
   if (rx_buf_.empty()) rx_buf_.resize(words_for(system_max_message()));
 
-  // 1 = got one, 0 = nothing matching now; throws otherwise.
+  // 1 = got one, 0 = nothing matching now (or interrupted); throws otherwise.
   auto attempt = [&](int flags) -> int {
     for (;;) {
       const std::size_t room = (rx_buf_.size() - 1) * sizeof(long);
-      auto call = [&] { return ::msgrcv(id_, rx_buf_.data(), room, sel.msgtyp(), sel.msgflg() | flags); };
-      ssize_t n = (flags & IPC_NOWAIT) != 0 ? call() : detail::retry_eintr(call);
+      ssize_t n = ::msgrcv(id_, rx_buf_.data(), room, sel.msgtyp(), sel.msgflg() | flags);
       if (n >= 0) {
         const auto* body = reinterpret_cast<const std::byte*>(rx_buf_.data() + 1);
         out.assign(body, body + n);
@@ -411,8 +427,21 @@ bool msg_queue::do_receive(std::vector<std::byte>& out, const deadline& d) {
       fail(errno, "msgrcv");
     }
   };
-  if (d.is_never()) return attempt(0) == 1;
-  return poll_with_backoff(d, [&] { return attempt(IPC_NOWAIT) == 1; });
+  if (d.is_never()) {
+    for (;;) {
+      if (attempt(0) == 1) return true;
+    }
+  }
+  // First without waiting: a message already queued costs one msgrcv and no timer.
+  if (attempt(IPC_NOWAIT) == 1) return true;
+  if (d.expired()) return false;
+  // Sleep in msgrcv itself until the message or the deadline's signal (EINTR).
+  detail::deadline_signal alarm(d);
+  for (;;) {
+    if (detail::take_interrupt()) return false;  // interrupt_thread(): end the wait as a timeout
+    if (attempt(0) == 1) return true;
+    if (d.expired()) return false;
+  }
 }
 
 // ---- URI factory --------------------------------------------------------------------------

@@ -41,8 +41,7 @@ void validate_pipe_fd(int fd, role r, std::string_view call, const std::string& 
 
 void make_ours(int fd, const std::string& object) {
   detail::check_unix(::fcntl(fd, F_SETFD, FD_CLOEXEC), "fcntl(F_SETFD)", object);
-  int flags = detail::check_unix(::fcntl(fd, F_GETFL), "fcntl(F_GETFL)", object);
-  detail::check_unix(::fcntl(fd, F_SETFL, flags | O_NONBLOCK), "fcntl(F_SETFL)", object);
+  detail::set_blocking(fd, object);
 }
 
 void set_capacity(int fd, std::size_t capacity, const std::string& object) {
@@ -71,7 +70,7 @@ pipe_channel::~pipe_channel() = default;
 std::pair<std::unique_ptr<pipe_channel>, std::unique_ptr<pipe_channel>> pipe_channel::create(const pipe_options& options) {
   detail::check_stream_max_message(options.max_message, "pipe");
   int fds[2];
-  detail::check_unix(::pipe2(fds, O_CLOEXEC | O_NONBLOCK), "pipe2", "pipe");
+  detail::check_unix(::pipe2(fds, O_CLOEXEC), "pipe2", "pipe");
   unique_fd rd(fds[0]);
   unique_fd wr(fds[1]);
   set_capacity(wr.get(), options.capacity, fd_name(wr.get()));
@@ -101,21 +100,17 @@ bool pipe_channel::has_buffered_message() const noexcept { return impl_->reader.
 
 unique_fd pipe_channel::release_fd() noexcept {
   impl_->reader.reset();
-  if (fd_) {
-    int flags = ::fcntl(fd_.get(), F_GETFL);
-    if (flags >= 0) ::fcntl(fd_.get(), F_SETFL, flags & ~O_NONBLOCK);
-  }
   return std::move(fd_);
 }
 
 bool pipe_channel::do_send(std::span<const std::byte> message, const deadline& d) {
   if (!fd_) throw_error(errc::closed, "send", name_, "the fd was released");
-  return detail::write_frame(fd_.get(), detail::stream_framing::length_prefixed, message, d, name_);
+  return detail::write_frame({fd_.get()}, detail::stream_framing::length_prefixed, message, d, name_);
 }
 
 bool pipe_channel::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (!fd_) throw_error(errc::closed, "receive", name_, "the fd was released");
-  return impl_->reader.read(fd_.get(), out, d, name_);
+  return impl_->reader.read({fd_.get()}, out, d, name_);
 }
 
 namespace detail {

@@ -2,7 +2,9 @@
 
 #include <ipc/error.hpp>
 
+#include "detail/sem_buffer_layout.hpp"
 #include "detail/channel_factories.hpp"
+#include "detail/deadline_signal.hpp"
 #include "detail/layout_header.hpp"
 #include "detail/sysv_key.hpp"
 
@@ -11,23 +13,32 @@
 #include <sys/shm.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 namespace ipc {
 namespace {
 
-constexpr std::uint32_t sem_buffer_magic = 0x53454d42;  // "SEMB"
-constexpr std::uint32_t sem_buffer_version = 2;  // 2: layout_header records the creator's start time
+using detail::sem_buffer_magic;
+using detail::sem_buffer_version;
+
 
 // The segment: this header, then `slots` slots of `slot_size` bytes (u32 length + payload).
-// The indices are NOT here: the read index and the counts live in the semaphore set, so that every
-// state change commits in one atomic semop (see docs/semaphore-shm.md, "crash safety").
+// The indices run modulo 2 x slots (so full and empty differ) and are touched only under the
+// mutex; the counts live in the semaphore set. A holder killed between its index store and its
+// commit semop leaves `busy` raised, which the next holder sees (docs/semaphore-shm.md).
 struct sem_buffer_header {
   detail::layout_header base;
   std::uint32_t slots;
   std::uint32_t slot_size;
+  std::uint32_t head;  // next message to read, mod 2 x slots
+  std::uint32_t tail;  // next slot to write, mod 2 x slots
 };
+
+// Every this many operations a handle checks the indices against the semaphores (one GETALL):
+// between these, the cheap checks on the indices it reads anyway catch a hostile or torn value.
+constexpr std::uint32_t full_check_every = 64;
 constexpr std::size_t header_bytes = (sizeof(sem_buffer_header) + 63) / 64 * 64;
 
 using op = semaphore_set::op;
@@ -64,6 +75,8 @@ sem_buffer::sem_buffer(std::string_view name, role r, open_mode mode, geometry g
     auto* h = reinterpret_cast<sem_buffer_header*>(base);
     h->slots = static_cast<std::uint32_t>(want_slots);
     h->slot_size = static_cast<std::uint32_t>(want_slot_size);
+    h->head = 0;
+    h->tail = 0;
   };
   auto attach = [&](open_mode m, const layout_spec& s) {
     auto size = m == open_mode::open_only ? layout_segment::total_bytes(s) : header_bytes + s.payload_bytes;
@@ -100,6 +113,7 @@ sem_buffer::sem_buffer(std::string_view name, role r, open_mode mode, geometry g
                     " bytes, asked for " + std::to_string(want_slots) + " x " + std::to_string(want_slot_size));
   }
   max_message_size_ = slot_size_ - length_bytes;
+  indices_ = &seg_->header_as<sem_buffer_header>()->head;
 
   try {
     // Whoever comes first creates the set, from the validated geometry.
@@ -122,20 +136,100 @@ sem_buffer::sem_buffer(std::string_view name, role r, open_mode mode, geometry g
 // destructor cannot know it is the last sender; a forked copy going away must not end the stream.
 sem_buffer::~sem_buffer() = default;
 
-sem_buffer::state sem_buffer::read_state(bool receiving) {
-  // Called holding the mutex. Receivers and senders take `full`/`empty` atomically with the mutex,
-  // so here full == messages + closed exactly (minus the unit a receiver holds).
-  const auto v = sems_->values();
-  const std::size_t closed = v[sem_closed];
-  const std::size_t full = v[sem_full] + (receiving ? 1U : 0U);
-  const std::size_t head = v[sem_head];
-  if (closed > 1 || head >= slots_ || full < closed || full - closed > slots_) {
-    std::string what = "semaphores out of range: head=" + std::to_string(head) + " full=" + std::to_string(full) +
-                       " closed=" + std::to_string(closed) + " slots=" + std::to_string(slots_);
-    if (receiving) corrupt(what, {{sem_full, 1, true}, {sem_mutex, 1, true}});
-    corrupt(what, {{sem_empty, 1, true}, {sem_mutex, 1, true}});
+namespace {
+
+// The lock of a send or receive: the unit (a free slot or a message) and the mutex, both undoable,
+// and `busy` raised without undo, all or nothing. `busy` must be 0 for the lock to succeed, and
+// that test is IPC_NOWAIT: the kernel decides block-or-fail on the first op that cannot proceed,
+// so while another holder has the mutex we sleep on the mutex, but a free mutex with `busy` still
+// raised (its holder died before committing) fails at once with EAGAIN.
+constexpr short lock_flags(bool undo, bool nowait) noexcept {
+  return static_cast<short>((undo ? SEM_UNDO : 0) | (nowait ? IPC_NOWAIT : 0));
+}
+
+}  // namespace
+
+bool sem_buffer::lock(unsigned short unit, const deadline& d) {
+  for (;;) {
+    const bool nowait = d.expired();
+    sembuf ops[4] = {
+        {unit, -1, lock_flags(true, nowait)},
+        {sem_mutex, -1, lock_flags(true, nowait)},
+        {sem_busy, 0, lock_flags(false, true)},
+        {sem_busy, 1, 0},
+    };
+    // A timed wait that interrupt_thread() hit ends as a timeout (ipc/asio.hpp's cancel).
+    if (!nowait && !d.is_never() && detail::take_interrupt()) return false;
+    int r;
+    if (nowait || d.is_never()) {
+      r = ::semop(sems_->id(), ops, 4);
+    } else {
+      timespec left = d.remaining_timespec();
+      r = ::semtimedop(sems_->id(), ops, 4, &left);
+    }
+    if (r == 0) return true;
+    const int e = errno;
+    if (e == EINTR) continue;
+    if (e != EAGAIN) {
+      if (e == EIDRM || e == EINVAL) throw_error(errc::closed, "semop", sems_->object(), "the semaphore set was removed");
+      detail::throw_errno(e, "semop", sems_->object());
+    }
+    // EAGAIN: a timeout, a full/empty buffer under try_, or `busy` left raised by a dead holder.
+    if (sems_->value(sem_busy) != 0 && recover(d)) continue;
+    if (nowait || d.expired()) return false;
   }
-  return {head, full - closed, closed};
+}
+
+bool sem_buffer::recover(const deadline& d) {
+  // Take the mutex alone (a live holder has it while busy is legitimately raised: then wait).
+  if (!sems_->apply({{sem_mutex, -1, true}}, d)) return false;
+  const auto v = sems_->values();
+  if (v[sem_busy] == 0) {
+    sems_->apply({{sem_mutex, 1, true}}, deadline::now());
+    return true;  // someone else recovered first
+  }
+  // The dead holder's unit and mutex came back by undo; its index store may or may not have
+  // happened. The semaphores say how many messages are committed: make the indices agree.
+  auto* h = indices_;
+  const std::uint32_t ring = 2 * static_cast<std::uint32_t>(slots_);
+  const std::uint32_t head = h[0], tail = h[1];
+  const std::size_t committed = v[sem_full] - std::min<std::size_t>(v[sem_full], v[sem_closed]);
+  if (head >= ring || tail >= ring || v[sem_closed] > 1 || committed > slots_) {
+    corrupt_locked("semaphores or indices out of range after a holder died: head=" + std::to_string(head) +
+                   " tail=" + std::to_string(tail) + " full=" + std::to_string(v[sem_full]) +
+                   " closed=" + std::to_string(v[sem_closed]));
+  }
+  const std::uint32_t count = (tail + ring - head) % ring;
+  if (count == committed + 1) {
+    h[1] = (tail + ring - 1) % ring;  // a sender died after its index store: its message never was
+  } else if (count + 1 == committed) {
+    h[0] = (head + ring - 1) % ring;  // a receiver died after its index store: the message is still there
+  } else if (count != committed) {
+    corrupt_locked("indices hold " + std::to_string(count) + " messages, the semaphores " + std::to_string(committed));
+  }
+  ++recoveries_;
+  sems_->apply({{sem_busy, static_cast<short>(-v[sem_busy]), false}, {sem_mutex, 1, true}}, deadline::now());
+  return true;
+}
+
+void sem_buffer::corrupt_locked(const std::string& what) {
+  // Holding the mutex only (recovery, cross-check): release it, leave `busy` for the next look.
+  corrupt(what, {{sem_mutex, 1, true}});
+}
+
+void sem_buffer::cross_check(bool receiving, std::uint32_t count, std::initializer_list<semaphore_set::op> release) {
+  if (checks_++ % full_check_every != 0) return;
+  // Holding the mutex and a unit, so the semaphores are still: the committed messages (full, plus
+  // the unit a receiver holds, minus the close token) must be what the indices say.
+  const auto v = sems_->values();
+  const std::size_t full = v[sem_full] + (receiving ? 1U : 0U);
+  const std::size_t empty = v[sem_empty] + (receiving ? 0U : 1U);
+  if (v[sem_closed] > 1 || full < v[sem_closed] || full - v[sem_closed] != count || empty + count != slots_) {
+    corrupt("semaphores disagree with the indices: full=" + std::to_string(v[sem_full]) + " empty=" +
+                std::to_string(v[sem_empty]) + " closed=" + std::to_string(v[sem_closed]) + " messages=" +
+                std::to_string(count) + " slots=" + std::to_string(slots_),
+            release);
+  }
 }
 
 void sem_buffer::corrupt(const std::string& what, std::initializer_list<semaphore_set::op> release) {
@@ -153,52 +247,67 @@ void sem_buffer::corrupt(const std::string& what, std::initializer_list<semaphor
 // gives back the undoable part (slot and mutex), which runs the queue again. No baton is ever
 // left with a process that must run to pass it on.
 bool sem_buffer::do_send(std::span<const std::byte> message, const deadline& d) {
-  // Taking a free slot and the mutex in one semop: we hold both or neither. Both are undoable, so a
-  // SIGKILL before the commit below gives both back and leaves no trace.
-  if (!sems_->apply({{sem_empty, -1, true}, {sem_mutex, -1, true}}, d)) return false;
-  const state s = read_state(false);
-  if (s.count >= slots_) corrupt("no free slot although one was reserved", {{sem_empty, 1, true}, {sem_mutex, 1, true}});
-  const std::size_t tail = (s.head + s.count) % slots_;
-  std::byte* slot = seg_->payload() + tail * slot_size_;
+  // A free slot and the mutex in one semop: we hold both or neither. Both are undoable, so a
+  // SIGKILL before the commit gives both back; `busy` tells the next holder to check the indices.
+  if (!lock(sem_empty, d)) return false;
+  const std::initializer_list<semaphore_set::op> release = {{sem_empty, 1, true}, {sem_mutex, 1, true}, {sem_busy, -1, false}};
+  const std::uint32_t ring = 2 * static_cast<std::uint32_t>(slots_);
+  const std::uint32_t head = indices_[0], tail = indices_[1];
+  if (head >= ring || tail >= ring) {
+    corrupt("indices out of range: head=" + std::to_string(head) + " tail=" + std::to_string(tail) +
+                " slots=" + std::to_string(slots_),
+            release);
+  }
+  const std::uint32_t count = (tail + ring - head) % ring;
+  if (count >= slots_) corrupt("no free slot although one was reserved", release);
+  cross_check(false, count, release);
+  std::byte* slot = seg_->payload() + (tail % slots_) * slot_size_;
   const auto len = static_cast<std::uint32_t>(message.size());
   std::memcpy(slot, &len, sizeof len);
   if (!message.empty()) std::memcpy(slot + length_bytes, message.data(), message.size());
+  indices_[1] = (tail + 1) % ring;
   // The commit, one atomic semop: cancel the undo of our empty unit (+1 undoable, -1 not), publish the
-  // message (full +1) and release the mutex.
-  sems_->apply({{sem_empty, 1, true}, {sem_empty, -1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}},
+  // message (full +1), release the mutex and lower busy.
+  sems_->apply({{sem_empty, 1, true}, {sem_empty, -1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}, {sem_busy, -1, false}},
                deadline::now());
   return true;
 }
 
 bool sem_buffer::do_receive(std::vector<std::byte>& out, const deadline& d) {
-  if (!sems_->apply({{sem_full, -1, true}, {sem_mutex, -1, true}}, d)) return false;
-  const state s = read_state(true);
-  if (s.count == 0) {
-    // We took the close token, not a message: give it back for the other receivers.
-    sems_->apply({{sem_full, 1, true}, {sem_mutex, 1, true}}, deadline::now());
+  if (!lock(sem_full, d)) return false;
+  const std::initializer_list<semaphore_set::op> release = {{sem_full, 1, true}, {sem_mutex, 1, true}, {sem_busy, -1, false}};
+  const std::uint32_t ring = 2 * static_cast<std::uint32_t>(slots_);
+  const std::uint32_t head = indices_[0], tail = indices_[1];
+  if (head >= ring || tail >= ring) {
+    corrupt("indices out of range: head=" + std::to_string(head) + " tail=" + std::to_string(tail) +
+                " slots=" + std::to_string(slots_),
+            release);
+  }
+  const std::uint32_t count = (tail + ring - head) % ring;
+  if (count == 0) {
+    // No message although we hold a unit of full: the close token, or corruption.
+    if (sems_->value(sem_closed) != 1) corrupt("a unit of full without a message or the close token", release);
+    sems_->apply(release, deadline::now());  // give the token back for the other receivers
     throw_error(errc::closed, "receive", name_, "sender closed the channel and it is drained");
   }
-  const std::byte* slot = seg_->payload() + s.head * slot_size_;
+  cross_check(true, count, release);
+  const std::byte* slot = seg_->payload() + (head % slots_) * slot_size_;
   std::uint32_t len = 0;
   std::memcpy(&len, slot, sizeof len);
   if (len > slot_size_ - length_bytes) {
-    corrupt("slot " + std::to_string(s.head) + " holds length " + std::to_string(len) + " > " +
+    corrupt("slot " + std::to_string(head % slots_) + " holds length " + std::to_string(len) + " > " +
                 std::to_string(slot_size_ - length_bytes),
-            {{sem_full, 1, true}, {sem_mutex, 1, true}});
+            release);
   }
   try {
     out.resize(len);
   } catch (...) {
-    sems_->apply({{sem_full, 1, true}, {sem_mutex, 1, true}}, deadline::now());
+    sems_->apply(release, deadline::now());
     throw;
   }
   if (len != 0) std::memcpy(out.data(), slot + length_bytes, len);
-  const auto advance = static_cast<short>(s.head + 1 == slots_ ? -static_cast<int>(slots_ - 1) : 1);
-  sems_->apply({{sem_full, 1, true},
-                {sem_full, -1, false},
-                {sem_empty, 1, false},
-                {sem_head, advance, false},
-                {sem_mutex, 1, true}},
+  indices_[0] = (head + 1) % ring;
+  sems_->apply({{sem_full, 1, true}, {sem_full, -1, false}, {sem_empty, 1, false}, {sem_mutex, 1, true}, {sem_busy, -1, false}},
                deadline::now());
   return true;
 }

@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -358,4 +359,57 @@ TEST_CASE("async_receiver: after fifo reopen() it waits for the next writer with
   CHECK(handler_runs < 20);
   CHECK(cpu_ms < 250);  // the 300 ms wait for the second writer is spent asleep, not polling a dead fd
   rx.remove();
+}
+
+namespace {
+
+long process_voluntary_switches() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_nvcsw;
+}
+
+// msgq and sem: the waiter sleeps in the kernel with no slices, and cancel() interrupts it at once.
+void check_idle_then_cancel(const std::string& uri) {
+  auto rx = ipc::open_channel(uri + "?open=create_only", ipc::role::receiver);
+  boost::asio::io_context io;
+  std::error_code got;
+  int calls = 0;
+  {
+    ipc::async_receiver ar(io.get_executor(), *rx);
+    std::vector<std::byte> buf;
+    ar.async_receive(buf, [&](std::error_code ec, std::size_t) {
+      ++calls;
+      got = ec;
+    });
+    std::this_thread::sleep_for(100ms);  // the waiter is asleep in the kernel by now
+    const long before = process_voluntary_switches();
+    std::this_thread::sleep_for(1s);
+    const long switches = process_voluntary_switches() - before;
+    INFO(uri << ": " << switches << " voluntary switches in 1 s");
+    CHECK(switches <= 3);  // this thread's sleep; a 50 ms slice would make 20 more
+    const auto t0 = std::chrono::steady_clock::now();
+    ar.cancel();
+    while (calls == 0 && std::chrono::steady_clock::now() - t0 < 5s) io.run_for(10ms);
+    CHECK(calls == 1);
+    CHECK(got == std::errc::operation_canceled);
+    CHECK(std::chrono::steady_clock::now() - t0 < 1s);  // not the 10 s look-again slice
+    ar.async_receive(buf, [&](std::error_code, std::size_t) { ++calls; });
+    io.restart();
+    io.run_for(50ms);
+  }  // destroyed while waiting: joined at once
+  io.restart();
+  io.run_for(100ms);
+  CHECK(calls == 2);
+  rx->remove();
+}
+
+}  // namespace
+
+TEST_CASE("async_receiver: an idle msgq waiter makes no wake-ups and cancels at once", "[asio]") {
+  check_idle_then_cancel("msgq:" + ipc::test::unique_name("asio"));
+}
+
+TEST_CASE("async_receiver: an idle sem waiter makes no wake-ups and cancels at once", "[asio]") {
+  check_idle_then_cancel("sem:" + ipc::test::unique_name("asio"));
 }

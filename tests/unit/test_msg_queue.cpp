@@ -11,6 +11,7 @@
 
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,6 +79,12 @@ bool has_cap_sys_resource() {
     }
   }
   return false;
+}
+
+long voluntary_switches() {
+  rusage ru{};
+  ::getrusage(RUSAGE_THREAD, &ru);
+  return ru.ru_nvcsw;
 }
 
 msgq_options with_open(ipc::open_mode m) {
@@ -222,20 +229,75 @@ TEST_CASE("msg_queue: receive_for returns nullopt on timeout", "[msgq]") {
   CHECK(q.counters().receive_timeouts == 2);
 }
 
-TEST_CASE("msg_queue: an idle receive_for costs little CPU", "[msgq]") {
+TEST_CASE("msg_queue: an idle receive_for sleeps in the kernel until its deadline, without wake-ups", "[msgq]") {
   msg_queue q(ipc::test::unique_name("mq"));
   queue_guard g(q);
   std::vector<std::byte> buf;
+  const long switches0 = voluntary_switches();
   auto cpu0 = thread_cpu();
   auto t0 = std::chrono::steady_clock::now();
   CHECK_FALSE(q.receive_for(buf, 1s));
   auto wall = std::chrono::steady_clock::now() - t0;
   auto cpu = thread_cpu() - cpu0;
-  INFO("cpu " << std::chrono::duration_cast<std::chrono::microseconds>(cpu).count() << " us over "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(wall).count() << " ms");
+  const long switches = voluntary_switches() - switches0;
+  INFO("cpu " << std::chrono::duration_cast<std::chrono::microseconds>(cpu).count() << " us, " << switches
+              << " voluntary switches over " << std::chrono::duration_cast<std::chrono::milliseconds>(wall).count()
+              << " ms");
   CHECK(wall >= 995ms);
-  // Back-off settles at one msgrcv + one nanosleep per 5 ms: about 200 wake-ups a second.
-  CHECK(cpu < 50ms);
+  // One sleep in msgrcv, ended by the deadline's signal (a polling wait would sleep hundreds of times).
+  CHECK(switches <= 3);
+}
+
+TEST_CASE("msg_queue: send_for on a full queue sleeps in the kernel until its deadline", "[msgq]") {
+  msgq_options o;
+  o.capacity = 16;
+  msg_queue q(ipc::test::unique_name("mq"), o);
+  queue_guard g(q);
+  std::vector<std::byte> msg(16, std::byte{1});
+  REQUIRE(q.try_send(msg));
+  const long switches0 = voluntary_switches();
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(q.send_for(msg, 500ms));
+  CHECK(std::chrono::steady_clock::now() - t0 >= 495ms);
+  CHECK(voluntary_switches() - switches0 <= 3);
+  CHECK(q.stats().messages == 1);
+}
+
+TEST_CASE("msg_queue: a capacity lowered after open makes a send message_too_large, not a hang", "[msgq]") {
+  auto name = ipc::test::unique_name("mq");
+  msg_queue tx(name);
+  queue_guard g(tx);
+  REQUIRE(tx.max_message_size() >= 1000);
+  msg_queue(name, with_open(ipc::open_mode::open_only)).set_capacity(100);
+  const std::vector<std::byte> msg(1000, std::byte{7});
+  for (int timed = 0; timed < 2; ++timed) {
+    try {
+      if (timed != 0) (void)tx.send_for(msg, 5s);
+      else tx.send(msg);
+      FAIL("no throw");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == ipc::errc::message_too_large);
+      CHECK_THAT(e.what(), Catch::Contains("1000 > 100"));
+    }
+  }
+  CHECK(tx.max_message_size() == 100);
+  CHECK(tx.stats().messages == 0);
+}
+
+TEST_CASE("msg_queue: a capacity raised after open lets a larger message through", "[msgq]") {
+  auto name = ipc::test::unique_name("mq");
+  msgq_options o;
+  o.capacity = 100;
+  msg_queue tx(name, o);
+  queue_guard g(tx);
+  REQUIRE(tx.max_message_size() == 100);
+  msg_queue(name, with_open(ipc::open_mode::open_only)).set_capacity(2000);
+  const std::vector<std::byte> msg(1000, std::byte{7});
+  CHECK(tx.try_send(msg));
+  CHECK(tx.max_message_size() == std::min<std::size_t>(2000, msg_queue::system_max_message()));
+  std::vector<std::byte> buf;
+  REQUIRE(tx.try_receive(buf));
+  CHECK(buf == msg);
 }
 
 TEST_CASE("msg_queue: a message arriving during receive_for is taken promptly", "[msgq]") {

@@ -3,6 +3,7 @@
 #include <ipc/sem_buffer.hpp>
 #include <ipc/uri.hpp>
 
+#include "detail/layout_header.hpp"
 #include "detail/sysv_key.hpp"
 #include "pair_sem.hpp"
 #include "test_support.hpp"
@@ -10,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/sem.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -73,7 +75,7 @@ TEST_CASE("sem_buffer: messages of every size arrive whole and in order", "[sem_
   CHECK(rx.try_receive(buf) == big.size());
   CHECK(text_of(buf) == big);
   CHECK_THROWS_MATCHES(tx.send(ipc::as_bytes(big + "!")), std::system_error, has_code(ipc::errc::message_too_large));
-  CHECK(rx.semaphores().values() == std::vector<unsigned short>{16, 0, 1, 3, 0});
+  CHECK(rx.semaphores().values() == std::vector<unsigned short>{16, 0, 1, 0, 0});  // busy is down again
   CHECK(tx.counters().messages_sent == 3);
   CHECK(rx.counters().messages_received == 3);
 }
@@ -164,12 +166,15 @@ TEST_CASE("sem_buffer: a corrupt index or stored length is errc::corrupt, never 
   });
   std::vector<std::byte> buf;
 
+  // The read index sits in the segment header, after the layout header and the geometry.
+  auto* head = reinterpret_cast<std::uint32_t*>(rx.segment().data() + sizeof(ipc::detail::layout_header) + 8);
   tx.send(ipc::as_bytes("one"));
-  raw.set_value(sem_buffer::sem_head, 999);
+  *head = 999;
   CHECK_THROWS_MATCHES(rx.receive_for(buf, 1s), std::system_error, is_corrupt);
   CHECK_THROWS_MATCHES(tx.send_for(ipc::as_bytes("two"), 1s), std::system_error, is_corrupt);
   CHECK(raw.value(sem_buffer::sem_mutex) == 1);  // released on the way out
-  raw.set_value(sem_buffer::sem_head, 0);
+  CHECK(raw.value(sem_buffer::sem_busy) == 0);
+  *head = 0;
   CHECK(rx.receive_for(buf, 1s));
   CHECK(text_of(buf) == "one");
 
@@ -177,10 +182,11 @@ TEST_CASE("sem_buffer: a corrupt index or stored length is errc::corrupt, never 
   const std::uint32_t hostile = 0xffffffffU;
   std::memcpy(rx.segment().payload() + 1 * 64, &hostile, sizeof hostile);
   CHECK_THROWS_MATCHES(rx.receive_for(buf, 1s), std::system_error, is_corrupt);
-  CHECK(raw.values() == std::vector<unsigned short>{3, 1, 1, 1, 0});  // nothing was consumed
+  CHECK(raw.values() == std::vector<unsigned short>{3, 1, 1, 0, 0});  // nothing was consumed
 
-  raw.set_value(sem_buffer::sem_full, 30);  // more messages than slots
-  CHECK_THROWS_MATCHES(rx.receive_for(buf, 1s), std::system_error, is_corrupt);
+  raw.set_value(sem_buffer::sem_full, 30);  // more messages than slots: a fresh handle's first check sees it
+  sem_buffer rx2(name, role::receiver);
+  CHECK_THROWS_MATCHES(rx2.receive_for(buf, 1s), std::system_error, is_corrupt);
 }
 
 TEST_CASE("sem_buffer: after close the receiver drains, then gets closed until a sender returns", "[sem_buffer]") {
@@ -289,7 +295,58 @@ TEST_CASE("sem_buffer: a producer SIGKILLed mid-stream leaves the counts consist
     CHECK(v[sem_buffer::sem_empty] == 3);
     CHECK(v[sem_buffer::sem_full] == 0);
     CHECK(v[sem_buffer::sem_mutex] == 1);
+    CHECK(v[sem_buffer::sem_busy] == 0);
   }
+}
+
+namespace {
+
+// A child that locks like a sender or receiver, moves the index and dies before its commit semop.
+int die_between_index_and_commit(int semid, std::uint32_t* index, std::uint32_t ring, unsigned short unit) {
+  sembuf lock[3] = {{unit, -1, SEM_UNDO}, {sem_buffer::sem_mutex, -1, SEM_UNDO}, {sem_buffer::sem_busy, 1, 0}};
+  if (::semop(semid, lock, 3) != 0) return 3;
+  *index = (*index + 1) % ring;
+  ::_exit(0);  // the kernel undoes the unit and the mutex; busy stays raised
+}
+
+}  // namespace
+
+TEST_CASE("sem_buffer: a holder that dies between its index store and its commit is repaired by the next", "[sem_buffer]") {
+  auto name = ipc::test::unique_name("sbdie");
+  sembuf_cleanup cleanup{name};
+  sem_buffer tx(name, role::sender, open_mode::create_only, {4, 64});
+  sem_buffer rx(name, role::receiver);
+  auto* indices = reinterpret_cast<std::uint32_t*>(rx.segment().data() + sizeof(ipc::detail::layout_header) + 8);
+  const int semid = rx.semaphores().id();
+  std::vector<std::byte> buf;
+  tx.send(ipc::as_bytes("kept"));
+
+  SECTION("a sender: its message never was") {
+    auto kid = ipc::test::fork_child([&](ipc::test::reporter&) {
+      return die_between_index_and_commit(semid, &indices[1], 8, sem_buffer::sem_empty);
+    });
+    REQUIRE(kid.wait(5s).exit_code == 0);
+    CHECK(rx.semaphores().value(sem_buffer::sem_busy) == 1);
+    tx.send(ipc::as_bytes("next"));
+    CHECK(tx.recoveries() == 1);
+    REQUIRE(rx.receive_for(buf, 1s));
+    CHECK(text_of(buf) == "kept");
+    REQUIRE(rx.receive_for(buf, 1s));
+    CHECK(text_of(buf) == "next");
+  }
+  SECTION("a receiver: the message is delivered again") {
+    auto kid = ipc::test::fork_child([&](ipc::test::reporter&) {
+      return die_between_index_and_commit(semid, &indices[0], 8, sem_buffer::sem_full);
+    });
+    REQUIRE(kid.wait(5s).exit_code == 0);
+    REQUIRE(rx.receive_for(buf, 1s));
+    CHECK(text_of(buf) == "kept");
+    CHECK(rx.recoveries() == 1);
+    CHECK_FALSE(rx.try_receive(buf));
+  }
+  auto v = rx.semaphores().values();
+  CHECK(v[sem_buffer::sem_mutex] == 1);
+  CHECK(v[sem_buffer::sem_busy] == 0);
 }
 
 TEST_CASE("sem_buffer: 10,000 messages cross from a producer process to a consumer in order", "[sem_buffer]") {

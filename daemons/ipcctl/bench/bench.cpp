@@ -3,6 +3,8 @@
 #include "report.hpp"
 #include "runner.hpp"
 #include "transport.hpp"
+#include "transport_idle.hpp"
+#include "transport_rate.hpp"
 
 #include "cli.hpp"
 
@@ -59,6 +61,10 @@ std::optional<int> parse(int argc, char** argv, config& cfg) {
   app.add_option("--plot", cfg.plot_file, "also draw throughput and latency with gnuplot")->type_name("FILE.png");
   app.add_flag("--check", cfg.check, "exit 1 unless every channel, baseline and boost_mq has a figure");
   app.add_flag("--quiet", cfg.quiet, "no progress lines on stderr");
+  ipc::daemon::add_seconds(app, "--idle", cfg.idle_seconds, 0.001, 60, "also watch a receiver blocked on each idle channel for S seconds");
+  app.add_option("--rate", cfg.rate, "also measure one-way latency at N msg/s of 64 B (e.g. 20000)")
+      ->check(CLI::Range(10.0, 1e7))
+      ->type_name("N");
   if (auto rc = ipc::daemon::parse(app, argc, argv)) return rc;
   if (json) cfg.format = output_format::json;
   if (csv) cfg.format = output_format::csv;
@@ -118,6 +124,46 @@ class signal_scope {
   struct sigaction old_pipe_ {};
 };
 
+// The --idle section: every channel, libipc and raw, one blocked receiver each.
+std::vector<idle_row> measure_idle_rows(const config& cfg, bool progress, unsigned& counter) {
+  std::vector<idle_row> rows;
+  for (const auto& ch : cfg.channels) {
+    for (std::string_view impl : {"libipc", "raw"}) {
+      idle_row r{ch, std::string(impl), {}, {}};
+      if (progress) std::fprintf(stderr, "\r\033[K  %s/%s idle ...", ch.c_str(), r.impl.c_str());
+      try {
+        r.figures = measure_idle(*make_transport(ch, impl, "ipc-bench." + std::to_string(::getpid()) + "." + std::to_string(++counter)),
+                                 cfg.idle_seconds);
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+      rows.push_back(std::move(r));
+      if (stop_requested.load()) return rows;
+    }
+  }
+  return rows;
+}
+
+// The --rate section: every channel, libipc and raw, at the fixed rate for --duration.
+std::vector<rate_row> measure_rate_rows(const config& cfg, bool progress, unsigned& counter) {
+  std::vector<rate_row> rows;
+  for (const auto& ch : cfg.channels) {
+    for (std::string_view impl : {"libipc", "raw"}) {
+      rate_row r{ch, std::string(impl), {}, {}};
+      if (progress) std::fprintf(stderr, "\r\033[K  %s/%s rate ...", ch.c_str(), r.impl.c_str());
+      try {
+        r.figures = measure_rate(*make_transport(ch, impl, "ipc-bench." + std::to_string(::getpid()) + "." + std::to_string(++counter)),
+                                 cfg.rate, cfg.seconds);
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+      rows.push_back(std::move(r));
+      if (stop_requested.load()) return rows;
+    }
+  }
+  return rows;
+}
+
 int run(const config& cfg) {
   const bool progress = !cfg.quiet && ::isatty(STDERR_FILENO) == 1;
   machine_info machine = probe_machine();
@@ -158,13 +204,18 @@ int run(const config& cfg) {
     }
     if (!measure(boost_channel, boost_impl, size)) return stop_requested.load() ? 130 : 1;
   }
+  std::vector<idle_row> idle;
+  if (cfg.idle_seconds > 0) idle = measure_idle_rows(cfg, progress, counter);
+  std::vector<rate_row> rated;
+  if (cfg.rate > 0) rated = measure_rate_rows(cfg, progress, counter);
   if (progress) std::fprintf(stderr, "\r\033[K");
   machine.load_after = probe_machine().load_before;
 
   const std::string json = to_json(cfg, machine, results);
   if (cfg.format == output_format::json) std::fputs(json.c_str(), stdout);
   else if (cfg.format == output_format::csv) std::fputs(to_csv(results).c_str(), stdout);
-  else std::fputs(to_table(cfg, machine, results).c_str(), stdout);
+  else std::fputs((to_table(cfg, machine, results) + (idle.empty() ? "" : idle_table(idle, cfg.idle_seconds)) +
+                   (rated.empty() ? "" : rate_table(rated, cfg.rate, cfg.seconds))).c_str(), stdout);
   std::fflush(stdout);
   if (!cfg.plot_file.empty()) plot(cfg, machine, results, cfg.plot_file);
   if (cfg.check) {

@@ -21,6 +21,8 @@ struct config {
   std::string plot_file;
   bool check = false;
   bool quiet = false;
+  double idle_seconds = 0;  ///< --idle: seconds a blocked receiver is watched per channel (0: not run)
+  double rate = 0;          ///< --rate: messages per second of the fixed-rate latency section (0: not run)
 };
 
 struct machine_info {

@@ -162,8 +162,8 @@ class watchdog {
   std::thread thread_;
 };
 
-// Forks the child, which opens its ends and runs `child_body`; runs `parent_body` here. The
-// transport is set up before and torn down after, whatever happens; the child is always reaped.
+}  // namespace
+
 void run_forked(transport& t, std::size_t size, std::vector<side> senders, double seconds,
                 const std::function<void(transport&)>& child_body,
                 const std::function<void(transport&)>& parent_body) {
@@ -255,8 +255,6 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
   }
   if (failure) std::rethrow_exception(failure);
 }
-
-}  // namespace
 
 throughput_figures measure_throughput(transport& t, std::size_t size, double seconds) {
   throughput_figures out;

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 namespace ipc::bench {
 
@@ -25,6 +27,13 @@ struct latency_figures {
 /// Set by the SIGINT/SIGTERM handler: the running cell ends (child killed, objects removed) and the
 /// run stops.
 extern std::atomic<bool> stop_requested;
+
+/// Forks the child, which opens its ends and runs `child_body`; runs `parent_body` here. The
+/// transport is set up before and torn down after, whatever happens; the child is always reaped.
+/// Throws the child's or this side's failure.
+void run_forked(transport& t, std::size_t size, std::vector<side> senders, double seconds,
+                const std::function<void(transport&)>& child_body,
+                const std::function<void(transport&)>& parent_body);
 
 /// The child sends `size`-byte messages for `seconds`, then an end marker; this process receives,
 /// checks each one's size and sequence number and times them. Throws on any failure.

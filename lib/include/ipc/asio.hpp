@@ -14,8 +14,11 @@
 // Channels with a readable_fd() (pipe, fifo) wait for readiness on a dup of that fd with a
 // posix::stream_descriptor, then take messages with try_receive (a readable fd may hold several,
 // and these receivers buffer, so try_receive is always tried before waiting again). Channels
-// without one (msgq, sem, shm) get a waiter thread that calls receive_for in short slices and
-// posts the completion back to the executor; cancel() and the destructor are seen within a slice.
+// without one (msgq, sem, shm) get a waiter thread that calls receive_for and posts the completion
+// back to the executor. msgq and sem waits sleep in the kernel and end at once on
+// ipc::interrupt_wait (ipc/interrupt.hpp), which cancel() and the destructor send: the waiter
+// wakes only for messages (and every 10 s, in case an interrupt landed just before it slept).
+// shm waits in short slices (`slice`); cancel() and the destructor are seen within one.
 //
 // Rules: one operation at a time (a second async_receive while one is pending completes with
 // std::errc::operation_in_progress); call async_receive/cancel from the executor's thread; do
@@ -28,6 +31,7 @@
 
 #include <ipc/channel.hpp>
 #include <ipc/error.hpp>
+#include <ipc/interrupt.hpp>
 #include <ipc/unique_fd.hpp>
 
 // Boost 1.74's scheduler trips GCC 12's -Wnull-dereference; not ours to fix.
@@ -63,6 +67,8 @@ class async_receiver {
   using executor_type = boost::asio::any_io_executor;
   using handler_type = std::function<void(std::error_code, std::size_t)>;
   static constexpr std::chrono::milliseconds default_slice{50};
+  /// How long a msgq or sem waiter sleeps before it looks again without an interrupt.
+  static constexpr std::chrono::milliseconds interruptible_slice{10'000};
 
   /// Binds `ch` (which must outlive this receiver) to `ex`. Never blocks.
   /// Throws std::system_error if the fd cannot be duplicated or the thread cannot start.
@@ -79,7 +85,8 @@ class async_receiver {
     }
   }
 
-  /// Cancels a pending operation and joins the waiter thread (within one slice). Never throws.
+  /// Cancels a pending operation and joins the waiter thread (at once for msgq and sem, within
+  /// one slice for shm). Never throws.
   ~async_receiver() {
     cancel();
     {
@@ -87,6 +94,11 @@ class async_receiver {
       s_->stopping = true;
     }
     s_->wake.notify_all();
+    // An interrupt that landed just before the waiter slept is lost for that wait: repeat it.
+    while (s_->waiter.joinable() && !s_->exited.load()) {
+      if (const pid_t tid = s_->waiter_tid.load(); tid != 0 && s_->in_wait.load()) ipc::interrupt_wait(tid);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     if (s_->waiter.joinable()) s_->waiter.join();
     if (s_->descriptor) {
       boost::system::error_code ignored;
@@ -118,6 +130,7 @@ class async_receiver {
       boost::system::error_code ignored;
       s_->descriptor->cancel(ignored);
     }
+    if (const pid_t tid = s_->waiter_tid.load(); tid != 0 && s_->in_wait.load()) ipc::interrupt_wait(tid);
     s_->wake.notify_all();
   }
 
@@ -147,6 +160,9 @@ class async_receiver {
     std::condition_variable wake;
     bool requested = false;
     bool stopping = false;
+    std::atomic<pid_t> waiter_tid{0};  // set when the channel's waits end on ipc::interrupt_wait
+    std::atomic<bool> in_wait{false};
+    std::atomic<bool> exited{false};
 
     static std::error_code canceled() noexcept { return std::make_error_code(std::errc::operation_canceled); }
 
@@ -190,9 +206,18 @@ class async_receiver {
       if (!ec) (void)fresh.release();  // the stream_descriptor owns it now
     }
 
-    // Waiter thread: one request at a time, receive_for in slices until a message, an error,
-    // cancel() or shutdown; the completion is posted to the executor.
+    // Waiter thread: one request at a time, receive_for (interrupted by cancel() for msgq and sem,
+    // in slices for shm) until a message, an error, cancel() or shutdown; the completion is posted
+    // to the executor.
     void waiter_loop() {
+      struct mark_exit {
+        std::atomic<bool>& exited;
+        ~mark_exit() { exited.store(true); }
+      } on_exit{exited};
+      // msgq and sem waits sleep in the kernel and end on ipc::interrupt_wait: no slices needed.
+      const bool interruptible = ch->kind() == "msgq" || ch->kind() == "sem";
+      const std::chrono::milliseconds my_slice = interruptible ? interruptible_slice : slice;
+      if (interruptible) waiter_tid.store(ipc::wait_thread_id());
       std::unique_lock lock(mutex);
       for (;;) {
         wake.wait(lock, [&] { return requested || stopping; });
@@ -202,9 +227,10 @@ class async_receiver {
         lock.unlock();
         std::error_code ec = canceled();
         std::size_t got = 0;
+        in_wait.store(true);
         while (!cancelled.load(std::memory_order_relaxed)) {
           try {
-            if (auto n = ch->receive_for(*buf, slice)) {
+            if (auto n = ch->receive_for(*buf, my_slice)) {
               ec = {};
               got = *n;
               break;
@@ -214,6 +240,7 @@ class async_receiver {
             break;
           }
         }
+        in_wait.store(false);
         boost::asio::post(ex, [self = shared_from_this(), ec, got] { self->complete(ec, got); });
         lock.lock();
       }

@@ -110,6 +110,9 @@ class IPC_API channel {
   virtual bool do_send(std::span<const std::byte> message, const deadline& d) = 0;
   /// Receives one whole message into out (resized); false on timeout.
   virtual bool do_receive(std::vector<std::byte>& out, const deadline& d) = 0;
+  /// Re-reads max_message_size_ from the kernel object, for a limit that can change after open
+  /// (msgq's msg_qbytes); called before a message is refused as too large. Default: fixed limit.
+  virtual void refresh_max_message_size() {}
 
   std::string name_;
   std::size_t max_message_size_;

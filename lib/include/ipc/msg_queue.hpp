@@ -11,8 +11,8 @@
 // Messages are plain System V messages (mtype + body, no extra framing): `ipcs -q` lists the
 // queue, `ipcrm` removes it, and a C or Python sysv_ipc peer takes part with ftok(path, 'M').
 // The queue is a persistent kernel object: the destructor detaches only; remove() destroys.
-// Untimed calls block in the kernel; timed calls poll with exponential back-off (50 µs doubling
-// to 5 ms), since msgrcv/msgsnd have no timeout — see docs/msg_queue.md for the measured cost.
+// Every call that waits sleeps in the kernel; timed calls arm a per-thread timer whose signal
+// (SIGRTMAX - 1, handled with SA_RESTART) ends msgrcv/msgsnd at the deadline — docs/msg_queue.md.
 // A handle is not for concurrent use by several threads (one handle per thread is fine).
 #pragma once
 
@@ -151,7 +151,7 @@ class IPC_API msg_queue final : public channel {
   /// IPC_RMID, then unlinks the key file. Blocked peers get errc::closed. Idempotent; throws std::system_error.
   void remove() override;
 
-  /// Polls (with the timed-call back-off) until the queue is empty, then remove(): a sender's graceful
+  /// Polls (50 µs doubling to 5 ms) until the queue is empty, then remove(): a sender's graceful
   /// exit. Blocks until `d`; false on timeout (nothing removed); true if already gone. Throws as remove().
   bool remove_when_empty(const deadline& d);
 
@@ -167,6 +167,7 @@ class IPC_API msg_queue final : public channel {
  protected:
   bool do_send(std::span<const std::byte> message, const deadline& d) override;
   bool do_receive(std::vector<std::byte>& out, const deadline& d) override;
+  void refresh_max_message_size() override;
 
  private:
   msg_queue(std::string display, key_t key, std::filesystem::path key_file, const msgq_options& options);

@@ -5,7 +5,7 @@
 //   tx->send(ipc::as_bytes("hello"));
 //
 //   // Across exec: hand the read end to a program that opens "pipe:fd=N".
-//   ipc::unique_fd fd = rx->release_fd();                  // blocking again, still O_CLOEXEC
+//   ipc::unique_fd fd = rx->release_fd();                  // blocking, still O_CLOEXEC
 //   // in the child after fork: dup2(fd.get(), 3) (dup2 clears FD_CLOEXEC), then exec
 //   //   ipc-consumer --channel pipe:fd=3
 //   auto in = ipc::open_channel("pipe:fd=3", ipc::role::receiver);
@@ -37,8 +37,9 @@ class IPC_API pipe_channel final : public channel {
   static std::pair<std::unique_ptr<pipe_channel>, std::unique_ptr<pipe_channel>> create(const pipe_options& options = {});
 
   /// Takes over an inherited pipe end (the `pipe:fd=N` URI). Never blocks. Makes it O_CLOEXEC and
-  /// O_NONBLOCK. Throws std::system_error (EBADF) for a closed fd, errc::bad_uri for an fd that is
-  /// not a pipe/FIFO or whose access mode does not fit `r`, or a bad max_message.
+  /// blocking (timed calls use RWF_NOWAIT and poll). Throws std::system_error (EBADF) for a closed
+  /// fd, errc::bad_uri for an fd that is not a pipe/FIFO or whose access mode does not fit `r`, or
+  /// a bad max_message.
   static std::unique_ptr<pipe_channel> adopt(unique_fd fd, role r, std::size_t max_message = 64 * 1024);
 
   ~pipe_channel() override;
@@ -55,9 +56,9 @@ class IPC_API pipe_channel final : public channel {
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
   /// Never blocks. True when a whole message is already buffered in this receiver.
   [[nodiscard]] bool has_buffered_message() const noexcept;
-  /// Gives the fd away, back in blocking mode (O_NONBLOCK is shared with every copy of the
-  /// open file) and still O_CLOEXEC; the channel is unusable afterwards (calls throw errc::closed).
-  /// Buffered, not yet received bytes of a receiver are lost.
+  /// Gives the fd away (blocking, as the channel keeps it, and still O_CLOEXEC); the channel is
+  /// unusable afterwards (calls throw errc::closed). Buffered, not yet received bytes of a
+  /// receiver are lost.
   [[nodiscard]] unique_fd release_fd() noexcept;
 
  protected:

@@ -21,6 +21,7 @@
 #include <ipc/uri.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,8 +44,8 @@ class IPC_API sem_buffer : public channel {
   static constexpr std::size_t max_slot_size = std::size_t{16} << 20;
 
   /// Semaphores of the set, in order: free slots, filled slots (+1 while closed), the index mutex,
-  /// the read index, the closed flag.
-  static constexpr unsigned short sem_empty = 0, sem_full = 1, sem_mutex = 2, sem_head = 3, sem_closed = 4;
+  /// busy (raised by a holder until it commits; left raised by one that died), the closed flag.
+  static constexpr unsigned short sem_empty = 0, sem_full = 1, sem_mutex = 2, sem_busy = 3, sem_closed = 4;
 
   using geometry = sem_geometry;
 
@@ -70,23 +71,28 @@ class IPC_API sem_buffer : public channel {
   [[nodiscard]] std::size_t slot_size() const noexcept { return slot_size_; }
   [[nodiscard]] const semaphore_set& semaphores() const noexcept { return *sems_; }
   [[nodiscard]] const layout_segment& segment() const noexcept { return *seg_; }
+  /// Times this handle repaired the indices after a holder died mid-operation.
+  [[nodiscard]] std::uint64_t recoveries() const noexcept { return recoveries_; }
 
  protected:
   bool do_send(std::span<const std::byte> message, const deadline& d) override;
   bool do_receive(std::vector<std::byte>& out, const deadline& d) override;
 
  private:
-  struct state {
-    std::size_t head, count, closed;
-  };
-  state read_state(bool receiving);
+  bool lock(unsigned short unit, const deadline& d);
+  bool recover(const deadline& d);
+  void cross_check(bool receiving, std::uint32_t count, std::initializer_list<semaphore_set::op> release);
   [[noreturn]] void corrupt(const std::string& what, std::initializer_list<semaphore_set::op> release);
+  [[noreturn]] void corrupt_locked(const std::string& what);
   void clear_closed();
 
   role role_;
   bool closed_ = false;
   std::size_t slots_ = 0;
   std::size_t slot_size_ = 0;
+  std::uint32_t* indices_ = nullptr;  // head, tail in the segment header
+  std::uint32_t checks_ = 0;
+  std::uint64_t recoveries_ = 0;
   std::string key_file_;
   std::optional<layout_segment> seg_;
   std::optional<semaphore_set> sems_;

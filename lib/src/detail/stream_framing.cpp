@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -21,42 +22,32 @@ namespace ipc::detail {
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t small_frame = 1024;  // up to this, a frame is copied and written in one piece
 
-// Blocks SIGPIPE on this thread for the life of one frame write, so a write to a pipe
-// without readers fails with EPIPE instead of killing the process. A SIGPIPE our write
-// raised is consumed before the old mask returns; one that was already pending is left alone.
-class sigpipe_block {
- public:
-  sigpipe_block() noexcept {
-    ::sigemptyset(&set_);
-    ::sigaddset(&set_, SIGPIPE);
-    ::pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    // While SIGPIPE was unblocked nothing can be pending for this thread; only ask when it was blocked.
-    if (::sigismember(&old_, SIGPIPE) == 1) {
-      sigset_t pending;
-      if (::sigpending(&pending) == 0) was_pending_ = ::sigismember(&pending, SIGPIPE) == 1;
-    }
-  }
-  ~sigpipe_block() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-  sigpipe_block(const sigpipe_block&) = delete;
-  sigpipe_block& operator=(const sigpipe_block&) = delete;
+// SIGPIPE is blocked once per thread, on its first frame write, and stays blocked: a write to a
+// pipe without readers then fails with EPIPE instead of killing the process, at no syscall per
+// send. ipc::process clears the mask in every child, so exec'd programs never inherit it.
+thread_local bool sigpipe_blocked = false;
 
-  void consume() noexcept {
-    if (was_pending_) return;
-    const timespec zero{};
-    while (::sigtimedwait(&set_, nullptr, &zero) < 0 && errno == EINTR) {
-    }
-  }
+void block_sigpipe_once() noexcept {
+  if (sigpipe_blocked) return;
+  sigset_t set;
+  ::sigemptyset(&set);
+  ::sigaddset(&set, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  sigpipe_blocked = true;
+}
 
- private:
-  sigset_t set_{};
-  sigset_t old_{};
-  bool was_pending_ = false;
-};
-
-[[noreturn]] void write_failed(int err, sigpipe_block& guard, std::string_view object) {
+// After EPIPE: the SIGPIPE our write raised is pending on this thread; take it so it is never
+// delivered should the caller unblock SIGPIPE later. (With SIGPIPE ignored none was raised.)
+[[noreturn]] void write_failed(int err, std::string_view object) {
   if (err == EPIPE) {
-    guard.consume();
+    sigset_t set;
+    ::sigemptyset(&set);
+    ::sigaddset(&set, SIGPIPE);
+    const timespec zero{};
+    while (::sigtimedwait(&set, nullptr, &zero) < 0 && errno == EINTR) {
+    }
     throw_error(errc::closed, "write", object, "no reader is left");
   }
   throw_errno(err, "write", object);
@@ -80,13 +71,89 @@ bool wait_writable(int fd, const deadline& d, std::string_view object) {
   }
 }
 
-// try_send of a frame larger than PIPE_BUF: an empty pipe takes a frame up to its capacity
-// in one non-blocking write (every slot is free), so this never blocks and never splits.
-bool fits_whole_now(int fd, std::size_t frame, std::string_view object) {
+// Waits until fd polls readable or hung up; false when d passes first.
+bool wait_readable(int fd, const deadline& d, std::string_view object) {
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, d.poll_timeout_ms());
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(errno, "poll", object);
+    }
+    if (r == 0) {
+      if (d.expired()) return false;
+      continue;
+    }
+    if ((p.revents & POLLNVAL) != 0) throw_errno(EBADF, "poll", object);
+    return true;
+  }
+}
+
+// One write of what is left of the frame. `wait`: a plain (blocking) write; otherwise
+// RWF_NOWAIT, so the call never sleeps in the kernel whatever the fd's O_NONBLOCK says.
+ssize_t write_parts(stream_end e, const std::span<const std::byte> (&parts)[2], std::size_t done, bool wait) {
+  iovec v[2];
+  int count = 0;
+  std::size_t skip = done;
+  for (const auto& p : parts) {
+    if (skip >= p.size()) {
+      skip -= p.size();
+      continue;
+    }
+    v[count].iov_base = const_cast<std::byte*>(p.data() + skip);
+    v[count].iov_len = p.size() - skip;
+    skip = 0;
+    ++count;
+  }
+  if (wait) return ::pwritev2(e.fd, v, count, -1, 0);
+  if (e.nowait_fd >= 0) return ::pwritev2(e.nowait_fd, v, count, -1, 0);
+  return ::pwritev2(e.fd, v, count, -1, RWF_NOWAIT);
+}
+
+// The pipe's capacity, grown (F_SETPIPE_SZ) to hold a whole frame when it is smaller. Read from
+// the kernel on every call: the peer may have resized the pipe since.
+std::size_t capacity_for(int fd, std::size_t frame, std::string_view object) {
+  const int capacity = check_unix(::fcntl(fd, F_GETPIPE_SZ), "fcntl(F_GETPIPE_SZ)", object);
+  if (frame <= static_cast<std::size_t>(capacity)) return static_cast<std::size_t>(capacity);
+  if (frame <= static_cast<std::size_t>(INT_MAX)) {
+    const int grown = ::fcntl(fd, F_SETPIPE_SZ, static_cast<int>(frame));
+    if (grown >= 0) return static_cast<std::size_t>(grown);
+    if (errno != EPERM && errno != EBUSY && errno != EINVAL) throw_errno(errno, "fcntl(F_SETPIPE_SZ)", object);
+  }
+  throw_error(errc::message_too_large, "send", object,
+              "a frame of " + std::to_string(frame) + " bytes exceeds the pipe's capacity of " + std::to_string(capacity) +
+                  " bytes and F_SETPIPE_SZ refused to grow it (see /proc/sys/fs/pipe-max-size); only send() "
+                  "without a timeout streams such a frame");
+}
+
+// Whether `frame` bytes fit in the pipe now. The pipe is a ring of page-sized slots: the bytes
+// queued occupy at most ceil(queued / page) + 1 of them (a partly read head page, a partly
+// written tail page), so the rest is free for sure.
+bool room_for(int fd, std::size_t frame, std::size_t capacity, std::string_view object) {
   int queued = 0;
   check_unix(::ioctl(fd, FIONREAD, &queued), "ioctl(FIONREAD)", object);
-  int capacity = check_unix(::fcntl(fd, F_GETPIPE_SZ), "fcntl(F_GETPIPE_SZ)", object);
-  return queued == 0 && frame <= static_cast<std::size_t>(capacity);
+  if (queued == 0) return frame <= capacity;
+  static const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t slots = capacity / page;
+  const std::size_t used = (static_cast<std::size_t>(queued) + page - 1) / page + 1;
+  return used < slots && frame <= (slots - used) * page;
+}
+
+// A timed frame larger than PIPE_BUF: waits (within d) until the whole frame fits, so that once
+// the first byte is out the rest follows without waiting for the reader. poll(POLLOUT) says only
+// that one slot is free, so the wait is a short sleep between looks (1 ms doubling to 10 ms,
+// never past d): the slow path of large timed frames into a congested pipe.
+bool wait_room(int fd, std::size_t frame, const deadline& d, std::string_view object) {
+  const std::size_t capacity = capacity_for(fd, frame, object);
+  auto pause = std::chrono::microseconds(1000);
+  for (;;) {
+    if (room_for(fd, frame, capacity, object)) return true;
+    if (d.expired()) return false;
+    const auto nap = std::min<std::chrono::nanoseconds>(pause, d.remaining());
+    const timespec ts = deadline::in(nap).remaining_timespec();
+    ::clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);  // EINTR: the loop re-reads the deadline
+    pause = std::min(pause * 2, std::chrono::microseconds(10'000));
+  }
 }
 
 }  // namespace
@@ -98,7 +165,12 @@ void check_stream_max_message(std::size_t n, std::string_view object) {
   }
 }
 
-bool write_frame(int fd, stream_framing f, std::span<const std::byte> message, const deadline& d,
+void set_blocking(int fd, std::string_view object) {
+  const int flags = check_unix(::fcntl(fd, F_GETFL), "fcntl(F_GETFL)", object);
+  if ((flags & O_NONBLOCK) != 0) check_unix(::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK), "fcntl(F_SETFL)", object);
+}
+
+bool write_frame(stream_end e, stream_framing f, std::span<const std::byte> message, const deadline& d,
                  std::string_view object) {
   const bool lines = f == stream_framing::lines;
   if (lines && std::memchr(message.data(), '\n', message.size()) != nullptr) {
@@ -115,60 +187,49 @@ bool write_frame(int fd, stream_framing f, std::span<const std::byte> message, c
       lines ? std::span<const std::byte>(newline) : message,
   };
 
-  sigpipe_block guard;
-  std::size_t done = 0;
-  if (total <= PIPE_BUF) {
-    // One write() of at most PIPE_BUF bytes is atomic: all of it or EAGAIN, never interleaved.
-    std::byte small[PIPE_BUF];
+  block_sigpipe_once();
+  // send() sleeps in write() itself, as a hand-written loop would; timed calls never sleep in
+  // the kernel except in poll(), against the deadline.
+  const bool blocking = d.is_never();
+  // A write of at most PIPE_BUF bytes is atomic: all of it or EAGAIN, never interleaved with
+  // another writer's. A larger timed frame first waits for room for all of it.
+  const int fd = e.fd;
+  if (total > PIPE_BUF && !blocking && !wait_room(fd, total, d, object)) return false;
+  // A small frame is copied into one buffer and written with write(): cheaper than the kernel
+  // importing a two-element iovec array on every send.
+  std::byte small[small_frame];
+  const bool contiguous = total <= small_frame;
+  if (contiguous) {
     std::memcpy(small, parts[0].data(), parts[0].size());
     if (!parts[1].empty()) std::memcpy(small + parts[0].size(), parts[1].data(), parts[1].size());
-    for (;;) {
-      ssize_t n = ::write(fd, small, total);
-      if (n >= 0) {
-        done = static_cast<std::size_t>(n);
-        break;
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        if (!wait_writable(fd, d, object)) return false;
-        continue;
-      }
-      write_failed(errno, guard, object);
-    }
-  } else if (d.expired()) {
-    if (!fits_whole_now(fd, total, object)) return false;
   }
-  // Once the first byte is out the frame must complete, whatever the deadline says:
-  // half a frame would desynchronise the stream for every later message.
+  std::size_t done = 0;
   while (done < total) {
-    iovec v[2];
-    int count = 0;
-    std::size_t skip = done;
-    for (const auto& p : parts) {
-      if (skip >= p.size()) {
-        skip -= p.size();
-        continue;
-      }
-      v[count].iov_base = const_cast<std::byte*>(p.data() + skip);
-      v[count].iov_len = p.size() - skip;
-      skip = 0;
-      ++count;
+    ssize_t n;
+    if (contiguous && blocking) {
+      n = ::write(fd, small + done, total - done);
+    } else if (contiguous && e.nowait_fd >= 0) {
+      n = ::write(e.nowait_fd, small + done, total - done);
+    } else if (contiguous) {
+      iovec v{small + done, total - done};
+      n = ::pwritev2(fd, &v, 1, -1, RWF_NOWAIT);
+    } else {
+      n = write_parts(e, parts, done, blocking);
     }
-    ssize_t n = ::writev(fd, v, count);
     if (n >= 0) {
       done += static_cast<std::size_t>(n);
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      if (done == 0) {
-        if (!wait_writable(fd, d, object)) return false;
-      } else {
-        wait_writable(fd, deadline::never(), object);
-      }
-      continue;
+    if (errno != EAGAIN) write_failed(errno, object);
+    // Nothing written yet: the deadline decides. Once the first byte is out the frame must
+    // complete (half a frame would desynchronise the stream); with room checked first this
+    // happens only when another writer took it (large frames are single-writer, see the header).
+    if (done == 0) {
+      if (!wait_writable(fd, d, object)) return false;
+    } else {
+      wait_writable(fd, deadline::never(), object);
     }
-    write_failed(errno, guard, object);
   }
   return true;
 }
@@ -267,43 +328,55 @@ void frame_reader::make_room() {
   }
 }
 
-bool frame_reader::read(int fd, std::vector<std::byte>& out, const deadline& d, std::string_view object) {
-  // A read that returned less than it asked for emptied the pipe: the next read would only say
-  // EAGAIN, so go straight to poll() (one syscall fewer per wake-up).
-  bool drained = false;
+bool frame_reader::read(stream_end e, std::vector<std::byte>& out, const deadline& d, std::string_view object) {
+  const int fd = e.fd;
+  // receive() sleeps in read() itself (the fd is blocking), as a hand-written loop would. Timed
+  // calls read with RWF_NOWAIT and sleep in poll(); a read that returned less than it asked for
+  // emptied the pipe, and that is remembered across calls (empty_), so the next timed call goes
+  // straight to poll() instead of a read that would only say EAGAIN.
+  const bool blocking = d.is_never();
   for (;;) {
     if (take(out, object)) return true;
     make_room();
-    if (!drained) {
-      const std::size_t room = buf_.size() - tail_;
-      ssize_t n = ::read(fd, buf_.data() + tail_, room);
-      if (n > 0) {
-        tail_ += static_cast<std::size_t>(n);
-        drained = static_cast<std::size_t>(n) < room;
-        continue;
-      }
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN) throw_errno(errno, "read", object);
-      } else {
-        // read() returns 0 whenever no writer holds the stream, but a FIFO whose first writer
-        // has not come yet is not at its end: only POLLHUP (a writer came and went) means EOF.
-        pollfd p{fd, POLLIN, 0};
-        int r = ::poll(&p, 1, 0);
-        if (r < 0 && errno != EINTR) throw_errno(errno, "poll", object);
-        if (r > 0 && (p.revents & POLLIN) != 0) continue;
-        if (r > 0 && (p.revents & POLLHUP) != 0) return take_at_eof(out, object);
+    if (empty_ && !blocking) {
+      if (d.expired()) {
+        empty_ = false;  // try_receive: one RWF_NOWAIT read answers as cheaply as poll(0)
+      } else if (!wait_readable(fd, d, object)) {
+        return false;
       }
     }
-    drained = false;
-    pollfd p{fd, POLLIN, 0};
-    int r = ::poll(&p, 1, d.poll_timeout_ms());
-    if (r < 0) {
+    const std::size_t room = buf_.size() - tail_;
+    iovec v{buf_.data() + tail_, room};
+    // read() where it will do: readv/preadv2 pay for importing an iovec array on every call.
+    const ssize_t n = blocking ? ::read(fd, v.iov_base, room)
+                      : e.nowait_fd >= 0 ? ::read(e.nowait_fd, v.iov_base, room)
+                                         : ::preadv2(fd, &v, 1, -1, RWF_NOWAIT);
+    if (n > 0) {
+      tail_ += static_cast<std::size_t>(n);
+      empty_ = static_cast<std::size_t>(n) < room;
+      continue;
+    }
+    if (n < 0) {
       if (errno == EINTR) continue;
-      throw_errno(errno, "poll", object);
+      if (errno != EAGAIN) throw_errno(errno, "read", object);
+      // Empty (or an O_NONBLOCK fd someone else set): wait in poll().
+      empty_ = true;
+      if (d.expired()) return false;
+      if (blocking && !wait_readable(fd, d, object)) return false;
+      continue;
     }
-    if (r == 0 && d.expired()) return false;
-    if (r > 0 && (p.revents & POLLNVAL) != 0) throw_errno(EBADF, "poll", object);
+    // read() returns 0 whenever no writer holds the stream, but a FIFO whose first writer
+    // has not come yet is not at its end: only POLLHUP (a writer came and went) means EOF.
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, 0);
+    if (r < 0 && errno != EINTR) throw_errno(errno, "poll", object);
+    if (r > 0 && (p.revents & POLLIN) != 0) continue;
+    if (r > 0 && (p.revents & POLLHUP) != 0) return take_at_eof(out, object);
+    // No writer yet: poll() sleeps until one writes (POLLIN) or comes and goes (POLLHUP).
+    empty_ = true;
+    if (d.expired()) return false;
+    if (!wait_readable(fd, d, object)) return false;
+    empty_ = false;
   }
 }
 

@@ -7,7 +7,8 @@
 //
 // Length-prefixed frames are a 4-byte little-endian payload length followed by the
 // payload. Line frames are the payload followed by '\n' (the payload may not contain '\n').
-// Both fds must be O_NONBLOCK: waiting is done with poll() against the deadline.
+// Untimed calls sleep in read()/write() on a blocking fd; timed calls use RWF_NOWAIT and wait
+// in poll() against the deadline.
 #pragma once
 
 #include <sys/types.h>
@@ -28,23 +29,37 @@ inline constexpr std::size_t frame_header_size = 4;
 inline constexpr std::size_t default_stream_max_message = 64 * 1024;
 inline constexpr std::size_t stream_max_message_limit = 16 * 1024 * 1024;
 
+/// The fds of one stream end. `fd` is blocking: untimed calls sleep in read()/write() on it, and
+/// every poll() is on it. Timed calls read or write without sleeping through `nowait_fd` (the same
+/// FIFO opened again with O_NONBLOCK: Linux 6.1 FIFOs refuse RWF_NOWAIT) or, when it is -1, with
+/// RWF_NOWAIT on `fd` (anonymous pipes support it).
+struct stream_end {
+  int fd;
+  int nowait_fd = -1;
+};
+
 /// Throws errc::bad_uri naming object unless 1 <= n <= stream_max_message_limit.
 void check_stream_max_message(std::size_t n, std::string_view object);
+
+/// Clears O_NONBLOCK on fd (the framing's untimed calls sleep in read()/write()). Throws
+/// std::system_error naming fcntl and object.
+void set_blocking(int fd, std::string_view object);
 
 /// Bytes a message of `size` occupies on the stream.
 [[nodiscard]] constexpr std::size_t frame_size(stream_framing f, std::size_t size) noexcept {
   return size + (f == stream_framing::length_prefixed ? frame_header_size : 1);
 }
 
-/// Writes one frame to the non-blocking stream fd. Frames of at most PIPE_BUF bytes go out in
-/// one write() (atomic: concurrent writers never interleave). Larger frames: when `d` has
-/// already expired on entry (try_send) the frame is written only if the stream is empty and
-/// the frame fits its capacity, so it never blocks and never leaves half a frame; otherwise
-/// it waits until writable within `d`, and once the first byte is out the rest is written
-/// even past `d`. Returns false (nothing written) on timeout. Throws errc::closed when no
-/// reader is left (SIGPIPE is blocked and consumed, never delivered), errc::corrupt for a
-/// line message containing '\n', std::system_error for other failures.
-bool write_frame(int fd, stream_framing f, std::span<const std::byte> message, const deadline& d,
+/// Writes one frame to the stream fd (blocking or not, either works). With `d` never, blocks in
+/// write() until the whole frame is out. Otherwise never waits past `d`: frames of at most
+/// PIPE_BUF bytes go out in one atomic write (concurrent writers never interleave); a larger
+/// frame first waits (within `d`) until the pipe has room for all of it, growing the pipe with
+/// F_SETPIPE_SZ when the frame exceeds its capacity, so a timed send never leaves half a frame.
+/// Returns false (nothing written) on timeout. Throws errc::closed when no reader is left (SIGPIPE
+/// is blocked on the calling thread from its first call on, and consumed, never delivered),
+/// errc::message_too_large for a timed frame larger than the pipe can be made, errc::corrupt for
+/// a line message containing '\n', std::system_error for other failures.
+bool write_frame(stream_end e, stream_framing f, std::span<const std::byte> message, const deadline& d,
                          std::string_view object);
 
 /// Buffered frame parser: reads as much as the stream holds, hands out one message per call.
@@ -52,10 +67,11 @@ class frame_reader {
  public:
   frame_reader(stream_framing f, std::size_t max_message);
 
-  /// Blocks until one whole message is in `out` (resized) or `d` passes (returns false).
+  /// Blocks until one whole message is in `out` (resized) or `d` passes (returns false); with `d`
+  /// never it sleeps in read() itself, otherwise in poll().
   /// Throws errc::closed at end of stream with nothing pending, errc::corrupt on a length
   /// above max_message, an over-long line or a stream that ends inside a frame.
-  bool read(int fd, std::vector<std::byte>& out, const deadline& d, std::string_view object);
+  bool read(stream_end e, std::vector<std::byte>& out, const deadline& d, std::string_view object);
   /// True when a whole message is already buffered (read() will not touch the fd).
   [[nodiscard]] bool has_message() const noexcept;
   /// Forgets everything buffered (after reopening the stream).
@@ -73,6 +89,7 @@ class frame_reader {
   std::size_t tail_ = 0;  // one past the last buffered byte
   std::size_t scan_ = 0;  // lines: where the '\n' search resumes
   std::size_t need_ = 0;  // bytes the current frame needs buffered from head_
+  bool empty_ = false;    // the last read emptied the stream: a timed read polls first
 };
 
 /// "a regular file", "a directory", … — what an fd or path turned out to be, for errors.
