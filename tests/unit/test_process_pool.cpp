@@ -313,6 +313,7 @@ TEST_CASE("process_pool: a task submitted to a just-killed idle worker runs on t
   CHECK(ran_elsewhere == 20);
   CHECK(pool.workers_lost() == 20);
   INFO("re-queued after the worker died before starting them: " << pool.tasks_requeued());
+  CHECK(pool.tasks_requeued() >= 1);  // the re-queue path ran (in practice: every round)
   CHECK(pool.tasks_requeued() <= 20);
 }
 
