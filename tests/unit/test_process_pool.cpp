@@ -438,6 +438,16 @@ TEST_CASE("process_pool: arguments above max_message_size are refused before any
     CHECK(e.code() == ipc::errc::message_too_large);
   }
   CHECK(pool.apply(square, 5) == 25);
+  // A result too large to come back fails that task, not the worker.
+  try {
+    (void)pool.apply([](int n) { return std::string(static_cast<std::size_t>(n), 'y'); },
+                     static_cast<int>(ipc::process_pool::max_message_size));
+    FAIL("a result above max_message_size must throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::message_too_large);
+  }
+  CHECK(pool.apply(square, 6) == 36);
+  CHECK(pool.workers_lost() == 0);
 }
 
 TEST_CASE("process_pool: zero workers is rejected", "[process_pool]") {

@@ -112,6 +112,9 @@ concept bit_copyable = std::is_trivially_copy_constructible_v<F> && std::is_triv
 template <typename F>
 concept travels = declares_fields<F> || bit_copyable<F>;
 
+/// The largest request or reply of the pool (process_pool::max_message_size).
+inline constexpr std::size_t pool_max_message = 16 * 1024 * 1024;
+
 /// The pool's wire: a request payload is the array [callable, [args-tuple, …]]; the reply is an
 /// array with one [0, value] or [1, exception_record] per args-tuple.
 using pool_invoker = void (*)(std::span<const std::byte> payload, std::vector<std::byte>& reply);
@@ -159,6 +162,7 @@ void pool_run(std::span<const std::byte> payload, std::vector<std::byte>& reply)
   using R = apply_result_t<F, Tuple>;
   byte_sink sink{&reply};
   msgpack::packer<byte_sink> pk(sink);
+  const std::size_t start = reply.size();
   std::size_t count = 0;
   std::optional<exception_record> whole_failure;
   msgpack::object_handle oh;
@@ -202,6 +206,23 @@ void pool_run(std::span<const std::byte> payload, std::vector<std::byte>& reply)
       pk.pack_array(2);
       pk.pack(1);
       pk.pack(record_exception(std::current_exception()));
+    }
+  }
+  if (reply.size() - start > pool_max_message - 64) {
+    // The results do not fit one reply: every item of the chunk fails with message_too_large.
+    exception_record too_large;
+    try {
+      throw_error(errc::message_too_large, "process_pool", "task result",
+                  std::to_string(reply.size() - start) + " bytes of results exceed " + std::to_string(pool_max_message));
+    } catch (...) {
+      too_large = record_exception(std::current_exception());
+    }
+    reply.resize(start);
+    pk.pack_array(static_cast<std::uint32_t>(count));
+    for (std::size_t i = 0; i < count; ++i) {
+      pk.pack_array(2);
+      pk.pack(1);
+      pk.pack(too_large);
     }
   }
 }
@@ -373,7 +394,7 @@ class pool_results {
 class IPC_API process_pool {
  public:
   /// The largest request or reply (packed callable, arguments and results of one chunk).
-  static constexpr std::size_t max_message_size = 16 * 1024 * 1024;
+  static constexpr std::size_t max_message_size = detail::pool_max_message;
 
   /// Forks `workers` (≥ 1) workers now. `shutdown_grace` bounds how long the destructor lets
   /// queued work drain before SIGKILLing the workers. Throws std::system_error naming fork /
