@@ -448,8 +448,9 @@ class IPC_API process_pool {
       return std::apply([](auto&&... a) { return Tuple(std::forward<decltype(a)>(a)...); }, std::forward<decltype(e)>(e));
     }));
   }
-  /// As map, but returns at once: results stream in input order as they complete (range-for or
-  /// next()). Inputs are read and queued during this call (Python reads them lazily).
+  /// As map, but returns without waiting for any task: results stream in input order as they
+  /// complete (range-for or next()). Inputs are read, packed and queued during this call (Python
+  /// reads them lazily). Throws as apply_async; a task's failure is re-thrown when its item is reached.
   template <typename F, std::ranges::input_range Range>
   pool_results<detail::apply_result_t<F, std::tuple<detail::wire_t<std::ranges::range_reference_t<Range>>>>>
   imap(F f, Range&& inputs, std::size_t chunksize = 1) {
