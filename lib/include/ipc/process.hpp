@@ -14,8 +14,9 @@
 //
 // A fork()/exec() handle (daemon) that is still running when destroyed is SIGKILLed and reaped
 // (never a zombie) unless detach() was called; a process made with process_options{.daemon = false}
-// (the default for the constructor) is joined instead — its destructor waits for it. A handle is used by one thread at a time (like std::thread);
-// share pidfd() for waiting elsewhere. See docs/process.md.
+// (the default for the constructor) is joined instead — its destructor waits for it. A handle is
+// used by one thread at a time (like std::thread); share pidfd() for waiting elsewhere.
+// See docs/process.md.
 #pragma once
 
 #include <ipc/config.hpp>
@@ -130,11 +131,13 @@ class IPC_API process {
   explicit process(F target) : process(process_options{}, std::move(target)) {}
   /// Takes over other's child; other becomes empty. Never blocks.
   process(process&& other) noexcept;
-  /// Like the destructor for the child held so far (SIGKILL + reap), then takes over other's.
+  /// Like the destructor for the child held so far (SIGKILL + reap, or join for a non-daemon),
+  /// then takes over other's.
   process& operator=(process&& other) noexcept;
   process(const process&) = delete;
   process& operator=(const process&) = delete;
-  /// A running, non-detached child is SIGKILLed and reaped (blocks until it is gone).
+  /// A running, non-detached daemon child is SIGKILLed and reaped; a non-daemon one is waited for.
+  /// Blocks until the child is gone.
   ~process();
 
   /// The child's pid (-1 for an empty handle); stays valid as an id after join.
