@@ -172,19 +172,72 @@ exit_status exit_status::from_waitid(int child_code, int child_status) noexcept 
 // --- process -------------------------------------------------------------------------------
 
 process::process(process&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), pidfd_(std::move(other.pidfd_)), status_(std::exchange(other.status_, std::nullopt)) {}
+    : pid_(std::exchange(other.pid_, -1)), pidfd_(std::move(other.pidfd_)), status_(std::exchange(other.status_, std::nullopt)),
+      name_(std::move(other.name_)), daemon_(other.daemon_), target_(std::move(other.target_)) {}
 
 process& process::operator=(process&& other) noexcept {
   if (this != &other) {
-    kill_and_reap();
+    end_child();
     pid_ = std::exchange(other.pid_, -1);
     pidfd_ = std::move(other.pidfd_);
     status_ = std::exchange(other.status_, std::nullopt);
+    name_ = std::move(other.name_);
+    daemon_ = other.daemon_;
+    target_ = std::move(other.target_);
   }
   return *this;
 }
 
-process::~process() { kill_and_reap(); }
+process::~process() { end_child(); }
+
+void process::end_child() noexcept {
+  if (daemon_ || !pidfd_ || status_) {
+    kill_and_reap();
+    return;
+  }
+  siginfo_t info{};
+  if (detail::retry_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED); }) == 0) {
+    status_ = exit_status::from_waitid(info.si_code, info.si_status);
+  }
+  pidfd_.reset();
+}
+
+std::string process::object() const {
+  return name_.empty() ? pid_object(pid_) : name_ + " (" + pid_object(pid_) + ")";
+}
+
+void process::start() {
+  if (!target_ || pid_ != -1) {
+    detail::throw_errno(EINVAL, "process::start", (name_.empty() ? std::string("process") : name_) +
+                                                      (pid_ != -1 ? " (already started)" : " (no target)"));
+  }
+  // The child names itself in an uncaught exception's message (fork()'s own handler would not).
+  std::function<int()> target = std::move(target_);
+  target_ = nullptr;
+  const std::string& name = name_;
+  process child = fork_impl([&target, &name]() -> int {
+    try {
+      return target();
+    } catch (const std::exception& e) {
+      std::string msg = "ipc::process " + (name.empty() ? std::string("child") : name) + " (pid " + std::to_string(::getpid()) +
+                        "): uncaught exception: " + e.what() + "\n";
+      [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg.data(), msg.size());
+      return 70;
+    }
+  });
+  pid_ = std::exchange(child.pid_, -1);
+  pidfd_ = std::move(child.pidfd_);
+}
+
+bool process::is_alive() {
+  if (!pidfd_ || status_) return false;
+  return !try_join().has_value();
+}
+
+std::optional<exit_status> process::status() {
+  if (status_ || !pidfd_) return status_;
+  return try_join();
+}
 
 void process::kill_and_reap() noexcept {
   if (!pidfd_ || status_) return;
@@ -388,10 +441,10 @@ process process::exec(const std::vector<std::string>& argv, const exec_options& 
 
 exit_status process::join() {
   if (status_) return *status_;
-  if (!pidfd_) detail::throw_errno(EINVAL, "process::join", pid_object(pid_) + " (empty or detached handle)");
+  if (!pidfd_) detail::throw_errno(EINVAL, "process::join", object() + " (empty or detached handle)");
   siginfo_t info{};
   if (detail::retry_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED); }) != 0) {
-    detail::throw_errno(errno, "waitid", pid_object(pid_));
+    detail::throw_errno(errno, "waitid", object());
   }
   status_ = exit_status::from_waitid(info.si_code, info.si_status);
   pidfd_.reset();
@@ -400,11 +453,11 @@ exit_status process::join() {
 
 std::optional<exit_status> process::try_join() {
   if (status_) return status_;
-  if (!pidfd_) detail::throw_errno(EINVAL, "process::try_join", pid_object(pid_) + " (empty or detached handle)");
+  if (!pidfd_) detail::throw_errno(EINVAL, "process::try_join", object() + " (empty or detached handle)");
   siginfo_t info{};
   int rc = detail::retry_eintr(
       [&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED | WNOHANG); });
-  if (rc != 0) detail::throw_errno(errno, "waitid", pid_object(pid_));
+  if (rc != 0) detail::throw_errno(errno, "waitid", object());
   if (info.si_pid == 0) return std::nullopt;
   status_ = exit_status::from_waitid(info.si_code, info.si_status);
   pidfd_.reset();
@@ -417,7 +470,7 @@ std::optional<exit_status> process::join_for(std::chrono::nanoseconds timeout) {
     if (auto s = try_join()) return s;
     if (d.expired()) return std::nullopt;
     pollfd p{pidfd_.get(), POLLIN, 0};
-    if (::poll(&p, 1, d.poll_timeout_ms()) < 0 && errno != EINTR) detail::throw_errno(errno, "poll", pid_object(pid_));
+    if (::poll(&p, 1, d.poll_timeout_ms()) < 0 && errno != EINTR) detail::throw_errno(errno, "poll", object());
   }
 }
 
@@ -425,10 +478,10 @@ bool process::running() { return !try_join().has_value(); }
 
 bool process::kill(int sig) {
   if (status_) return false;
-  if (!pidfd_) detail::throw_errno(EINVAL, "process::kill", pid_object(pid_) + " (empty or detached handle)");
+  if (!pidfd_) detail::throw_errno(EINVAL, "process::kill", object() + " (empty or detached handle)");
   if (sys_pidfd_send_signal(pidfd_.get(), sig) == 0) return true;
   if (errno == ESRCH) return false;
-  detail::throw_errno(errno, "pidfd_send_signal", pid_object(pid_) + " signal " + std::to_string(sig));
+  detail::throw_errno(errno, "pidfd_send_signal", object() + " signal " + std::to_string(sig));
 }
 
 void process::detach() {

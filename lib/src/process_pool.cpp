@@ -2,19 +2,14 @@
 #include <ipc/pipe.hpp>
 #include <ipc/process_pool.hpp>
 
-#include "detail/eintr.hpp"
-
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -23,39 +18,60 @@
 
 namespace ipc {
 
-// --- process_pool ----------------------------------------------------------------------------
-
-detail::pool_task::~pool_task() = default;
+detail::pool_job::~pool_job() = default;
 
 namespace {
 
 std::string pid_object(pid_t pid) { return "pid " + std::to_string(pid); }
 
-// Request: task id (0 = stop), invoker address, function address, argument bytes.
-// Result: task id, status (0 = value follows, 1 = exception text follows), payload.
-constexpr std::size_t request_header = 3 * sizeof(std::uint64_t);
-constexpr std::size_t result_header = sizeof(std::uint64_t) + 1;
-constexpr std::size_t max_error_text = 4000;
+// Parent → worker: job id (0 = stop), invoker address, then the job's payload.
+// Worker → parent: a kind byte and a job id, then for `result` the packed outcomes, for
+// `init_failed` the packed exception_record.
+constexpr std::size_t request_header = 2 * sizeof(std::uint64_t);
+constexpr std::size_t reply_header = 1 + sizeof(std::uint64_t);
+enum class reply_kind : unsigned char { started = 1, result = 2, init_failed = 3 };
 
 void put_u64(std::vector<std::byte>& out, std::uint64_t v) {
-  auto b = std::bit_cast<std::array<std::byte, 8>>(v);
-  out.insert(out.end(), b.begin(), b.end());
+  std::byte b[8];
+  std::memcpy(b, &v, 8);
+  out.insert(out.end(), b, b + 8);
 }
 std::uint64_t get_u64(const std::byte* p) {
-  std::array<std::byte, 8> b{};
-  std::memcpy(b.data(), p, 8);
-  return std::bit_cast<std::uint64_t>(b);
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, 8);
+  return v;
 }
 
-// The worker's whole life: receive a request, run it, send the result. Runs in the forked child.
+void begin_reply(std::vector<std::byte>& out, reply_kind k, std::uint64_t id) {
+  out.clear();
+  out.push_back(static_cast<std::byte>(k));
+  put_u64(out, id);
+}
+
+// The worker's whole life: initializer, then receive a request, acknowledge it, run it, send the
+// outcomes — until told to stop, the parent is gone, or max_tasks jobs are done. Runs in the fork.
 // It sleeps only on its own request pipe, and the collector on every worker's result pipe and
 // pidfd, so no wake-up is a baton between processes: a worker that dies makes its pidfd readable
 // and its task is failed or re-queued (docs/crash-behaviour.md, "No process waits for ever").
-int worker_main(pipe_channel& requests, pipe_channel& results) {
+int worker_main(pipe_channel& requests, pipe_channel& results, const std::function<void()>& initializer,
+                std::size_t max_tasks) {
   std::vector<std::byte> msg;
-  std::vector<std::byte> value;
   std::vector<std::byte> reply;
-  for (;;) {
+  if (initializer) {
+    try {
+      initializer();
+    } catch (...) {
+      begin_reply(reply, reply_kind::init_failed, 0);
+      pack_into(reply, detail::record_exception(std::current_exception()));
+      try {
+        results.send(reply);
+      } catch (...) {
+        // the pool is gone: nobody to tell
+      }
+      return 3;
+    }
+  }
+  for (std::size_t done = 0; max_tasks == 0 || done < max_tasks; ++done) {
     try {
       requests.receive(msg);
     } catch (...) {
@@ -65,34 +81,31 @@ int worker_main(pipe_channel& requests, pipe_channel& results) {
     std::uint64_t id = get_u64(msg.data());
     if (id == 0) return 0;
     auto invoker = reinterpret_cast<detail::pool_invoker>(static_cast<std::uintptr_t>(get_u64(msg.data() + 8)));
-    auto fn = static_cast<std::uintptr_t>(get_u64(msg.data() + 16));
-    std::byte status{0};
-    std::string error;
-    value.clear();
-    try {
-      invoker(fn, std::span<const std::byte>(msg).subspan(request_header), value);
-    } catch (const std::exception& e) {
-      status = std::byte{1};
-      error = e.what();
-    } catch (...) {
-      status = std::byte{1};
-      error = "unknown exception (not derived from std::exception)";
-    }
-    reply.clear();
-    put_u64(reply, id);
-    reply.push_back(status);
-    if (status == std::byte{0}) {
-      reply.insert(reply.end(), value.begin(), value.end());
-    } else {
-      auto text = as_bytes(error).first(std::min(error.size(), max_error_text));
-      reply.insert(reply.end(), text.begin(), text.end());
-    }
+    // "Started" goes out before any user code runs: a job the parent never saw acknowledged was
+    // never started, so it is safe to run it elsewhere.
+    begin_reply(reply, reply_kind::started, id);
     try {
       results.send(reply);
     } catch (...) {
       return 0;
     }
+    begin_reply(reply, reply_kind::result, id);
+    invoker(std::span<const std::byte>(msg).subspan(request_header), reply);
     std::fflush(nullptr);
+    try {
+      results.send(reply);
+    } catch (...) {
+      return 0;
+    }
+  }
+  return 0;  // retired after max_tasks
+}
+
+std::exception_ptr closed_error(std::string_view object, std::string_view why) {
+  try {
+    throw_error(errc::closed, "process_pool", object, why);
+  } catch (...) {
+    return std::current_exception();
   }
 }
 
@@ -103,21 +116,33 @@ struct process_pool::impl {
     process proc;
     std::unique_ptr<pipe_channel> requests;  // our sending end
     std::unique_ptr<pipe_channel> results;   // our receiving end
-    std::uint64_t running = 0;               // task in flight, 0 = idle
+    std::uint64_t running = 0;               // job in flight, 0 = idle
+    bool started = false;                    // the worker acknowledged `running`
+    std::size_t jobs_done = 0;
     bool stop_sent = false;
+  };
+  struct queued_job {
+    std::unique_ptr<detail::pool_job> job;
+    int requeues = 0;
   };
 
   std::size_t target = 0;
+  std::size_t max_tasks = 0;
+  std::function<void()> initializer;
   std::chrono::milliseconds grace{};
   mutable std::mutex m;
   std::condition_variable cv;
   std::vector<std::unique_ptr<worker>> workers;  // changed only by the constructor and the collector
-  std::unordered_map<std::uint64_t, std::unique_ptr<detail::pool_task>> tasks;
+  std::unordered_map<std::uint64_t, queued_job> jobs;
   std::deque<std::uint64_t> queue;
   std::uint64_t next_id = 1;
-  std::uint64_t lost = 0;  // workers that died without being told to stop
+  std::uint64_t lost = 0;      // workers that died without being told to stop
+  std::uint64_t retired = 0;   // workers that exited after max_tasks jobs
+  std::uint64_t requeued = 0;  // jobs re-queued after their worker died before starting them
   bool closed = false;
   bool terminating = false;
+  std::string closed_why = "the pool is closed";
+  std::exception_ptr init_error;  // the initializer threw in a worker: the pool is closed for good
   bool done = false;  // the collector has reaped every worker and exited
   unique_fd wake;     // eventfd: wakes the collector's poll
   std::thread collector;
@@ -132,7 +157,7 @@ struct process_pool::impl {
   // m held (or no collector yet).
   void spawn_worker() {
     pipe_options po;
-    po.max_message = 64 * 1024;
+    po.max_message = max_message_size;
     auto [req_tx, req_rx] = pipe_channel::create(po);
     auto [res_tx, res_rx] = pipe_channel::create(po);
     // The child closes every fd of ours it inherited, so a worker never holds another
@@ -145,9 +170,11 @@ struct process_pool::impl {
     }
     pipe_channel* in = req_rx.get();
     pipe_channel* out = res_tx.get();
-    auto proc = process::fork([&close_in_child, in, out] {
+    const std::function<void()>* init = &initializer;
+    std::size_t max = max_tasks;
+    auto proc = process::fork([&close_in_child, in, out, init, max] {
       for (int fd : close_in_child) ::close(fd);
-      return worker_main(*in, *out);
+      return worker_main(*in, *out, *init, max);
     });
     auto w = std::make_unique<worker>();
     w->proc = std::move(proc);
@@ -156,39 +183,36 @@ struct process_pool::impl {
     workers.push_back(std::move(w));
   }
 
-  void fail_task(std::uint64_t id, std::string_view object, std::string_view detail_text) {
-    auto it = tasks.find(id);
-    if (it == tasks.end()) return;
-    try {
-      throw_error(errc::closed, "process_pool", object, detail_text);
-    } catch (...) {
-      it->second->fail(std::current_exception());
-    }
-    tasks.erase(it);
+  void fail_job(std::uint64_t id, const std::exception_ptr& error) {
+    auto it = jobs.find(id);
+    if (it == jobs.end()) return;
+    for (std::size_t i = 0; i < it->second.job->items; ++i) it->second.job->fail(i, error);
+    jobs.erase(it);
   }
 
-  void fail_queued(std::string_view why) {
-    for (auto id : queue) fail_task(id, "pool", why);
+  void fail_queued(const std::exception_ptr& error) {
+    for (auto id : queue) fail_job(id, error);
     queue.clear();
   }
+
+  [[nodiscard]] bool retiring(const worker& w) const { return max_tasks != 0 && w.jobs_done >= max_tasks; }
 
   // m held. Gives queued work to idle workers; with nothing left after close(), tells them to stop.
   void dispatch() {
     std::vector<std::byte> req;
     for (auto& w : workers) {
-      if (w->running != 0 || w->stop_sent) continue;
+      if (w->running != 0 || w->stop_sent || retiring(*w)) continue;
       req.clear();
       if (!queue.empty()) {
         std::uint64_t id = queue.front();
         queue.pop_front();
-        const auto& t = *tasks.at(id);
+        const auto& job = *jobs.at(id).job;
         put_u64(req, id);
-        put_u64(req, reinterpret_cast<std::uintptr_t>(t.invoker));
-        put_u64(req, t.fn);
-        req.insert(req.end(), t.arg.begin(), t.arg.end());
+        put_u64(req, reinterpret_cast<std::uintptr_t>(job.invoker));
+        req.insert(req.end(), job.payload.begin(), job.payload.end());
         w->running = id;
+        w->started = false;
       } else if (closed) {
-        put_u64(req, 0);
         put_u64(req, 0);
         put_u64(req, 0);
         w->stop_sent = true;
@@ -196,51 +220,80 @@ struct process_pool::impl {
         continue;
       }
       try {
-        // One message in flight per worker and it fits the pipe: this never waits on a busy worker.
+        // The worker is idle, reading its request pipe: this does not wait on a busy worker.
         w->requests->send(req);
       } catch (const std::exception&) {
-        // The worker is gone; its pidfd reports that and fails its task.
+        // The worker is gone; its pidfd reports that and the job is re-queued (never started).
       }
     }
   }
 
-  void handle_result(worker& w, const std::vector<std::byte>& msg) {
-    if (msg.size() < result_header) return;
-    std::uint64_t id = get_u64(msg.data());
-    if (w.running == id) w.running = 0;
-    auto it = tasks.find(id);
-    if (it == tasks.end()) return;
-    auto payload = std::span<const std::byte>(msg).subspan(result_header);
-    if (msg[8] == std::byte{0}) {
-      if (payload.size() != it->second->result_size) {
-        try {
-          throw_error(errc::corrupt, "process_pool", "worker " + pid_object(w.proc.pid()),
-                      "result of " + std::to_string(payload.size()) + " bytes, expected " + std::to_string(it->second->result_size));
-        } catch (...) {
-          it->second->fail(std::current_exception());
+  void handle_reply(worker& w, const std::vector<std::byte>& msg) {
+    if (msg.size() < reply_header) return;
+    auto kind = static_cast<reply_kind>(msg[0]);
+    std::uint64_t id = get_u64(msg.data() + 1);
+    auto body = std::span<const std::byte>(msg).subspan(reply_header);
+    if (kind == reply_kind::started) {
+      if (w.running == id) w.started = true;
+      return;
+    }
+    if (kind == reply_kind::init_failed) {
+      std::exception_ptr error;
+      try {
+        error = detail::rebuild_exception(unpack<detail::exception_record>(body, "initializer failure"));
+      } catch (...) {
+        error = std::current_exception();
+      }
+      // A failing initializer fails in every worker: stop taking work, start no more workers, and
+      // fail what is queued and what was sent to this worker (it never started it).
+      closed = true;
+      closed_why = "the initializer failed in worker " + pid_object(w.proc.pid());
+      init_error = error;
+      fail_queued(error);
+      if (w.running != 0) fail_job(std::exchange(w.running, 0), error);
+      return;
+    }
+    if (w.running == id) {
+      w.running = 0;
+      ++w.jobs_done;
+    }
+    auto it = jobs.find(id);
+    if (it == jobs.end()) return;
+    detail::pool_job& job = *it->second.job;
+    std::size_t delivered = 0;
+    try {
+      msgpack::object_handle oh = msgpack::unpack(reinterpret_cast<const char*>(body.data()), body.size());
+      const msgpack::object& outcomes = oh.get();
+      if (outcomes.type != msgpack::type::ARRAY || outcomes.via.array.size != job.items) throw msgpack::type_error();
+      for (; delivered < job.items; ++delivered) {
+        const msgpack::object& o = outcomes.via.array.ptr[delivered];
+        if (o.type != msgpack::type::ARRAY || o.via.array.size != 2) throw msgpack::type_error();
+        if (o.via.array.ptr[0].as<int>() == 0) {
+          job.deliver(delivered, o.via.array.ptr[1]);
+        } else {
+          job.fail(delivered, detail::rebuild_exception(o.via.array.ptr[1].as<detail::exception_record>()));
         }
-      } else {
-        it->second->deliver(payload);
       }
-    } else {
-      it->second->fail(std::make_exception_ptr(std::runtime_error(std::string(as_text(payload)))));
+    } catch (...) {
+      auto error = closed_error("worker " + pid_object(w.proc.pid()), "a reply that does not decode");
+      for (; delivered < job.items; ++delivered) job.fail(delivered, error);
     }
-    tasks.erase(it);
+    jobs.erase(it);
   }
 
-  void drain_results(worker& w) {
+  void drain_replies(worker& w) {
     std::vector<std::byte> msg;
     try {
-      while (w.results->try_receive(msg)) handle_result(w, msg);
+      while (w.results->try_receive(msg)) handle_reply(w, msg);
     } catch (const std::exception&) {
-      // EOF: the worker's end is closed; its death is reported through the pidfd.
+      // EOF: the worker's end is closed; its exit is reported through the pidfd.
     }
   }
 
   // m held; the worker's pidfd polled readable: it has ended.
   void handle_exit(std::size_t index) {
     worker& w = *workers[index];
-    drain_results(w);
+    drain_replies(w);
     std::optional<exit_status> st;
     try {
       st = w.proc.try_join();
@@ -248,22 +301,41 @@ struct process_pool::impl {
       st = exit_status{};  // reaped by someone else: status unknown
     }
     if (!st) return;
+    std::string object = "worker " + pid_object(w.proc.pid());
     if (w.running != 0) {
-      fail_task(w.running, "worker " + pid_object(w.proc.pid()),
-                st->to_string() + " while running task " + std::to_string(w.running));
+      auto it = jobs.find(w.running);
+      if (w.started || it == jobs.end()) {
+        fail_job(w.running, closed_error(object, st->to_string() + " while running task " + std::to_string(w.running)));
+      } else if (terminating) {
+        fail_job(w.running, closed_error(object, "the pool was terminated before the task ran"));
+      } else if (init_error) {
+        fail_job(w.running, init_error);
+      } else if (it->second.requeues == 0) {
+        // Sent but never acknowledged: the worker died before running it. Run it elsewhere, first.
+        ++it->second.requeues;
+        ++requeued;
+        queue.push_front(w.running);
+      } else {
+        fail_job(w.running, closed_error(object, st->to_string() + " before starting task " + std::to_string(w.running) +
+                                                     " (its second worker to die before starting it)"));
+      }
     }
-    if (!w.stop_sent && !terminating) ++lost;
+    if (retiring(w) && st->success()) {
+      ++retired;
+    } else if (!w.stop_sent && !terminating) {
+      ++lost;
+    }
     workers.erase(workers.begin() + static_cast<std::ptrdiff_t>(index));
   }
 
   // m held. Keeps `target` workers while there is or may be work; spawn failures with no worker
   // left fail the queued tasks instead of leaving them hanging.
   void top_up() {
-    while (!terminating && (!closed || !queue.empty()) && workers.size() < target) {
+    while (!terminating && !init_error && (!closed || !queue.empty()) && workers.size() < target) {
       try {
         spawn_worker();
       } catch (const std::exception& e) {
-        if (workers.empty()) fail_queued(std::string("no worker could be started: ") + e.what());
+        if (workers.empty()) fail_queued(closed_error("pool", std::string("no worker could be started: ") + e.what()));
         return;
       }
     }
@@ -273,9 +345,10 @@ struct process_pool::impl {
   void abandon(const std::string& why) {
     terminating = true;
     closed = true;
-    fail_queued(why);
+    auto error = closed_error("pool", why);
+    fail_queued(error);
     for (auto& w : workers) {
-      if (w->running != 0) fail_task(w->running, "worker " + pid_object(w->proc.pid()), why);
+      if (w->running != 0) fail_job(w->running, error);
     }
     workers.clear();  // each process handle SIGKILLs and reaps its worker
   }
@@ -313,9 +386,9 @@ struct process_pool::impl {
       }
       lk.lock();
       for (std::size_t i = 0; i < polled.size(); ++i) {
-        if (fds[1 + 2 * i].revents != 0 || polled[i]->results->has_buffered_message()) drain_results(*polled[i]);
+        if (fds[1 + 2 * i].revents != 0 || polled[i]->results->has_buffered_message()) drain_replies(*polled[i]);
       }
-      // Exits last: results a worker sent before dying are delivered first.
+      // Exits last: replies a worker sent before dying are handled first.
       for (std::size_t i = polled.size(); i-- > 0;) {
         if (fds[2 + 2 * i].revents == 0) continue;
         auto it = std::find_if(workers.begin(), workers.end(), [&](const auto& w) { return w.get() == polled[i]; });
@@ -325,16 +398,42 @@ struct process_pool::impl {
     done = true;
     cv.notify_all();
   }
+
+  // m held.
+  void check_open(std::string_view call) const {
+    if (closed) throw_error(errc::closed, call, "pool", closed_why);
+  }
+  std::uint64_t enqueue(std::unique_ptr<detail::pool_job> job) {
+    if (job->payload.size() + request_header > max_message_size) {
+      throw_error(errc::message_too_large, "process_pool::apply_async", "pool",
+                  "request of " + std::to_string(job->payload.size()) + " bytes exceeds " + std::to_string(max_message_size));
+    }
+    std::uint64_t id = next_id++;
+    jobs.emplace(id, queued_job{std::move(job), 0});
+    queue.push_back(id);
+    return id;
+  }
 };
 
-process_pool::process_pool(std::size_t workers, std::chrono::milliseconds shutdown_grace) : impl_(new impl) {
-  if (workers == 0) detail::throw_errno(EINVAL, "process_pool", "0 workers");
-  impl_->target = workers;
-  impl_->grace = shutdown_grace;
+process_pool::process_pool(std::size_t workers, std::chrono::milliseconds shutdown_grace)
+    : process_pool([&] {
+        if (workers == 0) detail::throw_errno(EINVAL, "process_pool", "0 workers");
+        pool_options o;
+        o.workers = workers;
+        o.shutdown_grace = shutdown_grace;
+        return o;
+      }()) {}
+
+process_pool::process_pool(const pool_options& options) : impl_(new impl) {
+  std::size_t n = options.workers != 0 ? options.workers : std::max(1u, std::thread::hardware_concurrency());
+  impl_->target = n;
+  impl_->grace = options.shutdown_grace;
+  impl_->initializer = options.initializer;
+  impl_->max_tasks = options.max_tasks_per_child;
   impl_->wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!impl_->wake) detail::throw_errno(errno, "eventfd", "process_pool");
   // On a failure here impl_ is destroyed and every forked worker is SIGKILLed and reaped.
-  for (std::size_t i = 0; i < workers; ++i) impl_->spawn_worker();
+  for (std::size_t i = 0; i < n; ++i) impl_->spawn_worker();
   impl_->collector = std::thread([p = impl_.get()] { p->run(); });
 }
 
@@ -348,12 +447,30 @@ process_pool::~process_pool() {
   impl_->collector.join();
 }
 
-void process_pool::submit(std::unique_ptr<detail::pool_task> task) {
+std::size_t process_pool::auto_chunksize(std::size_t items) const noexcept {
+  // Python's rule: about four chunks per worker.
+  std::size_t per = impl_->target * 4;
+  return std::max<std::size_t>(1, (items + per - 1) / per);
+}
+
+void process_pool::submit(std::unique_ptr<detail::pool_job> job) {
   std::lock_guard lk(impl_->m);
-  if (impl_->closed) throw_error(errc::closed, "process_pool::apply_async", "pool", "the pool is closed");
-  std::uint64_t id = impl_->next_id++;
-  impl_->tasks.emplace(id, std::move(task));
-  impl_->queue.push_back(id);
+  impl_->check_open("process_pool::apply_async");
+  impl_->enqueue(std::move(job));
+  impl_->dispatch();
+  if (impl_->workers.size() < impl_->target) impl_->wake_collector();
+}
+
+void process_pool::submit_many(std::vector<std::unique_ptr<detail::pool_job>> jobs) {
+  std::lock_guard lk(impl_->m);
+  impl_->check_open("process_pool::map");
+  for (const auto& job : jobs) {
+    if (job->payload.size() + request_header > max_message_size) {
+      throw_error(errc::message_too_large, "process_pool::map", "pool",
+                  "a chunk of " + std::to_string(job->payload.size()) + " bytes exceeds " + std::to_string(max_message_size));
+    }
+  }
+  for (auto& job : jobs) impl_->enqueue(std::move(job));
   impl_->dispatch();
   if (impl_->workers.size() < impl_->target) impl_->wake_collector();
 }
@@ -387,7 +504,7 @@ void process_pool::terminate() noexcept {
   std::lock_guard lk(impl_->m);
   impl_->closed = true;
   impl_->terminating = true;
-  impl_->fail_queued("the pool was terminated before the task ran");
+  impl_->fail_queued(closed_error("pool", "the pool was terminated before the task ran"));
   for (auto& w : impl_->workers) {
     try {
       w->proc.kill(SIGKILL);
@@ -413,6 +530,16 @@ std::vector<pid_t> process_pool::worker_pids() const {
 std::uint64_t process_pool::workers_lost() const {
   std::lock_guard lk(impl_->m);
   return impl_->lost;
+}
+
+std::uint64_t process_pool::workers_retired() const {
+  std::lock_guard lk(impl_->m);
+  return impl_->retired;
+}
+
+std::uint64_t process_pool::tasks_requeued() const {
+  std::lock_guard lk(impl_->m);
+  return impl_->requeued;
 }
 
 }  // namespace ipc

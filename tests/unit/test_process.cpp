@@ -1,7 +1,6 @@
 // ipc::process and ipc::process_pool: real fork/exec/pidfd, real pipe_channel workers.
 #include <ipc/error.hpp>
 #include <ipc/process.hpp>
-#include <ipc/process_pool.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -71,36 +70,6 @@ struct pipe_pair {
     wr.reset(fds[1]);
   }
 };
-
-int square(int x) { return x * x; }
-
-int throws_on_negative(int x) {
-  if (x < 0) throw std::invalid_argument("negative input " + std::to_string(x));
-  return x;
-}
-
-int kill_self_on_13(int x) {
-  if (x == 13) ::raise(SIGKILL);
-  return x + 1;
-}
-
-int sleep_ms(int ms) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-  return ms;
-}
-
-struct point {
-  double x;
-  double y;
-};
-struct norm_result {
-  double length2;
-  int quadrant;
-};
-norm_result describe_point(point p) {
-  int q = p.x >= 0 ? (p.y >= 0 ? 1 : 4) : (p.y >= 0 ? 2 : 3);
-  return {p.x * p.x + p.y * p.y, q};
-}
 
 }  // namespace
 
@@ -290,157 +259,6 @@ TEST_CASE("process: a moved-from handle is empty and the target owns the child",
   auto s = b.join_for(10s);
   REQUIRE(s);
   CHECK(s->code == 3);
-}
-
-// ---------------------------------------------------------------------------------------------
-// process_pool
-// ---------------------------------------------------------------------------------------------
-
-TEST_CASE("process_pool: map over 1000 ints with 2 workers equals the serial result", "[process_pool]") {
-  std::vector<int> in(1000);
-  std::iota(in.begin(), in.end(), -500);
-  std::vector<int> serial;
-  for (int x : in) serial.push_back(square(x));
-  ipc::process_pool pool(2);
-  CHECK(pool.workers() == 2);
-  auto out = pool.map(square, std::span<const int>(in));
-  CHECK(out == serial);
-  for (pid_t w : pool.worker_pids()) CHECK(w != ::getpid());
-}
-
-TEST_CASE("process_pool: apply_async from several threads at once gets every result right", "[process_pool]") {
-  ipc::process_pool pool(2);
-  std::vector<std::thread> threads;
-  std::vector<int> bad(4, 0);
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&pool, &bad, t] {
-      std::vector<std::future<int>> fs;
-      for (int i = 0; i < 100; ++i) fs.push_back(pool.apply_async(square, t * 1000 + i));
-      for (int i = 0; i < 100; ++i) {
-        if (fs[static_cast<std::size_t>(i)].wait_for(20s) != std::future_status::ready ||
-            fs[static_cast<std::size_t>(i)].get() != square(t * 1000 + i)) {
-          ++bad[static_cast<std::size_t>(t)];
-        }
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  CHECK(bad == std::vector<int>(4, 0));
-}
-
-TEST_CASE("process_pool: apply_async returns a future with the result", "[process_pool]") {
-  ipc::process_pool pool(2);
-  auto f = pool.apply_async(square, 12);
-  REQUIRE(f.wait_for(10s) == std::future_status::ready);
-  CHECK(f.get() == 144);
-  auto g = pool.apply_async(describe_point, point{-3.0, 4.0});
-  REQUIRE(g.wait_for(10s) == std::future_status::ready);
-  auto r = g.get();
-  CHECK(r.length2 == 25.0);
-  CHECK(r.quadrant == 2);
-}
-
-TEST_CASE("process_pool: a worker killed inside a task fails that future with errc::closed and the pool goes on",
-          "[process_pool]") {
-  ipc::process_pool pool(2);
-  auto before = pool.worker_pids();
-  auto doomed = pool.apply_async(kill_self_on_13, 13);
-  REQUIRE(doomed.wait_for(10s) == std::future_status::ready);
-  try {
-    doomed.get();
-    FAIL("the task of a killed worker must not produce a value");
-  } catch (const std::system_error& e) {
-    CHECK(e.code() == ipc::errc::closed);
-    CHECK_THAT(e.what(), Contains("SIGKILL") && Contains("worker pid"));
-  }
-  auto later = pool.apply_async(kill_self_on_13, 41);
-  REQUIRE(later.wait_for(10s) == std::future_status::ready);
-  CHECK(later.get() == 42);
-  CHECK(pool.workers_lost() == 1);
-  auto out = pool.map(square, std::span<const int>(std::vector<int>{1, 2, 3, 4, 5, 6}));
-  CHECK(out == std::vector<int>{1, 4, 9, 16, 25, 36});
-  CHECK(pool.workers() == 2);
-  CHECK(pool.worker_pids() != before);
-}
-
-TEST_CASE("process_pool: a task that throws carries its message over as std::runtime_error", "[process_pool]") {
-  ipc::process_pool pool(1);
-  auto f = pool.apply_async(throws_on_negative, -5);
-  REQUIRE(f.wait_for(10s) == std::future_status::ready);
-  CHECK_THROWS_AS(f.get(), std::runtime_error);
-  auto g = pool.apply_async(throws_on_negative, -6);
-  REQUIRE(g.wait_for(10s) == std::future_status::ready);
-  CHECK_THROWS_WITH(g.get(), "negative input -6");
-  // The worker survives a throwing task.
-  auto h = pool.apply_async(throws_on_negative, 8);
-  REQUIRE(h.wait_for(10s) == std::future_status::ready);
-  CHECK(h.get() == 8);
-  CHECK(pool.workers_lost() == 0);
-  // map rethrows the first failure.
-  std::vector<int> args{1, -2, 3};
-  CHECK_THROWS_WITH(pool.map(throws_on_negative, std::span<const int>(args)), "negative input -2");
-}
-
-TEST_CASE("process_pool: close drains the queue, join reaps the workers, later submissions are refused",
-          "[process_pool]") {
-  ipc::process_pool pool(2);
-  std::vector<std::future<int>> fs;
-  for (int i = 0; i < 20; ++i) fs.push_back(pool.apply_async(sleep_ms, 5));
-  auto pids = pool.worker_pids();
-  pool.close();
-  REQUIRE(pool.join_for(20s));
-  for (auto& f : fs) {
-    REQUIRE(f.wait_for(0s) == std::future_status::ready);
-    CHECK(f.get() == 5);
-  }
-  CHECK(pool.workers() == 0);
-  for (pid_t p : pids) CHECK(reaped(p));
-  try {
-    pool.apply_async(square, 2);
-    FAIL("apply_async after close must throw");
-  } catch (const std::system_error& e) {
-    CHECK(e.code() == ipc::errc::closed);
-  }
-}
-
-TEST_CASE("process_pool: the destructor with tasks pending does not hang", "[process_pool]") {
-  std::vector<std::future<int>> fs;
-  std::vector<pid_t> pids;
-  auto t0 = steady::now();
-  {
-    ipc::process_pool pool(2, 200ms);
-    for (int i = 0; i < 10; ++i) fs.push_back(pool.apply_async(sleep_ms, 3000));
-    pids = pool.worker_pids();
-  }
-  auto took = steady::now() - t0;
-  CHECK(took < 2500ms);  // the 3 s tasks were not waited for
-  for (pid_t p : pids) CHECK(reaped(p));
-  for (auto& f : fs) {
-    REQUIRE(f.wait_for(0s) == std::future_status::ready);
-    try {
-      f.get();
-      FAIL("a task cut short by the destructor must not produce a value");
-    } catch (const std::system_error& e) {
-      CHECK(e.code() == ipc::errc::closed);
-    }
-  }
-}
-
-TEST_CASE("process_pool: terminate kills the workers and fails queued tasks", "[process_pool]") {
-  ipc::process_pool pool(1);
-  auto running = pool.apply_async(sleep_ms, 5000);
-  auto queued = pool.apply_async(sleep_ms, 1);
-  std::this_thread::sleep_for(50ms);
-  pool.terminate();
-  REQUIRE(queued.wait_for(10s) == std::future_status::ready);
-  CHECK_THROWS_WITH(queued.get(), Contains("terminated"));
-  REQUIRE(running.wait_for(10s) == std::future_status::ready);
-  CHECK_THROWS_WITH(running.get(), Contains("SIGKILL"));
-  REQUIRE(pool.join_for(10s));
-}
-
-TEST_CASE("process_pool: zero workers is rejected", "[process_pool]") {
-  REQUIRE_THROWS_WITH(ipc::process_pool(0), Contains("process_pool") && Contains("0 workers"));
 }
 
 TEST_CASE("process: a child forked while another thread detaches can still detach its own children", "[process]") {

@@ -8,9 +8,15 @@
 //   auto sleeper = ipc::process::exec({"/bin/sleep", "5"}, o);   // throws "execve(/bin/sleep): …"
 //   if (!sleeper.join_for(100ms)) sleeper.kill(SIGTERM);         // nullopt: still running
 //
-// A process that is still running when its handle is destroyed is SIGKILLed and reaped (never a
-// zombie) unless detach() was called. A handle is used by one thread at a time (like std::thread);
-// share pidfd() for waiting elsewhere. See docs/process.md.
+//   ipc::process worker({.name = "worker-1"}, [&] { crunch(); });   // Python's Process(target=…)
+//   worker.start();                                                  // forks now
+//   worker.is_alive();  worker.join();  worker.status();             // status(): nullopt while running
+//
+// A fork()/exec() handle (daemon) that is still running when destroyed is SIGKILLed and reaped
+// (never a zombie) unless detach() was called; a process made with process_options{.daemon = false}
+// (the default for the constructor) is joined instead — its destructor waits for it. A handle is
+// used by one thread at a time (like std::thread); share pidfd() for waiting elsewhere.
+// See docs/process.md.
 #pragma once
 
 #include <ipc/config.hpp>
@@ -86,14 +92,24 @@ struct fork_options {
   int parent_death_signal = 0;     ///< as exec_options::parent_death_signal
 };
 
+/// Python's Process(name=…, daemon=…) for the constructor that takes a target.
+struct process_options {
+  /// Shown in errors and in the child's uncaught-exception message: "worker-1 (pid 42)".
+  std::string name;
+  /// true: the handle's destructor SIGKILLs a running child (what fork()/exec() handles do);
+  /// false: the destructor waits for the child to end (Python joins non-daemon children at exit).
+  bool daemon = false;
+};
+
 class IPC_API process {
  public:
   /// Forks; the child runs body() (returning int or void → 0) and _exits with it (low 8 bits).
   /// An exception escaping body → its what() on stderr and exit code 70. Stdio is flushed before
   /// fork and before the child's _exit; no atexit handlers or static destructors run in the child.
   /// Throws std::system_error naming fork / pidfd_open. Never blocks.
+  /// [[nodiscard]]: a dropped handle kills the child at once.
   template <typename F>
-  static process fork(F&& body) {
+  [[nodiscard]] static process fork(F&& body) {
     return fork_impl([&body]() -> int {
       if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
         std::invoke(body);
@@ -108,7 +124,7 @@ class IPC_API process {
   /// Throws as fork(body). A step that fails in the child (or a parent that died before the death
   /// signal was armed) makes the child write the failed call on stderr and exit 127 without body().
   template <typename F>
-  static process fork(const fork_options& options, F&& body) {
+  [[nodiscard]] static process fork(const fork_options& options, F&& body) {
     return fork_with(options, [&body]() -> int {
       if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
         std::invoke(body);
@@ -124,17 +140,39 @@ class IPC_API process {
   /// reported by the child through a CLOEXEC pipe and thrown here as std::system_error naming the
   /// call and the path ("execve(/no/such): No such file or directory"); the child is reaped.
   /// Empty argv or a bad fd mapping throws EINVAL naming process::exec.
-  static process exec(const std::vector<std::string>& argv, const exec_options& options = {});
+  /// [[nodiscard]]: a dropped handle kills the child at once.
+  [[nodiscard]] static process exec(const std::vector<std::string>& argv, const exec_options& options = {});
 
   /// An empty handle (no process).
   process() noexcept = default;
+
+  /// Python's Process(target=f): holds `target` (int or void → 0, as fork()) until start(); never
+  /// forks here, never blocks. The target is copied into the child by the fork, so it may capture
+  /// anything that is valid at start().
+  template <typename F>
+    requires std::is_invocable_v<F&>
+  process(process_options options, F target)
+      : name_(std::move(options.name)), daemon_(options.daemon), target_([t = std::move(target)]() mutable -> int {
+          if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
+            std::invoke(t);
+            return 0;
+          } else {
+            return static_cast<int>(std::invoke(t));
+          }
+        }) {}
+  /// As above with default options (not a daemon, no name).
+  template <typename F>
+    requires(std::is_invocable_v<F&> && !std::is_same_v<std::remove_cvref_t<F>, process>)
+  explicit process(F target) : process(process_options{}, std::move(target)) {}
   /// Takes over other's child; other becomes empty. Never blocks.
   process(process&& other) noexcept;
-  /// Like the destructor for the child held so far (SIGKILL + reap), then takes over other's.
+  /// Like the destructor for the child held so far (SIGKILL + reap, or join for a non-daemon),
+  /// then takes over other's.
   process& operator=(process&& other) noexcept;
   process(const process&) = delete;
   process& operator=(const process&) = delete;
-  /// A running, non-detached child is SIGKILLed and reaped (blocks until it is gone).
+  /// A running, non-detached daemon child is SIGKILLed and reaped; a non-daemon one is waited for.
+  /// Blocks until the child is gone.
   ~process();
 
   /// The child's pid (-1 for an empty handle); stays valid as an id after join.
@@ -157,6 +195,22 @@ class IPC_API process {
   /// Sends `sig` through the pidfd (no pid-reuse race). Returns false when the child has already
   /// been reaped. Throws std::system_error naming pidfd_send_signal otherwise.
   bool kill(int sig);
+  /// Forks the target given to the constructor. Never blocks. Throws std::system_error(EINVAL)
+  /// naming the process when it has no target or was already started; as fork() otherwise.
+  void start();
+  /// Never blocks: true between start() (or fork/exec) and the child's end (then reaps it); false
+  /// for an empty, not yet started, joined or detached handle. Throws as join() on a waitid failure.
+  [[nodiscard]] bool is_alive();
+  /// Never blocks: how the child ended (reaping it if it has), std::nullopt while it runs or before
+  /// start() — Python's exitcode. Throws as join() on a waitid failure.
+  [[nodiscard]] std::optional<ipc::exit_status> status();
+  /// The name given in process_options ("" when none).
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  /// Whether the destructor kills (true) or joins (false) a running child.
+  [[nodiscard]] bool daemon() const noexcept { return daemon_; }
+  /// Chooses what the destructor does with a running child: kill (true) or join (false).
+  void set_daemon(bool daemon) noexcept { daemon_ = daemon; }
+
   /// Lets the child run on after this handle is gone; a library reaper thread reaps it when it
   /// ends, so it never lingers as a zombie. The handle becomes empty (pid() kept). Never blocks.
   void detach();
@@ -166,10 +220,18 @@ class IPC_API process {
   static process fork_impl(const std::function<int()>& body);
   static process fork_with(const fork_options& options, const std::function<int()>& body);
   void kill_and_reap() noexcept;
+  // The destructor's work: kill_and_reap() for a daemon, else wait for the child.
+  void end_child() noexcept;
+  // "name (pid N)" or "pid N", for errors.
+  [[nodiscard]] std::string object() const;
 
   pid_t pid_ = -1;
   unique_fd pidfd_;
   std::optional<exit_status> status_;
+  // Python-style process (process_options): name, destructor choice, target until start().
+  std::string name_;
+  bool daemon_ = true;
+  std::function<int()> target_;
 };
 
 }  // namespace ipc

@@ -1,123 +1,470 @@
-// A fork-based worker pool (Python's multiprocessing.Pool).
+// A fork-based worker pool at the level of Python's multiprocessing.Pool.
 //
-//   int square(int x) { return x * x; }                // a plain function: same address in the workers
-//   ipc::process_pool pool(2);
-//   std::future<int> f = pool.apply_async(square, 7);  // f.get() == 49
-//   std::vector<int> v = pool.map(square, std::span<const int>(inputs));
+//   ipc::process_pool pool(4);
+//   auto squares = pool.map([](int x) { return x * x; }, std::views::iota(0, 10));   // {0, 1, 4, …}
+//   std::future<int> sum = pool.apply_async(add, 1, 2);                                // sum.get() == 3
+//   int k = 10;
+//   for (std::string s : pool.imap([k](int i) { return std::to_string(i * k); }, std::views::iota(0, 5))) { }
+//   auto pairs = pool.starmap(add, std::vector<std::pair<int, int>>{{1, 2}, {3, 4}});   // {3, 7}
 //
-// See docs/process.md.
+// How work reaches the workers (docs/process.md, "How a callable travels"): the workers are forks of
+// this process, so they run the same binary. A task sends the address of a function template
+// instantiated for the callable's type (the same address in every fork), the callable's own state
+// by value, and the arguments as MessagePack; the result or exception comes back the same way.
+//  - Arguments and results: any type <ipc/serialize.hpp> packs (numbers, std::string, containers,
+//    optional, variant, structs with MSGPACK_DEFINE). const char* and string_view travel as std::string.
+//  - The callable: a function pointer, a member function pointer (the object then travels as the
+//    first argument), a lambda or std::bind result whose captures are trivially copyable (numbers,
+//    pointers) — copied as bytes — or a function object that declares its fields with
+//    MSGPACK_DEFINE. A lambda capturing a std::string or a vector does not compile (a static_assert
+//    says why): pass that data as an argument, or declare a function object's fields.
+//  - A captured pointer or reference is copied as an address: in the worker it names the worker's
+//    copy of memory as it was when that worker was forked. Only data that existed, unchanged, before
+//    the pool started (or before a replacement was forked) is meaningful there. Nothing the parent
+//    changes later is seen by a worker, and nothing a worker changes comes back except the result.
+//  - The initializer (pool_options) is not sent at all: each worker runs its copy right after the
+//    fork, so it may capture anything.
+//
+// Failures: a task's standard exception is re-thrown as the same type; any other as
+// ipc::remote_error (type name + message) — <ipc/remote_error.hpp>. A worker that dies while
+// running a task fails that task (every item of its chunk) with errc::closed naming the signal;
+// a task sent to a worker that died before starting it is re-queued once on another worker.
 #pragma once
 
 #include <ipc/config.hpp>
+#include <ipc/error.hpp>
 #include <ipc/process.hpp>
+#include <ipc/remote_error.hpp>
+#include <ipc/serialize.hpp>
 
 #include <sys/types.h>
 
-#include <array>
-#include <bit>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <exception>
+#include <functional>
 #include <future>
+#include <iterator>
 #include <memory>
-#include <span>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <string_view>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace ipc {
 
+/// How a process_pool is set up.
+struct pool_options {
+  /// Number of workers (≥ 1); 0 means std::thread::hardware_concurrency().
+  std::size_t workers = 0;
+  /// Runs in each worker after its fork, before its first task (Python's initializer). It is not
+  /// serialised: each worker runs its fork-time copy, so it may capture anything. If it throws, the
+  /// worker exits, the pool closes, and queued tasks fail with that exception (rebuilt by type).
+  std::function<void()> initializer;
+  /// A worker exits after this many tasks (chunks) and is replaced; 0: never (maxtasksperchild).
+  std::size_t max_tasks_per_child = 0;
+  /// How long the destructor lets queued work drain before SIGKILLing the workers.
+  std::chrono::milliseconds shutdown_grace = std::chrono::seconds(5);
+};
+
 namespace detail {
 
-/// Calls a plain function whose argument and result travel as bytes (the pool's wire format).
-using pool_invoker = void (*)(std::uintptr_t fn, std::span<const std::byte> arg, std::vector<std::byte>& result);
+/// What an argument travels as: character pointers and string views as std::string, others decayed.
+template <typename A>
+struct wire {
+  using type = std::decay_t<A>;
+};
+template <typename A>
+  requires std::is_same_v<std::decay_t<A>, const char*> || std::is_same_v<std::decay_t<A>, char*> ||
+           std::is_same_v<std::decay_t<A>, std::string_view>
+struct wire<A> {
+  using type = std::string;
+};
+template <typename A>
+using wire_t = typename wire<A>::type;
 
-template <typename R, typename A>
-void pool_invoke(std::uintptr_t fn, std::span<const std::byte> arg, std::vector<std::byte>& result) {
-  std::array<std::byte, sizeof(A)> in{};
-  std::memcpy(in.data(), arg.data(), sizeof(A));
-  auto* f = reinterpret_cast<R (*)(A)>(fn);
-  auto out = std::bit_cast<std::array<std::byte, sizeof(R)>>(f(std::bit_cast<A>(in)));
-  result.assign(out.begin(), out.end());
+/// The argument tuple of a starmap element (any tuple-like: std::tuple, std::pair, std::array).
+template <typename T, typename = std::make_index_sequence<std::tuple_size_v<std::remove_cvref_t<T>>>>
+struct star_args;
+template <typename T, std::size_t... I>
+struct star_args<T, std::index_sequence<I...>> {
+  using type = std::tuple<wire_t<std::tuple_element_t<I, std::remove_cvref_t<T>>>...>;
+};
+
+/// A callable that declares its fields (MSGPACK_DEFINE) travels as MessagePack.
+template <typename F>
+concept declares_fields = std::default_initializable<F> && requires(const F& f, msgpack::packer<byte_sink>& p) {
+  f.msgpack_pack(p);
+};
+/// A callable whose copy is a byte copy (function pointers, lambdas capturing numbers) travels as bytes.
+template <typename F>
+concept bit_copyable = std::is_trivially_copy_constructible_v<F> && std::is_trivially_destructible_v<F>;
+template <typename F>
+concept travels = declares_fields<F> || bit_copyable<F>;
+
+/// The largest request or reply of the pool (process_pool::max_message_size).
+inline constexpr std::size_t pool_max_message = 16 * 1024 * 1024;
+
+/// The pool's wire: a request payload is the array [callable, [args-tuple, …]]; the reply is an
+/// array with one [0, value] or [1, exception_record] per args-tuple.
+using pool_invoker = void (*)(std::span<const std::byte> payload, std::vector<std::byte>& reply);
+
+template <typename F>
+void pack_callable(msgpack::packer<byte_sink>& p, const F& f) {
+  if constexpr (declares_fields<F>) {
+    p.pack(f);
+  } else {
+    p.pack_bin(static_cast<std::uint32_t>(sizeof(F)));
+    p.pack_bin_body(reinterpret_cast<const char*>(&f), static_cast<std::uint32_t>(sizeof(F)));
+  }
 }
 
-/// One submitted task: its request and the promise its result goes to.
-struct IPC_API pool_task {
-  virtual ~pool_task();
-  /// Result bytes from the worker (size already checked against result_size).
-  virtual void deliver(std::span<const std::byte> result) = 0;
-  virtual void fail(std::exception_ptr error) = 0;
+template <typename F>
+struct unpacked_callable {
+  explicit unpacked_callable(const msgpack::object& o) {
+    if constexpr (declares_fields<F>) {
+      ptr_ = ::new (static_cast<void*>(storage_)) F(o.as<F>());
+    } else {
+      if (o.type != msgpack::type::BIN || o.via.bin.size != sizeof(F)) throw msgpack::type_error();
+      // F is trivially copyable in the sense that matters: memcpy creates it (implicit lifetime).
+      std::memcpy(storage_, o.via.bin.ptr, sizeof(F));
+      ptr_ = std::launder(reinterpret_cast<F*>(storage_));
+    }
+  }
+  ~unpacked_callable() {
+    if constexpr (declares_fields<F>) ptr_->~F();
+  }
+  unpacked_callable(const unpacked_callable&) = delete;
+  unpacked_callable& operator=(const unpacked_callable&) = delete;
+  F& get() noexcept { return *ptr_; }
+
+ private:
+  alignas(F) std::byte storage_[sizeof(F)];
+  F* ptr_ = nullptr;
+};
+
+template <typename F, typename Tuple>
+using apply_result_t = std::decay_t<decltype(std::apply(std::declval<F&>(), std::declval<Tuple&&>()))>;
+
+/// Runs in the worker: decodes the callable and each args-tuple, calls, packs each outcome.
+template <typename F, typename Tuple>
+void pool_run(std::span<const std::byte> payload, std::vector<std::byte>& reply) {
+  using R = apply_result_t<F, Tuple>;
+  byte_sink sink{&reply};
+  msgpack::packer<byte_sink> pk(sink);
+  const std::size_t start = reply.size();
+  std::size_t count = 0;
+  std::optional<exception_record> whole_failure;
+  msgpack::object_handle oh;
+  const msgpack::object* items = nullptr;
+  std::optional<unpacked_callable<F>> callable;
+  try {
+    oh = msgpack::unpack(reinterpret_cast<const char*>(payload.data()), payload.size());
+    const msgpack::object& root = oh.get();
+    if (root.type != msgpack::type::ARRAY || root.via.array.size != 2 ||
+        root.via.array.ptr[1].type != msgpack::type::ARRAY) {
+      throw msgpack::type_error();
+    }
+    items = &root.via.array.ptr[1];
+    count = items->via.array.size;
+    callable.emplace(root.via.array.ptr[0]);
+  } catch (...) {
+    whole_failure = record_exception(std::current_exception());
+  }
+  pk.pack_array(static_cast<std::uint32_t>(count));
+  std::vector<std::byte> value;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (whole_failure) {
+      pk.pack_array(2);
+      pk.pack(1);
+      pk.pack(*whole_failure);
+      continue;
+    }
+    try {
+      Tuple args = items->via.array.ptr[i].as<Tuple>();
+      value.clear();
+      if constexpr (std::is_void_v<R>) {
+        std::apply(callable->get(), std::move(args));
+        pack_into(value, msgpack::type::nil_t());
+      } else {
+        pack_into(value, std::apply(callable->get(), std::move(args)));
+      }
+      pk.pack_array(2);
+      pk.pack(0);
+      sink.write(reinterpret_cast<const char*>(value.data()), value.size());
+    } catch (...) {
+      pk.pack_array(2);
+      pk.pack(1);
+      pk.pack(record_exception(std::current_exception()));
+    }
+  }
+  if (reply.size() - start > pool_max_message - 64) {
+    // The results do not fit one reply: every item of the chunk fails with message_too_large.
+    exception_record too_large;
+    try {
+      throw_error(errc::message_too_large, "process_pool", "task result",
+                  std::to_string(reply.size() - start) + " bytes of results exceed " + std::to_string(pool_max_message));
+    } catch (...) {
+      too_large = record_exception(std::current_exception());
+    }
+    reply.resize(start);
+    pk.pack_array(static_cast<std::uint32_t>(count));
+    for (std::size_t i = 0; i < count; ++i) {
+      pk.pack_array(2);
+      pk.pack(1);
+      pk.pack(too_large);
+    }
+  }
+}
+
+/// One request in the parent: a chunk of items and where their outcomes go.
+struct IPC_API pool_job {
+  virtual ~pool_job();
+  /// Item `index` of this chunk produced `value` (a packed R). Must not throw.
+  virtual void deliver(std::size_t index, const msgpack::object& value) noexcept = 0;
+  /// Item `index` failed.
+  virtual void fail(std::size_t index, std::exception_ptr error) noexcept = 0;
 
   pool_invoker invoker = nullptr;
-  std::uintptr_t fn = 0;
-  std::vector<std::byte> arg;
-  std::size_t result_size = 0;
+  std::vector<std::byte> payload;  // [callable, [args-tuple, …]]
+  std::size_t items = 0;
 };
 
 template <typename R>
-struct typed_pool_task final : pool_task {
-  std::promise<R> promise;
-  void deliver(std::span<const std::byte> result) override {
-    std::array<std::byte, sizeof(R)> b{};
-    std::memcpy(b.data(), result.data(), sizeof(R));
-    promise.set_value(std::bit_cast<R>(b));
+std::exception_ptr decode_into(const msgpack::object& value, R& out) noexcept {
+  try {
+    value.convert(out);
+    return nullptr;
+  } catch (...) {
+    try {
+      throw_error(errc::corrupt, "process_pool", "task result", "the worker's result does not decode");
+    } catch (...) {
+      return std::current_exception();
+    }
   }
-  void fail(std::exception_ptr error) override { promise.set_exception(std::move(error)); }
+}
+
+template <typename R>
+struct promise_job final : pool_job {
+  std::promise<R> promise;
+  void deliver(std::size_t, const msgpack::object& value) noexcept override {
+    if constexpr (std::is_void_v<R>) {
+      promise.set_value();
+    } else {
+      try {
+        R r{};
+        if (auto e = decode_into(value, r)) {
+          promise.set_exception(e);
+        } else {
+          promise.set_value(std::move(r));
+        }
+      } catch (...) {
+        promise.set_exception(std::current_exception());
+      }
+    }
+  }
+  void fail(std::size_t, std::exception_ptr error) noexcept override { promise.set_exception(std::move(error)); }
+};
+
+/// The results of one map/imap call, filled by chunk jobs as workers answer.
+template <typename R>
+struct results_state {
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::optional<R>> values;
+  std::vector<std::exception_ptr> errors;
+  std::vector<bool> done;
+  std::deque<std::size_t> arrived;  // completion order (imap_unordered)
+  std::size_t total = 0;
+
+  void complete(std::size_t i, std::optional<R> v, std::exception_ptr e) noexcept {
+    std::lock_guard lk(m);
+    values[i] = std::move(v);
+    errors[i] = std::move(e);
+    done[i] = true;
+    arrived.push_back(i);
+    cv.notify_all();
+  }
+};
+
+template <typename R>
+struct chunk_job final : pool_job {
+  std::shared_ptr<results_state<R>> state;
+  std::size_t first = 0;
+  void deliver(std::size_t index, const msgpack::object& value) noexcept override {
+    try {
+      R r{};
+      if (auto e = decode_into(value, r)) {
+        state->complete(first + index, std::nullopt, e);
+      } else {
+        state->complete(first + index, std::move(r), nullptr);
+      }
+    } catch (...) {
+      state->complete(first + index, std::nullopt, std::current_exception());
+    }
+  }
+  void fail(std::size_t index, std::exception_ptr error) noexcept override {
+    state->complete(first + index, std::nullopt, std::move(error));
+  }
 };
 
 }  // namespace detail
 
-/// N forked workers running plain functions R(A) with trivially copyable A and R.
-///
-/// Why these constraints: a worker is a fork of this process, so a function's address means the
-/// same code in the worker, but nothing else is shared after the fork. Arguments and results cross
-/// a pipe as raw bytes, which is only meaningful for trivially copyable values (no pointers to heap
-/// data, no std::string). Pointers inside A/R refer to the other process's memory: do not.
+/// The streaming results of imap / imap_unordered (Python's IMapIterator): a single-pass range.
+/// Each result is handed out once; an item whose task failed re-throws its exception when reached
+/// (the others remain available). It outlives the pool (unfinished items then fail with errc::closed).
+template <typename R>
+class pool_results {
+ public:
+  pool_results(std::shared_ptr<detail::results_state<R>> state, bool ordered) : state_(std::move(state)), ordered_(ordered) {}
+
+  /// Blocks until the next result (input order for imap, completion order for imap_unordered);
+  /// std::nullopt once every result was handed out. Re-throws the task's exception.
+  std::optional<R> next() {
+    std::unique_lock lk(state_->m);
+    if (handed_ == state_->total) return std::nullopt;
+    state_->cv.wait(lk, [&] { return ready_locked(); });
+    return take_locked();
+  }
+  /// Waits at most `timeout` until next() would not block; false on timeout.
+  bool wait_next_for(std::chrono::nanoseconds timeout) {
+    std::unique_lock lk(state_->m);
+    if (handed_ == state_->total) return true;
+    return state_->cv.wait_for(lk, timeout, [&] { return ready_locked(); });
+  }
+  /// Results not yet handed out.
+  [[nodiscard]] std::size_t remaining() const noexcept { return state_->total - handed_; }
+
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = R;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(pool_results* r) : r_(r) { ++*this; }
+    R& operator*() { return *current_; }
+    iterator& operator++() {
+      current_ = r_->next();
+      if (!current_) r_ = nullptr;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& a, std::default_sentinel_t) { return a.r_ == nullptr; }
+
+   private:
+    pool_results* r_ = nullptr;
+    std::optional<R> current_;
+  };
+  /// Starts consuming (blocks for the first result). Re-throws as next().
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  bool ready_locked() const {
+    if (handed_ == state_->total) return true;
+    return ordered_ ? state_->done[handed_] : !state_->arrived.empty();
+  }
+  std::optional<R> take_locked() {
+    std::size_t i = handed_;
+    if (!ordered_) {
+      i = state_->arrived.front();
+      state_->arrived.pop_front();
+    }
+    ++handed_;
+    if (state_->errors[i]) std::rethrow_exception(state_->errors[i]);
+    return std::move(state_->values[i]);
+  }
+
+  std::shared_ptr<detail::results_state<R>> state_;
+  bool ordered_;
+  std::size_t handed_ = 0;
+};
+
+/// N forked workers running any callable that can travel (see the top of this header).
 class IPC_API process_pool {
  public:
-  /// Largest sizeof(A) / sizeof(R).
-  static constexpr std::size_t max_value_size = 60 * 1024;
+  /// The largest request or reply (packed callable, arguments and results of one chunk).
+  static constexpr std::size_t max_message_size = detail::pool_max_message;
 
   /// Forks `workers` (≥ 1) workers now. `shutdown_grace` bounds how long the destructor lets
   /// queued work drain before SIGKILLing the workers. Throws std::system_error naming fork /
   /// pipe2 (already-forked workers are killed and reaped), EINVAL for 0 workers.
-  explicit process_pool(std::size_t workers,
-                        std::chrono::milliseconds shutdown_grace = std::chrono::seconds(5));
+  explicit process_pool(std::size_t workers, std::chrono::milliseconds shutdown_grace = std::chrono::seconds(5));
+  /// Forks options.workers workers now, each running options.initializer first. Throws as above.
+  explicit process_pool(const pool_options& options);
   /// close(), then join for at most shutdown_grace, then terminate(). Never hangs on a stuck task.
   ~process_pool();
   process_pool(const process_pool&) = delete;
   process_pool& operator=(const process_pool&) = delete;
 
-  /// Queues fn(arg) and returns its future. Never blocks on the workers. The future throws
-  /// std::runtime_error(what) if fn threw in the worker, and std::system_error(errc::closed)
-  /// naming the worker pid and signal if the worker died running it (the worker is replaced).
-  /// Throws errc::closed after close()/terminate().
-  template <typename R, typename A>
-  std::future<R> apply_async(R (*fn)(A), std::type_identity_t<A> arg) {
-    check_types<R, A>();
-    auto task = std::make_unique<detail::typed_pool_task<R>>();
-    task->invoker = &detail::pool_invoke<R, A>;
-    task->fn = reinterpret_cast<std::uintptr_t>(fn);
-    auto bytes = std::bit_cast<std::array<std::byte, sizeof(A)>>(arg);
-    task->arg.assign(bytes.begin(), bytes.end());
-    task->result_size = sizeof(R);
-    auto future = task->promise.get_future();
-    submit(std::move(task));
+  /// Queues f(args...) and returns its future. Never blocks on the workers. The future re-throws
+  /// the task's exception (same type for standard exceptions, else ipc::remote_error), or
+  /// std::system_error(errc::closed) naming the worker pid and signal if the worker died running
+  /// it. Throws errc::closed after close()/terminate(), errc::message_too_large for arguments
+  /// above max_message_size (nothing queued).
+  template <typename F, typename... Args>
+  auto apply_async(F f, Args&&... args) {
+    using Tuple = std::tuple<detail::wire_t<Args>...>;
+    check_callable<F>();
+    using R = detail::apply_result_t<F, Tuple>;
+    auto job = std::make_unique<detail::promise_job<R>>();
+    begin_payload(job->payload, f, 1);
+    pack_into(job->payload, Tuple(std::forward<Args>(args)...));
+    job->invoker = &detail::pool_run<F, Tuple>;
+    job->items = 1;
+    auto future = job->promise.get_future();
+    submit(std::move(job));
     return future;
   }
 
-  /// fn over every argument, results in order. Blocks until all are done; rethrows the first
-  /// failure (as apply_async's future would). Throws errc::closed after close()/terminate().
-  template <typename R, typename A>
-  std::vector<R> map(R (*fn)(A), std::span<const std::type_identity_t<A>> args) {
-    std::vector<std::future<R>> futures;
-    futures.reserve(args.size());
-    for (const A& a : args) futures.push_back(apply_async(fn, a));
-    std::vector<R> out;
-    out.reserve(args.size());
-    for (auto& f : futures) out.push_back(f.get());
-    return out;
+  /// Python's apply: apply_async(...).get(). Blocks until the task is done; re-throws as its future.
+  template <typename F, typename... Args>
+  auto apply(F f, Args&&... args) {
+    return apply_async(std::move(f), std::forward<Args>(args)...).get();
+  }
+
+  /// f(x) for every x of `inputs` (any input range), results in input order. Items travel in
+  /// chunks of `chunksize` (0: about 4 chunks per worker for sized ranges, else 1). Blocks until
+  /// every result is in; re-throws the first failure in input order. Throws as apply_async.
+  template <typename F, std::ranges::input_range Range>
+  auto map(F f, Range&& inputs, std::size_t chunksize = 0) {
+    return collect(imap(std::move(f), std::forward<Range>(inputs), chunksize));
+  }
+  /// f(a, b, …) for every tuple-like element (std::tuple, std::pair, std::array); as map.
+  template <typename F, std::ranges::input_range Range>
+  auto starmap(F f, Range&& inputs, std::size_t chunksize = 0) {
+    using Tuple = typename detail::star_args<std::ranges::range_reference_t<Range>>::type;
+    return collect(submit_all<Tuple>(std::move(f), std::forward<Range>(inputs), chunksize, true, [](auto&& e) {
+      return std::apply([](auto&&... a) { return Tuple(std::forward<decltype(a)>(a)...); }, std::forward<decltype(e)>(e));
+    }));
+  }
+  /// As map, but returns without waiting for any task: results stream in input order as they
+  /// complete (range-for or next()). Inputs are read, packed and queued during this call (Python
+  /// reads them lazily). Throws as apply_async; a task's failure is re-thrown when its item is reached.
+  template <typename F, std::ranges::input_range Range>
+  pool_results<detail::apply_result_t<F, std::tuple<detail::wire_t<std::ranges::range_reference_t<Range>>>>>
+  imap(F f, Range&& inputs, std::size_t chunksize = 1) {
+    using Tuple = std::tuple<detail::wire_t<std::ranges::range_reference_t<Range>>>;
+    return submit_all<Tuple>(std::move(f), std::forward<Range>(inputs), chunksize, true,
+                             [](auto&& e) { return Tuple(std::forward<decltype(e)>(e)); });
+  }
+  /// As imap, results in completion order.
+  template <typename F, std::ranges::input_range Range>
+  pool_results<detail::apply_result_t<F, std::tuple<detail::wire_t<std::ranges::range_reference_t<Range>>>>>
+  imap_unordered(F f, Range&& inputs, std::size_t chunksize = 1) {
+    using Tuple = std::tuple<detail::wire_t<std::ranges::range_reference_t<Range>>>;
+    return submit_all<Tuple>(std::move(f), std::forward<Range>(inputs), chunksize, false,
+                             [](auto&& e) { return Tuple(std::forward<decltype(e)>(e)); });
   }
 
   /// No more submissions; workers finish the queued tasks and exit. Never blocks.
@@ -135,18 +482,77 @@ class IPC_API process_pool {
   [[nodiscard]] std::vector<pid_t> worker_pids() const;
   /// Workers that died without being told to stop (crash, kill); each is replaced while work remains.
   [[nodiscard]] std::uint64_t workers_lost() const;
+  /// Workers that exited after max_tasks_per_child tasks (and were replaced).
+  [[nodiscard]] std::uint64_t workers_retired() const;
+  /// Tasks sent to a worker that died before starting them, and queued again.
+  [[nodiscard]] std::uint64_t tasks_requeued() const;
 
  private:
-  template <typename R, typename A>
-  static constexpr void check_types() {
-    static_assert(std::is_trivially_copyable_v<A> && std::is_trivially_copyable_v<R>,
-                  "process_pool: argument and result must be trivially copyable (they cross a pipe as bytes)");
-    static_assert(!std::is_pointer_v<A> && !std::is_pointer_v<R>,
-                  "process_pool: a pointer means nothing in another process");
-    static_assert(sizeof(A) <= max_value_size && sizeof(R) <= max_value_size,
-                  "process_pool: argument/result larger than process_pool::max_value_size");
+  template <typename F>
+  static constexpr void check_callable() {
+    static_assert(detail::travels<F>,
+                  "process_pool: this callable cannot travel to a worker. Capture only trivially copyable "
+                  "values (numbers, pointers to data that existed before the pool), pass other data as "
+                  "arguments, or use a function object with MSGPACK_DEFINE (docs/process.md)");
   }
-  void submit(std::unique_ptr<detail::pool_task> task);
+
+  template <typename F>
+  static void begin_payload(std::vector<std::byte>& payload, const F& f, std::size_t items) {
+    detail::byte_sink sink{&payload};
+    msgpack::packer<detail::byte_sink> pk(sink);
+    pk.pack_array(2);
+    detail::pack_callable(pk, f);
+    pk.pack_array(static_cast<std::uint32_t>(items));
+  }
+
+  template <typename Tuple, typename F, typename Range, typename ToTuple>
+  auto submit_all(F f, Range&& inputs, std::size_t chunksize, bool ordered, ToTuple to_tuple) {
+    check_callable<F>();
+    using R = detail::apply_result_t<F, Tuple>;
+    static_assert(!std::is_void_v<R>, "process_pool: map/imap need a callable that returns a value (use apply_async)");
+    // Pack every item first: the count is then known, and a value that does not serialise
+    // fails here, before anything is queued.
+    std::vector<std::vector<std::byte>> packed;
+    if constexpr (std::ranges::sized_range<Range>) packed.reserve(std::ranges::size(inputs));
+    for (auto&& e : inputs) {
+      packed.emplace_back();
+      pack_into(packed.back(), to_tuple(std::forward<decltype(e)>(e)));
+    }
+    if (chunksize == 0) chunksize = auto_chunksize(packed.size());
+    auto state = std::make_shared<detail::results_state<R>>();
+    state->total = packed.size();
+    state->values.resize(packed.size());
+    state->errors.resize(packed.size());
+    state->done.resize(packed.size());
+    std::vector<std::unique_ptr<detail::pool_job>> jobs;
+    for (std::size_t first = 0; first < packed.size(); first += chunksize) {
+      std::size_t n = std::min(chunksize, packed.size() - first);
+      auto job = std::make_unique<detail::chunk_job<R>>();
+      job->state = state;
+      job->first = first;
+      job->items = n;
+      job->invoker = &detail::pool_run<F, Tuple>;
+      begin_payload(job->payload, f, n);
+      for (std::size_t i = first; i < first + n; ++i) {
+        job->payload.insert(job->payload.end(), packed[i].begin(), packed[i].end());
+      }
+      jobs.push_back(std::move(job));
+    }
+    submit_many(std::move(jobs));
+    return pool_results<R>(std::move(state), ordered);
+  }
+
+  template <typename R>
+  static std::vector<R> collect(pool_results<R> results) {
+    std::vector<R> out;
+    out.reserve(results.remaining());
+    while (auto v = results.next()) out.push_back(std::move(*v));
+    return out;
+  }
+
+  [[nodiscard]] std::size_t auto_chunksize(std::size_t items) const noexcept;
+  void submit(std::unique_ptr<detail::pool_job> job);
+  void submit_many(std::vector<std::unique_ptr<detail::pool_job>> jobs);
 
   struct impl;
   std::unique_ptr<impl> impl_;
