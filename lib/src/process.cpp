@@ -3,6 +3,7 @@
 #include <ipc/process.hpp>
 
 #include "detail/eintr.hpp"
+#include "detail/fork_safe_mutex.hpp"
 #include "detail/reaper.hpp"
 
 #include <fcntl.h>
@@ -39,9 +40,11 @@ std::string pid_object(pid_t pid) { return "pid " + std::to_string(pid); }
 // Serialises our own forks against the creation of exec's error pipes: a process::fork child
 // (which does not exec) must not inherit another thread's error-pipe write end, or that
 // thread's exec() would wait for the unrelated child to exit before seeing EOF.
-std::mutex& fork_mutex() {
-  static std::mutex m;
-  return m;
+// A fork from outside process (another thread's raw fork()) while we hold it must not leave
+// that child with it locked: fork_safe_mutex re-initialises it there.
+detail::fork_safe_mutex& fork_mutex() {
+  static auto* m = new detail::fork_safe_mutex;  // never destroyed: the atfork handler points at it
+  return *m;
 }
 
 // Opens a pidfd for a child we just forked; on failure the child is killed and reaped.
