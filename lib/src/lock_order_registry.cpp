@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +23,8 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace ipc::detail::lock_order_registry {
 namespace {
@@ -60,10 +63,13 @@ static_assert(std::is_standard_layout_v<registry_header>);
 // This process's view. `reg` is set once (per process image: a fork child shares the mapping and
 // the state). The segment handle is never destroyed, so the mapping outlives static destruction.
 struct local_state {
-  std::mutex m;  // attach only; held across fork (atfork) so a child never inherits it locked
-  registry_header* reg = nullptr;
+  std::mutex m;  // attach and pending; held across fork (atfork) so a child never inherits it locked
+  std::atomic<registry_header*> reg{nullptr};
   layout_segment* seg = nullptr;  // null for the private (anonymous) fallback
   std::string object;
+  // Names described before this process needed the registry: published when it attaches, so a
+  // process that never nests locks never creates a registry.
+  std::vector<std::pair<std::uint32_t, std::string>> pending;
 };
 
 local_state& local() {
@@ -115,15 +121,16 @@ void drop_dead_locked(registry_header& r) {
 // Runs at exit: drops this process's edges; the last process attached removes the segment.
 void leave() noexcept {
   auto& st = local();
-  if (st.reg == nullptr) return;
+  registry_header* r = st.reg.load(std::memory_order_acquire);
+  if (r == nullptr) return;
   try {
-    std::unique_lock lk(st.reg->lock);
+    std::unique_lock lk(r->lock);
     const me self = current();
-    compact_locked(*st.reg, [&](const edge& e) { return !(e.pid == self.pid && e.start_time == self.start_time); });
-    if (st.seg != nullptr && st.reg->retired == 0) {
+    compact_locked(*r, [&](const edge& e) { return !(e.pid == self.pid && e.start_time == self.start_time); });
+    if (st.seg != nullptr && r->retired == 0) {
       auto* sysv = dynamic_cast<sysv_segment*>(&st.seg->raw());
       if (sysv != nullptr && sysv->attached() <= 1) {
-        st.reg->retired = 1;
+        r->retired = 1;
         st.seg->remove();
       }
     }
@@ -131,17 +138,20 @@ void leave() noexcept {
   }
 }
 
+void describe_locked(registry_header& r, std::uint32_t id, std::string_view name) noexcept;
+
 registry_header& attach() {
   auto& st = local();
-  if (st.reg != nullptr) return *st.reg;
+  if (auto* r = st.reg.load(std::memory_order_acquire); r != nullptr) return *r;
   std::lock_guard lk(st.m);
-  if (st.reg != nullptr) return *st.reg;
+  if (auto* r = st.reg.load(std::memory_order_acquire); r != nullptr) return *r;
+  registry_header* found = nullptr;
   const layout_spec spec{.magic = magic, .version = version, .header_size = sizeof(registry_header), .payload_bytes = 0};
   auto init = [](std::byte* base, std::size_t) {
     auto* h = ::new (base) registry_header{};
     robust_mutex::create_at(&h->lock, 0);
   };
-  for (int attempt = 0; attempt < 50 && st.reg == nullptr; ++attempt) {
+  for (int attempt = 0; attempt < 50 && found == nullptr; ++attempt) {
     std::unique_ptr<layout_segment> seg;
     try {
       seg = std::make_unique<layout_segment>(segment_backing::sysv, "lock-order", open_mode::open_or_create, spec, init);
@@ -160,18 +170,24 @@ registry_header& attach() {
     rl.unlock();
     st.object = seg->object();
     st.seg = seg.release();
-    st.reg = h;
+    found = h;
   }
-  if (st.reg == nullptr) {
+  if (found == nullptr) {
     // Shared with our fork children, invisible to unrelated processes.
     void* p = ::mmap(nullptr, sizeof(registry_header), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw_errno(errno, "mmap", "private lock-order registry");
     init(static_cast<std::byte*>(p), sizeof(registry_header));
     st.object = "private";
-    st.reg = static_cast<registry_header*>(p);
+    found = static_cast<registry_header*>(p);
   }
+  {
+    std::unique_lock rl(found->lock);
+    for (const auto& [id, name] : st.pending) describe_locked(*found, id, name);
+  }
+  st.pending.clear();
   std::atexit(leave);
-  return *st.reg;
+  st.reg.store(found, std::memory_order_release);
+  return *found;
 }
 
 std::string name_locked(const registry_header& r, std::uint32_t id) {
@@ -280,9 +296,29 @@ void forget_mine_and_dead() {
 
 void describe(std::uint32_t id, std::string_view name) {
   if (id == 0) return;
-  registry_header& r = attach();
-  std::unique_lock lk(r.lock);
-  repair_if_needed(r, r.lock.previous_owner_died());
+  auto& st = local();
+  registry_header* reg = st.reg.load(std::memory_order_acquire);
+  if (reg == nullptr) {
+    std::lock_guard lk(st.m);
+    reg = st.reg.load(std::memory_order_acquire);
+    if (reg == nullptr) {
+      if (st.pending.size() < max_names) st.pending.emplace_back(id, std::string(name.substr(0, name_bytes - 1)));
+      return;
+    }
+  }
+  std::unique_lock lk(reg->lock);
+  repair_if_needed(*reg, reg->lock.previous_owner_died());
+  describe_locked(*reg, id, name);
+}
+
+std::string object() {
+  attach();
+  return local().object;
+}
+
+namespace {
+
+void describe_locked(registry_header& r, std::uint32_t id, std::string_view name) noexcept {
   const std::size_t n = std::min<std::size_t>(r.name_count, max_names);
   for (std::size_t i = 0; i < n; ++i) {
     if (r.names[i].id == id) return;
@@ -295,9 +331,6 @@ void describe(std::uint32_t id, std::string_view name) {
   r.name_count = static_cast<std::uint32_t>(n + 1);
 }
 
-std::string object() {
-  attach();
-  return local().object;
-}
+}  // namespace
 
 }  // namespace ipc::detail::lock_order_registry
