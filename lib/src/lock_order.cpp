@@ -34,7 +34,6 @@ bool initially_enabled() noexcept {
 #endif
 }
 
-std::atomic<bool> g_check_enabled{initially_enabled()};
 std::atomic<lock_order_checker::policy> g_policy{lock_order_checker::policy::learned_order};
 
 // This process's handler. Its mutex is held across fork (atfork), so a child forked while
@@ -74,9 +73,10 @@ lock_order_checker::violation local_violation(std::uint32_t held, std::uint32_t 
 
 }  // namespace
 
-void lock_order_checker::enable(bool on) noexcept { g_check_enabled.store(on, std::memory_order_relaxed); }
+std::atomic<bool> lock_order_checker::enabled_{initially_enabled()};
+std::atomic<bool> lock_order_checker::recorded_{false};
 
-bool lock_order_checker::enabled() noexcept { return g_check_enabled.load(std::memory_order_relaxed); }
+void lock_order_checker::enable(bool on) noexcept { enabled_.store(on, std::memory_order_relaxed); }
 
 void lock_order_checker::set_policy(policy p) noexcept { g_policy.store(p, std::memory_order_relaxed); }
 
@@ -101,7 +101,7 @@ void lock_order_checker::describe(std::uint32_t id, std::string_view name) {
 std::string lock_order_checker::registry() { return detail::lock_order_registry::object(); }
 
 void lock_order_checker::before_lock(std::uint32_t id) {
-  if (id == 0 || !g_check_enabled.load(std::memory_order_relaxed)) return;
+  if (id == 0 || !enabled()) return;
   if (t_held.empty()) return;  // nothing held: no order to check or learn
   std::optional<violation> bad;
   if (std::find(t_held.begin(), t_held.end(), id) != t_held.end()) {
@@ -126,7 +126,8 @@ void lock_order_checker::before_lock(std::uint32_t id) {
 }
 
 void lock_order_checker::acquired(std::uint32_t id) noexcept {
-  if (id == 0 || !g_check_enabled.load(std::memory_order_relaxed)) return;
+  if (id == 0 || !enabled()) return;
+  if (!recorded_.load(std::memory_order_relaxed)) recorded_.store(true, std::memory_order_relaxed);
   try {
     t_held.push_back(id);
   } catch (...) {
@@ -134,9 +135,9 @@ void lock_order_checker::acquired(std::uint32_t id) noexcept {
   }
 }
 
-void lock_order_checker::released(std::uint32_t id) noexcept {
+void lock_order_checker::forget(std::uint32_t id) noexcept {
   // Not gated on enabled(): a lock recorded before disable() must still be forgotten.
-  if (id == 0 || t_held.empty()) return;
+  if (t_held.empty()) return;
   auto it = std::find(t_held.rbegin(), t_held.rend(), id);
   if (it != t_held.rend()) t_held.erase(std::next(it).base());
 }

@@ -227,7 +227,8 @@ class IPC_API lock_order_checker {
   using handler = std::function<void(const violation&)>;
 
   static void enable(bool on) noexcept;
-  [[nodiscard]] static bool enabled() noexcept;
+  /// Inline: the whole cost of a disabled checker is this one relaxed load.
+  [[nodiscard]] static bool enabled() noexcept { return enabled_.load(std::memory_order_relaxed); }
   static void set_policy(policy p) noexcept;
   /// Replaces this process's handler; an empty one restores the default, which throws
   /// std::system_error(EDEADLK) whose what() carries the violation's message.
@@ -251,8 +252,16 @@ class IPC_API lock_order_checker {
   static void before_lock(std::uint32_t id);
   /// After id was acquired by this thread.
   static void acquired(std::uint32_t id) noexcept;
-  /// After id was released by this thread.
-  static void released(std::uint32_t id) noexcept;
+  /// After id was released by this thread. Inline: until the checker has recorded a hold in
+  /// this process, one relaxed load (a hold recorded before disable() is still forgotten).
+  static void released(std::uint32_t id) noexcept {
+    if (id != 0 && recorded_.load(std::memory_order_relaxed)) forget(id);
+  }
+
+ private:
+  static void forget(std::uint32_t id) noexcept;
+  static std::atomic<bool> enabled_;   // IPC_LOCK_ORDER_CHECK, else on unless NDEBUG
+  static std::atomic<bool> recorded_;  // acquired() has recorded a hold in this process
 };
 
 }  // namespace ipc
