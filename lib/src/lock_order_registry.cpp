@@ -34,6 +34,7 @@ constexpr std::uint32_t version = 1;
 constexpr std::size_t max_edges = 8192;
 constexpr std::size_t max_names = 1024;
 constexpr std::size_t name_bytes = 60;
+constexpr std::size_t max_users = 256;
 
 struct edge {
   std::uint32_t first;
@@ -48,6 +49,13 @@ struct name_entry {
   char name[name_bytes];
 };
 
+// A process that has used the registry (pid 0: free). The last live one to leave removes it.
+struct user {
+  std::int32_t pid;
+  std::uint32_t reserved;
+  std::uint64_t start_time;
+};
+
 struct registry_header {
   layout_header base;
   robust_mutex lock;       // id 0: the checker never checks its own lock
@@ -57,6 +65,7 @@ struct registry_header {
   std::uint32_t reserved;
   edge edges[max_edges];
   name_entry names[max_names];
+  user users[max_users];
 };
 static_assert(std::is_standard_layout_v<registry_header>);
 
@@ -116,6 +125,28 @@ void drop_dead_locked(registry_header& r) {
     if (it == alive.end()) it = alive.emplace(e.pid, process_alive(e.pid, e.start_time)).first;
     return it->second;
   });
+  for (auto& u : r.users) {
+    if (u.pid != 0 && !process_alive(u.pid, u.start_time)) u = user{};
+  }
+}
+
+// The pid this process image registered as a user under (a fork child registers anew).
+std::atomic<pid_t> g_entered{0};
+
+// Under the lock: records this process as a user (once per process).
+void enter_locked(registry_header& r, const me& self) noexcept {
+  if (g_entered.load(std::memory_order_relaxed) == self.pid) return;
+  user* free_slot = nullptr;
+  for (auto& u : r.users) {
+    if (u.pid == self.pid && u.start_time == self.start_time) {
+      free_slot = &u;
+      break;
+    }
+    if (free_slot == nullptr && (u.pid == 0 || !process_alive(u.pid, u.start_time))) free_slot = &u;
+  }
+  // Table full of live users: unrecorded, this process never removes the registry itself.
+  if (free_slot != nullptr) *free_slot = user{self.pid, 0, self.start_time};
+  g_entered.store(self.pid, std::memory_order_relaxed);
 }
 
 // Runs at exit: drops this process's edges; the last process attached removes the segment.
@@ -127,12 +158,19 @@ void leave() noexcept {
     std::unique_lock lk(r->lock);
     const me self = current();
     compact_locked(*r, [&](const edge& e) { return !(e.pid == self.pid && e.start_time == self.start_time); });
-    if (st.seg != nullptr && r->retired == 0) {
-      auto* sysv = dynamic_cast<sysv_segment*>(&st.seg->raw());
-      if (sysv != nullptr && sysv->attached() <= 1) {
-        r->retired = 1;
-        st.seg->remove();
+    bool others = false;
+    for (auto& u : r->users) {
+      if (u.pid == self.pid && u.start_time == self.start_time) {
+        u = user{};
+      } else if (u.pid != 0) {
+        others = others || process_alive(u.pid, u.start_time);
       }
+    }
+    // The last live user: nobody else will look at it (a fork child that inherited the mapping
+    // but never used it keeps a private copy), so remove it rather than leave it in ipcs.
+    if (!others && st.seg != nullptr && r->retired == 0) {
+      r->retired = 1;
+      st.seg->remove();
     }
   } catch (...) {  // NOLINT(bugprone-empty-catch): at exit there is no one to tell; the next user cleans up
   }
@@ -182,6 +220,7 @@ registry_header& attach() {
   }
   {
     std::unique_lock rl(found->lock);
+    enter_locked(*found, current());
     for (const auto& [id, name] : st.pending) describe_locked(*found, id, name);
   }
   st.pending.clear();
@@ -247,6 +286,7 @@ std::optional<lock_order_checker::violation> check_and_learn(std::span<const std
   std::unique_lock lk(r.lock);
   repair_if_needed(r, r.lock.previous_owner_died());
   const me self = current();
+  enter_locked(r, self);
   for (std::uint32_t a : held) {
     if (a == acquiring || has_edge_locked(r, a, acquiring, self)) continue;
     auto path = path_locked(r, acquiring, a);
@@ -290,6 +330,7 @@ void forget_mine_and_dead() {
   std::unique_lock lk(r.lock);
   repair_if_needed(r, r.lock.previous_owner_died());
   const me self = current();
+  enter_locked(r, self);
   compact_locked(r, [&](const edge& e) { return !(e.pid == self.pid && e.start_time == self.start_time); });
   drop_dead_locked(r);
 }
@@ -308,6 +349,7 @@ void describe(std::uint32_t id, std::string_view name) {
   }
   std::unique_lock lk(reg->lock);
   repair_if_needed(*reg, reg->lock.previous_owner_died());
+  enter_locked(*reg, current());
   describe_locked(*reg, id, name);
 }
 
