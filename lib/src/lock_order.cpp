@@ -53,6 +53,9 @@ handler_slot& handler_state() {
   return *s;
 }
 
+// Built while the library loads: see g_local_ready in lock_order_registry.cpp.
+[[maybe_unused]] const bool g_handler_ready = (handler_state(), true);
+
 thread_local std::vector<std::uint32_t> t_held;
 
 // A forked child holds none of its parent's locks (a robust mutex is owned by a thread id), so

@@ -90,6 +90,11 @@ local_state& local() {
   return *s;
 }
 
+// Built while the library loads, before any thread can fork: a function-local static whose
+// initialiser calls pthread_atfork blocks on glibc's atfork lock while another thread forks,
+// and that fork's child would inherit the static "being initialised" and hang on first use.
+[[maybe_unused]] const bool g_local_ready = (local(), true);
+
 struct me {
   pid_t pid;
   std::uint64_t start_time;

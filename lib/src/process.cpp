@@ -47,6 +47,9 @@ detail::fork_safe_mutex& fork_mutex() {
   static auto* m = new detail::fork_safe_mutex;  // never destroyed: the atfork handler points at it
   return *m;
 }
+// Built while the library loads: a function-local static initialised by one thread while another
+// forks would be inherited "being initialised" by that child, which would hang on it.
+[[maybe_unused]] detail::fork_safe_mutex& g_fork_mutex_ready = fork_mutex();
 
 // Opens a pidfd for a child we just forked; on failure the child is killed and reaped.
 unique_fd open_pidfd_or_kill(pid_t pid) {

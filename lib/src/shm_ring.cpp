@@ -373,6 +373,10 @@ struct shm_ring_fork_registry {
 
 namespace {
 
+// Built while the library loads: get()'s initialiser calls pthread_atfork, which waits for
+// glibc's atfork lock while another thread forks, and that child would inherit it half-built.
+[[maybe_unused]] const bool g_fork_registry_ready = (shm_ring_fork_registry::get(), true);
+
 detail::role_block& block_of(detail::ring_header& h, role r) noexcept {
   return r == role::sender ? h.sender : h.receiver;
 }

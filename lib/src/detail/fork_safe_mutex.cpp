@@ -10,6 +10,7 @@ std::array<std::atomic<fork_safe_mutex*>, 32> g_all{};
 std::atomic<std::size_t> g_count{0};
 }  // namespace
 
+
 void after_fork_in_child() noexcept {
   // The child has one thread, the forking one: every other holder is gone.
   const pthread_t self = ::pthread_self();
@@ -22,9 +23,11 @@ void after_fork_in_child() noexcept {
   }
 }
 
+// Registered while the library loads, never from a thread that another thread's fork could
+// catch half-way (pthread_atfork waits for glibc's atfork lock, held throughout a fork).
+[[maybe_unused]] static const int g_registered = ::pthread_atfork(nullptr, nullptr, after_fork_in_child);
+
 fork_safe_mutex::fork_safe_mutex() noexcept {
-  static const int registered = ::pthread_atfork(nullptr, nullptr, after_fork_in_child);
-  (void)registered;
   const std::size_t i = g_count.fetch_add(1, std::memory_order_acq_rel);
   if (i >= g_all.size()) std::abort();  // a library bug: more process-wide mutexes than slots
   g_all[i].store(this, std::memory_order_release);

@@ -18,7 +18,8 @@ namespace ipc::detail {
 
 class IPC_API fork_safe_mutex {
  public:
-  /// Registers the mutex with the child-side atfork handler. Aborts past 32 instances.
+  /// Registers the mutex with the child-side atfork handler. Aborts past 32 instances. Create
+  /// it while the library loads (a namespace-scope initialiser), never lazily from a thread.
   fork_safe_mutex() noexcept;
   fork_safe_mutex(const fork_safe_mutex&) = delete;
   fork_safe_mutex& operator=(const fork_safe_mutex&) = delete;
