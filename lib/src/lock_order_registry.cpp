@@ -154,33 +154,6 @@ void enter_locked(registry_header& r, const me& self) noexcept {
   g_entered.store(self.pid, std::memory_order_relaxed);
 }
 
-// Runs at exit: drops this process's edges; the last process attached removes the segment.
-void leave() noexcept {
-  auto& st = local();
-  registry_header* r = st.reg.load(std::memory_order_acquire);
-  if (r == nullptr) return;
-  try {
-    std::unique_lock lk(r->lock);
-    const me self = current();
-    compact_locked(*r, [&](const edge& e) { return !(e.pid == self.pid && e.start_time == self.start_time); });
-    bool others = false;
-    for (auto& u : r->users) {
-      if (u.pid == self.pid && u.start_time == self.start_time) {
-        u = user{};
-      } else if (u.pid != 0) {
-        others = others || process_alive(u.pid, u.start_time);
-      }
-    }
-    // The last live user: nobody else will look at it (a fork child that inherited the mapping
-    // but never used it keeps a private copy), so remove it rather than leave it in ipcs.
-    if (!others && st.seg != nullptr && r->retired == 0) {
-      r->retired = 1;
-      st.seg->remove();
-    }
-  } catch (...) {  // NOLINT(bugprone-empty-catch): at exit there is no one to tell; the next user cleans up
-  }
-}
-
 void describe_locked(registry_header& r, std::uint32_t id, std::string_view name) noexcept;
 
 registry_header& attach() {
@@ -229,7 +202,7 @@ registry_header& attach() {
     for (const auto& [id, name] : st.pending) describe_locked(*found, id, name);
   }
   st.pending.clear();
-  std::atexit(leave);
+  std::atexit([] { leave(); });
   st.reg.store(found, std::memory_order_release);
   return *found;
 }
@@ -284,6 +257,33 @@ void repair_if_needed(registry_header& r, bool owner_died) {
 }
 
 }  // namespace
+
+void leave() noexcept {
+  if (g_entered.load(std::memory_order_relaxed) != ::getpid()) return;  // never used it
+  auto& st = local();
+  registry_header* r = st.reg.load(std::memory_order_acquire);
+  if (r == nullptr) return;
+  try {
+    std::unique_lock lk(r->lock);
+    const me self = current();
+    compact_locked(*r, [&](const edge& e) { return !(e.pid == self.pid && e.start_time == self.start_time); });
+    bool others = false;
+    for (auto& u : r->users) {
+      if (u.pid == self.pid && u.start_time == self.start_time) {
+        u = user{};
+      } else if (u.pid != 0) {
+        others = others || process_alive(u.pid, u.start_time);
+      }
+    }
+    // The last live user: nobody else will look at it (a fork child that inherited the mapping
+    // but never used it keeps a private copy), so remove it rather than leave it in ipcs.
+    if (!others && st.seg != nullptr && r->retired == 0) {
+      r->retired = 1;
+      st.seg->remove();
+    }
+  } catch (...) {  // NOLINT(bugprone-empty-catch): at exit there is no one to tell; the next user cleans up
+  }
+}
 
 std::optional<lock_order_checker::violation> check_and_learn(std::span<const std::uint32_t> held,
                                                              std::uint32_t acquiring) {

@@ -4,6 +4,7 @@
 
 #include "detail/eintr.hpp"
 #include "detail/fork_safe_mutex.hpp"
+#include "detail/lock_order_registry.hpp"
 #include "detail/reaper.hpp"
 
 #include <fcntl.h>
@@ -222,6 +223,7 @@ process process::fork_impl(const std::function<int()>& body) {
       [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
     }
     std::fflush(nullptr);
+    detail::lock_order_registry::leave();  // no atexit handlers run here: leave the registry now
     ::_exit(code & 0xff);
   }
   lk.unlock();

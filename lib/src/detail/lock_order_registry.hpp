@@ -35,4 +35,9 @@ void describe(std::uint32_t id, std::string_view name);
 /// How errors name the registry.
 std::string object();
 
+/// This process stops using the registry: drops its edges and its user entry and, as the last
+/// live user, removes it. Runs at exit (atexit) and in process::fork children before _exit.
+/// Does nothing in a process that never used it. Never throws.
+IPC_API void leave() noexcept;
+
 }  // namespace ipc::detail::lock_order_registry
