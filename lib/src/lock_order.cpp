@@ -1,5 +1,8 @@
-// The lock-order checker (lock_order_checker in <ipc/sync.hpp>): learns which lock was held while
-// another was taken, and reports an acquisition that closes a cycle before it blocks.
+// The lock-order checker (lock_order_checker in <ipc/sync.hpp>): each thread's held ids, checked
+// against the orders every process of the runtime directory learned (lock_order_registry.cpp),
+// so an acquisition that closes a cycle is reported before it blocks.
+#include "detail/lock_order_registry.hpp"
+
 #include <ipc/error.hpp>
 #include <ipc/sync.hpp>
 
@@ -14,15 +17,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace ipc {
 
 namespace {
-
-// ---- lock-order checker state ----------------------------------------------------------------
 
 bool initially_enabled() noexcept {
   if (const char* v = std::getenv("IPC_LOCK_ORDER_CHECK"); v != nullptr && *v != '\0') {
@@ -35,36 +34,27 @@ bool initially_enabled() noexcept {
 #endif
 }
 
-std::atomic<bool> g_check_enabled{initially_enabled()};
 std::atomic<lock_order_checker::policy> g_policy{lock_order_checker::policy::learned_order};
 
-struct order_graph {
-  std::mutex mutex;
-  std::unordered_map<std::uint32_t, std::unordered_set<std::uint32_t>> after;  // A -> {B taken while A held}
-  lock_order_checker::handler on_violation;
-
-  // True if `to` is reachable from `from` through learned edges.
-  bool reaches(std::uint32_t from, std::uint32_t to) const {
-    std::vector<std::uint32_t> stack{from};
-    std::unordered_set<std::uint32_t> seen{from};
-    while (!stack.empty()) {
-      std::uint32_t n = stack.back();
-      stack.pop_back();
-      if (n == to) return true;
-      auto it = after.find(n);
-      if (it == after.end()) continue;
-      for (std::uint32_t next : it->second) {
-        if (seen.insert(next).second) stack.push_back(next);
-      }
-    }
-    return false;
-  }
+// This process's handler. Its mutex is held across fork (atfork), so a child forked while
+// another thread copies the handler never inherits the mutex locked.
+struct handler_slot {
+  std::mutex m;
+  lock_order_checker::handler h;
 };
 
-order_graph& graph() {
-  static order_graph g;
-  return g;
+handler_slot& handler_state() {
+  static auto* s = [] {
+    auto* slot = new handler_slot;  // never destroyed: atfork handlers and late locks outlive statics
+    ::pthread_atfork([] { handler_state().m.lock(); }, [] { handler_state().m.unlock(); },
+                     [] { handler_state().m.unlock(); });
+    return slot;
+  }();
+  return *s;
 }
+
+// Built while the library loads: see g_local_ready in lock_order_registry.cpp.
+[[maybe_unused]] const bool g_handler_ready = (handler_state(), true);
 
 thread_local std::vector<std::uint32_t> t_held;
 
@@ -72,20 +62,31 @@ thread_local std::vector<std::uint32_t> t_held;
 // it must not inherit the forking thread's record of held ids.
 const int g_atfork_registered = ::pthread_atfork(nullptr, nullptr, [] { t_held.clear(); });
 
+lock_order_checker::violation local_violation(std::uint32_t held, std::uint32_t id, std::string rule) {
+  lock_order_checker::violation v;
+  v.held = held;
+  v.acquiring = id;
+  v.held_name = detail::lock_order_registry::name_of(held);
+  v.acquiring_name = detail::lock_order_registry::name_of(id);
+  v.pid = ::getpid();
+  v.message = "pid " + std::to_string(v.pid) + " acquiring " + v.acquiring_name + " while holding " +
+              v.held_name + " " + rule;
+  return v;
+}
+
 }  // namespace
 
-// ---- lock_order_checker ----------------------------------------------------------------------
+std::atomic<bool> lock_order_checker::enabled_{initially_enabled()};
+std::atomic<bool> lock_order_checker::recorded_{false};
 
-void lock_order_checker::enable(bool on) noexcept { g_check_enabled.store(on, std::memory_order_relaxed); }
-
-bool lock_order_checker::enabled() noexcept { return g_check_enabled.load(std::memory_order_relaxed); }
+void lock_order_checker::enable(bool on) noexcept { enabled_.store(on, std::memory_order_relaxed); }
 
 void lock_order_checker::set_policy(policy p) noexcept { g_policy.store(p, std::memory_order_relaxed); }
 
 void lock_order_checker::set_handler(handler h) {
-  auto& g = graph();
-  std::lock_guard lk(g.mutex);
-  g.on_violation = std::move(h);
+  auto& s = handler_state();
+  std::lock_guard lk(s.m);
+  s.h = std::move(h);
 }
 
 void lock_order_checker::abort_handler(const violation& v) noexcept {
@@ -93,41 +94,33 @@ void lock_order_checker::abort_handler(const violation& v) noexcept {
   std::abort();
 }
 
-void lock_order_checker::reset() {
-  auto& g = graph();
-  std::lock_guard lk(g.mutex);
-  g.after.clear();
+void lock_order_checker::reset() { detail::lock_order_registry::forget_mine_and_dead(); }
+
+void lock_order_checker::describe(std::uint32_t id, std::string_view name) {
+  if (id == 0 || !enabled()) return;
+  detail::lock_order_registry::describe(id, name);
 }
 
+std::string lock_order_checker::registry() { return detail::lock_order_registry::object(); }
+
 void lock_order_checker::before_lock(std::uint32_t id) {
-  if (id == 0 || !g_check_enabled.load(std::memory_order_relaxed)) return;
+  if (id == 0 || !enabled()) return;
+  if (t_held.empty()) return;  // nothing held: no order to check or learn
   std::optional<violation> bad;
+  if (std::find(t_held.begin(), t_held.end(), id) != t_held.end()) {
+    bad = local_violation(id, id, "(this thread already holds it)");
+  } else if (g_policy.load(std::memory_order_relaxed) == policy::ascending_ids) {
+    auto top = std::max_element(t_held.begin(), t_held.end());
+    if (id < *top) bad = local_violation(*top, id, "breaks ascending id order");
+  }
+  if (!bad) bad = detail::lock_order_registry::check_and_learn(t_held, id);
+  if (!bad) return;
   handler h;
   {
-    auto& g = graph();
-    std::lock_guard lk(g.mutex);
-    const bool ascending = g_policy.load(std::memory_order_relaxed) == policy::ascending_ids;
-    const std::string b = std::to_string(id);
-    for (std::uint32_t a : t_held) {
-      const std::string as = std::to_string(a);
-      if (a == id) {
-        bad = violation{a, id, "acquiring lock " + b + " while this thread already holds lock " + b};
-      } else if (ascending && id < a) {
-        bad = violation{a, id, "acquiring lock " + b + " while holding lock " + as + " breaks ascending id order"};
-      } else if (!g.after[a].contains(id) && g.reaches(id, a)) {
-        bad = violation{a, id,
-                        "acquiring lock " + b + " while holding lock " + as + ", but lock " + b +
-                            " was held while taking lock " + as + " elsewhere: potential deadlock"};
-      }
-      if (bad) break;
-    }
-    if (!bad) {
-      for (std::uint32_t a : t_held) g.after[a].insert(id);
-    } else {
-      h = g.on_violation;
-    }
+    auto& s = handler_state();
+    std::lock_guard lk(s.m);
+    h = s.h;
   }
-  if (!bad) return;
   if (h) {
     h(*bad);
     return;
@@ -136,7 +129,8 @@ void lock_order_checker::before_lock(std::uint32_t id) {
 }
 
 void lock_order_checker::acquired(std::uint32_t id) noexcept {
-  if (id == 0 || !g_check_enabled.load(std::memory_order_relaxed)) return;
+  if (id == 0 || !enabled()) return;
+  if (!recorded_.load(std::memory_order_relaxed)) recorded_.store(true, std::memory_order_relaxed);
   try {
     t_held.push_back(id);
   } catch (...) {
@@ -144,9 +138,9 @@ void lock_order_checker::acquired(std::uint32_t id) noexcept {
   }
 }
 
-void lock_order_checker::released(std::uint32_t id) noexcept {
+void lock_order_checker::forget(std::uint32_t id) noexcept {
   // Not gated on enabled(): a lock recorded before disable() must still be forgotten.
-  if (id == 0 || t_held.empty()) return;
+  if (t_held.empty()) return;
   auto it = std::find(t_held.rbegin(), t_held.rend(), id);
   if (it != t_held.rend()) t_held.erase(std::next(it).base());
 }

@@ -3,6 +3,8 @@
 #include <ipc/process.hpp>
 
 #include "detail/eintr.hpp"
+#include "detail/fork_safe_mutex.hpp"
+#include "detail/lock_order_registry.hpp"
 #include "detail/reaper.hpp"
 
 #include <fcntl.h>
@@ -40,10 +42,15 @@ std::string pid_object(pid_t pid) { return "pid " + std::to_string(pid); }
 // Serialises our own forks against the creation of exec's error pipes: a process::fork child
 // (which does not exec) must not inherit another thread's error-pipe write end, or that
 // thread's exec() would wait for the unrelated child to exit before seeing EOF.
-std::mutex& fork_mutex() {
-  static std::mutex m;
-  return m;
+// A fork from outside process (another thread's raw fork()) while we hold it must not leave
+// that child with it locked: fork_safe_mutex re-initialises it there.
+detail::fork_safe_mutex& fork_mutex() {
+  static auto* m = new detail::fork_safe_mutex;  // never destroyed: the atfork handler points at it
+  return *m;
 }
+// Built while the library loads: a function-local static initialised by one thread while another
+// forks would be inherited "being initialised" by that child, which would hang on it.
+[[maybe_unused]] detail::fork_safe_mutex& g_fork_mutex_ready = fork_mutex();
 
 // Opens a pidfd for a child we just forked; on failure the child is killed and reaped.
 unique_fd open_pidfd_or_kill(pid_t pid) {
@@ -269,6 +276,7 @@ process process::fork_impl(const std::function<int()>& body) {
       [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
     }
     std::fflush(nullptr);
+    detail::lock_order_registry::leave();  // no atexit handlers run here: leave the registry now
     ::_exit(code & 0xff);
   }
   lk.unlock();

@@ -189,21 +189,19 @@ bool semaphore_set::apply(std::span<const op> ops, const deadline& d) {
   }
 }
 
-void semaphore_set::wait(unsigned short i, short n) { apply({{i, static_cast<short>(-n), true}}, deadline::never()); }
+void semaphore_set::wait(unsigned short i, short n, undo u) { wait_until(i, deadline::never(), n, u); }
 
-bool semaphore_set::try_wait(unsigned short i, short n) {
-  return apply({{i, static_cast<short>(-n), true}}, deadline::now());
+bool semaphore_set::try_wait(unsigned short i, short n, undo u) { return wait_until(i, deadline::now(), n, u); }
+
+bool semaphore_set::wait_for(unsigned short i, std::chrono::nanoseconds timeout, short n, undo u) {
+  return wait_until(i, deadline::in(timeout), n, u);
 }
 
-bool semaphore_set::wait_for(unsigned short i, std::chrono::nanoseconds timeout, short n) {
-  return wait_until(i, deadline::in(timeout), n);
+bool semaphore_set::wait_until(unsigned short i, const deadline& d, short n, undo u) {
+  return apply({{i, static_cast<short>(-n), u == undo::yes}}, d);
 }
 
-bool semaphore_set::wait_until(unsigned short i, const deadline& d, short n) {
-  return apply({{i, static_cast<short>(-n), true}}, d);
-}
-
-void semaphore_set::post(unsigned short i, short n) { apply({{i, n, true}}, deadline::now()); }
+void semaphore_set::post(unsigned short i, short n, undo u) { apply({{i, n, u == undo::yes}}, deadline::now()); }
 
 int semaphore_set::value(unsigned short i) const {
   check_index(i, "semctl(GETVAL)");
@@ -280,11 +278,11 @@ bool semaphore_set::remove(std::string_view name) {
   return removed;
 }
 
-semaphore_set::guard::guard(semaphore_set& s, unsigned short i) : set_(s), index_(i) { set_.wait(index_); }
+semaphore_set::guard::guard(semaphore_set& s, unsigned short i) : set_(s), index_(i) { set_.wait(index_, 1, undo::yes); }
 
 semaphore_set::guard::~guard() {
   try {
-    set_.post(index_);
+    set_.post(index_, 1, undo::yes);
   } catch (...) {  // NOLINT(bugprone-empty-catch): a removed set has nothing left to release
   }
 }

@@ -174,17 +174,20 @@ fork_registry_state& registry() {
   return *r;
 }
 
+// Installed while the library loads: a first-use initialiser calling pthread_atfork waits for
+// glibc's atfork lock while another thread forks, and that child would inherit it half-built.
+// errno is cleared before fork so the parent handler can tell a failed fork (glibc runs parent
+// handlers then too) and take back the slots it reserved for a child that never was.
+[[maybe_unused]] const bool g_fork_hooks_installed = [] {
+  registry();
+  ::pthread_atfork(&shm_ring_fork_registry::prepare, &shm_ring_fork_registry::parent,
+                   &shm_ring_fork_registry::child);
+  return true;
+}();
+
 }  // namespace
 
 void shm_ring_fork_registry::add(shm_ring* ring) {
-  // errno is cleared before fork so the parent handler can tell a failed fork (glibc runs parent
-  // handlers then too) and take back the slots it reserved for a child that never was.
-  static const bool installed = [] {
-    registry();
-    ::pthread_atfork(&prepare, &parent, &child);
-    return true;
-  }();
-  (void)installed;
   auto& g = registry();
   std::lock_guard lock(g.mutex);
   g.rings.push_back(ring);

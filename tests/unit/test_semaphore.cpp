@@ -1,5 +1,6 @@
 #include <ipc/error.hpp>
 #include <ipc/semaphore.hpp>
+#include <ipc/shared_value.hpp>
 #include <ipc/uri.hpp>
 
 #include "detail/sysv_key.hpp"
@@ -112,14 +113,14 @@ TEST_CASE("semaphore_set: openers racing the creator never see an uninitialised 
   }
 }
 
-TEST_CASE("semaphore_set: a unit taken by a SIGKILLed process comes back (SEM_UNDO)", "[semaphore]") {
+TEST_CASE("semaphore_set: a unit taken with undo by a SIGKILLed process comes back", "[semaphore]") {
   auto name = ipc::test::unique_name("undo");
   sem_cleanup cleanup{name};
   semaphore_set s(name, open_mode::create_only, {1, 0});
   auto kid = ipc::test::fork_child([&](ipc::test::reporter& r) {
     semaphore_set mine(name, open_mode::open_only, {1, 0});
-    mine.wait(0);
-    mine.apply({{1, 5, false}});  // no undo: survives the kill
+    mine.wait(0, 1, semaphore_set::undo::yes);
+    mine.post(1, 5);  // the default, no undo: survives the kill
     r.say("taken");
     ::pause();
     return 0;
@@ -290,4 +291,87 @@ TEST_CASE("semaphore_set: an explicit key works without a key file", "[semaphore
   s.remove();
   CHECK(::semget(key, 0, 0) == -1);
   std::filesystem::remove(key_file);
+}
+
+// ---- undo chosen per operation: the textbook bounded buffer ---------------------------------
+
+namespace {
+
+constexpr unsigned short sem_empty = 0, sem_full = 1;
+constexpr int slots = 4;
+
+// The producer of the textbook, written the obvious way: wait(empty), fill a slot, post(full).
+int produce(const std::string& sem_name, const std::string& shm_name, int first, int count) {
+  semaphore_set s(sem_name, open_mode::open_only, {slots, 0});
+  ipc::shared_array<int> buf(shm_name, slots, open_mode::open_only, 0, {.with_lock = false});
+  for (int i = first; i < first + count; ++i) {
+    s.wait(sem_empty);
+    buf[static_cast<std::size_t>(i % slots)] = i;
+    s.post(sem_full);
+  }
+  return 0;
+}
+
+// The consumer: wait(full), read a slot, post(empty). Returns how many records arrived in order.
+int consume(semaphore_set& s, ipc::shared_array<int>& buf, int first, int count, std::chrono::milliseconds patience) {
+  int got = 0;
+  for (int i = first; i < first + count; ++i) {
+    if (!s.wait_for(sem_full, patience)) break;
+    if (buf[static_cast<std::size_t>(i % slots)] != i) break;
+    s.post(sem_empty);
+    ++got;
+  }
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("semaphore_set: the empty/full producer and consumer written the obvious way deliver every record",
+          "[semaphore]") {
+  auto sem_name = ipc::test::unique_name("pc-sem");
+  auto shm_name = ipc::test::unique_name("pc-shm");
+  sem_cleanup cleanup{sem_name};
+  semaphore_set s(sem_name, open_mode::create_only, {slots, 0});
+  ipc::shared_array<int> buf(shm_name, slots, open_mode::create_only, -1, {.with_lock = false});
+  struct shm_cleanup {
+    ipc::shared_array<int>& b;
+    ~shm_cleanup() { b.remove(); }
+  } shm_gone{buf};
+
+  SECTION("a producer that exits with records still unread leaves them readable") {
+    auto producer = ipc::test::fork_child([&](ipc::test::reporter&) { return produce(sem_name, shm_name, 0, slots); });
+    REQUIRE(producer.wait(10s).exit_code == 0);
+    CHECK(s.value(sem_full) == slots);  // with SEM_UNDO on the posts the kernel would have made this 0
+    CHECK(consume(s, buf, 0, slots, 2s) == slots);
+  }
+  SECTION("a producer and a consumer process pass 500 records through 4 slots") {
+    constexpr int records = 500;
+    auto producer = ipc::test::fork_child([&](ipc::test::reporter&) { return produce(sem_name, shm_name, 0, records); });
+    auto consumer = ipc::test::fork_child([&](ipc::test::reporter& r) {
+      semaphore_set mine(sem_name, open_mode::open_only, {slots, 0});
+      ipc::shared_array<int> view(shm_name, slots, open_mode::open_only, 0, {.with_lock = false});
+      r.say("got ", consume(mine, view, 0, records, 10s));
+      return 0;
+    });
+    CHECK(producer.wait(30s).exit_code == 0);
+    auto res = consumer.wait(30s);
+    CHECK(res.exit_code == 0);
+    CHECK(res.report == "got 500\n");
+    CHECK(s.values() == std::vector<unsigned short>{slots, 0});
+  }
+}
+
+TEST_CASE("semaphore_set: undo::yes on a producer's posts takes them back when it exits", "[semaphore]") {
+  // Why undo is not the default: the kernel reverses every undoable operation of an exiting process.
+  auto name = ipc::test::unique_name("undo-post");
+  sem_cleanup cleanup{name};
+  semaphore_set s(name, open_mode::create_only, {0});
+  auto kid = ipc::test::fork_child([&](ipc::test::reporter&) {
+    semaphore_set mine(name, open_mode::open_only, {0});
+    mine.post(0, 3, semaphore_set::undo::yes);
+    mine.post(0, 2);
+    return 0;
+  });
+  REQUIRE(kid.wait(10s).exit_code == 0);
+  CHECK(s.value(0) == 2);
 }

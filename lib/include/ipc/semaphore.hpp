@@ -1,7 +1,9 @@
-// System V semaphore sets: race-free creation, SEM_UNDO by default, timed waits.
+// System V semaphore sets: race-free creation, undo chosen per operation, timed waits.
 //
 //   ipc::semaphore_set s("jobs", ipc::open_mode::open_or_create, {4, 1});  // 2 semaphores: 4 and 1
-//   s.wait(0);                                   // blocks; undone by the kernel if we die holding it
+//   s.wait(0);                                   // blocks; a count: the kernel never gives it back
+//   s.wait(1, 1, ipc::semaphore_set::undo::yes); // a lock: given back by the kernel if we die holding it
+//   s.post(1, 1, ipc::semaphore_set::undo::yes); // ... and released the same way
 //   if (!s.wait_for(1, 100ms)) { /* timeout */ }
 //   s.apply({{0, -1}, {1, +1}}, ipc::deadline::in(1s));  // several operations, all or nothing
 //   { ipc::semaphore_set::guard g(s, 1); /* critical section */ }
@@ -11,6 +13,11 @@
 // ftok(path, 'S') finds it from any language. The creator initialises the set (SETALL) and then
 // performs one semop, which makes sem_otime non-zero; openers wait (bounded, 2 s) for that, so
 // nobody ever sees an uninitialised set.
+//
+// Undo is chosen per operation. The default is no undo, because semaphores most often count
+// (empty/full slots): with SEM_UNDO the kernel would reverse a producer's posts when it exits and
+// its last records would vanish. A semaphore used as a lock wants undo on both its wait and its
+// post (guard does that), so a holder's death gives the unit back.
 //
 // SEM_UNDO caveats: the kernel keeps one adjustment (semadj) per process and semaphore and applies
 // it when the process exits (not when the handle is destroyed); a semadj saturates at ±32767 and
@@ -37,11 +44,15 @@ namespace ipc {
 
 class IPC_API semaphore_set {
  public:
+  /// Whether the kernel reverses an operation when the process that made it exits (SEM_UNDO).
+  /// no: counting use (the default); yes: lock use, on both the wait and the matching post.
+  enum class undo : bool { no = false, yes = true };
+
   /// One operation of an atomic group: delta > 0 posts, delta < 0 waits, delta == 0 waits for zero.
   struct op {
     unsigned short index = 0;
     short delta = 0;
-    bool undo = true;  ///< SEM_UNDO: the kernel reverses this operation if the process dies
+    bool undo = false;  ///< SEM_UNDO: the kernel reverses this operation when the process exits
   };
 
   /// The largest value a semaphore can hold (SEMVMX).
@@ -60,16 +71,19 @@ class IPC_API semaphore_set {
   semaphore_set& operator=(const semaphore_set&) = delete;
   ~semaphore_set();  ///< detaches nothing (a set has no attachment); never removes
 
-  /// Blocks until semaphore i can be decreased by n. Throws errc::closed if the set is removed.
-  void wait(unsigned short i, short n = 1);
+  /// Blocks until semaphore i can be decreased by n (undo::yes: the kernel adds n back when this
+  /// process exits). Throws errc::closed if the set is removed, ERANGE when an undo adjustment
+  /// would pass ±32767.
+  void wait(unsigned short i, short n = 1, undo u = undo::no);
   /// Never blocks; false when the value is too low. Throws as wait().
-  bool try_wait(unsigned short i, short n = 1);
+  bool try_wait(unsigned short i, short n = 1, undo u = undo::no);
   /// Blocks at most timeout; false on timeout. Throws as wait().
-  bool wait_for(unsigned short i, std::chrono::nanoseconds timeout, short n = 1);
+  bool wait_for(unsigned short i, std::chrono::nanoseconds timeout, short n = 1, undo u = undo::no);
   /// Blocks until d; false on timeout. Throws as wait().
-  bool wait_until(unsigned short i, const deadline& d, short n = 1);
-  /// Never blocks; increases semaphore i by n. Throws errc::closed if removed, ERANGE past max_value.
-  void post(unsigned short i, short n = 1);
+  bool wait_until(unsigned short i, const deadline& d, short n = 1, undo u = undo::no);
+  /// Never blocks; increases semaphore i by n (undo::yes: the kernel takes n back when this process
+  /// exits — pair it with an undo::yes wait). Throws errc::closed if removed, ERANGE past max_value.
+  void post(unsigned short i, short n = 1, undo u = undo::no);
   /// Applies every op atomically (all or none), blocking until d; false on timeout (nothing applied).
   /// Throws errc::closed if the set is removed, std::system_error (EINVAL) for an index out of range.
   bool apply(std::span<const op> ops, const deadline& d = deadline::never());
@@ -103,7 +117,8 @@ class IPC_API semaphore_set {
   /// Removes the named set and its key file; false if there was none. Throws std::system_error.
   static bool remove(std::string_view name);
 
-  /// Waits on construction (SEM_UNDO), posts on destruction.
+  /// A semaphore used as a lock: waits on construction and posts on destruction, both with undo,
+  /// so a holder killed inside gives the unit back.
   class IPC_API guard {
    public:
     /// Blocks until semaphore i of s is taken. Throws as wait().

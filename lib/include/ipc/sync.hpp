@@ -23,6 +23,7 @@
 #include <ipc/deadline.hpp>
 
 #include <pthread.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
@@ -32,6 +33,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -217,40 +219,74 @@ ordered_lock lock_in_order(M&... mutexes) {
   return lock_in_order(std::span<robust_mutex* const>(all));
 }
 
-/// A per-process debug check that locks are taken in a consistent order. Each thread keeps the
-/// ids it holds; the process learns "A held while taking B" edges. Taking B while holding A is a
-/// violation when the edge would close a cycle (policy::learned_order, the default) or, under
-/// policy::ascending_ids, whenever B <= A. On by default unless NDEBUG; IPC_LOCK_ORDER_CHECK=1/0
-/// overrides at load time, enable() at run time. Disabled cost: one relaxed atomic load per lock.
+/// A debug check that locks are taken in a consistent order, across every process of the toolkit.
+/// Each thread keeps the ids it holds; "A held while taking B" edges are learned into a registry
+/// shared by every process using the same runtime directory (a System V segment, key file
+/// runtime_dir()/lock-order.shm; each edge names the pid that established it). Taking B while
+/// holding A is a violation, reported before the lock blocks, when the edge would close a cycle
+/// with edges learned by any process (policy::learned_order, the default) or, under
+/// policy::ascending_ids, whenever B <= A. Edges of dead processes (pid + start time) are dropped
+/// when a process first uses the registry, when it is full and on reset(); the last process to
+/// leave removes it. On by default unless NDEBUG; IPC_LOCK_ORDER_CHECK=1/0 overrides at load time,
+/// enable() at run time. Disabled cost: one relaxed atomic load per lock. See docs/sync.md.
 class IPC_API lock_order_checker {
  public:
   enum class policy { learned_order, ascending_ids };
+  /// One learned "first held while then taken" order and the process that established it.
+  struct order {
+    std::uint32_t first;
+    std::uint32_t then;
+    pid_t pid;
+  };
   struct violation {
     std::uint32_t held;       ///< the id already held
     std::uint32_t acquiring;  ///< the id being locked
-    std::string message;      ///< names both ids and the rule broken
+    std::string message;      ///< names both locks, both orders and the pids that established them
+    std::string held_name;       ///< describe()d name of `held`, else "lock N"
+    std::string acquiring_name;  ///< describe()d name of `acquiring`, else "lock N"
+    pid_t pid = 0;               ///< this process (which tried `held` then `acquiring`)
+    std::vector<order> reverse;  ///< the learned path from `acquiring` back to `held` (empty for
+                                 ///< the ascending_ids and relock rules)
   };
   /// Called (outside any checker lock) on a violation; if it returns, the lock proceeds.
   using handler = std::function<void(const violation&)>;
 
   static void enable(bool on) noexcept;
-  [[nodiscard]] static bool enabled() noexcept;
+  /// Inline: the whole cost of a disabled checker is this one relaxed load.
+  [[nodiscard]] static bool enabled() noexcept { return enabled_.load(std::memory_order_relaxed); }
   static void set_policy(policy p) noexcept;
-  /// Replaces the handler; an empty one restores the default, which throws
+  /// Replaces this process's handler; an empty one restores the default, which throws
   /// std::system_error(EDEADLK) whose what() carries the violation's message.
   static void set_handler(handler h);
   /// A handler that prints the message to stderr and aborts.
   static void abort_handler(const violation& v) noexcept;
-  /// Forgets the learned order (not the locks this thread holds).
+  /// Forgets the orders this process learned, and those of dead processes (not the locks this
+  /// thread holds). Blocks for the registry's lock. Throws std::system_error if the registry
+  /// cannot be opened.
   static void reset();
+  /// Names id in reports (first name wins, across processes; at most 59 bytes kept). Blocks for
+  /// the registry's lock; does nothing while disabled. Throws like reset().
+  static void describe(std::uint32_t id, std::string_view name);
+  /// How errors name the registry ("... lock-order.shm (key=...)", or "private" when the runtime
+  /// directory could not hold it and this process and its children share an anonymous one).
+  /// Opens it if needed; throws like reset().
+  [[nodiscard]] static std::string registry();
 
   // Hooks for lock kinds (robust_mutex calls them; other locks may too). id 0 is ignored.
   /// Before a blocking acquisition of id: checks and learns the order; may call the handler.
   static void before_lock(std::uint32_t id);
   /// After id was acquired by this thread.
   static void acquired(std::uint32_t id) noexcept;
-  /// After id was released by this thread.
-  static void released(std::uint32_t id) noexcept;
+  /// After id was released by this thread. Inline: until the checker has recorded a hold in
+  /// this process, one relaxed load (a hold recorded before disable() is still forgotten).
+  static void released(std::uint32_t id) noexcept {
+    if (id != 0 && recorded_.load(std::memory_order_relaxed)) forget(id);
+  }
+
+ private:
+  static void forget(std::uint32_t id) noexcept;
+  static std::atomic<bool> enabled_;   // IPC_LOCK_ORDER_CHECK, else on unless NDEBUG
+  static std::atomic<bool> recorded_;  // acquired() has recorded a hold in this process
 };
 
 }  // namespace ipc

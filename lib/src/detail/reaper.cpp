@@ -42,6 +42,10 @@ reaper_state& reaper() {
   return *r;
 }
 
+// Built while the library loads: its initialiser calls pthread_atfork, which waits for glibc's
+// atfork lock while another thread forks, and that child would inherit the static half-built.
+[[maybe_unused]] const bool g_reaper_ready = (reaper(), true);
+
 void reaper_loop(reaper_state* r) {
   std::vector<pollfd> fds;
   for (;;) {
