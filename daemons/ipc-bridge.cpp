@@ -48,7 +48,7 @@ struct bridge_options {
 struct progress {
   std::atomic<std::uint64_t> forwarded{0}, bytes{0}, reopens{0};
   std::atomic<std::int64_t> heartbeat_ns{0};  // steady clock of the worker's latest turn
-  std::atomic<bool> ready{false}, done{false}, failed{false};
+  std::atomic<bool> ready{false}, done{false}, failed{false}, usage_error{false};
 };
 
 std::int64_t steady_ns() {
@@ -118,6 +118,17 @@ class forwarder {
     try {
       if (!dst_) dst_ = open_channel(o_.to, role::sender);
       if (!src_) src_ = open_channel(o_.from, role::receiver);
+    } catch (const std::system_error& e) {
+      // A URI its mechanism refuses (an unknown option, a bad size) never gets better: a usage error.
+      if (e.code() == errc::bad_uri) {
+        log(priority::error, "ipc-bridge: ", e.what());
+        p_.usage_error = true;
+        stop_ = true;
+        return false;
+      }
+      if (throttle_.allow()) log(priority::warning, "bridge: open: ", e.what());
+      pause(backoff_.next());
+      return false;
     } catch (const std::exception& e) {
       if (throttle_.allow()) log(priority::warning, "bridge: open: ", e.what());
       pause(backoff_.next());
@@ -200,6 +211,7 @@ class bridge {
     });
     io_.run();
     if (worker_.joinable()) worker_.join();
+    if (p_.usage_error) return exit_usage;
     return p_.failed ? exit_failure : exit_ok;
   }
 

@@ -63,8 +63,9 @@ void nats_server::start() {
   const auto log_path = dir_ / "server.log";
   std::error_code ec;
   const auto offset = std::filesystem::exists(log_path, ec) ? std::filesystem::file_size(log_path, ec) : 0;
-  std::vector<std::string> argv{"nats-server", "-a", "127.0.0.1", "-p", std::to_string(c_.port), "-js",
-                                "-sd", (dir_ / "store").string(), "-l", log_path.string(), "--server_name", c_.name};
+  std::vector<std::string> argv = c_.prefix;
+  argv.insert(argv.end(), {"nats-server", "-a", c_.address, "-p", std::to_string(c_.port), "-js",
+                                "-sd", (dir_ / "store").string(), "-l", log_path.string(), "--server_name", c_.name});
   if (c_.cluster_port != 0) {
     argv.insert(argv.end(), {"--cluster", "nats://127.0.0.1:" + std::to_string(c_.cluster_port), "--cluster_name", c_.cluster_name});
     std::string routes;

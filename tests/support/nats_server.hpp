@@ -6,7 +6,7 @@
 //   s.kill(); s.start();                            // same port, same store: the stream survives
 //
 // A three-server cluster: give each a cluster port and the others' cluster ports as routes
-// (nats_server::config), and a server name. Only 127.0.0.1 is ever used.
+// (nats_server::config), and a server name. Only 127.0.0.1 (or a test netns address) is used.
 #pragma once
 
 #include <ipc/process.hpp>
@@ -30,6 +30,8 @@ class nats_server {
     std::vector<int> routes;          ///< the other servers' cluster ports
     std::string cluster_name = "ipc-test";
     bool start = true;                ///< start in the constructor
+    std::string address = "127.0.0.1";  ///< where it listens (a test netns address at most)
+    std::vector<std::string> prefix;  ///< runs it through a wrapper, e.g. {"/usr/bin/ip", "netns", "exec", NS}
   };
   nats_server() : nats_server(config{}) {}
   /// Makes the store directory and (by default) starts the server. Throws std::runtime_error
@@ -50,7 +52,7 @@ class nats_server {
 
   [[nodiscard]] int port() const { return c_.port; }
   /// "127.0.0.1:PORT", for nats://ADDRESS/SUBJECT.
-  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(c_.port); }
+  [[nodiscard]] std::string address() const { return c_.address + ":" + std::to_string(c_.port); }
   /// The server's log so far.
   [[nodiscard]] std::string log() const;
 
