@@ -325,14 +325,16 @@ TEST_CASE("bridge: the shm-side bridge SIGKILLed 10 times loses at most the reco
   CHECK(kv["corrupt"] == "0");
 }
 
-TEST_CASE("bridge: the nats server killed and restarted mid-stream: the chain reconnects and loses nothing", "[bridge]") {
+// A restart (SIGTERM: the server saves its state). A SIGKILLed server may also forget acknowledgements
+// of its last moments and redeliver more: tests/unit/test_nats.cpp covers that case on the channel.
+TEST_CASE("bridge: the nats server restarted mid-stream: the chain reconnects, loses nothing, repeats little", "[bridge]") {
   nats_server server;
   chain c(server.address());
   constexpr std::uint64_t count = 6000;
   c.start_all(count, 1500);
   std::this_thread::sleep_for(1s);
   REQUIRE(c.producer.proc.running());
-  server.kill();
+  server.stop();
   std::this_thread::sleep_for(1s);
   server.start();
   auto kv = c.finish(count, 120s);
