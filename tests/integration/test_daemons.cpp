@@ -1,7 +1,8 @@
 // The daemons as users run them: fork+exec of the real ipc-producer / ipc-consumer.
 // Each test process has its own IPC_RUNTIME_DIR (tests/main.cpp), inherited by the daemons.
 #include "log.hpp"
-#include "options.hpp"
+#include "cli.hpp"
+#include "stats_line.hpp"
 #include "stats.hpp"
 
 #include "test_support.hpp"
@@ -174,28 +175,81 @@ TEST_CASE("daemon runtime: the sequence tracker counts gaps, duplicates and reor
   CHECK(t.sessions() == 2);
 }
 
-TEST_CASE("daemon runtime: options take --flag value, --flag=value and repeats, and reject the rest", "[daemons]") {
-  ipc::daemon::option_parser p("prog", "[options]",
-                               {{"channel", true, false, "URI", "c"}, {"arg", true, true, "A", "a"}, {"quiet", false, false, "", "q"}});
-  {
-    const char* argv[] = {"prog", "--channel", "msgq:x", "--arg=1", "--arg", "--2", "--quiet"};
-    auto r = p.parse(7, argv);
-    REQUIRE(r.error.empty());
-    CHECK(r.value("channel") == "msgq:x");
-    CHECK(r.all("arg") == std::vector<std::string>{"1", "--2"});
-    CHECK(r.has("quiet"));
-  }
-  auto err = [&](std::vector<const char*> a) { return p.parse(static_cast<int>(a.size()), a.data()).error; };
-  CHECK_THAT(err({"prog", "--nope"}), Catch::Contains("unknown option '--nope'"));
-  CHECK_THAT(err({"prog", "--channel"}), Catch::Contains("needs a value"));
-  CHECK_THAT(err({"prog", "--channel=a", "--channel=b"}), Catch::Contains("given twice"));
-  CHECK_THAT(err({"prog", "--quiet=1"}), Catch::Contains("takes no value"));
-  CHECK_THAT(err({"prog", "stray"}), Catch::Contains("unexpected argument"));
-  std::string e;
-  CHECK_FALSE(ipc::daemon::parse_unsigned("-1", "count", e));
-  CHECK_THAT(e, Catch::Contains("--count=-1"));
-  CHECK_FALSE(ipc::daemon::parse_seconds("abc", "stats-interval", e));
-  CHECK(ipc::daemon::parse_seconds("0.5", "stats-interval", e) == 0.5);
+TEST_CASE("daemon runtime: one size parser takes K/M/G and refuses overflow and junk", "[daemons]") {
+  using ipc::daemon::parse_size;
+  CHECK(parse_size("0") == 0U);
+  CHECK(parse_size("64") == 64U);
+  CHECK(parse_size("4K") == 4096U);
+  CHECK(parse_size("1m") == 1048576U);
+  CHECK(parse_size("2G") == (std::uint64_t{2} << 30));
+  CHECK(parse_size("18446744073709551615") == UINT64_MAX);
+  CHECK_FALSE(parse_size("18446744073709551616"));  // one more: would wrap
+  CHECK_FALSE(parse_size("17179869184G"));          // 2^34 G = 2^64: would wrap
+  CHECK_FALSE(parse_size("-1"));
+  CHECK_FALSE(parse_size("+1"));
+  CHECK_FALSE(parse_size(" 1"));
+  CHECK_FALSE(parse_size("1.5K"));
+  CHECK_FALSE(parse_size("K"));
+  CHECK_FALSE(parse_size(""));
+  CHECK_FALSE(parse_size("12x"));
+}
+
+TEST_CASE("daemon runtime: CLI options check ranges and a usage error exits 2", "[daemons]") {
+  auto run = [](std::vector<const char*> argv, std::uint64_t& size, double& secs) {
+    CLI::App app{"test", "prog"};
+    ipc::daemon::add_common(app);
+    ipc::daemon::add_size(app, "--size", size, 1, 1024, "bytes");
+    ipc::daemon::add_seconds(app, "--interval", secs, 0.1, 10, "seconds");
+    return ipc::daemon::parse(app, static_cast<int>(argv.size()), argv.data());
+  };
+  std::uint64_t size = 64;
+  double secs = 1;
+  CHECK_FALSE(run({"prog", "--size", "1K", "--interval=0.5"}, size, secs).has_value());
+  CHECK(size == 1024);
+  CHECK(secs == 0.5);
+  CHECK(run({"prog", "--size", "1025"}, size, secs) == 2);
+  CHECK(run({"prog", "--size", "18446744073709551615"}, size, secs) == 2);
+  CHECK(run({"prog", "--size", "0"}, size, secs) == 2);
+  CHECK(run({"prog", "--interval", "nan"}, size, secs) == 2);
+  CHECK(run({"prog", "--interval", "11"}, size, secs) == 2);
+  CHECK(run({"prog", "--nope"}, size, secs) == 2);
+  CHECK(run({"prog", "stray"}, size, secs) == 2);
+  CHECK(run({"prog", "--help"}, size, secs) == 0);
+  CHECK(run({"prog", "--version"}, size, secs) == 0);
+  CHECK(size == 1024);  // a refused value never lands
+}
+
+TEST_CASE("daemon runtime: the stats line round-trips through format and parse", "[daemons]") {
+  ipc::daemon::stats_line s;
+  s.role = "consumer";
+  s.channel = "msgq:demo";
+  s.pid = 4242;
+  s.records = 123456789;
+  s.bytes = 987654321012;
+  s.rate = 150000;
+  s.mbps = 9.625;
+  s.lost = 1;
+  s.dup = 2;
+  s.reorder = 3;
+  s.corrupt = 4;
+  s.p50_us = 17;
+  s.p99_us = 250;
+  s.restarts = 5;
+  s.session = 0xfedcba9876543210ULL;
+  s.first_seq = 7;
+  s.seq = 123456795;
+  s.final = true;
+  const std::string text = s.format();
+  CHECK_THAT(text, Catch::StartsWith("stats role=consumer channel=msgq:demo pid=4242 "));
+  auto back = ipc::daemon::stats_line::parse("<6>" + text + "\n");
+  REQUIRE(back);
+  CHECK(*back == s);
+  CHECK(back->format() == text);
+  // Readers ignore keys they do not know (the contract may grow) and refuse malformed values.
+  CHECK(ipc::daemon::stats_line::parse(text + " future=1"));
+  CHECK_FALSE(ipc::daemon::stats_line::parse("stats role=consumer pid=x"));
+  CHECK_FALSE(ipc::daemon::stats_line::parse("stats channel=msgq:demo pid=1"));  // no role
+  CHECK_FALSE(ipc::daemon::stats_line::parse("hello role=consumer pid=1"));
 }
 
 TEST_CASE("daemon runtime: status files are named after the channel and written whole", "[daemons]") {
