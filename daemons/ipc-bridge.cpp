@@ -8,26 +8,23 @@
 // most the one message it had forwarded but not yet acknowledged. A source that cannot acknowledge
 // (every local channel) loses at most the one message in hand per SIGKILL; SIGTERM forwards it first.
 //
-// The forwarding loop runs on a worker thread in short blocking slices; the Asio loop on the main
-// thread owns signals, the stats timer and the watchdog (pinged only while the worker makes
-// progress). Exit codes as the other daemons (docs/daemons.md): 0, 1 failure, 2 usage.
+// The forwarding loop runs on a worker thread in short blocking slices (a send waits for the
+// destination's confirmation; an Asio completion would only move that wait); the daemon skeleton
+// (daemon.hpp) on the main thread owns signals, stats, sd_notify and the watchdog (pinged only while
+// the worker takes turns). Exit statuses as the other daemons: 0, 1 failure, 2 usage.
+#include "cli.hpp"
+#include "daemon.hpp"
+#include "limits.hpp"
 #include "log.hpp"
-#include "runtime.hpp"
-#include "sd_notify.hpp"
 #include "stats.hpp"
 
 #include <ipc/channel.hpp>
 #include <ipc/error.hpp>
 #include <ipc/uri.hpp>
 
-#include <CLI/CLI.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
-
 #include <atomic>
 #include <csignal>
 #include <cstring>
-#include <iostream>
 #include <memory>
 #include <thread>
 
@@ -108,6 +105,10 @@ class forwarder {
         continue;
       }
       in_hand_ = false;
+      // Data flows: the back-off and the log throttle start over (as the skeleton's reopener does:
+      // an end that opens fine and fails at once must not become a busy loop).
+      delay_ = 10ms;
+      throttle_.reset();
       p_.forwarded.fetch_add(1);
       p_.bytes.fetch_add(buf_.size());
     }
@@ -127,11 +128,11 @@ class forwarder {
         return false;
       }
       if (throttle_.allow()) log(priority::warning, "bridge: open: ", e.what());
-      pause(backoff_.next());
+      pause(next_delay());
       return false;
     } catch (const std::exception& e) {
       if (throttle_.allow()) log(priority::warning, "bridge: open: ", e.what());
-      pause(backoff_.next());
+      pause(next_delay());
       return false;
     }
     if (!p_.ready.exchange(true)) {
@@ -141,8 +142,6 @@ class forwarder {
       p_.reopens.fetch_add(1);
     }
     reopened_ = false;
-    throttle_.reset();
-    backoff_.reset();
     return true;
   }
 
@@ -150,7 +149,14 @@ class forwarder {
     if (throttle_.allow()) log(priority::warning, "bridge: ", side, " ", uri, ": ", e.what(), "; reopening");
     ch.reset();
     reopened_ = true;
-    pause(backoff_.next());
+    pause(next_delay());
+  }
+
+  // The skeleton's reopener policy on this blocking thread: 10 ms doubling to 1 s.
+  std::chrono::milliseconds next_delay() noexcept {
+    const auto d = delay_;
+    delay_ = std::min<std::chrono::milliseconds>(delay_ * 2, 1000ms);
+    return d;
   }
 
   void pause(std::chrono::milliseconds d) {
@@ -170,141 +176,95 @@ class forwarder {
   std::vector<std::byte> buf_;
   bool in_hand_ = false, reopened_ = false;
   throttle throttle_;
-  backoff backoff_;
+  std::chrono::milliseconds delay_{10};
   std::chrono::steady_clock::time_point drain_until_ = std::chrono::steady_clock::time_point::max();
 };
 
 class bridge {
  public:
-  explicit bridge(bridge_options o)
+  bridge(bridge_options o, std::filesystem::path status_file)
       : o_(std::move(o)),
-        signals_(io_, SIGTERM, SIGINT, SIGHUP),
-        stats_timer_(io_),
-        watchdog_timer_(io_),
-        poll_timer_(io_),
-        reporter_("bridge", o_.from,
-                  o_.status_file.empty() ? default_status_path(o_.from, "bridge") : std::filesystem::path(o_.status_file)),
-        fwd_(o_, p_, stop_) {
-    signals_.add(SIGUSR1);
-  }
+        loop_({"ipc-bridge", "bridge", o_.from, std::move(status_file), o_.stats_interval}),
+        poll_timer_(loop_.io()),
+        fwd_(o_, p_, stop_) {}
 
   int run() {
-    wait_signal();
     worker_ = std::thread([this] { fwd_.run(); });
-    if (auto period = notifier_.watchdog_period()) {
-      watchdog_timer_.start(*period, [this, period] {
-        // Alive means the worker took a turn within the period (its waits are 200 ms slices).
-        if (steady_ns() - p_.heartbeat_ns.load() < std::chrono::nanoseconds(*period).count() * 2) notifier_.notify("WATCHDOG=1");
-      });
-    }
-    if (o_.stats_interval > 0) {
-      stats_timer_.start(std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(o_.stats_interval)),
-                         [this] { report(false); });
-    }
-    // READY once both ends are open; done when the worker ends (count reached, failure, stop).
+    // The skeleton starts (signals, READY=1, stats and watchdog timers) once both ends are open;
+    // the loop ends when the worker does (count reached, failure, stop).
     poll_timer_.start(20ms, [this] {
-      if (p_.ready && !ready_sent_) {
-        ready_sent_ = true;
-        notifier_.notify("READY=1");
+      if (p_.ready && !started_) {
+        started_ = true;
+        loop_.set_health([this] {
+          // Alive: the worker took a turn lately (its waits are 200 ms slices).
+          return steady_ns() - p_.heartbeat_ns.load() < std::chrono::nanoseconds(5s).count();
+        });
+        loop_.start({.stop =
+                         [this](int) {
+                           fwd_.stop_by(std::chrono::steady_clock::now() + 5s);
+                           stop_ = true;
+                         },
+                     .reload = [this] { loop_.say(priority::info, "SIGHUP: nothing to reopen (lost channels reopen by themselves)"); },
+                     .report = [this](bool final) { report(final); }});
       }
-      if (p_.done) finish();
+      if (p_.done) {
+        poll_timer_.cancel();
+        if (worker_.joinable()) worker_.join();
+        loop_.finish(p_.usage_error ? exit_usage : p_.failed ? exit_failure : exit_ok);
+      }
     });
-    io_.run();
+    const int code = loop_.run();
+    stop_ = true;
     if (worker_.joinable()) worker_.join();
-    if (p_.usage_error) return exit_usage;
-    return p_.failed ? exit_failure : exit_ok;
+    return code;
   }
 
  private:
-  void wait_signal() {
-    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
-      if (ec) return;
-      switch (sig) {
-        case SIGTERM:
-        case SIGINT:
-          log(priority::info, "bridge: ", strsignal(sig), ", forwarding the message in hand and stopping");
-          notifier_.notify("STOPPING=1");
-          fwd_.stop_by(std::chrono::steady_clock::now() + 5s);
-          stop_ = true;
-          break;
-        case SIGHUP:
-          log(priority::info, "bridge: SIGHUP: nothing to reopen (channels reopen by themselves when lost)");
-          break;
-        case SIGUSR1:
-          report(false);
-          break;
-        default:
-          break;
-      }
-      wait_signal();
-    });
-  }
-
-  void finish() {
-    if (finished_) return;
-    finished_ = true;
-    if (!stop_) notifier_.notify("STOPPING=1");
-    stop_ = true;
-    if (worker_.joinable()) worker_.join();
-    stats_timer_.cancel();
-    watchdog_timer_.cancel();
-    poll_timer_.cancel();
-    report(true);
-    reporter_.remove_status_file();
-    signals_.cancel();
-    io_.stop();
-  }
-
   void report(bool final) {
     f_.records = p_.forwarded;
     f_.bytes = p_.bytes;
     f_.restarts = p_.reopens;
     latency_histogram none;
-    reporter_.report(f_, none, final);
-    notifier_.notify("STATUS=" + reporter_.status_text());
+    loop_.publish(f_, none, final);
   }
 
   bridge_options o_;
-  boost::asio::io_context io_;
-  boost::asio::signal_set signals_;
-  periodic_timer stats_timer_, watchdog_timer_, poll_timer_;
-  sd_notifier notifier_;
-  stats_reporter reporter_;
+  daemon_loop loop_;
+  periodic_timer poll_timer_;
   progress p_;
   std::atomic<bool> stop_{false};
   forwarder fwd_;
   std::thread worker_;
   figures f_;
-  bool ready_sent_ = false, finished_ = false;
+  bool started_ = false;
 };
 
 int run_bridge(int argc, char** argv) noexcept {
   try {
+    CLI::App app{"Forwards every message from one libipc channel to another (e.g. shm -> NATS JetStream -> msgq),\n"
+                 "taking the next only after the destination confirmed the last. See docs/beyond-one-machine.md.",
+                 "ipc-bridge"};
+    add_common(app, error_style::daemon);
     bridge_options o;
-    CLI::App app("Forwards every message from one libipc channel to another (e.g. shm -> NATS JetStream -> msgq).",
-                 "ipc-bridge");
-    app.add_option("--from", o.from, "source channel URI (e.g. shm:x, nats://HOST:PORT/SUBJECT?jetstream=S)")->required();
-    app.add_option("--to", o.to, "destination channel URI (e.g. nats://HOST:PORT/SUBJECT?jetstream=S, msgq:y)")->required();
-    app.add_option("--count", o.count, "exit after N messages (default 0 = until SIGTERM)");
-    app.add_option("--stats-interval", o.stats_interval, "stats line period in seconds, 0 = only at exit (default 1)")
-        ->check(CLI::NonNegativeNumber);
-    app.add_option("--status-file", o.status_file, "status file (default runtime_dir/status/<from>.bridge.status)");
-    app.set_version_flag("--version", std::string("ipc-bridge ") + version_text);
-    try {
-      app.parse(argc, argv);
-      for (const auto* uri : {&o.from, &o.to}) {
-        const auto u = channel_uri::parse(*uri);
-        if (u.scheme == "pipe") throw CLI::ValidationError(*uri, "a pipe has no name to bridge; use fifo:PATH");
+    app.add_option("--from", o.from, "source channel URI (e.g. shm:x, nats://HOST:PORT/SUBJECT?jetstream=S)")->required()->type_name("URI");
+    app.add_option("--to", o.to, "destination channel URI (e.g. nats://HOST:PORT/SUBJECT?jetstream=S, msgq:y)")->required()->type_name("URI");
+    add_count(app, "--count", o.count, 0, UINT64_MAX, "exit after N messages, 0 = until SIGTERM");
+    add_seconds(app, "--stats-interval", o.stats_interval, 0, 86400, "seconds between stats lines, 0 = only at exit (default 1)");
+    app.add_option("--status-file", o.status_file, "status file (default RUNTIME_DIR/status/…)")->type_name("PATH");
+    if (auto rc = parse(app, argc, argv)) return *rc;
+    // Validate before create: both URIs (scheme, size options) before anything is opened.
+    for (const auto* text : {&o.from, &o.to}) {
+      try {
+        const auto u = channel_uri::parse(*text);
+        (void)max_message_before_open(u);
+        if (u.scheme == "pipe") return usage_error(app, *text + ": a pipe has no name to bridge (use fifo:PATH)");
+      } catch (const std::exception& e) {
+        return usage_error(app, e.what());
       }
-    } catch (const CLI::ParseError& e) {
-      const int rc = app.exit(e);
-      return rc == 0 ? exit_ok : exit_usage;
-    } catch (const std::system_error& e) {  // a bad URI
-      log(priority::error, "ipc-bridge: ", e.what());
-      return exit_usage;
     }
     ::signal(SIGPIPE, SIG_IGN);
-    bridge b(std::move(o));
+    const std::filesystem::path status = o.status_file.empty() ? default_status_path(o.from, "bridge") : std::filesystem::path(o.status_file);
+    bridge b(std::move(o), status);
     return b.run();
   } catch (const std::exception& e) {
     log(priority::error, "ipc-bridge: ", e.what());
