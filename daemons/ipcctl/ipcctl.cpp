@@ -216,7 +216,8 @@ int main(int argc, char* argv[]) {
   auto* bench = app.add_subcommand("bench",
                                    "Measure every channel next to the raw syscalls of its mechanism and Boost message_queue\n"
                                    "(ipcctl bench --help for its options; docs/benchmarks.md).");
-  bench->prefix_command();  // everything after "bench" is the bench's own
+  bench->prefix_command();  // everything after "bench" is the bench's own, --help included
+  bench->set_help_flag();
 
   if (argc > 1 && argv[1][0] != '-') {
     const std::string_view cmd = argv[1];

@@ -114,9 +114,11 @@ class consumer {
     }
     reopener_.progress();
     try {
+      // The first record of a wakeup is flushed at once: a sink that died while we waited is found
+      // before anything more is taken. Then the channel is ours until the next async_receive: take
+      // what is already there in a bounded batch, flushed after it.
       handle(buf_);
-      // The channel is ours until the next async_receive: take what is already there, in a bounded
-      // batch; the sink is flushed after it, so a dead reader stops us before the next batch.
+      sink_.flush();
       for (int i = 0; i < 255 && !done_ && ch_->try_receive(buf_); ++i) handle(buf_);
       sink_.flush();
     } catch (const sink_error& e) {

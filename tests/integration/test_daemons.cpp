@@ -23,6 +23,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -45,22 +46,18 @@ std::vector<std::string> channel_uris() {
           "shm:" + unique_name("d")};
 }
 
-// key=value pairs of the last line in `report` that contains all of `needles`.
-std::map<std::string, std::string> stats_line(const std::string& report, std::initializer_list<std::string> needles) {
+// The last stats line (the contract type, parsed) in `report` of `role` (any when empty), only
+// final ones when `final_only`, only channels starting with `channel` when given.
+std::optional<ipc::daemon::stats_line> last_stats(const std::string& report, std::string_view role = {}, bool final_only = false,
+                                                  std::string_view channel = {}) {
   std::istringstream in(report);
-  std::string line, found;
-  while (std::getline(in, line)) {
-    bool all = true;
-    for (const auto& n : needles) all = all && line.find(n) != std::string::npos;
-    if (all) found = line;
+  std::optional<ipc::daemon::stats_line> found;
+  for (std::string line; std::getline(in, line);) {
+    auto s = ipc::daemon::stats_line::parse(line);
+    if (!s || (!role.empty() && s->role != role) || (final_only && !s->final) || !s->channel.starts_with(channel)) continue;
+    found = std::move(s);
   }
-  std::map<std::string, std::string> kv;
-  std::istringstream words(found);
-  std::string w;
-  while (words >> w) {
-    if (auto eq = w.find('='); eq != std::string::npos) kv[w.substr(0, eq)] = w.substr(eq + 1);
-  }
-  return kv;
+  return found;
 }
 
 std::string read_file(const std::string& path) {
@@ -74,21 +71,20 @@ std::string read_file(const std::string& path) {
 long wait_status(const std::string& path, long not_pid, std::chrono::milliseconds timeout) {
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until) {
-    auto kv = stats_line(read_file(path), {"role="});
-    if (!kv["pid"].empty() && std::stol(kv["pid"]) != not_pid && !kv["records"].empty() && std::stoull(kv["records"]) > 0) {
-      return std::stol(kv["pid"]);
-    }
+    auto s = last_stats(read_file(path));
+    if (s && s->pid != not_pid && s->records > 0) return s->pid;
     std::this_thread::sleep_for(20ms);
   }
   return -1;
 }
 
-void check_clean(const std::map<std::string, std::string>& kv, const std::string& records) {
-  CHECK(kv.at("records") == records);
-  CHECK(kv.at("lost") == "0");
-  CHECK(kv.at("dup") == "0");
-  CHECK(kv.at("reorder") == "0");
-  CHECK(kv.at("corrupt") == "0");
+void check_clean(const std::optional<ipc::daemon::stats_line>& s, std::uint64_t records) {
+  REQUIRE(s);
+  CHECK(s->records == records);
+  CHECK(s->lost == 0);
+  CHECK(s->dup == 0);
+  CHECK(s->reorder == 0);
+  CHECK(s->corrupt == 0);
 }
 
 // An AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET.
@@ -301,16 +297,17 @@ TEST_CASE("daemons: producer --count N and consumer --count N move every record 
     INFO(cr.report);
     CHECK(pr.exit_code == 0);
     REQUIRE(cr.exit_code == 0);
-    auto kv = stats_line(cr.report, {"role=consumer", "final=1"});
-    check_clean(kv, "20000");
-    auto sent = stats_line(pr.report, {"role=producer", "final=1"});
-    CHECK(sent.at("records") == "20000");
+    auto kv = last_stats(cr.report, "consumer", true);
+    check_clean(kv, 20000);
+    auto sent = last_stats(pr.report, "producer", true);
+    REQUIRE(sent);
+    CHECK(sent->records == 20000);
     // The sequence span ipcctl counts loss from: the producer's session, 1 … 20000 on both sides.
-    CHECK(sent.at("seq") == "20000");
-    CHECK(kv.at("first_seq") == "1");
-    CHECK(kv.at("seq") == "20000");
-    CHECK(kv.at("session") == sent.at("session"));
-    CHECK(kv.at("session").size() == 16);
+    CHECK(sent->seq == 20000);
+    CHECK(kv->first_seq == 1);
+    CHECK(kv->seq == 20000);
+    CHECK(kv->session == sent->session);
+    CHECK(kv->session != 0);
     ipc::open_channel(uri, ipc::role::receiver)->remove();
   }
 }
@@ -322,8 +319,10 @@ TEST_CASE("daemons: pipe producer spawns its consumer, which receives every reco
   auto pr = p.wait(120s);
   INFO(pr.report);
   REQUIRE(pr.exit_code == 0);
-  check_clean(stats_line(pr.report, {"role=consumer", "final=1"}), "3000");
-  CHECK(stats_line(pr.report, {"role=producer", "final=1"}).at("records") == "3000");
+  check_clean(last_stats(pr.report, "consumer", true), 3000);
+  auto sent = last_stats(pr.report, "producer", true);
+  REQUIRE(sent);
+  CHECK(sent->records == 3000);
   const auto text = read_file(sink);
   CHECK(std::count(text.begin(), text.end(), '\n') == 3000);
 }
@@ -335,11 +334,10 @@ TEST_CASE("daemons: two pipe pairs running at once keep a status file each", "[d
                   "--consumer-arg=0.1"});
   // pids of the producers and of the consumers, as the pipe status files report them.
   auto seen = [&] {
-    std::map<std::string, std::set<std::string>> pids;
+    std::map<std::string, std::set<pid_t>> pids;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(ipc::runtime_dir() / "status", ec)) {
-      auto kv = stats_line(read_file(e.path()), {"channel=pipe"});
-      if (!kv["role"].empty()) pids[kv["role"]].insert(kv["pid"]);
+      if (auto s = last_stats(read_file(e.path()), {}, false, "pipe")) pids[s->role].insert(s->pid);
     }
     return pids;
   };
@@ -349,7 +347,7 @@ TEST_CASE("daemons: two pipe pairs running at once keep a status file each", "[d
     std::this_thread::sleep_for(20ms);
     pids = seen();
   }
-  const std::set<std::string> producers{std::to_string(a.pid()), std::to_string(b.pid())};
+  const std::set<pid_t> producers{a.pid(), b.pid()};
   a.kill(SIGTERM);
   b.kill(SIGTERM);
   auto ar = a.wait(30s);
@@ -394,12 +392,12 @@ TEST_CASE("daemons: a consumer killed mid-stream is replaced and the pair recove
     auto r2 = c2.wait(60s);
     INFO(r2.report);
     CHECK(r2.exit_code == 0);
-    check_clean(stats_line(r2.report, {"role=consumer", "final=1"}), "500");
+    check_clean(last_stats(r2.report, "consumer", true), 500);
     p.kill(SIGTERM);
     auto pr = p.wait(30s);
     INFO(pr.report);
     CHECK(pr.exit_code == 0);
-    CHECK(stats_line(pr.report, {"role=producer", "final=1"}).count("records") == 1);
+    CHECK(last_stats(pr.report, "producer", true));
     ipc::open_channel(uri, ipc::role::receiver)->remove();
   }
 }
@@ -418,11 +416,11 @@ TEST_CASE("daemons: a pipe consumer that dies is restarted by its producer", "[d
   auto pr = p.wait(30s);
   INFO(pr.report);
   CHECK(pr.exit_code == 0);
-  auto kv = stats_line(pr.report, {"role=producer", "final=1"});
-  REQUIRE(kv.count("restarts") == 1);
-  CHECK(std::stoi(kv.at("restarts")) >= 1);
+  auto kv = last_stats(pr.report, "producer", true);
+  REQUIRE(kv);
+  CHECK(kv->restarts >= 1);
   // The last consumer got the forwarded SIGTERM and drained cleanly.
-  CHECK(stats_line(pr.report, {"role=consumer", "final=1"}).count("records") == 1);
+  CHECK(last_stats(pr.report, "consumer", true));
 }
 
 TEST_CASE("daemons: SIGHUP loses no record: queues re-attach, a fifo keeps its stream", "[daemons]") {
@@ -445,14 +443,13 @@ TEST_CASE("daemons: SIGHUP loses no record: queues re-attach, a fifo keeps its s
     auto cr = c.wait(30s);
     INFO(pr.report << cr.report);
     CHECK(pr.exit_code == 0);
-    auto kv = stats_line(cr.report, {"role=consumer", "final=1"});
-    REQUIRE(kv.count("records") == 1);
-    check_clean(kv, n);
+    auto kv = last_stats(cr.report, "consumer", true);
+    check_clean(kv, std::stoull(n));
     CHECK(cr.exit_code == 0);
     if (stream) {
-      CHECK(kv.at("restarts") == "0");  // the byte stream was kept, not re-opened
+      CHECK(kv->restarts == 0);  // the byte stream was kept, not re-opened
     } else {
-      CHECK(std::stoi(kv.at("restarts")) >= 8);  // every SIGHUP re-attached the channel
+      CHECK(kv->restarts >= 8);  // every SIGHUP re-attached the channel
     }
     ipc::open_channel(uri, ipc::role::receiver)->remove();
   }
@@ -484,12 +481,10 @@ TEST_CASE("daemons: SIGTERM drains the backlog in the channel and both sides exi
     INFO(pr.report << cr.report);
     CHECK(pr.exit_code == 0);
     CHECK(cr.exit_code == 0);
-    auto sent = stats_line(pr.report, {"role=producer", "final=1"});
-    REQUIRE(sent.count("records") == 1);
-    CHECK(std::stoull(sent.at("records")) >= backlog);
-    auto kv = stats_line(cr.report, {"role=consumer", "final=1"});
-    REQUIRE(kv.count("records") == 1);
-    check_clean(kv, sent.at("records"));
+    auto sent = last_stats(pr.report, "producer", true);
+    REQUIRE(sent);
+    CHECK(sent->records >= backlog);
+    check_clean(last_stats(cr.report, "consumer", true), sent->records);
     ipc::open_channel(uri, ipc::role::receiver)->remove();
   }
 }

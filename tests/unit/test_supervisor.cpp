@@ -132,7 +132,7 @@ TEST_CASE("supervisor: a worker that stops kicking its watchdog is killed and re
   auto o = quick();
   o.max_failures = 2;
   o.watchdog_counter = ipc::test::unique_name("wd");
-  o.watchdog_timeout = 300ms;
+  o.watchdog_timeout = 1000ms;  // generous: a loaded machine must not fake an expiry
   const std::string counter = o.watchdog_counter;
   // Kicks for a while (healthy), then hangs as a deadlocked worker would.
   ipc::supervisor s(io.get_executor(), "stuck", [counter] {
@@ -163,12 +163,12 @@ TEST_CASE("supervisor: a worker that keeps kicking is left alone", "[supervisor]
   recorder r;
   auto o = quick();
   o.watchdog_counter = ipc::test::unique_name("wd");
-  o.watchdog_timeout = 300ms;
+  o.watchdog_timeout = 1000ms;
   const std::string counter = o.watchdog_counter;
   ipc::supervisor s(io.get_executor(), "busy", [counter] {
     return ipc::process::fork([counter] {
       ipc::watchdog_kicker k(counter);
-      for (int i = 0; i < 50; ++i) {  // 1 s, far beyond the timeout, kicking all along
+      for (int i = 0; i < 100; ++i) {  // 2 s, twice the timeout, kicking all along
         k.kick();
         std::this_thread::sleep_for(20ms);
       }
