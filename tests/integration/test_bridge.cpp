@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -146,12 +147,12 @@ struct daemon_process {
 
 // The chain's processes and names; everything is killed and removed when it goes.
 struct chain {
-  explicit chain(const std::string& nats_address, std::string ns_in = {}, std::string ns_out = {})
+  explicit chain(const std::string& nats_address, std::string ns_in = {}, std::string ns_out = {}, const std::string& uri_options = {})
       : tag(unique_name("chain")),
         dir((ipc::runtime_dir() / tag).string()),
         shm_name(tag + "-x"),
         msgq_name(tag + "-y"),
-        nats_uri("nats://" + nats_address + "/chain." + tag + "?jetstream=" + tag + "&ack_wait=2000"),
+        nats_uri("nats://" + nats_address + "/chain." + tag + "?jetstream=" + tag + "&ack_wait=2000" + uri_options),
         in_prefix(netns(ns_in)),
         out_prefix(netns(ns_out)) {
     std::filesystem::create_directories(dir);
@@ -378,4 +379,36 @@ TEST_CASE("bridge: producer and consumer on two hosts (network namespaces joined
   CHECK(kv["dup"] == "0");
   CHECK(kv["reorder"] == "0");
   CHECK(kv["corrupt"] == "0");
+}
+
+TEST_CASE("bridge: a three-server cluster with the stream replicated 3x: the chain survives one server's SIGKILL",
+          "[bridge]") {
+  // Three servers on loopback, cluster routes between them; the clients know all three.
+  std::vector<int> cluster_ports;
+  for (int i = 0; i < 3; ++i) cluster_ports.push_back(ipc::test::free_loopback_port());
+  std::vector<std::unique_ptr<nats_server>> servers;
+  std::string addresses;
+  for (int i = 0; i < 3; ++i) {
+    nats_server::config cfg;
+    cfg.name = "n" + std::to_string(i) + "-" + std::to_string(::getpid());
+    cfg.cluster_port = cluster_ports[static_cast<std::size_t>(i)];
+    cfg.routes = cluster_ports;
+    servers.push_back(std::make_unique<nats_server>(cfg));
+    addresses += (i == 0 ? "" : ",") + servers.back()->address();
+  }
+  chain c(addresses, {}, {}, "&replicas=3");
+  constexpr std::uint64_t count = 6000;
+  c.start_all(count, 1500);
+  // The cluster elects its JetStream leaders, the bridges create the stream; then n0 dies.
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (number(c.consumer_status(), "seq") < count / 3 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+  REQUIRE(number(c.consumer_status(), "seq") >= count / 3);
+  servers[0]->kill();
+  auto kv = c.finish(count, 120s);
+  INFO(c.logs());
+  REQUIRE_FALSE(kv.empty());
+  CHECK(kv["seq"] == std::to_string(count));
+  CHECK(kv["lost"] == "0");
+  CHECK(kv["corrupt"] == "0");
+  CHECK(number(kv, "dup") <= 65);  // at most a fetched batch and the message in hand
 }
