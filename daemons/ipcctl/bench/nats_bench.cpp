@@ -241,6 +241,22 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
+// A private directory for the bridges' status files, removed at exit.
+struct scratch {
+  std::filesystem::path path;
+  scratch() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "ipc-bench-nats-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::system_error(errno, std::system_category(), "mkdtemp(" + tmpl + ")");
+    path = tmpl;
+  }
+  ~scratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  scratch(const scratch&) = delete;
+  scratch& operator=(const scratch&) = delete;
+};
+
 struct own_server {
   std::filesystem::path dir;
   ipc::process proc;
@@ -302,6 +318,7 @@ int main(int argc, char** argv) {
       server = own->address;
     }
     const std::string tag = "bench" + std::to_string(::getpid());
+    const scratch work;
     std::vector<result> results;
     auto measure = [&](const std::string& row, const std::string& impl, const std::function<std::unique_ptr<path>(int)>& make, const std::function<void()>& cleanup) {
       result r;
@@ -378,11 +395,13 @@ int main(int argc, char** argv) {
               auto c = std::make_shared<channel_path>();
               c->rx = ipc::open_channel("msgq:" + tag + "-by" + n, ipc::role::receiver);
               c->tx = ipc::open_channel("shm:" + tag + "-bx" + n, ipc::role::sender);
+              // Status files in the bench's own directory (a daemon replaces its status file by rename).
               auto out = std::make_shared<ipc::process>(ipc::process::exec(
                   {bridge_path, "--from", js_uri("b" + n), "--to", "msgq:" + tag + "-by" + n, "--stats-interval", "0", "--status-file",
-                   "/dev/null"}));
+                   (work.path / ("out" + n + ".status")).string()}));
               auto in = std::make_shared<ipc::process>(ipc::process::exec(
-                  {bridge_path, "--from", "shm:" + tag + "-bx" + n, "--to", js_uri("b" + n), "--stats-interval", "0", "--status-file", "/dev/null"}));
+                  {bridge_path, "--from", "shm:" + tag + "-bx" + n, "--to", js_uri("b" + n), "--stats-interval", "0", "--status-file",
+                   (work.path / ("in" + n + ".status")).string()}));
               static_cast<path&>(*h) = c->make();
               h->keep.push_back(in);
               h->keep.push_back(out);

@@ -25,8 +25,9 @@
 //  - A record (ipc/record.hpp) is published to JetStream with the message id "<session>-<sequence>",
 //    so a publish retried after a timeout or a crash is de-duplicated by the server (within the
 //    stream's duplicate window, 2 minutes). Other payloads carry no id: a retry may store a copy.
-//  - JetStream send returns once the server has stored the message (one round trip); try_send still
-//    waits for that acknowledgement, at most 1 s. Core NATS send returns once the client buffered it.
+//  - JetStream send returns once the server has stored the message (one round trip); each attempt
+//    waits at least 0.5 s for that acknowledgement, so try_send and a short send_for may take up to
+//    0.5 s when the server does not answer. Core NATS send returns once the client buffered it.
 //  - A JetStream receiver acknowledges a message (and waits for the server to confirm) when the
 //    caller comes back for the next one, calls ack(), close() or destroys the channel. A receiver
 //    that dies first has its unacknowledged messages redelivered, in order, to the next receiver
@@ -90,6 +91,10 @@ class IPC_API nats_channel final : public channel {
   /// the receiver delivers everything before it, then throws errc::closed. Receiver: acknowledges
   /// the last delivered message. Throws std::system_error, errc::closed.
   void close() override;
+  // send*/receive* throw as channel.hpp says, plus: EBADF on the wrong end (send on a receiver),
+  // errc::closed when reconnecting gave up, the stream was deleted or the end marker was met,
+  // EIO (naming the libnats call) for other client errors.
+
   /// JetStream: deletes the stream (receivers then get errc::closed). Core NATS: nothing to remove.
   /// Blocks for one round trip (at most 5 s). Throws std::system_error.
   void remove() override;
