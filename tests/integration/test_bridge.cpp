@@ -279,7 +279,7 @@ TEST_CASE("bridge: the JetStream-side bridge SIGKILLed 10 times mid-stream loses
           "[bridge]") {
   nats_server server;
   chain c(server.address());
-  constexpr std::uint64_t count = 6000;
+  constexpr std::uint64_t count = 9000;  // 6 s of records: the 10 kills (~3.5 s) land while they flow
   constexpr int kills = 10;
   c.start_all(count, 1500);
   int done = 0;
@@ -305,7 +305,7 @@ TEST_CASE("bridge: the shm-side bridge SIGKILLed 10 times loses at most the reco
           "[bridge]") {
   nats_server server;
   chain c(server.address());
-  constexpr std::uint64_t count = 6000;
+  constexpr std::uint64_t count = 9000;  // 6 s of records: the 10 kills (~3.5 s) land while they flow
   constexpr int kills = 10;
   c.start_all(count, 1500);
   int done = 0;
