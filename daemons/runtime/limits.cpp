@@ -23,6 +23,9 @@ std::size_t max_message_before_open(const channel_uri& uri) {
   }
   if (uri.scheme == "shm") return uri.size_option("max_message", shm_ring_options{}.max_message);
   if (uri.scheme == "pipe" || uri.scheme == "fifo") return uri.size_option("max_message", pipe_options{}.max_message);
+  // nats: the server's max_payload is known once connected; until then its default (1 MiB) less the
+  // 256 bytes nats_channel keeps for headers. The nats options are checked when it opens.
+  if (uri.scheme == "nats") return (std::size_t{1} << 20) - 256;
   throw_error(errc::bad_uri, "open_channel", uri.text, "unknown scheme '" + uri.scheme + "'");
 }
 

@@ -14,6 +14,9 @@ std::unique_ptr<channel> open_channel(std::string_view uri_text, role r) {
   if (uri.scheme == "sem") return detail::open_sem_uri(uri, r);
   if (uri.scheme == "pipe") return detail::open_pipe_uri(uri, r);
   if (uri.scheme == "fifo") return detail::open_fifo_uri(uri, r);
+#ifdef IPC_HAVE_NATS
+  if (uri.scheme == "nats") return detail::open_nats_uri(uri, r);
+#endif
   (void)r;
   throw_error(errc::bad_uri, "open_channel", uri_text, "scheme '" + uri.scheme + "' is not built into this library");
 }

@@ -30,10 +30,10 @@ channel_uri channel_uri::parse(std::string_view uri) {
   for (char c : u.scheme) {
     if (c < 'a' || c > 'z') bad(uri, "scheme '" + u.scheme + "' is not lower-case letters");
   }
-  static constexpr std::string_view schemes[] = {"pipe", "fifo", "msgq", "sem", "shm"};
+  static constexpr std::string_view schemes[] = {"pipe", "fifo", "msgq", "sem", "shm", "nats"};
   bool known = false;
   for (auto s : schemes) known = known || s == u.scheme;
-  if (!known) bad(uri, "unknown scheme '" + u.scheme + "' (expected pipe, fifo, msgq, sem or shm)");
+  if (!known) bad(uri, "unknown scheme '" + u.scheme + "' (expected pipe, fifo, msgq, sem, shm or nats)");
   if (q != std::string_view::npos && query.empty()) bad(uri, "empty query after '?'");
   while (!query.empty()) {
     auto amp = query.find('&');

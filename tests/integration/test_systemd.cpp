@@ -47,7 +47,7 @@ struct temp_dir {
 
 // A unit directory as it would be installed: the two templates, ipc.target and the pipe drop-ins.
 void stage_units(const fs::path& dir) {
-  for (const char* u : {"ipc-producer@.service", "ipc-consumer@.service"}) {
+  for (const char* u : {"ipc-producer@.service", "ipc-consumer@.service", "ipc-bridge@.service"}) {
     fs::copy_file(fs::path(IPC_SYSTEMD_VERIFY_DIR) / u, dir / u);
   }
   fs::copy_file(fs::path(IPC_SYSTEMD_SOURCE_DIR) / "ipc.target", dir / "ipc.target");
@@ -59,7 +59,8 @@ void stage_units(const fs::path& dir) {
 
 std::vector<std::string> every_unit(const fs::path& dir) {
   std::vector<std::string> units{(dir / "ipc.target").string(), (dir / "ipc-producer@.service").string(),
-                                 (dir / "ipc-consumer@.service").string()};
+                                 (dir / "ipc-consumer@.service").string(), (dir / "ipc-bridge@.service").string(),
+                                 (dir / "ipc-bridge@demo.service").string()};
   for (const char* kind : {"pipe", "fifo", "msgq", "sem", "shm"}) {
     units.push_back((dir / (std::string("ipc-producer@") + kind + ".service")).string());
     units.push_back((dir / (std::string("ipc-consumer@") + kind + ".service")).string());

@@ -6,6 +6,7 @@
 #include "channel_pair.hpp"
 #include "pair_fifo.hpp"
 #include "pair_msgq.hpp"
+#include "pair_nats.hpp"
 #include "pair_pipe.hpp"
 #include "pair_sem.hpp"
 #include "pair_shm.hpp"
@@ -26,6 +27,8 @@ using namespace ipc::test;
 
 // Every channel kind the suite runs over: add a kind's pair here (and its include above).
 #define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, msgq_pair, sem_pair, shm_pair
+// The kinds whose semantics reach across hosts too (pair_nats.hpp says which tests leave nats out).
+#define IPC_ANY_HOST_KINDS IPC_CHANNEL_KINDS IPC_NATS_KINDS
 
 namespace {
 
@@ -75,7 +78,7 @@ std::string received_text(const std::vector<std::byte>& b) { return std::string(
 }  // namespace
 
 TEMPLATE_TEST_CASE("channel: a round trip keeps messages of 0, 1 and max_message_size bytes intact", "[channel]",
-                   IPC_CHANNEL_KINDS) {
+                   IPC_ANY_HOST_KINDS) {
   auto p = TestType::make();
   const std::size_t max = p.sender->max_message_size();
   REQUIRE(max == p.receiver->max_message_size());
@@ -97,7 +100,7 @@ TEMPLATE_TEST_CASE("channel: a round trip keeps messages of 0, 1 and max_message
   t.rethrow();
 }
 
-TEMPLATE_TEST_CASE("channel: order is kept over 1000 messages", "[channel]", IPC_CHANNEL_KINDS) {
+TEMPLATE_TEST_CASE("channel: order is kept over 1000 messages", "[channel]", IPC_ANY_HOST_KINDS) {
   auto p = TestType::make();
   sender_thread t([&] {
     for (int i = 0; i < 1000; ++i) {
@@ -115,7 +118,7 @@ TEMPLATE_TEST_CASE("channel: order is kept over 1000 messages", "[channel]", IPC
   t.rethrow();
 }
 
-TEMPLATE_TEST_CASE("channel: receive_for returns nullopt after the timeout", "[channel]", IPC_CHANNEL_KINDS) {
+TEMPLATE_TEST_CASE("channel: receive_for returns nullopt after the timeout", "[channel]", IPC_ANY_HOST_KINDS) {
   auto p = TestType::make();
   std::vector<std::byte> buf;
   const auto t0 = steady::now();
@@ -127,7 +130,7 @@ TEMPLATE_TEST_CASE("channel: receive_for returns nullopt after the timeout", "[c
   CHECK(p.receiver->counters().receive_timeouts == 1);
 }
 
-TEMPLATE_TEST_CASE("channel: try_receive on an empty channel returns nullopt at once", "[channel]", IPC_CHANNEL_KINDS) {
+TEMPLATE_TEST_CASE("channel: try_receive on an empty channel returns nullopt at once", "[channel]", IPC_ANY_HOST_KINDS) {
   auto p = TestType::make();
   std::vector<std::byte> buf;
   const auto t0 = steady::now();
@@ -164,7 +167,7 @@ TEMPLATE_TEST_CASE("channel: send_for returns false after the timeout when the c
 }
 
 TEMPLATE_TEST_CASE("channel: a message too large throws message_too_large and nothing is delivered", "[channel]",
-                   IPC_CHANNEL_KINDS) {
+                   IPC_ANY_HOST_KINDS) {
   auto p = TestType::make();
   const std::vector<std::byte> big(p.sender->max_message_size() + 1, std::byte{'x'});
   try {
@@ -184,7 +187,7 @@ TEMPLATE_TEST_CASE("channel: a message too large throws message_too_large and no
 }
 
 TEMPLATE_TEST_CASE("channel: after the sender is gone for good the receiver drains and then sees closed", "[channel]",
-                   IPC_CHANNEL_KINDS) {
+                   IPC_ANY_HOST_KINDS) {
   auto p = TestType::make();
   for (int i = 0; i < 3; ++i) p.sender->send(ipc::as_bytes("left " + std::to_string(i)));
   TestType::close_for_good(p);
@@ -236,7 +239,7 @@ TEMPLATE_TEST_CASE("channel: 10000 messages of varied sizes cross processes in o
   CHECK(p.receiver->counters().messages_received == count);
 }
 
-TEMPLATE_TEST_CASE("channel: counters count messages, bytes and timeouts", "[channel]", IPC_CHANNEL_KINDS) {
+TEMPLATE_TEST_CASE("channel: counters count messages, bytes and timeouts", "[channel]", IPC_ANY_HOST_KINDS) {
   auto p = TestType::make();
   std::uint64_t bytes = 0;
   for (int i = 0; i < 5; ++i) {

@@ -15,5 +15,8 @@ std::unique_ptr<channel> open_fifo_uri(const channel_uri& uri, role r);
 std::unique_ptr<channel> open_msgq_uri(const channel_uri& uri, role r);
 std::unique_ptr<channel> open_sem_uri(const channel_uri& uri, role r);
 std::unique_ptr<channel> open_shm_uri(const channel_uri& uri, role r);
+#ifdef IPC_HAVE_NATS
+std::unique_ptr<channel> open_nats_uri(const channel_uri& uri, role r);  // nats_channel.cpp
+#endif
 
 }  // namespace ipc::detail
