@@ -22,12 +22,12 @@ class shm_ring;
 // roles it inherited: the child may be the one that keeps using them (channel_pair tests, the
 // producer that forks its consumer), and it must count as alive while it does.
 struct shm_ring_fork_registry {
-  /// Registers ring for the fork hooks (installs them on first use). Throws std::bad_alloc.
+  /// Registers ring for the fork hooks (installed while the library loads). Throws std::bad_alloc.
   static void add(shm_ring* ring);
   /// Unregisters ring. Never throws.
   static void erase(shm_ring* ring) noexcept;
 
- private:
+  /// The pthread_atfork handlers (prepare, parent, child).
   static void prepare() noexcept;
   static void parent() noexcept;
   static void child() noexcept;
