@@ -9,6 +9,12 @@ allowed=(
   'ipc::detail::type_tag_of('           # shared_value.hpp: shared_value<T> names its element type
   'ipc::detail::shared_array_base::'    # shared_value.hpp: the untyped base of shared_value<T>/shared_array<T>
   'ipc::detail::pool_task'              # process_pool.hpp: the pool's task behind apply/map<T>
+  'ipc::detail::pool_job'               # process_pool.hpp: one travelling call behind apply_async<F, Args...>
+  'ipc::detail::record_exception('      # process_pool.hpp: a task's exception, recorded in the worker
+  'ipc::detail::rebuild_exception('     # process_pool.hpp: ... and re-thrown by type in the caller
+  'ipc::detail::queue_transport'        # queue.hpp: the untyped transport behind queue<T>
+  'ipc::detail::wait_readable('         # pipe_pair.hpp: pipe_pair<T>::poll
+  'ipc::detail::named_segment'          # named_sync.hpp: the segment behind shared_object<T>
 )
 # Symbols *named* in ipc::detail (std:: instantiations that merely take a detail type as an argument
 # are the weak copies every user of the header makes, not exports of ours).

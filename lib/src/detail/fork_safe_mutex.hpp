@@ -16,7 +16,7 @@
 
 namespace ipc::detail {
 
-class IPC_API fork_safe_mutex {
+class fork_safe_mutex {
  public:
   /// Registers the mutex with the child-side atfork handler. Aborts past 32 instances. Create
   /// it while the library loads (a namespace-scope initialiser), never lazily from a thread.

@@ -38,6 +38,6 @@ std::string object();
 /// This process stops using the registry: drops its edges and its user entry and, as the last
 /// live user, removes it. Runs at exit (atexit) and in process::fork children before _exit.
 /// Does nothing in a process that never used it. Never throws.
-IPC_API void leave() noexcept;
+void leave() noexcept;
 
 }  // namespace ipc::detail::lock_order_registry
