@@ -4,6 +4,8 @@
 #include <ipc/unique_fd.hpp>
 
 #include "detail/layout_header.hpp"
+#include "detail/names.hpp"
+#include "detail/reserve_pages.hpp"
 #include "detail/sysv_key.hpp"
 
 #include <boost/interprocess/exceptions.hpp>
@@ -35,13 +37,7 @@ void check_create_size(std::size_t size, const std::string& object) {
 }
 
 void check_plain(std::string_view name, std::string_view object) {
-  bool ok = !name.empty() && name.size() <= 200 && name != "." && name != "..";
-  for (char c : name) {
-    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                 c == '_' || c == '-';
-    ok = ok && plain;
-  }
-  if (!ok) detail::throw_errno(EINVAL, "shm_open(name must be [A-Za-z0-9._-]{1,200})", object);
+  if (detail::plain_name_problem(name)) detail::throw_errno(EINVAL, "shm_open(name must be [A-Za-z0-9._-]{1,200})", object);
 }
 
 [[noreturn]] void rethrow_boost(const bip::interprocess_exception& e, int fallback, const char* call,
@@ -95,10 +91,11 @@ posix_segment::posix_segment(std::string_view name, open_mode mode, std::size_t 
     }
     if (created_) {
       try {
-        impl_->shm.truncate(static_cast<bip::offset_t>(size));
-      } catch (const bip::interprocess_exception& e) {
+        // Pages reserved now: a full /dev/shm is ENOSPC here, never SIGBUS on a later write.
+        detail::reserve_pages(impl_->shm.get_mapping_handle().handle, size, object_);
+      } catch (...) {
         ::shm_unlink(("/" + pname).c_str());
-        rethrow_boost(e, EIO, "ftruncate", object_);
+        throw;
       }
       break;
     }
@@ -172,9 +169,16 @@ sysv_segment::sysv_segment(std::string_view name, open_mode mode, std::size_t si
     check_create_size(size, key_file_);
     detail::check_new_mode(perms, "shmget", key_file_);
   }
+  const bool key_file_existed = ::access(key_file_.c_str(), F_OK) == 0;
   key_ = detail::sysv_key(key_file_, 'H', mode != open_mode::open_only);
   object_ = describe(key_file_, key_);
-  open(mode, size, perms);
+  try {
+    open(mode, size, perms);
+  } catch (...) {
+    // A failed create (e.g. kernel.shmmni exhausted) leaves no key file behind, unless a segment uses it.
+    if (!key_file_existed && ::shmget(key_, 0, 0) == -1 && errno == ENOENT) ::unlink(key_file_.c_str());
+    throw;
+  }
 }
 
 sysv_segment::sysv_segment(key_t key, std::string label, open_mode mode, std::size_t size, mode_t perms)
@@ -195,7 +199,7 @@ void sysv_segment::open(open_mode mode, std::size_t size, mode_t perms) {
       if (id_ >= 0) {
         created_ = true;
       } else if (errno != EEXIST || mode == open_mode::create_only) {
-        detail::throw_errno(errno, "shmget", object_);
+        detail::throw_sysv_create_error(errno, "shmget", object_, size);
       }
     }
     if (!created_) {

@@ -4,6 +4,7 @@
 #include "detail/channel_factories.hpp"
 #include "detail/futex.hpp"
 #include "detail/layout_header.hpp"
+#include "detail/reserve_pages.hpp"
 #include "detail/sysv_key.hpp"
 
 #include <boost/interprocess/mapped_region.hpp>
@@ -427,9 +428,9 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
       throw_error(errc::bad_uri, "shm_ring", name_,
                   "capacity " + std::to_string(cap) + " is not a power of two between 4096 and 1 GiB");
     }
-    if (options.max_message > cap / 2 - detail::record_header) {  // no addition: it could wrap
+    if (options.max_message == 0 || options.max_message > cap / 2 - detail::record_header) {  // no addition: it could wrap
       throw_error(errc::bad_uri, "shm_ring", name_,
-                  "max_message " + std::to_string(options.max_message) + " exceeds capacity / 2 - 8 = " +
+                  "max_message " + std::to_string(options.max_message) + " is outside 1 .. capacity / 2 - 8 = " +
                       std::to_string(cap / 2 - detail::record_header));
     }
     total = sizeof(detail::ring_header) + cap;
@@ -468,12 +469,12 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
   if (created) {
     // Nothing half-made stays behind: any failure unlinks the new segment.
     try {
-      detail::check_unix(::ftruncate(fd, static_cast<off_t>(total)), "ftruncate", path);
+      detail::reserve_pages(fd, static_cast<std::size_t>(total), path);  // ENOSPC now, never SIGBUS later
       m->region = bip::mapped_region(m->shm, bip::read_write, 0, total);
       auto* h = static_cast<detail::ring_header*>(m->region.get_address());
       h->capacity = options.capacity;
       h->max_message = options.max_message;
-      // Everything else starts as the zero bytes ftruncate gave us (head = tail = 0, no holders).
+      // Everything else starts as the zero bytes posix_fallocate gave us (head = tail = 0, no holders).
       detail::publish_header(&h->base, detail::ring_magic, detail::ring_version, sizeof(detail::ring_header),
                              total);
     } catch (const bip::interprocess_exception& e) {
