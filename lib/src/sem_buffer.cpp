@@ -32,6 +32,13 @@ constexpr std::size_t header_bytes = (sizeof(sem_buffer_header) + 63) / 64 * 64;
 
 using op = semaphore_set::op;
 
+// What each critical section took (all with undo), i.e. what a failure inside it gives back.
+constexpr op taken_by_send[] = {{sem_buffer::sem_empty, 1, true}, {sem_buffer::sem_mutex, 1, true}};
+constexpr op taken_by_receive[] = {{sem_buffer::sem_full, 1, true}, {sem_buffer::sem_mutex, 1, true}};
+constexpr op taken_alone[] = {{sem_buffer::sem_mutex, 1, true}};
+constexpr op lock_alone_op[] = {{sem_buffer::sem_mutex, -1, true}};
+constexpr auto lock_wait = std::chrono::seconds(5);
+
 void check_geometry(std::size_t slots, std::size_t slot_size, const std::string& object) {
   if (slots < 1 || slots > sem_buffer::max_slots) {
     detail::throw_errno(EINVAL, "sem_buffer(slots=" + std::to_string(slots) + ", allowed 1.." +
@@ -51,13 +58,29 @@ void check_geometry(std::size_t slots, std::size_t slot_size, const std::string&
 sem_buffer::sem_buffer(std::string_view name, role r, open_mode mode, geometry g, mode_t perms)
     : channel("sem:" + std::string(name), 0), role_(r) {
   key_file_ = resolve_name(std::string(name) + ".sembuf").string();
+  check_geometry(g.slots != 0 ? g.slots : default_slots, g.slot_size != 0 ? g.slot_size : default_slot_size,
+                 key_file_);
+
+  const bool key_file_existed = ::access(key_file_.c_str(), F_OK) == 0;
+  const key_t sem_key = detail::sysv_key(key_file_, 'S', mode != open_mode::open_only);
+  const key_t shm_key = detail::sysv_key(key_file_, 'H', false);
+  try {
+    open(sem_key, shm_key, mode, g, perms);
+  } catch (...) {
+    // A failed create (e.g. kernel.shmmni or kernel.sem exhausted) leaves no key file behind,
+    // unless a segment or set uses it.
+    if (!key_file_existed && ::shmget(shm_key, 0, 0) == -1 && errno == ENOENT && ::semget(sem_key, 0, 0) == -1 &&
+        errno == ENOENT) {
+      ::unlink(key_file_.c_str());
+    }
+    throw;
+  }
+}
+
+void sem_buffer::open(key_t sem_key, key_t shm_key, open_mode mode, geometry g, mode_t perms) {
   const bool explicit_geometry = g.slots != 0 || g.slot_size != 0;
   const std::size_t want_slots = g.slots != 0 ? g.slots : default_slots;
   const std::size_t want_slot_size = g.slot_size != 0 ? g.slot_size : default_slot_size;
-  check_geometry(want_slots, want_slot_size, key_file_);
-
-  const key_t sem_key = detail::sysv_key(key_file_, 'S', mode != open_mode::open_only);
-  const key_t shm_key = detail::sysv_key(key_file_, 'H', false);
 
   layout_spec spec{sem_buffer_magic, sem_buffer_version, header_bytes, want_slots * want_slot_size};
   auto init = [&](std::byte* base, std::size_t) {
@@ -124,26 +147,58 @@ sem_buffer::~sem_buffer() = default;
 
 sem_buffer::state sem_buffer::read_state(bool receiving) {
   // Called holding the mutex. Receivers and senders take `full`/`empty` atomically with the mutex,
-  // so here full == messages + closed exactly (minus the unit a receiver holds).
-  const auto v = sems_->values();
+  // so here full == messages + closed exactly (minus the unit a receiver holds), and mutex == 0.
+  const std::span<const op> held = receiving ? std::span<const op>(taken_by_receive) : std::span<const op>(taken_by_send);
+  std::vector<unsigned short> v;
+  try {
+    v = sems_->values();
+  } catch (const std::system_error& e) {
+    failed_holding(e, "semctl(GETALL)", held);
+  }
   const std::size_t closed = v[sem_closed];
   const std::size_t full = v[sem_full] + (receiving ? 1U : 0U);
   const std::size_t head = v[sem_head];
-  if (closed > 1 || head >= slots_ || full < closed || full - closed > slots_) {
-    std::string what = "semaphores out of range: head=" + std::to_string(head) + " full=" + std::to_string(full) +
-                       " closed=" + std::to_string(closed) + " slots=" + std::to_string(slots_);
-    if (receiving) corrupt(what, {{sem_full, 1, true}, {sem_mutex, 1, true}});
-    corrupt(what, {{sem_empty, 1, true}, {sem_mutex, 1, true}});
+  if (closed > 1 || head >= slots_ || full < closed || full - closed > slots_ || v[sem_mutex] != 0) {
+    corrupt("semaphores out of range: head=" + std::to_string(head) + " full=" + std::to_string(full) +
+                " closed=" + std::to_string(closed) + " mutex=" + std::to_string(v[sem_mutex]) +
+                " (held: 0) slots=" + std::to_string(slots_),
+            held);
   }
   return {head, full - closed, closed};
 }
 
-void sem_buffer::corrupt(const std::string& what, std::initializer_list<semaphore_set::op> release) {
+void sem_buffer::give_back(std::span<const semaphore_set::op> held) noexcept {
   try {
-    sems_->apply(release, deadline::now());
-  } catch (...) {  // NOLINT(bugprone-empty-catch): the corruption is the error worth reporting
+    sems_->apply(held, deadline::now());
+    return;
+  } catch (...) {  // NOLINT(bugprone-empty-catch): e.g. ERANGE on a count out of range; the mutex alone below
   }
+  // Whatever else we took stays with our undo adjustment (given back when we exit); the mutex must go now.
+  try {
+    sems_->apply({{sem_mutex, 1, true}}, deadline::now());
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a removed set holds nothing any more
+  }
+}
+
+void sem_buffer::corrupt(const std::string& what, std::span<const semaphore_set::op> held) {
+  give_back(held);
   throw_error(errc::corrupt, "sem_buffer", sems_->object(), what);
+}
+
+void sem_buffer::failed_holding(const std::system_error& e, std::string_view step,
+                                std::span<const semaphore_set::op> held) {
+  // A removed set (errc::closed) holds no mutex any more: report it as it is.
+  if (e.code() == errc::closed) throw e;
+  corrupt(std::string(step) + " failed while holding the index mutex: " + e.what(), held);
+}
+
+void sem_buffer::release(std::span<const semaphore_set::op> ops, std::string_view step,
+                         std::span<const semaphore_set::op> held) {
+  try {
+    sems_->apply(ops, deadline::now());
+  } catch (const std::system_error& e) {
+    failed_holding(e, step, held);
+  }
 }
 
 bool sem_buffer::do_send(std::span<const std::byte> message, const deadline& d) {
@@ -151,16 +206,17 @@ bool sem_buffer::do_send(std::span<const std::byte> message, const deadline& d) 
   // SIGKILL before the commit below gives both back and leaves no trace.
   if (!sems_->apply({{sem_empty, -1, true}, {sem_mutex, -1, true}}, d)) return false;
   const state s = read_state(false);
-  if (s.count >= slots_) corrupt("no free slot although one was reserved", {{sem_empty, 1, true}, {sem_mutex, 1, true}});
+  if (s.count >= slots_) corrupt("no free slot although one was reserved", taken_by_send);
   const std::size_t tail = (s.head + s.count) % slots_;
   std::byte* slot = seg_->payload() + tail * slot_size_;
   const auto len = static_cast<std::uint32_t>(message.size());
   std::memcpy(slot, &len, sizeof len);
   if (!message.empty()) std::memcpy(slot + length_bytes, message.data(), message.size());
   // The commit, one atomic semop: cancel the undo of our empty unit (+1 undoable, -1 not), publish the
-  // message (full +1) and release the mutex.
-  sems_->apply({{sem_empty, 1, true}, {sem_empty, -1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}},
-               deadline::now());
+  // message (full +1) and release the mutex. A count driven out of range (ERANGE) fails it whole: then
+  // the slot and the mutex are given back and the error is errc::corrupt.
+  static constexpr op commit[] = {{sem_empty, 1, true}, {sem_empty, -1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}};
+  release(commit, "commit of send (semop)", taken_by_send);
   return true;
 }
 
@@ -169,7 +225,7 @@ bool sem_buffer::do_receive(std::vector<std::byte>& out, const deadline& d) {
   const state s = read_state(true);
   if (s.count == 0) {
     // We took the close token, not a message: give it back for the other receivers.
-    sems_->apply({{sem_full, 1, true}, {sem_mutex, 1, true}}, deadline::now());
+    release(taken_by_receive, "give back of the close token (semop)", taken_by_receive);
     throw_error(errc::closed, "receive", name_, "sender closed the channel and it is drained");
   }
   const std::byte* slot = seg_->payload() + s.head * slot_size_;
@@ -178,45 +234,74 @@ bool sem_buffer::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (len > slot_size_ - length_bytes) {
     corrupt("slot " + std::to_string(s.head) + " holds length " + std::to_string(len) + " > " +
                 std::to_string(slot_size_ - length_bytes),
-            {{sem_full, 1, true}, {sem_mutex, 1, true}});
+            taken_by_receive);
   }
   try {
     out.resize(len);
   } catch (...) {
-    sems_->apply({{sem_full, 1, true}, {sem_mutex, 1, true}}, deadline::now());
+    give_back(taken_by_receive);
     throw;
   }
   if (len != 0) std::memcpy(out.data(), slot + length_bytes, len);
   const auto advance = static_cast<short>(s.head + 1 == slots_ ? -static_cast<int>(slots_ - 1) : 1);
-  sems_->apply({{sem_full, 1, true},
-                {sem_full, -1, false},
-                {sem_empty, 1, false},
-                {sem_head, advance, false},
-                {sem_mutex, 1, true}},
-               deadline::now());
+  const op commit[] = {{sem_full, 1, true},
+                       {sem_full, -1, false},
+                       {sem_empty, 1, false},
+                       {sem_head, advance, false},
+                       {sem_mutex, 1, true}};
+  release(commit, "commit of receive (semop)", taken_by_receive);
   return true;
 }
 
+void sem_buffer::lock_alone(std::string_view step) {
+  // The mutex is held for a memcpy at most: one not given back within lock_wait has a stopped holder
+  // or a corrupt count, and waiting for ever would only hide that.
+  if (!sems_->apply(lock_alone_op, deadline::in(lock_wait))) {
+    throw_error(errc::corrupt, "sem_buffer", sems_->object(),
+                std::string(step) + ": index mutex not released within " + std::to_string(lock_wait.count()) +
+                    " s (a stopped holder, or its count is corrupt: mutex=" +
+                    std::to_string(sems_->value(sem_mutex)) + ")");
+  }
+}
+
 void sem_buffer::clear_closed() {
-  sems_->apply({{sem_mutex, -1, true}});
-  const auto v = sems_->values();
+  lock_alone("clear_closed");
+  std::vector<unsigned short> v;
+  try {
+    v = sems_->values();
+  } catch (const std::system_error& e) {
+    failed_holding(e, "semctl(GETALL)", taken_alone);
+  }
   if (v[sem_closed] == 0) {
-    sems_->apply({{sem_mutex, 1, true}}, deadline::now());
-  } else if (!sems_->apply({{sem_closed, -1, false}, {sem_full, -1, false}, {sem_mutex, 1, true}}, deadline::now())) {
-    corrupt("closed flag set without its token in full", {{sem_mutex, 1, true}});
+    release(taken_alone, "unlock (semop)", taken_alone);
+  } else {
+    static constexpr op clear[] = {{sem_closed, -1, false}, {sem_full, -1, false}, {sem_mutex, 1, true}};
+    bool cleared = false;
+    try {
+      cleared = sems_->apply(clear, deadline::now());
+    } catch (const std::system_error& e) {
+      failed_holding(e, "clear of the closed flag (semop)", taken_alone);
+    }
+    if (!cleared) corrupt("closed flag set without its token in full", taken_alone);
   }
   closed_ = false;
 }
 
 void sem_buffer::close() {
   if (role_ != role::sender || closed_) return;
-  sems_->apply({{sem_mutex, -1, true}});
-  const auto v = sems_->values();
+  lock_alone("close");
+  std::vector<unsigned short> v;
+  try {
+    v = sems_->values();
+  } catch (const std::system_error& e) {
+    failed_holding(e, "semctl(GETALL)", taken_alone);
+  }
   if (v[sem_closed] == 0) {
     // The token: full counts one more than there are messages, so blocked receivers wake.
-    sems_->apply({{sem_closed, 1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}}, deadline::now());
+    static constexpr op token[] = {{sem_closed, 1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}};
+    release(token, "close (semop)", taken_alone);
   } else {
-    sems_->apply({{sem_mutex, 1, true}}, deadline::now());
+    release(taken_alone, "unlock (semop)", taken_alone);
   }
   closed_ = true;
 }

@@ -22,8 +22,10 @@
 
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 namespace ipc {
 
@@ -48,15 +50,20 @@ class IPC_API sem_buffer : public channel {
 
   using geometry = sem_geometry;
 
-  /// Creates or attaches. A sender clears a previous close(). Throws std::system_error (EINVAL for a bad
-  /// geometry), errc::incompatible (another geometry or layout), errc::not_owner, errc::corrupt.
+  /// Creates or attaches. A sender clears a previous close(), waiting at most 5 s for the index mutex.
+  /// Throws std::system_error (EINVAL for a bad geometry; ENOSPC naming kernel.shmmni / kernel.sem when a
+  /// system limit is reached, leaving nothing behind), errc::incompatible (another geometry or layout),
+  /// errc::not_owner, errc::corrupt (counts out of range, or the index mutex not released within 5 s).
+  /// send/receive throw errc::corrupt (with the kernel's error in what()) when the set's counts are out of
+  /// range or a commit fails (e.g. ERANGE); every failure path gives the index mutex back first.
   sem_buffer(std::string_view name, role r, open_mode mode = open_mode::open_or_create, geometry g = {},
              mode_t perms = 0600);
   /// Detaches only: neither close() nor remove() (a forked copy going away must not end the stream).
   ~sem_buffer() override;
 
   /// Sender: marks the stream ended (explicitly; the destructor does not); receivers drain what is left,
-  /// then get errc::closed. Blocks only for the index mutex. Throws errc::closed if the objects were removed.
+  /// then get errc::closed. Blocks only for the index mutex, at most 5 s (then errc::corrupt). Throws
+  /// errc::closed if the objects were removed.
   void close() override;
 
   [[nodiscard]] channel_limits limits() const override;
@@ -79,8 +86,15 @@ class IPC_API sem_buffer : public channel {
   struct state {
     std::size_t head, count, closed;
   };
+  void open(key_t sem_key, key_t shm_key, open_mode mode, geometry g, mode_t perms);
   state read_state(bool receiving);
-  [[noreturn]] void corrupt(const std::string& what, std::initializer_list<semaphore_set::op> release);
+  // Failure paths, called holding the index mutex: each gives back `held` (at least the mutex) first.
+  void give_back(std::span<const semaphore_set::op> held) noexcept;
+  [[noreturn]] void corrupt(const std::string& what, std::span<const semaphore_set::op> held);
+  [[noreturn]] void failed_holding(const std::system_error& e, std::string_view step,
+                                   std::span<const semaphore_set::op> held);
+  void release(std::span<const semaphore_set::op> ops, std::string_view step, std::span<const semaphore_set::op> held);
+  void lock_alone(std::string_view step);
   void clear_closed();
 
   role role_;
