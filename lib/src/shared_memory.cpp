@@ -136,6 +136,8 @@ posix_segment::posix_segment(std::string_view name, open_mode mode, std::size_t 
 
 posix_segment::~posix_segment() = default;
 
+int posix_segment::fd() const noexcept { return impl_->shm.get_mapping_handle().handle; }
+
 void posix_segment::remove() {
   const std::string shm_name = "/" + object_.substr(std::string_view("/dev/shm/").size());
   if (::shm_unlink(shm_name.c_str()) == -1 && errno != ENOENT) detail::throw_errno(errno, "shm_unlink", object_);

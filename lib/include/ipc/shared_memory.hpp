@@ -72,6 +72,8 @@ class IPC_API posix_segment final : public segment {
   static bool remove(std::string_view name);
   /// "libipc.NAME", the name given to shm_open (after its leading '/').
   static std::string posix_name(std::string_view name);
+  /// The shm_open descriptor, owned by this handle (e.g. for fstat: identity, link count). Never throws.
+  [[nodiscard]] int fd() const noexcept;
 
  private:
   struct impl;

@@ -17,6 +17,7 @@
 
 #include <ipc/channel.hpp>
 #include <ipc/config.hpp>
+#include <ipc/shared_memory.hpp>
 #include <ipc/uri.hpp>
 
 #include <sys/types.h>
@@ -25,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,7 +36,6 @@ namespace ipc {
 
 namespace detail {
 struct ring_header;
-struct shm_mapping;
 }  // namespace detail
 
 /// How a ring is made when this call creates it (an opener adopts the existing ring's sizes).
@@ -87,7 +88,7 @@ class IPC_API shm_ring final : public channel {
 
   std::string base_name_;
   role role_;
-  std::unique_ptr<detail::shm_mapping> map_;
+  std::optional<layout_segment> seg_;  // the POSIX segment, built like every shared layout
   detail::ring_header* hdr_ = nullptr;
   std::byte* data_ = nullptr;
   std::uint64_t capacity_ = 0;
