@@ -13,6 +13,7 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
@@ -287,12 +288,37 @@ layout_segment::layout_segment(segment_backing backing, std::string_view name, o
   // A payload of 0 bytes is allowed for creation: the layout is then the header alone.
   std::size_t create_size = total != 0 ? total : spec.header_size;
   std::size_t size = mode == open_mode::open_only ? total : create_size;
-  if (backing == segment_backing::posix) {
-    segment_ = std::make_unique<posix_segment>(name, mode, size, perms);
-  } else {
-    segment_ = std::make_unique<sysv_segment>(name, mode, size, perms);
+  for (int attempt = 0;; ++attempt) {
+    if (backing == segment_backing::posix) {
+      segment_ = std::make_unique<posix_segment>(name, mode, size, perms);
+    } else {
+      segment_ = std::make_unique<sysv_segment>(name, mode, size, perms);
+    }
+    // A creator killed mid-initialisation never publishes; when it is provably dead, open_or_create
+    // replaces its segment instead of failing on it (POSIX: removal by name is made safe below).
+    if (backing != segment_backing::posix || mode != open_mode::open_or_create || attempt >= 3 ||
+        !replace_abandoned(static_cast<posix_segment&>(*segment_), name)) {
+      break;
+    }
   }
   attach(spec, init);
+}
+
+bool layout_segment::replace_abandoned(posix_segment& seg, std::string_view name) {
+  if (seg.created() || seg.size() < sizeof(detail::layout_header)) return false;
+  if (!detail::abandoned(reinterpret_cast<const detail::layout_header*>(seg.data()))) return false;
+  // Several openers may find it abandoned at once: the one holding the flock on the old segment
+  // unlinks it, and only while the name still refers to that very segment (same inode), so a
+  // replacement another opener already created is never removed.
+  if (::flock(seg.fd(), LOCK_EX) != 0) return false;
+  struct stat mine {};
+  struct stat named {};
+  unique_fd now{::shm_open(("/" + posix_segment::posix_name(name)).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0)};
+  if (::fstat(seg.fd(), &mine) == 0 && now && ::fstat(now.get(), &named) == 0 && mine.st_ino == named.st_ino &&
+      mine.st_dev == named.st_dev) {
+    ::shm_unlink(("/" + posix_segment::posix_name(name)).c_str());
+  }
+  return true;  // removed by us or by another opener: open again
 }
 
 layout_segment::layout_segment(std::unique_ptr<segment> seg, const layout_spec& spec, const init_fn& init)
@@ -314,6 +340,7 @@ void layout_segment::attach(const layout_spec& spec, const init_fn& init) {
       s.remove();
       detail::throw_errno(EINVAL, "layout(segment smaller than its header)", s.object());
     }
+    detail::claim_header(h);  // first: an opener can prove we died if we never publish
     try {
       if (init) init(s.data(), s.size());
     } catch (...) {

@@ -1,4 +1,5 @@
 #include "detail/layout_header.hpp"
+#include "detail/liveness.hpp"
 
 #include <ipc/error.hpp>
 
@@ -24,6 +25,19 @@ void publish_header(layout_header* h, std::uint32_t magic, std::uint32_t version
   h->state.store(layout_header::ready_value, std::memory_order_release);
 }
 
+void claim_header(layout_header* h) noexcept {
+  h->creator_pid = ::getpid();
+  h->created_unix_ns = read_proc(::getpid()).start_time;
+}
+
+bool abandoned(const layout_header* h) noexcept {
+  if (h->state.load(std::memory_order_acquire) == layout_header::ready_value) return false;
+  const pid_t pid = h->creator_pid;
+  const std::uint64_t start = h->created_unix_ns;
+  if (pid <= 0 || start == 0) return false;  // not claimed yet: nothing can be proven
+  return !alive(pid, start);
+}
+
 void validate_header(const layout_header* h, std::size_t mapped_size, std::uint32_t magic, std::uint32_t version,
                      std::size_t expected_header_size, const deadline& d, std::string_view object) {
   if (mapped_size < sizeof(layout_header)) {
@@ -32,6 +46,11 @@ void validate_header(const layout_header* h, std::size_t mapped_size, std::uint3
   }
   // The creator publishes within microseconds; poll briefly, never forever.
   while (h->state.load(std::memory_order_acquire) != layout_header::ready_value) {
+    if (abandoned(h)) {
+      throw_error(errc::incompatible, "attach", object,
+                  "header never initialised: its creator, pid " + std::to_string(h->creator_pid) +
+                      ", died during initialisation");
+    }
     if (d.expired()) throw_error(errc::incompatible, "attach", object, "header never initialised");
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }

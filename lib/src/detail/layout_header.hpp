@@ -30,7 +30,8 @@ struct layout_header {
   std::uint64_t total_size;          ///< bytes of the whole layout
   std::int32_t creator_pid;          ///< for `ipcctl gc` and peer-death checks
   std::uint32_t creator_uid;
-  std::uint64_t created_unix_ns;     ///< CLOCK_REALTIME at creation, for listings
+  std::uint64_t created_unix_ns;     ///< CLOCK_REALTIME at creation, for listings; while state is 0, the
+                                     ///< creator's start time (claim_header), so a dead creator is provable
 };
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
@@ -39,8 +40,16 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 IPC_API void publish_header(layout_header* h, std::uint32_t magic, std::uint32_t version,
                             std::size_t header_size, std::size_t total_size) noexcept;
 
+/// Called by the creator right after creating, before initialising: records its pid and start time, so
+/// openers can prove it died if it never publishes (abandoned()).
+IPC_API void claim_header(layout_header* h) noexcept;
+
+/// True when h was never published and its creator is provably dead (pid + start time, safe against pid
+/// reuse): nobody will ever finish it. False while the creator lives, or when it is unknown (pid 0).
+IPC_API bool abandoned(const layout_header* h) noexcept;
+
 /// Waits until h is published (or d expires), then validates it against the mapping.
-/// Throws errc::incompatible naming object: never initialised in time, wrong magic or version,
+/// Throws errc::incompatible naming object: never initialised in time (at once when abandoned()), wrong magic or version,
 /// header_size != expected_header_size, total_size < header_size or > mapped_size.
 IPC_API void validate_header(const layout_header* h, std::size_t mapped_size, std::uint32_t magic,
                              std::uint32_t version, std::size_t expected_header_size, const deadline& d,
