@@ -1,82 +1,42 @@
 // ipcctl: run the demo pairs locally and look after the kernel objects the toolkit makes.
 // Exit status: 0 ok, 1 failure, 2 usage error, 3 launch saw a record lost, duplicated, reordered or corrupt.
 #include "bench.hpp"
+#include "cli.hpp"
+#include "exit_status.hpp"
 #include "launch.hpp"
+#include "limits.hpp"
 #include "objects.hpp"
 #include "status.hpp"
 #include "table.hpp"
 
+#include <ipc/record.hpp>
 #include <ipc/uri.hpp>
 
 #include <unistd.h>
 
-#include <charconv>
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <iostream>
-#include <set>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace {
 
-constexpr int exit_ok = 0, exit_failure = 1, exit_usage = 2;
+using ipc::daemon::exit_failure;
+using ipc::daemon::exit_ok;
+using ipc::daemon::exit_usage;
 
-constexpr std::string_view usage_text = R"(usage: ipcctl COMMAND [OPTIONS]
-
-Commands:
-  launch <pipe|fifo|msgq|sem|shm|all> [--duration S] [--rate R] [--size B] [--interval S] [--prefix NAME]
-        Start producer/consumer pairs locally (no systemd), supervise them (a crashed daemon is
-        restarted and counted), show a live table, stop them in order at the end and print a summary.
-        --duration S   seconds to run, 0 = until SIGINT/SIGTERM (default 5)
-        --rate R       records/s per producer, 0 = as fast as the channel goes (default 0)
-        --size B       payload bytes per record (default 64)
-        --interval S   stats and refresh interval in seconds (default 1)
-        --prefix NAME  object names are NAME-fifo, NAME-msgq, NAME-sem, NAME-shm (default demo)
-  status        Figures of the running daemons, from their status files (dead ones marked dead).
-  list          Every object the toolkit made: kind, name, key/id, owner, mode, creator or last
-                pids and whether they run, attached count, and what gc would do with it.
-  rm [KIND:]NAME
-                Remove that object (and its key file). KIND: msgq, sem, sembuf, shm, fifo,
-                posix-shm, or a channel scheme (sem: also matches sembuf, shm: also posix-shm).
-  gc [--dry-run] [--prefix NAME]
-                Remove objects whose creator (or every recorded user) is dead and that nobody has
-                attached, orphan key files and dead daemons' status files; --dry-run only prints;
-                --prefix only considers objects whose name starts with NAME (POSIX segments in
-                /dev/shm are shared by every runtime directory).
-  bench [--channels LIST] [--sizes LIST] [--duration S] [--json|--csv] [--plot FILE.png] [--check]
-                Measure every channel (throughput with two processes, round-trip p50/p99) next to the
-                raw syscalls of its mechanism and Boost message_queue, in the same run, with ratios
-                (ipcctl bench --help for every option; docs/benchmarks.md).
-  --help        This text.   --version   The version.
-
+constexpr const char* footer = R"(
 Objects live in the runtime directory: $IPC_RUNTIME_DIR, else $RUNTIME_DIRECTORY, else /run/ipc
 for root, else $XDG_RUNTIME_DIR/ipc; POSIX segments are /dev/shm/libipc.*.
 
 Exit status: 0 ok; 1 failure (an object could not be removed, a pair moved no record or a daemon
-kept failing); 2 usage error; 3 launch saw a record lost, duplicated, reordered or corrupt.
-)";
-
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-double parse_number(std::string_view opt, std::string_view v, double min, double max) {
-  double d = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
-  if (ec != std::errc{} || p != v.data() + v.size() || !std::isfinite(d) || d < min || d > max) {
-    throw usage_error(std::string(opt) + ": '" + std::string(v) + "' is not a number in [" + std::to_string(min) +
-                      ", " + std::to_string(max) + "]");
-  }
-  return d;
-}
+kept failing); 2 usage error (nothing was started or created); 3 launch saw a record lost,
+duplicated, reordered or corrupt. See docs/ipcctl.md.)";
 
 bool plain_name(std::string_view s) {
   if (s.empty() || s.size() > 100 || s == "." || s == "..") return false;
@@ -87,52 +47,7 @@ bool plain_name(std::string_view s) {
   return true;
 }
 
-int cmd_launch(const std::vector<std::string_view>& args) {
-  const std::vector<std::string> all = {"pipe", "fifo", "msgq", "sem", "shm"};
-  ipcctl::launch_options o;
-  std::string which;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    auto a = args[i];
-    auto value = [&]() -> std::string_view {
-      if (i + 1 >= args.size()) throw usage_error(std::string(a) + " needs a value");
-      return args[++i];
-    };
-    if (a == "--duration") {
-      o.duration_s = parse_number(a, value(), 0, 86400 * 365);
-    } else if (a == "--rate") {
-      const auto v = value();
-      const double r = parse_number(a, v, 0, 1e9);
-      if (r != std::floor(r)) throw usage_error("--rate: '" + std::string(v) + "' is not a whole number of records/s");
-      o.rate = static_cast<std::uint64_t>(r);
-    } else if (a == "--size") {
-      o.size = static_cast<std::size_t>(parse_number(a, value(), 1, 1 << 20));
-    } else if (a == "--interval") {
-      o.interval_s = parse_number(a, value(), 0.1, 3600);
-    } else if (a == "--prefix") {
-      auto v = value();
-      if (!plain_name(v)) throw usage_error("--prefix: '" + std::string(v) + "' is not a plain name ([A-Za-z0-9._-], 1..100)");
-      o.prefix = v;
-    } else if (a.starts_with("-")) {
-      throw usage_error("launch: unknown option " + std::string(a));
-    } else if (which.empty()) {
-      which = a;
-    } else {
-      throw usage_error("launch: one channel (or all), got '" + which + "' and '" + std::string(a) + "'");
-    }
-  }
-  if (which.empty()) throw usage_error("launch: which channel? pipe, fifo, msgq, sem, shm or all");
-  if (which == "all") {
-    o.kinds = all;
-  } else if (std::find(all.begin(), all.end(), which) != all.end()) {
-    o.kinds = {which};
-  } else {
-    throw usage_error("launch: unknown channel '" + which + "' (pipe, fifo, msgq, sem, shm or all)");
-  }
-  return ipcctl::launch(o);
-}
-
-int cmd_status(const std::vector<std::string_view>& args) {
-  if (!args.empty()) throw usage_error("status takes no arguments");
+int cmd_status() {
   const auto dir = ipc::runtime_dir();
   auto entries = ipcctl::read_status(dir);
   if (entries.empty()) {
@@ -150,7 +65,7 @@ int cmd_status(const std::vector<std::string_view>& args) {
     const auto& s = *e.figures;
     t.add({s.channel, s.role, std::to_string(s.pid), e.alive ? (s.final ? "exiting" : "running") : "dead",
            std::to_string(s.records), ipcctl::fmt(s.rate, 0), ipcctl::fmt(s.mbps, 2), std::to_string(s.lost),
-           std::to_string(s.corrupt), ipcctl::fmt(s.p50_us, 1), ipcctl::fmt(s.p99_us, 1), std::to_string(s.restarts),
+           std::to_string(s.corrupt), std::to_string(s.p50_us), std::to_string(s.p99_us), std::to_string(s.restarts),
            std::to_string(e.age_seconds)});
   }
   std::cout << t.render();
@@ -186,8 +101,7 @@ std::string verdict_text(ipcctl::verdict v) {
   return "?";
 }
 
-int cmd_list(const std::vector<std::string_view>& args) {
-  if (!args.empty()) throw usage_error("list takes no arguments");
+int cmd_list() {
   const auto dir = ipc::runtime_dir();
   auto objs = ipcctl::discover(dir);
   if (objs.empty()) {
@@ -214,26 +128,14 @@ std::string describe(const ipcctl::ipc_object& o) {
   return s;
 }
 
-int cmd_rm(const std::vector<std::string_view>& args) {
-  if (args.size() != 1) throw usage_error("rm needs exactly one [KIND:]NAME");
-  auto group = ipcctl::select(ipcctl::discover(ipc::runtime_dir()), args[0]);
+int cmd_rm(const std::string& spec) {
+  auto group = ipcctl::select(ipcctl::discover(ipc::runtime_dir()), spec);
   ipcctl::remove_group(group);
   for (const auto& o : group) std::cout << "removed " << describe(o) << '\n';
   return exit_ok;
 }
 
-int cmd_gc(const std::vector<std::string_view>& args) {
-  bool dry = false;
-  std::string_view prefix;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--dry-run") {
-      dry = true;
-    } else if (args[i] == "--prefix" && i + 1 < args.size()) {
-      prefix = args[++i];
-    } else {
-      throw usage_error("gc: unknown argument " + std::string(args[i]));
-    }
-  }
+int cmd_gc(bool dry, std::string_view prefix) {
   const auto dir = ipc::runtime_dir();
   const char* verb = dry ? "would remove " : "removed ";
   int rc = exit_ok;
@@ -266,34 +168,97 @@ int cmd_gc(const std::vector<std::string_view>& args) {
 }  // namespace
 
 int main(int argc, char* argv[]) {
-  std::vector<std::string_view> args(argv + 1, argv + argc);
-  if (args.empty()) {
-    std::cerr << usage_text;
-    return exit_usage;
+  CLI::App app{"Runs the demo pairs locally and looks after the kernel objects the toolkit makes.", "ipcctl"};
+  app.footer(footer);
+  ipc::daemon::add_common(app);
+  app.require_subcommand(1);
+
+  // launch
+  ipcctl::launch_options lo;
+  std::string which;
+  std::uint64_t rate = 0, size = lo.size;
+  auto* launch = app.add_subcommand("launch",
+                                    "Start producer/consumer pairs locally (no systemd), supervise them (a crashed daemon is\n"
+                                    "restarted with back-off, a usage error never), show a live table, stop them in order and\n"
+                                    "print a summary.");
+  launch->add_option("channel", which, "pipe, fifo, msgq, sem, shm or all")
+      ->required()
+      ->check(CLI::IsMember({"pipe", "fifo", "msgq", "sem", "shm", "all"}));
+  ipc::daemon::add_seconds(*launch, "--duration", lo.duration_s, 0, 86400.0 * 365, "seconds to run, 0 = until SIGINT/SIGTERM (default 5)");
+  ipc::daemon::add_count(*launch, "--rate", rate, 0, 1'000'000'000, "records/s per producer, 0 = as fast as the channel goes");
+  ipc::daemon::add_size(*launch, "--size", size, 1, 1 << 20, "payload bytes per record");
+  ipc::daemon::add_seconds(*launch, "--interval", lo.interval_s, 0.1, 3600, "stats and refresh interval in seconds (default 1)");
+  launch->add_option("--prefix", lo.prefix, "object names are NAME-fifo, NAME-msgq, NAME-sem, NAME-shm")
+      ->capture_default_str()
+      ->type_name("NAME");
+
+  auto* status = app.add_subcommand("status", "Figures of the running daemons, from their status files (dead ones marked dead).");
+
+  auto* list = app.add_subcommand("list",
+                                  "Every object the toolkit made: kind, name, key/id, owner, mode, creator or last pids and\n"
+                                  "whether they run, attached count, and what gc would do with it.");
+
+  std::string rm_spec;
+  auto* rm = app.add_subcommand("rm",
+                                "Remove that object (and its key file). KIND: msgq, sem, sembuf, shm, fifo, posix-shm, or a\n"
+                                "channel scheme (sem: also matches sembuf, shm: also posix-shm).");
+  rm->add_option("object", rm_spec, "[KIND:]NAME")->required()->type_name("[KIND:]NAME");
+
+  bool gc_dry = false;
+  std::string gc_prefix;
+  auto* gc = app.add_subcommand("gc",
+                                "Remove objects whose creator (or every recorded user) is dead and that nobody has attached,\n"
+                                "orphan key files and dead daemons' status files (--dry-run: only print).");
+  gc->add_flag("--dry-run", gc_dry, "only print what would be removed");
+  gc->add_option("--prefix", gc_prefix, "only objects whose name starts with NAME (POSIX segments in /dev/shm are\n"
+                                        "shared by every runtime directory)")->type_name("NAME");
+
+  auto* bench = app.add_subcommand("bench",
+                                   "Measure every channel next to the raw syscalls of its mechanism and Boost message_queue\n"
+                                   "(ipcctl bench --help for its options; docs/benchmarks.md).");
+  bench->prefix_command();  // everything after "bench" is the bench's own, --help included
+  bench->set_help_flag();
+
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string_view cmd = argv[1];
+    const auto subs = app.get_subcommands([](CLI::App*) { return true; });
+    if (std::none_of(subs.begin(), subs.end(), [&](const CLI::App* a) { return a->get_name() == cmd; })) {
+      return ipc::daemon::usage_error(app, "unknown command '" + std::string(cmd) + "'");
+    }
   }
-  const auto cmd = args.front();
-  const std::vector<std::string_view> rest(args.begin() + 1, args.end());
+  if (auto rc = ipc::daemon::parse(app, argc, argv)) return *rc;
   try {
-    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-      std::cout << usage_text;
-      return exit_ok;
+    if (*launch) {
+      if (!plain_name(lo.prefix)) return ipc::daemon::usage_error(app, "--prefix: '" + lo.prefix + "' is not a plain name ([A-Za-z0-9._-], 1..100)");
+      lo.rate = rate;
+      lo.size = static_cast<std::size_t>(size);
+      lo.kinds = which == "all" ? std::vector<std::string>{"pipe", "fifo", "msgq", "sem", "shm"} : std::vector<std::string>{which};
+      // Validate before create: a record must fit every channel launched, known from the URIs alone.
+      for (const auto& kind : lo.kinds) {
+        const auto uri = ipc::channel_uri::parse(ipcctl::launch_uri(kind, lo.prefix));
+        const std::size_t max = ipc::daemon::max_message_before_open(uri);
+        if (ipc::encoded_size(lo.size) > max) {
+          return ipc::daemon::usage_error(app, "--size " + std::to_string(lo.size) + ": a record of " +
+                                                   std::to_string(ipc::encoded_size(lo.size)) + " bytes exceeds " + kind +
+                                                   "'s largest message, " + std::to_string(max) + " bytes");
+        }
+      }
+      return ipcctl::launch(lo);
     }
-    if (cmd == "--version") {
-      std::cout << "ipcctl " << IPCCTL_VERSION << '\n';
-      return exit_ok;
+    if (*status) return cmd_status();
+    if (*list) return cmd_list();
+    if (*rm) return cmd_rm(rm_spec);
+    if (*gc) return cmd_gc(gc_dry, gc_prefix);
+    if (*bench) {
+      std::vector<std::string> rest = bench->remaining();
+      std::vector<char*> args{const_cast<char*>("ipcctl bench")};
+      for (auto& a : rest) args.push_back(a.data());
+      args.push_back(nullptr);
+      return ipc::bench::ipc_bench_main(static_cast<int>(args.size() - 1), args.data());
     }
-    if (cmd == "launch") return cmd_launch(rest);
-    if (cmd == "status") return cmd_status(rest);
-    if (cmd == "list") return cmd_list(rest);
-    if (cmd == "rm") return cmd_rm(rest);
-    if (cmd == "gc") return cmd_gc(rest);
-    if (cmd == "bench") return ipc::bench::ipc_bench_main(argc - 1, argv + 1);
-    throw usage_error("unknown command '" + std::string(cmd) + "'");
-  } catch (const usage_error& e) {
-    std::cerr << "ipcctl: " << e.what() << "\n(ipcctl --help shows the usage)\n";
-    return exit_usage;
   } catch (const std::exception& e) {
     std::cerr << "ipcctl: " << e.what() << '\n';
     return exit_failure;
   }
+  return exit_usage;
 }

@@ -1,38 +1,41 @@
+// ipcctl launch's supervision: every daemon runs under an ipc::supervisor on one Asio loop; their
+// stderr is read line by line (stats lines feed the accounting, the rest is passed through); the
+// end stops the pairs in order. Accounting is loss.hpp, rendering launch_render.hpp.
 #include "launch.hpp"
 
+#include "launch_render.hpp"
+#include "loss.hpp"
 #include "objects.hpp"
-#include "stats.hpp"
 #include "table.hpp"
 
 #include <ipc/error.hpp>
+#include <ipc/process.hpp>
+#include <ipc/supervisor.hpp>
 #include <ipc/unique_fd.hpp>
 #include <ipc/uri.hpp>
 
-#include "detail/eintr.hpp"
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
-#include <cerrno>
+#include <array>
 #include <chrono>
-#include <cmath>
 #include <cstdlib>
-#include <deque>
 #include <filesystem>
+#include <functional>
 #include <iostream>
-#include <map>
+#include <list>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 
 namespace fs = std::filesystem;
+namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
@@ -42,8 +45,7 @@ namespace {
 constexpr auto producer_stop_timeout = 10s;  // the pipe producer also waits for its own consumer
 constexpr auto drain_timeout = 5s;
 constexpr auto consumer_stop_timeout = 5s;
-constexpr int give_up_after = 5;              // failures within give_up_window
-constexpr auto give_up_window = 10s;
+constexpr auto kill_grace = 5s;
 
 bool executable(const fs::path& p) { return ::access(p.c_str(), X_OK) == 0 && fs::is_regular_file(p); }
 
@@ -68,141 +70,193 @@ fs::path find_daemon(const std::string& name) {
       if (!d.empty() && executable(d / name)) return d / name;
     }
   }
-  throw std::runtime_error(name + " not found next to ipcctl (" + self.parent_path().string() +
-                           ") nor in $PATH");
+  throw std::runtime_error(name + " not found next to ipcctl (" + self.parent_path().string() + ") nor in $PATH");
 }
 
-// What one role of a pair has reported, per process (restarts start their counters at zero): each
-// process's last stats line, and the sequence span it reported for every producer session it saw.
-struct span {
-  std::uint64_t first = 0, highest = 0;
+// Reads one daemon process's stderr until EOF, a line at a time.
+struct line_reader {
+  line_reader(asio::io_context& io, ipc::unique_fd fd) : sd(io, fd.release()) {}
+  asio::posix::stream_descriptor sd;
+  std::array<char, 8192> buf{};
+  std::string partial;
 };
 
-struct process_report {
-  stats last;
-  std::map<std::uint64_t, span> sessions;  // session → the span in the latest line about it
-};
-
-struct figures {
-  std::vector<process_report> procs;  // in the order they first reported
-  // Latency of the last interval that measured any (the final line after a drain often has none).
-  std::optional<std::pair<double, double>> latency;
-
-  void take(const stats& s) {
-    auto it = std::find_if(procs.rbegin(), procs.rend(), [&](const process_report& r) { return r.last.pid == s.pid; });
-    process_report& r = it != procs.rend() ? *it : procs.emplace_back();
-    r.last = s;
-    if (s.session != 0 && s.seq != 0) r.sessions[s.session] = span{s.first_seq, s.seq};
-    if (s.p50_us > 0 || s.p99_us > 0) latency = std::pair{s.p50_us, s.p99_us};
-  }
-  [[nodiscard]] const stats* current() const { return procs.empty() ? nullptr : &procs.back().last; }
-  template <class F>
-  [[nodiscard]] std::uint64_t sum(F field) const {
-    std::uint64_t n = 0;
-    for (const auto& r : procs) n += r.last.*field;
-    return n;
-  }
-  [[nodiscard]] std::uint64_t records() const { return sum(&stats::records); }
-  [[nodiscard]] std::uint64_t bytes() const { return sum(&stats::bytes); }
-  [[nodiscard]] std::uint64_t lost() const { return sum(&stats::lost); }
-  [[nodiscard]] std::uint64_t dup() const { return sum(&stats::dup); }
-  [[nodiscard]] std::uint64_t reorder() const { return sum(&stats::reorder); }
-  [[nodiscard]] std::uint64_t corrupt() const { return sum(&stats::corrupt); }
-  [[nodiscard]] std::uint64_t restarts() const { return sum(&stats::restarts); }
-};
-
-enum class proc_state { idle, running, backoff, exited, failed };
-
-struct process_slot {
-  std::string role;                // "producer" / "consumer"
+struct daemon_slot {
+  std::string role;  // "producer" / "consumer"
   std::vector<std::string> argv;
-  pid_t pid = -1;
-  ipc::unique_fd err;              // read end of the daemon's stderr
-  std::string partial;             // an unfinished line
-  proc_state state = proc_state::idle;
-  int exit_code = -1;
-  int signal = 0;
-  unsigned restarts = 0;
+  std::optional<ipc::supervisor> sup;
+  std::list<line_reader> readers;  // the current process's, and a previous one's until its EOF
   unsigned abnormal_exits = 0;     // killed, or exited non-zero (its last stats line may be stale)
-  std::deque<steady::time_point> failures;
-  steady::time_point restart_at{};
+  int last_code = -1;
+  int last_signal = 0;
+  bool gave_up = false;
 };
 
 struct pair_run {
   std::string kind;
   std::string uri;
-  process_slot producer;
-  std::optional<process_slot> consumer;  // none for pipe: the producer spawns its own
-  figures sent, received;
+  daemon_slot producer;
+  std::optional<daemon_slot> consumer;  // none for pipe: the producer supervises its own
+  role_reports sent, received;
 };
 
 class launcher {
  public:
-  explicit launcher(const launch_options& o) : o_(o), live_(std::cout, ::isatty(1) == 1) {
+  explicit launcher(const launch_options& o)
+      : o_(o), live_(std::cout, ::isatty(1) == 1), signals_(io_, SIGINT, SIGTERM), tick_timer_(io_), end_timer_(io_),
+        wait_timer_(io_) {
     log_on_terminal_ = live_.terminal() && ::isatty(2) == 1;
     const fs::path producer = find_daemon("ipc-producer");
     const fs::path consumer = find_daemon("ipc-consumer");
     const std::string interval = fmt(o.interval_s, 3);
     for (const auto& kind : o.kinds) {
-      pair_run p;
+      pair_run& p = pairs_.emplace_back();  // in place: a supervisor never moves
       p.kind = kind;
       p.uri = launch_uri(kind, o.prefix);
       p.producer.role = "producer";
       p.producer.argv = {producer.string(), "--channel", p.uri, "--rate", std::to_string(o.rate),
                          "--size", std::to_string(o.size), "--stats-interval", interval};
       if (kind == "pipe") {
-        for (const char* a : {"--sink", "null", "--stats-interval"}) {
-          p.producer.argv.insert(p.producer.argv.end(), {"--consumer-arg", a});
-        }
+        for (const char* a : {"--sink", "null", "--stats-interval"}) p.producer.argv.insert(p.producer.argv.end(), {"--consumer-arg", a});
         p.producer.argv.insert(p.producer.argv.end(), {"--consumer-arg", interval});
       } else {
         p.consumer.emplace();
         p.consumer->role = "consumer";
         p.consumer->argv = {consumer.string(), "--channel", p.uri, "--sink", "null", "--stats-interval", interval};
       }
-      pairs_.push_back(std::move(p));
     }
   }
 
   int run() {
-    block_signals();
     remove_leftovers();
     started_ = steady::now();
+    signals_.async_wait([this](const boost::system::error_code& ec, int) {
+      if (!ec) shut_down();
+    });
     // Consumers first: everything a producer sends has a reader waiting.
     for (auto& p : pairs_) {
-      if (p.consumer) start(p, *p.consumer);
-      start(p, p.producer);
+      if (p.consumer) supervise(p, *p.consumer);
+      supervise(p, p.producer);
     }
-    const auto end = o_.duration_s > 0 ? started_ + std::chrono::duration_cast<steady::duration>(
-                                                         std::chrono::duration<double>(o_.duration_s))
-                                       : steady::time_point::max();
-    auto next_tick = started_ + tick();
-    while (!stop_requested_ && steady::now() < end && any_alive_or_pending()) {
-      auto wake = std::min({end, next_tick, earliest_restart()});
-      pump(wake);
-      restart_due();
-      if (steady::now() >= next_tick) {
-        draw_progress();
-        next_tick += tick();
-      }
+    if (o_.duration_s > 0) {
+      end_timer_.expires_after(std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(o_.duration_s)));
+      end_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) shut_down();
+      });
     }
-    stopped_at_ = steady::now();
-    shut_down();
+    tick();
+    io_.run();
     if (live_.terminal()) live_.erase();
-    return summarise();
+    const auto s = render_summary(views(true), std::chrono::duration<double>(stopped_at_ - started_).count(), o_.size);
+    std::cout << s.text;
+    std::cout.flush();
+    return s.exit_code;
   }
 
  private:
-  [[nodiscard]] steady::duration tick() const {
-    return std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(std::max(o_.interval_s, 0.2)));
+  // --- supervision ---------------------------------------------------------------------------
+  void supervise(pair_run& p, daemon_slot& s) {
+    ipc::supervisor_options so;
+    so.first_delay = 100ms;
+    so.max_delay = 1600ms;
+    so.max_failures = 5;
+    so.window = 10s;
+    s.sup.emplace(io_.get_executor(), p.uri + " " + s.role, [this, &p, &s] { return start(p, s); }, so);
+    s.sup->on_event([this, &p, &s](const ipc::supervisor::event& e) { on_event(p, s, e); });
+    s.sup->start();
   }
 
-  void block_signals() {
-    sigset_t set;
-    sigemptyset(&set);
-    for (int s : {SIGINT, SIGTERM, SIGCHLD}) sigaddset(&set, s);
-    ipc::detail::check_unix(::sigprocmask(SIG_BLOCK, &set, &saved_mask_), "sigprocmask", "SIGINT,SIGTERM,SIGCHLD");
-    sigfd_.reset(ipc::detail::check_unix(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd", "launch"));
+  // One daemon process: stdin/stdout on /dev/null, stderr into a pipe we read, its own process
+  // group (a terminal's Ctrl-C reaches ipcctl only, which stops the pairs in order), and SIGTERM
+  // when ipcctl dies (the daemons never outlive a killed ipcctl).
+  ipc::process start(pair_run& p, daemon_slot& s) {
+    int fds[2];
+    ipc::detail::check_unix(::pipe2(fds, O_CLOEXEC), "pipe2", p.uri + " " + s.role + " stderr");
+    ipc::unique_fd rd(fds[0]), wr(fds[1]);
+    ipc::unique_fd devnull{::open("/dev/null", O_RDWR | O_CLOEXEC)};
+    if (!devnull) ipc::detail::throw_errno(errno, "open", "/dev/null");
+    ipc::exec_options eo;
+    eo.stdin_fd = devnull.get();
+    eo.stdout_fd = devnull.get();
+    eo.stderr_fd = wr.get();
+    eo.new_process_group = true;
+    eo.parent_death_signal = SIGTERM;
+    ipc::process proc = ipc::process::exec(s.argv, eo);
+    auto& r = s.readers.emplace_back(io_, std::move(rd));
+    read_more(p, s, r);
+    return proc;
+  }
+
+  void on_event(pair_run& p, daemon_slot& s, const ipc::supervisor::event& e) {
+    using kind = ipc::supervisor::event::kind;
+    if (e.status) {
+      s.last_code = e.status->exited() ? e.status->code : -1;
+      s.last_signal = e.status->signal;
+      if (!e.status->success()) ++s.abnormal_exits;
+    }
+    switch (e.what) {
+      case kind::started:
+        return;
+      case kind::exited:
+        break;
+      case kind::restarting:
+      case kind::watchdog_expired:
+      case kind::start_failed:
+        if (!stopping_) say(p, s, "ipcctl: " + e.text);
+        break;
+      case kind::gave_up:
+        s.gave_up = true;
+        say(p, s, "ipcctl: " + e.text);
+        break;
+    }
+    if (!stopping_ && !any_active()) shut_down();  // every daemon ended on its own
+  }
+
+  void say(const pair_run&, const daemon_slot&, const std::string& text) {
+    if (log_on_terminal_) live_.erase();
+    std::cerr << text << '\n';
+  }
+
+  void read_more(pair_run& p, daemon_slot& s, line_reader& r) {
+    r.sd.async_read_some(asio::buffer(r.buf), [this, &p, &s, &r](const boost::system::error_code& ec, std::size_t n) {
+      if (n > 0) {
+        r.partial.append(r.buf.data(), n);
+        std::size_t nl;
+        while ((nl = r.partial.find('\n')) != std::string::npos) {
+          handle_line(p, s, r.partial.substr(0, nl));
+          r.partial.erase(0, nl + 1);
+        }
+      }
+      if (ec) {  // EOF (or the descriptor failed): this process is done writing
+        if (!r.partial.empty()) handle_line(p, s, r.partial);
+        s.readers.remove_if([&](const line_reader& x) { return &x == &r; });
+        return;
+      }
+      read_more(p, s, r);
+    });
+  }
+
+  void handle_line(pair_run& p, const daemon_slot& s, const std::string& line) {
+    if (auto st = stats::parse(line)) {
+      (st->role == "producer" ? p.sent : p.received).take(*st);
+      return;
+    }
+    if (log_on_terminal_) live_.erase();
+    std::cerr << '[' << p.kind << ' ' << s.role << "] " << line << '\n';
+  }
+
+  [[nodiscard]] std::vector<daemon_slot*> slots(bool producers, bool consumers) {
+    std::vector<daemon_slot*> v;
+    for (auto& p : pairs_) {
+      if (producers) v.push_back(&p.producer);
+      if (consumers && p.consumer) v.push_back(&*p.consumer);
+    }
+    return v;
+  }
+
+  [[nodiscard]] bool any_active() {
+    auto all = slots(true, true);
+    return std::any_of(all.begin(), all.end(), [](const daemon_slot* s) { return s->sup && s->sup->active(); });
   }
 
   // Objects of these names left by an earlier run whose processes are gone would feed old records to
@@ -236,425 +290,155 @@ class launcher {
     }
   }
 
-  void start(pair_run& p, process_slot& s) {
-    // Everything the child needs is built before fork: only async-signal-safe calls after it.
-    std::vector<char*> argv;
-    for (auto& a : s.argv) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int fds[2];
-    ipc::detail::check_unix(::pipe2(fds, O_CLOEXEC), "pipe2", p.uri + " " + s.role + " stderr");
-    ipc::unique_fd rd(fds[0]), wr(fds[1]);
-    ipc::unique_fd devnull{::open("/dev/null", O_RDWR | O_CLOEXEC)};
-    const pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid < 0) ipc::detail::throw_errno(errno, "fork", p.uri + " " + s.role);
-    if (pid == 0) {
-      // Our own process group: a terminal's Ctrl-C reaches ipcctl only, which stops the pairs in
-      // order. PDEATHSIG: the daemons never outlive a killed ipcctl.
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != parent) ::_exit(1);
-      ::sigprocmask(SIG_SETMASK, &saved_mask_, nullptr);
-      if (devnull) {
-        ::dup2(devnull.get(), 0);
-        ::dup2(devnull.get(), 1);
-      }
-      ::dup2(wr.get(), 2);
-      ::execv(argv[0], argv.data());
-      static const char msg[] = "<3>ipcctl: execv failed\n";
-      (void)!::write(2, msg, sizeof msg - 1);
-      ::_exit(127);
-    }
-    ::fcntl(rd.get(), F_SETFL, O_NONBLOCK);
-    s.pid = pid;
-    s.err = std::move(rd);
-    s.partial.clear();
-    s.state = proc_state::running;
+  // --- the end: producers first, the consumers once they caught up, then the stragglers ---------
+  // Polls `done` every 50 ms until it holds or `deadline` passes, then calls next(done held).
+  void wait_until(std::function<bool()> done, steady::time_point deadline, std::function<void(bool)> next) {
+    if (done()) return next(true);
+    if (steady::now() >= deadline) return next(false);
+    wait_timer_.expires_after(50ms);
+    wait_timer_.async_wait([this, done = std::move(done), deadline, next = std::move(next)](const boost::system::error_code& ec) mutable {
+      if (ec) return;
+      wait_until(std::move(done), deadline, std::move(next));
+    });
   }
 
-  [[nodiscard]] std::vector<std::pair<pair_run*, process_slot*>> slots() {
-    std::vector<std::pair<pair_run*, process_slot*>> v;
-    for (auto& p : pairs_) {
-      v.emplace_back(&p, &p.producer);
-      if (p.consumer) v.emplace_back(&p, &*p.consumer);
-    }
-    return v;
-  }
-
-  [[nodiscard]] bool any_alive_or_pending() {
-    for (auto [p, s] : slots()) {
-      if (s->state == proc_state::running || s->state == proc_state::backoff) return true;
-    }
-    return false;
-  }
-
-  [[nodiscard]] steady::time_point earliest_restart() {
-    auto t = steady::time_point::max();
-    for (auto [p, s] : slots()) {
-      if (s->state == proc_state::backoff) t = std::min(t, s->restart_at);
-    }
-    return t;
-  }
-
-  void restart_due() {
-    auto now = steady::now();
-    for (auto [p, s] : slots()) {
-      if (s->state == proc_state::backoff && now >= s->restart_at && !stop_requested_) {
-        ++s->restarts;
-        start(*p, *s);
-      }
-    }
-  }
-
-  // Waits until `until` for daemon output, exits and signals, handling each.
-  void pump(steady::time_point until) {
-    std::vector<pollfd> pfds{{sigfd_.get(), POLLIN, 0}};
-    std::vector<process_slot*> owners{nullptr};
-    std::vector<pair_run*> pair_of{nullptr};
-    for (auto [p, s] : slots()) {
-      if (s->err) {
-        pfds.push_back({s->err.get(), POLLIN, 0});
-        owners.push_back(s);
-        pair_of.push_back(p);
-      }
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now()).count();
-    int timeout = until == steady::time_point::max() ? 1000 : static_cast<int>(std::clamp<long long>(left + 1, 0, 1000));
-    int n = ::poll(pfds.data(), pfds.size(), timeout);
-    if (n < 0 && errno != EINTR) ipc::detail::throw_errno(errno, "poll", "launch");
-    for (std::size_t i = 1; i < pfds.size(); ++i) {
-      if (pfds[i].revents != 0) read_output(*pair_of[i], *owners[i]);
-    }
-    if (pfds[0].revents != 0) handle_signals();
-  }
-
-  void read_output(pair_run& p, process_slot& s) {
-    char buf[8192];
-    for (;;) {
-      ssize_t n = ::read(s.err.get(), buf, sizeof buf);
-      if (n > 0) {
-        s.partial.append(buf, static_cast<std::size_t>(n));
-        std::size_t nl;
-        while ((nl = s.partial.find('\n')) != std::string::npos) {
-          handle_line(p, s, s.partial.substr(0, nl));
-          s.partial.erase(0, nl + 1);
-        }
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n == 0) {
-        if (!s.partial.empty()) handle_line(p, s, s.partial);
-        s.partial.clear();
-        s.err.reset();
-      }
-      return;
-    }
-  }
-
-  void handle_line(pair_run& p, process_slot& s, const std::string& line) {
-    if (auto st = parse_stats(line)) {
-      (st->role == "producer" ? p.sent : p.received).take(*st);
-      return;
-    }
-    if (log_on_terminal_) live_.erase();
-    std::cerr << '[' << p.kind << ' ' << s.role << "] " << line << '\n';
-  }
-
-  void handle_signals() {
-    signalfd_siginfo si{};
-    while (::read(sigfd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-      if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) stop_requested_ = true;
-    }
-    reap();
-  }
-
-  void reap() {
-    for (;;) {
-      int st = 0;
-      pid_t pid = ::waitpid(-1, &st, WNOHANG);
-      if (pid <= 0) return;
-      for (auto [p, s] : slots()) {
-        if (s->pid != pid) continue;
-        if (s->err) read_output(*p, *s);
-        s->pid = -1;
-        s->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        s->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-        on_exit(*p, *s);
-      }
-    }
-  }
-
-  void on_exit(pair_run& p, process_slot& s) {
-    const bool clean = s.exit_code == 0;
-    if (!clean) ++s.abnormal_exits;
-    if (stopping_ || clean) {
-      s.state = proc_state::exited;
-      return;
-    }
-    std::string why = s.signal != 0 ? std::string("killed by signal ") + ::strsignal(s.signal)
-                                    : "exited with status " + std::to_string(s.exit_code);
-    if (log_on_terminal_) live_.erase();
-    // Usage errors and exec failures do not get better by retrying.
-    auto now = steady::now();
-    s.failures.push_back(now);
-    while (!s.failures.empty() && now - s.failures.front() > give_up_window) s.failures.pop_front();
-    if (s.exit_code == 2 || s.exit_code == 127 || static_cast<int>(s.failures.size()) >= give_up_after) {
-      std::cerr << "ipcctl: " << p.uri << ' ' << s.role << ' ' << why << "; giving up\n";
-      s.state = proc_state::failed;
-      return;
-    }
-    auto delay = std::chrono::milliseconds(100 << std::min<std::size_t>(s.failures.size() - 1, 4));
-    std::cerr << "ipcctl: " << p.uri << ' ' << s.role << ' ' << why << "; restarting in " << delay.count()
-              << " ms\n";
-    s.state = proc_state::backoff;
-    s.restart_at = now + delay;
-  }
-
-  // Waits until no slot in `which` is running or the deadline passes; true when all exited.
-  bool wait_exit(const std::vector<process_slot*>& which, steady::time_point deadline) {
-    for (;;) {
-      bool any = std::any_of(which.begin(), which.end(),
-                             [](const process_slot* s) { return s->state == proc_state::running; });
-      if (!any) return true;
-      if (steady::now() >= deadline) return false;
-      pump(std::min(deadline, steady::now() + 100ms));
-    }
-  }
-
-  void signal_all(const std::vector<process_slot*>& which, int sig) {
+  void stop_all(const std::vector<daemon_slot*>& which, int sig) {
     for (auto* s : which) {
-      if (s->state == proc_state::running && s->pid > 0) ::kill(s->pid, sig);
+      if (s->sup) s->sup->stop(sig);
     }
+  }
+
+  std::function<bool()> all_ended(std::vector<daemon_slot*> which) {
+    return [which] {
+      return std::none_of(which.begin(), which.end(), [](const daemon_slot* s) { return s->sup && s->sup->active(); });
+    };
+  }
+
+  // Stops `which` with SIGTERM; SIGKILL after `timeout`; then next().
+  void stop_group(std::vector<daemon_slot*> which, std::chrono::seconds timeout, const char* what, std::function<void()> next) {
+    stop_all(which, SIGTERM);
+    wait_until(all_ended(which), steady::now() + timeout, [this, which, timeout, what, next](bool ok) {
+      if (ok) return next();
+      std::cerr << "ipcctl: " << what << " did not stop within " << timeout.count() << " s: SIGKILL\n";
+      for (auto* s : which) {
+        if (s->sup) s->sup->signal(SIGKILL);
+      }
+      wait_until(all_ended(which), steady::now() + kill_grace, [next](bool) { next(); });
+    });
   }
 
   void shut_down() {
+    if (stopping_) return;
     stopping_ = true;
-    for (auto [p, s] : slots()) {
-      if (s->state == proc_state::backoff) s->state = proc_state::exited;  // not restarted any more
-    }
-    std::vector<process_slot*> producers, consumers;
+    stopped_at_ = steady::now();
+    end_timer_.cancel();
+    signals_.cancel();
+    stop_group(slots(true, false), producer_stop_timeout, "producers", [this] { drain(steady::now() + drain_timeout); });
+  }
+
+  // Lets the consumers catch up with what was sent (SIGUSR1 asks for a fresh stats line).
+  void drain(steady::time_point deadline) {
+    bool behind = false;
     for (auto& p : pairs_) {
-      producers.push_back(&p.producer);
-      if (p.consumer) consumers.push_back(&*p.consumer);
-    }
-    signal_all(producers, SIGTERM);
-    if (!wait_exit(producers, steady::now() + producer_stop_timeout)) {
-      std::cerr << "ipcctl: producers did not stop within " << producer_stop_timeout.count() << " s: SIGKILL\n";
-      signal_all(producers, SIGKILL);
-      wait_exit(producers, steady::now() + 5s);
-    }
-    // Let the consumers catch up with what was sent (SIGUSR1 asks for a fresh stats line).
-    auto drain_deadline = steady::now() + drain_timeout;
-    for (;;) {
-      bool behind = false;
-      for (auto& p : pairs_) {
-        if (p.consumer && p.consumer->state == proc_state::running && consumer_behind(p)) {
-          behind = true;
-          ::kill(p.consumer->pid, SIGUSR1);
-        }
-      }
-      if (!behind || steady::now() >= drain_deadline) break;
-      pump(std::min(drain_deadline, steady::now() + 200ms));
-    }
-    signal_all(consumers, SIGTERM);
-    if (!wait_exit(consumers, steady::now() + consumer_stop_timeout)) {
-      std::cerr << "ipcctl: consumers did not stop within " << consumer_stop_timeout.count() << " s: SIGKILL\n";
-      signal_all(consumers, SIGKILL);
-      wait_exit(consumers, steady::now() + 5s);
-    }
-    // The last lines of each daemon's stderr (its final stats) may still be in the pipes.
-    for (auto [p, s] : slots()) {
-      while (s->err) {
-        pollfd pfd{s->err.get(), POLLIN, 0};
-        if (::poll(&pfd, 1, 1000) <= 0) break;
-        read_output(*p, *s);
+      if (p.consumer && p.consumer->sup && p.consumer->sup->active() && consumer_behind(p.sent, p.received)) {
+        behind = true;
+        p.consumer->sup->signal(SIGUSR1);
       }
     }
-    cleanup_objects();
+    if (!behind || steady::now() >= deadline) {
+      return stop_group(slots(false, true), consumer_stop_timeout, "consumers", [this] { finish_output(); });
+    }
+    wait_timer_.expires_after(200ms);
+    wait_timer_.async_wait([this, deadline](const boost::system::error_code& ec) {
+      if (!ec) drain(deadline);
+    });
   }
 
-  // The running consumer has not yet reported the last record its producer reported sent.
-  [[nodiscard]] static bool consumer_behind(const pair_run& p) {
-    const stats* sent = p.sent.current();
-    if (sent == nullptr || sent->seq == 0) return false;
-    if (p.received.procs.empty()) return true;
-    const auto& seen = p.received.procs.back().sessions;
-    auto it = seen.find(sent->session);
-    return it == seen.end() || it->second.highest < sent->seq;
+  // The last lines of each daemon's stderr (its final stats) may still be in the pipes.
+  void finish_output() {
+    wait_until(
+        [this] {
+          auto all = slots(true, true);
+          return std::all_of(all.begin(), all.end(), [](const daemon_slot* s) { return s->readers.empty(); });
+        },
+        steady::now() + 1s,
+        [this](bool) {
+          cleanup_objects();
+          tick_timer_.cancel();
+          for (auto* s : slots(true, true)) {
+            for (auto& r : s->readers) r.sd.close();
+          }
+          io_.stop();
+        });
   }
 
-  struct pair_totals {
-    std::uint64_t sent = 0, received = 0, bytes = 0, lost = 0, dup = 0, reorder = 0, corrupt = 0, restarts = 0;
-    std::string unverified;  // why the figures cannot be exact; empty when they are
-  };
-
-  // Loss is counted from sequence numbers, not from counters: per producer session, the spans the
-  // consumers reported (in the order they ran) must cover 1..last sent. A gap between one consumer's
-  // highest and the next one's first record — what a killed consumer held, or handled after its last
-  // stats line — is lost; an overlap is duplicated; inside a span the consumer counted itself. Then
-  // sent + dup == received + lost holds exactly. `final`: after the drain, a shortfall behind the
-  // last consumer's highest record is lost too (while running it is in flight).
-  [[nodiscard]] pair_totals totals(const pair_run& p, bool final) const {
-    pair_totals t;
-    t.received = p.received.records();
-    t.bytes = p.received.bytes();
-    t.lost = p.received.lost();
-    t.dup = p.received.dup();
-    t.reorder = p.received.reorder();
-    t.corrupt = p.received.corrupt();
-    // Processes restarted, by ipcctl or by the pipe producer (for other channels a producer's own
-    // `restarts` counts channel reopens, which follow a consumer restart and are not counted again).
-    t.restarts = p.producer.restarts + (p.consumer ? p.consumer->restarts : p.sent.restarts());
-    std::map<std::uint64_t, std::uint64_t> last_sent;  // session → highest sequence sent
-    for (const auto& r : p.sent.procs) {
-      if (r.last.records > 0 && r.last.session == 0) t.unverified = "a producer reported no sequence numbers";
-      for (const auto& [session, sp] : r.sessions) last_sent[session] = std::max(last_sent[session], sp.highest);
-    }
-    for (const auto& r : p.received.procs) {
-      if (r.last.records > 0 && r.sessions.empty()) t.unverified = "a consumer reported no sequence numbers";
-      // A producer killed after its last stats line sent more than it reported.
-      for (const auto& [session, sp] : r.sessions) last_sent[session] = std::max(last_sent[session], sp.highest);
-    }
-    if (p.producer.abnormal_exits > 0) {
-      t.unverified = "a producer died: what it sent after its last stats line and nobody received is unknown";
-    }
-    for (const auto& [session, highest_sent] : last_sent) {
-      std::uint64_t next = 1;  // the first sequence no consumer has accounted for yet
-      for (const auto& r : p.received.procs) {
-        auto it = r.sessions.find(session);
-        if (it == r.sessions.end()) continue;
-        const span sp = it->second;
-        if (sp.first > next) t.lost += sp.first - next;
-        if (sp.first < next) t.dup += std::min(sp.highest + 1, next) - sp.first;
-        next = std::max(next, sp.highest + 1);
-      }
-      if (final && highest_sent >= next) t.lost += highest_sent + 1 - next;
-      t.sent += highest_sent;
-    }
-    return t;
-  }
-
-  [[nodiscard]] std::string state_text(const pair_run& p) const {
-    auto text = [](const process_slot& s) -> std::string {
-      switch (s.state) {
-        case proc_state::idle: return "idle";
-        case proc_state::running: return "running";
-        case proc_state::backoff: return "restarting";
-        case proc_state::failed: return "failed";
-        case proc_state::exited:
-          if (s.signal != 0) return std::string("killed(") + ::sigabbrev_np(s.signal) + ")";
-          return s.exit_code == 0 ? "done" : "exit " + std::to_string(s.exit_code);
-      }
-      return "?";
-    };
-    std::string prod = text(p.producer);
-    if (!p.consumer) return prod;
-    std::string cons = text(*p.consumer);
-    return prod == cons ? prod : prod + "/" + cons;
-  }
-
-  table make_table(bool summary) {
-    table t({"channel", "sent", "received", "rec/s", "MB/s", "p50 us", "p99 us", "lost", "dup", "reord", "corrupt",
-             "restarts", "state"},
-            {false, true, true, true, true, true, true, true, true, true, true, true, false});
-    pair_totals all;
-    const double elapsed = std::chrono::duration<double>((summary ? stopped_at_ : steady::now()) - started_).count();
-    for (const auto& p : pairs_) {
-      auto x = totals(p, summary);
-      const stats* last = p.received.current();
-      double rate = summary ? (elapsed > 0 ? static_cast<double>(x.received) / elapsed : 0) : (last ? last->rate : 0);
-      double mbps = summary ? (elapsed > 0 ? static_cast<double>(x.bytes) / elapsed / 1e6 : 0) : (last ? last->mbps : 0);
-      t.add({p.uri, std::to_string(x.sent), std::to_string(x.received), fmt(rate, 0), fmt(mbps, 2),
-             p.received.latency ? fmt(p.received.latency->first, 1) : "-",
-             p.received.latency ? fmt(p.received.latency->second, 1) : "-", std::to_string(x.lost),
-             std::to_string(x.dup), std::to_string(x.reorder), std::to_string(x.corrupt), std::to_string(x.restarts),
-             state_text(p)});
-      all.sent += x.sent;
-      all.received += x.received;
-      all.bytes += x.bytes;
-      all.lost += x.lost;
-      all.dup += x.dup;
-      all.reorder += x.reorder;
-      all.corrupt += x.corrupt;
-      all.restarts += x.restarts;
-    }
-    if (summary && pairs_.size() > 1) {
-      t.add({"total", std::to_string(all.sent), std::to_string(all.received),
-             fmt(elapsed > 0 ? static_cast<double>(all.received) / elapsed : 0, 0),
-             fmt(elapsed > 0 ? static_cast<double>(all.bytes) / elapsed / 1e6 : 0, 2), "-", "-", std::to_string(all.lost),
-             std::to_string(all.dup), std::to_string(all.reorder), std::to_string(all.corrupt),
-             std::to_string(all.restarts), ""});
-    }
-    return t;
+  // --- the live view -------------------------------------------------------------------------
+  void tick() {
+    tick_timer_.expires_after(std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(std::max(o_.interval_s, 0.2))));
+    tick_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || stopping_) return;
+      draw_progress();
+      tick();
+    });
   }
 
   void draw_progress() {
     const double elapsed = std::chrono::duration<double>(steady::now() - started_).count();
     if (live_.terminal()) {
-      live_.show("ipcctl launch: " + fmt(elapsed, 0) + " s" +
-                 (o_.duration_s > 0 ? " of " + fmt(o_.duration_s, 0) + " s" : "") + " (Ctrl-C stops)\n" +
-                 make_table(false).render());
+      live_.show("ipcctl launch: " + fmt(elapsed, 0) + " s" + (o_.duration_s > 0 ? " of " + fmt(o_.duration_s, 0) + " s" : "") +
+                 " (Ctrl-C stops)\n" + render_table(views(false), false, elapsed));
       return;
     }
-    for (const auto& p : pairs_) {
-      auto x = totals(p, false);
-      const stats* last = p.received.current();
-      std::cout << "t=" << fmt(elapsed, 1) << "s " << p.uri << " sent=" << x.sent << " received=" << x.received
-                << " rec/s=" << (last ? fmt(last->rate, 0) : "-") << " MB/s=" << (last ? fmt(last->mbps, 2) : "-")
-                << " p50_us=" << (p.received.latency ? fmt(p.received.latency->first, 1) : "-")
-                << " p99_us=" << (p.received.latency ? fmt(p.received.latency->second, 1) : "-")
-                << " lost=" << x.lost << " corrupt=" << x.corrupt << " restarts=" << x.restarts << " state=" << state_text(p)
-                << '\n';
-    }
+    std::cout << render_progress(views(false), elapsed);
     std::cout.flush();
   }
 
-  int summarise() {
-    std::cout << "summary (" << fmt(std::chrono::duration<double>(stopped_at_ - started_).count(), 1) << " s, "
-              << o_.size << "-byte records):\n"
-              << make_table(true).render();
-    bool loss = false, failure = false;
-    std::vector<std::string> problems;
-    for (const auto& p : pairs_) {
-      auto x = totals(p, true);
-      if (!x.unverified.empty()) {
-        failure = true;
-        problems.push_back(p.uri + ": unverified, the figures may be inexact: " + x.unverified);
-      }
-      if (x.lost + x.dup + x.reorder + x.corrupt > 0) {
-        loss = true;
-        problems.push_back(p.uri + ": " + std::to_string(x.lost) + " lost, " + std::to_string(x.dup) +
-                           " duplicated, " + std::to_string(x.reorder) + " reordered, " + std::to_string(x.corrupt) +
-                           " corrupt");
-      }
-      if (p.consumer && p.consumer->exit_code == 3) {
-        loss = true;
-        problems.push_back(p.uri + ": the consumer reported damaged records (exit status 3)");
-      }
-      if (x.received == 0) {
-        failure = true;
-        problems.push_back(p.uri + ": no record moved");
-      }
-      for (const process_slot* s : {&p.producer, p.consumer ? &*p.consumer : nullptr}) {
-        if (s != nullptr && s->state == proc_state::failed) {
-          failure = true;
-          problems.push_back(p.uri + ": the " + s->role + " kept failing and was given up");
-        }
-      }
+  [[nodiscard]] static std::string state_text(const daemon_slot& s) {
+    if (!s.sup) return "idle";
+    switch (s.sup->current()) {
+      case ipc::supervisor::state::idle: return "idle";
+      case ipc::supervisor::state::running: return "running";
+      case ipc::supervisor::state::backing_off: return "restarting";
+      case ipc::supervisor::state::gave_up: return "failed";
+      case ipc::supervisor::state::done: break;
     }
-    for (const auto& m : problems) std::cout << "FAILED " << m << '\n';
-    if (problems.empty()) std::cout << "ok: every record arrived, none lost, duplicated, reordered or corrupt\n";
-    std::cout.flush();
-    return loss ? 3 : failure ? 1 : 0;
+    if (s.last_signal != 0) return std::string("killed(") + ::sigabbrev_np(s.last_signal) + ")";
+    return s.last_code == 0 ? "done" : "exit " + std::to_string(s.last_code);
   }
+
+  [[nodiscard]] std::vector<pair_view> views(bool final) const {
+    std::vector<pair_view> v;
+    for (const auto& p : pairs_) {
+      pair_view x;
+      x.uri = p.uri;
+      x.sent = &p.sent;
+      x.received = &p.received;
+      account_options ao;
+      ao.final = final;
+      ao.producer_died = p.producer.abnormal_exits > 0;
+      ao.process_restarts = restarts(p.producer) + (p.consumer ? restarts(*p.consumer) : 0);
+      ao.count_producer_restarts = !p.consumer;
+      x.totals = account(p.sent, p.received, ao);
+      const std::string prod = state_text(p.producer);
+      const std::string cons = p.consumer ? state_text(*p.consumer) : prod;
+      x.state = prod == cons ? prod : prod + "/" + cons;
+      x.consumer_exit_code = p.consumer ? p.consumer->last_code : -1;
+      if (p.producer.gave_up) x.gave_up.push_back("producer");
+      if (p.consumer && p.consumer->gave_up) x.gave_up.push_back("consumer");
+      v.push_back(std::move(x));
+    }
+    return v;
+  }
+
+  [[nodiscard]] static std::uint64_t restarts(const daemon_slot& s) { return s.sup && s.sup->starts() > 0 ? s.sup->starts() - 1 : 0; }
 
   launch_options o_;
+  asio::io_context io_;
   live_area live_;
   bool log_on_terminal_ = false;
-  std::vector<pair_run> pairs_;
-  ipc::unique_fd sigfd_;
-  sigset_t saved_mask_{};
-  bool stop_requested_ = false;
+  std::list<pair_run> pairs_;  // stable addresses: handlers hold references
+  asio::signal_set signals_;
+  asio::steady_timer tick_timer_, end_timer_, wait_timer_;
   bool stopping_ = false;
   steady::time_point started_{}, stopped_at_{};
 };

@@ -23,7 +23,7 @@ std::vector<status_entry> read_status(const std::filesystem::path& dir) {
     std::ifstream in(e.path());
     std::string line;
     std::getline(in, line);
-    s.figures = parse_stats(line);
+    s.figures = ipc::daemon::stats_line::parse(line);
     s.alive = s.figures && pid_alive(s.figures->pid);
     auto now = ::time(nullptr);
     s.age_seconds = now > st.st_mtime ? static_cast<long>(now - st.st_mtime) : 0;

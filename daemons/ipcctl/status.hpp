@@ -1,10 +1,10 @@
-// The daemons' status files: runtime_dir()/status/*.status, each one stats line (see stats.hpp)
+// The daemons' status files: runtime_dir()/status/*.status, each one stats line (stats_line.hpp)
 // rewritten atomically by a running daemon every stats interval.
 //
 //   for (const auto& e : ipcctl::read_status(ipc::runtime_dir())) if (!e.alive) ...;
 #pragma once
 
-#include "stats.hpp"
+#include "stats_line.hpp"
 
 #include <filesystem>
 #include <optional>
@@ -14,7 +14,7 @@ namespace ipcctl {
 
 struct status_entry {
   std::filesystem::path file;
-  std::optional<stats> figures;  ///< nullopt when the file does not hold a valid stats line
+  std::optional<ipc::daemon::stats_line> figures;  ///< nullopt when the file does not hold a valid stats line
   bool alive = false;            ///< the pid in the file runs
   long age_seconds = 0;          ///< since the file was last written
 };

@@ -1,9 +1,10 @@
-// ipc-consumer: receives records through ipc/asio.hpp, checks each, writes payloads to the sink.
-#include "log.hpp"
-#include "options.hpp"
+// ipc-consumer's data logic: receive through ipc/asio.hpp, check each record, write payloads to the
+// sink. Signals, timers, notification, stats and exit statuses are the skeleton's (daemon.hpp).
+#include "cli.hpp"
+#include "daemon.hpp"
+#include "limits.hpp"
 #include "runtime.hpp"
-#include "sd_notify.hpp"
-#include "stats.hpp"
+#include "sink.hpp"
 
 #include <ipc/asio.hpp>
 #include <ipc/channel.hpp>
@@ -11,15 +12,7 @@
 #include <ipc/record.hpp>
 #include <ipc/uri.hpp>
 
-#include <boost/asio/signal_set.hpp>
-
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <iostream>
+#include <csignal>
 #include <memory>
 #include <optional>
 
@@ -34,94 +27,30 @@ struct consumer_options {
   std::string status_file;
 };
 
-// Where payloads go: a file (appended), stdout, or nowhere. One payload per line.
-class sink {
- public:
-  explicit sink(std::string target) : target_(std::move(target)) { open(); }
-  ~sink() { close(); }
-  sink(const sink&) = delete;
-  sink& operator=(const sink&) = delete;
-
-  void write(std::span<const std::byte> payload) {
-    if (file_ == nullptr) return;
-    if (std::fwrite(payload.data(), 1, payload.size(), file_) != payload.size() || std::fputc('\n', file_) == EOF) {
-      detail::throw_errno(errno, "write", target_);
-    }
-  }
-  void flush() noexcept {
-    if (file_ != nullptr) std::fflush(file_);
-  }
-  /// SIGHUP: a rotated log file gets a fresh one. Throws std::system_error.
-  void reopen() {
-    close();
-    open();
-  }
-
- private:
-  void open() {
-    if (target_ == "null") return;
-    if (target_ == "-") {
-      file_ = stdout;
-    } else {
-      int fd = ::open(target_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-      if (fd < 0) detail::throw_errno(errno, "open", target_);
-      file_ = ::fdopen(fd, "a");
-      if (file_ == nullptr) {
-        const int err = errno;
-        ::close(fd);
-        detail::throw_errno(err, "fdopen", target_);
-      }
-    }
-    std::setvbuf(file_, nullptr, _IOFBF, 64 * 1024);
-  }
-  void close() noexcept {
-    if (file_ == nullptr) return;
-    std::fflush(file_);
-    if (file_ != stdout) std::fclose(file_);
-    file_ = nullptr;
-  }
-  std::string target_;
-  FILE* file_ = nullptr;
-};
-
 class consumer {
  public:
-  explicit consumer(consumer_options o)
+  consumer(consumer_options o, std::filesystem::path status_file)
       : o_(std::move(o)),
         fd_mode_(channel_uri::parse(o_.uri).scheme == "pipe"),
-        signals_(io_, SIGTERM, SIGINT, SIGHUP),
-        stats_timer_(io_),
-        watchdog_timer_(io_),
-        retry_timer_(io_),
-        reporter_("consumer", o_.uri,
-                  o_.status_file.empty() ? default_status_path(o_.uri, "consumer") : std::filesystem::path(o_.status_file)),
-        sink_(o_.sink) {
-    signals_.add(SIGUSR1);
-  }
+        loop_({"ipc-consumer", "consumer", o_.uri, std::move(status_file), o_.stats_interval}),
+        reopener_(loop_, o_.uri),
+        sink_(o_.sink) {}
 
   int run() {
     open();
-    log(priority::info, "consumer: ", ch_->name(), " open");
-    notifier_.notify("READY=1");
-    wait_signal();
-    if (auto p = notifier_.watchdog_period()) watchdog_timer_.start(*p, [this] { notifier_.notify("WATCHDOG=1"); });
-    if (o_.stats_interval > 0) {
-      stats_timer_.start(std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(o_.stats_interval)),
-                         [this] {
-                           report(false);
-                           sink_.flush();
-                         });
-    }
+    loop_.say(priority::info, ch_->name(), " open");
+    loop_.start({.stop = [this](int) { on_stop(); },
+                 .reload = [this] { on_reload(); },
+                 .report = [this](bool final) { report(final); }});
     arm();
-    io_.run();
-    return exit_code_;
+    return loop_.run();
   }
 
  private:
   void open() {
     ch_ = open_channel(o_.uri, role::receiver);
     buf_.reserve(ch_->max_message_size());
-    ar_.emplace(io_.get_executor(), *ch_);
+    ar_.emplace(loop_.io().get_executor(), *ch_);
     ++generation_;
   }
 
@@ -131,59 +60,40 @@ class consumer {
     ch_.reset();
   }
 
-  void wait_signal() {
-    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
-      if (ec) return;
-      on_signal(sig);
-      wait_signal();
-    });
-  }
-
-  void on_signal(int sig) {
-    switch (sig) {
-      case SIGTERM:
-      case SIGINT:
-        log(priority::info, "consumer: ", strsignal(sig), ", draining");
-        stopping_ = true;
-        notifier_.notify("STOPPING=1");
-        if (ar_ && pending_) {
-          ar_->cancel();  // the completion drains
-        } else {
-          drain_and_finish();
-        }
-        break;
-      case SIGHUP:
-        // A byte stream (pipe, fifo) is kept: complete frames buffered here and the frame in
-        // progress cannot be carried over to a new open, so re-opening it could lose or split a
-        // record. Queues, the sem buffer and the shm ring hold whole messages and re-attach safely.
-        log(priority::info, "consumer: SIGHUP, reopening the sink", reopens_channel_on_hup() ? " and the channel" : "");
-        try {
-          sink_.flush();
-          sink_.reopen();
-        } catch (const std::exception& e) {
-          log(priority::error, "consumer: ", e.what());
-        }
-        if (reopens_channel_on_hup() && !stopping_) {
-          if (pending_) {
-            // Closing now would throw away a message the receiver may already hold: cancel, and
-            // reopen from the completion once whatever it delivers is handled.
-            reopen_pending_ = true;
-            ar_->cancel();
-          } else {
-            reopen_now();
-          }
-        }  // no channel: a reopen is already scheduled
-        break;
-      case SIGUSR1:
-        report(false);
-        break;
-      default:
-        break;
+  void on_stop() {
+    stopping_ = true;
+    reopener_.cancel();
+    if (ar_ && pending_) {
+      ar_->cancel();  // the completion drains
+    } else {
+      drain_and_finish();
     }
   }
 
+  void on_reload() {
+    // A byte stream (pipe, fifo) is kept: complete frames buffered here and the frame in progress
+    // cannot be carried over to a new open, so re-opening it could lose or split a record. Queues,
+    // the sem buffer and the shm ring hold whole messages and re-attach safely.
+    loop_.say(priority::info, "SIGHUP, reopening the sink", reopens_channel_on_hup() ? " and the channel" : "");
+    try {
+      sink_.reopen();
+    } catch (const sink_error& e) {
+      return sink_failed(e);
+    }
+    if (reopens_channel_on_hup() && !stopping_) {
+      if (pending_) {
+        // Closing now would throw away a message the receiver may already hold: cancel, and reopen
+        // from the completion once whatever it delivers is handled.
+        reopen_pending_ = true;
+        ar_->cancel();
+      } else {
+        reopen_now();
+      }
+    }  // no channel: a reopen is already scheduled
+  }
+
   void arm() {
-    if (!ar_ || stopping_ || pending_) return;
+    if (!ar_ || stopping_ || pending_ || loop_.finished()) return;
     pending_ = true;
     ar_->async_receive(buf_, [this, gen = generation_](std::error_code ec, std::size_t) {
       if (gen != generation_) return;  // from a channel we have since closed
@@ -202,14 +112,21 @@ class consumer {
       reopen_pending_ = false;  // channel_lost reopens anyway
       return channel_lost(ec);
     }
-    handle(buf_);
-    // The channel is ours until the next async_receive: take what is already there, in a bounded batch.
+    reopener_.progress();
     try {
+      // The first record of a wakeup is flushed at once: a sink that died while we waited is found
+      // before anything more is taken. Then the channel is ours until the next async_receive: take
+      // what is already there in a bounded batch, flushed after it.
+      handle(buf_);
+      sink_.flush();
       for (int i = 0; i < 255 && !done_ && ch_->try_receive(buf_); ++i) handle(buf_);
+      sink_.flush();
+    } catch (const sink_error& e) {
+      return sink_failed(e);
     } catch (const std::system_error& e) {
       return channel_lost(e.code());
     }
-    if (done_) return finish();
+    if (done_) return finish(exit_ok);
     if (stopping_) return drain_and_finish();
     if (reopen_pending_) return reopen_now();
     arm();
@@ -226,11 +143,14 @@ class consumer {
     reopen();
   }
 
+  // One record: checked, counted, written to the sink (which may throw sink_error).
   void handle(std::span<const std::byte> msg) {
     const auto r = decode(msg);
     if (!r) {
       ++f_.corrupt;
-      if (corrupt_throttle_.allow()) log(priority::warning, "consumer: corrupt record (", to_string(r.error), ", ", msg.size(), " bytes)");
+      if (corrupt_throttle_.allow()) {
+        loop_.say(priority::warning, "corrupt record (", to_string(r.error), ", ", msg.size(), " bytes)");
+      }
       return;
     }
     const auto now = monotonic_now_ns();
@@ -242,37 +162,33 @@ class consumer {
     if (o_.count != 0 && f_.records >= o_.count) done_ = true;
   }
 
+  // The sink is part of the contract: nothing more is taken from the channel once it failed.
+  void sink_failed(const sink_error& e) {
+    loop_.say(priority::error, e.what(), "; stopping (nothing more is taken from the channel)");
+    close_channel();
+    finish(exit_sink);
+  }
+
   void channel_lost(std::error_code ec) {
     close_channel();
     if (fd_mode_ || stopping_) {
       // pipe:fd=N cannot be reopened: EOF means the producer is gone and everything is read.
-      if (ec != errc::closed) log(priority::error, "consumer: ", ec.message());
-      if (ec != errc::closed) exit_code_ = exit_failure;
-      return finish();
+      if (ec != errc::closed) loop_.say(priority::error, ec.message());
+      return finish(ec == errc::closed ? exit_ok : exit_failure);
     }
-    if (throttle_.allow()) log(priority::warning, "consumer: ", o_.uri, ": ", ec.message(), "; reopening");
-    schedule_reopen();
-  }
-
-  void schedule_reopen() {
-    retry_timer_.expires_after(backoff_.next());
-    retry_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec && !stopping_) reopen();
-    });
+    reopener_.lost(ec.message(), [this] { reopen(); });
   }
 
   void reopen() {
+    if (stopping_ || loop_.finished()) return;
     try {
       open();
       ++f_.restarts;
-      if (throttle_.suppressed() > 0 || f_.restarts == 1 || throttle_.allow()) log(priority::info, "consumer: ", ch_->name(), " reopened");
-      throttle_.reset();
-      backoff_.reset();
+      reopener_.reopened(ch_->name());
       arm();
     } catch (const std::exception& e) {
       close_channel();
-      if (throttle_.allow()) log(priority::warning, "consumer: reopen ", o_.uri, ": ", e.what());
-      schedule_reopen();
+      reopener_.lost(std::string("reopen: ") + e.what(), [this] { reopen(); });
     }
   }
 
@@ -282,33 +198,34 @@ class consumer {
       const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
       try {
         while (!done_ && std::chrono::steady_clock::now() < until && ch_->try_receive(buf_)) handle(buf_);
+        sink_.flush();
+      } catch (const sink_error& e) {
+        return sink_failed(e);
       } catch (const std::system_error& e) {
-        if (e.code() != errc::closed) log(priority::warning, "consumer: drain: ", e.what());
+        if (e.code() != errc::closed) loop_.say(priority::warning, "drain: ", e.what());
       }
     }
-    finish();
+    finish(exit_ok);
   }
 
-  void finish() {
-    if (finished_) return;
-    finished_ = true;
-    f_.lost = tracker_.lost();
-    f_.dup = tracker_.duplicates();
-    f_.reorder = tracker_.reordered();
-    if (!stopping_) notifier_.notify("STOPPING=1");
-    stats_timer_.cancel();
-    watchdog_timer_.cancel();
-    retry_timer_.cancel();
+  void finish(int code) {
+    if (loop_.finished()) return;
+    reopener_.cancel();
     close_channel();
-    sink_.flush();
-    report(true);
-    reporter_.remove_status_file();
-    if (exit_code_ == exit_ok && (f_.lost | f_.dup | f_.reorder | f_.corrupt) != 0) exit_code_ = exit_anomalies;
-    signals_.cancel();
-    io_.stop();
+    if (code == exit_ok) {
+      try {
+        sink_.flush();
+      } catch (const sink_error& e) {
+        loop_.say(priority::error, e.what());
+        code = exit_sink;
+      }
+    }
+    update_figures();
+    if (code == exit_ok && (f_.lost | f_.dup | f_.reorder | f_.corrupt) != 0) code = exit_anomalies;
+    loop_.finish(code);
   }
 
-  void report(bool final) {
+  void update_figures() {
     const auto seen = tracker_.latest();
     f_.session = seen.session;
     f_.first_seq = seen.first;
@@ -316,21 +233,19 @@ class consumer {
     f_.lost = tracker_.lost();
     f_.dup = tracker_.duplicates();
     f_.reorder = tracker_.reordered();
-    reporter_.report(f_, latency_, final);
-    notifier_.notify("STATUS=" + reporter_.status_text());
+  }
+
+  void report(bool final) {
+    update_figures();
+    loop_.publish(f_, latency_, final);
   }
 
   consumer_options o_;
   bool fd_mode_;
-  boost::asio::io_context io_;
-  boost::asio::signal_set signals_;
-  periodic_timer stats_timer_, watchdog_timer_;
-  boost::asio::steady_timer retry_timer_;
-  sd_notifier notifier_;
-  stats_reporter reporter_;
+  daemon_loop loop_;
+  reopener reopener_;
   sink sink_;
-  throttle throttle_, corrupt_throttle_;
-  backoff backoff_;
+  throttle corrupt_throttle_;
   std::unique_ptr<channel> ch_;
   std::optional<async_receiver> ar_;
   std::uint64_t generation_ = 0;
@@ -338,60 +253,54 @@ class consumer {
   sequence_tracker tracker_;
   latency_histogram latency_;
   figures f_;
-  bool pending_ = false, reopen_pending_ = false, stopping_ = false, done_ = false, finished_ = false;
-  int exit_code_ = exit_ok;
+  bool pending_ = false, reopen_pending_ = false, stopping_ = false, done_ = false;
 };
 
 }  // namespace
 
 int run_consumer(int argc, char** argv) noexcept {
   try {
-    option_parser parser("ipc-consumer", "--channel URI [options]",
-                         {{"channel", true, false, "URI", "pipe:fd=N, fifo:PATH, msgq:NAME, sem:NAME or shm:NAME"},
-                          {"sink", true, false, "FILE|-|null", "where payloads go, one per line (default null)"},
-                          {"count", true, false, "N", "exit after N records (default 0 = until SIGTERM)"},
-                          {"stats-interval", true, false, "SEC", "stats line period, 0 = only at exit (default 1)"},
-                          {"status-file", true, false, "PATH", "status file (default runtime_dir/status/…)"}});
-    auto r = parser.parse(argc, argv);
-    if (r.help) {
-      std::cout << parser.help();
-      return exit_ok;
-    }
-    if (r.version) {
-      std::cout << "ipc-consumer " << version_text << "\n";
-      return exit_ok;
-    }
+    CLI::App app{"Receives records from a libipc channel, checks each (CRC, sequence: lost, duplicated,\n"
+                 "reordered), measures latency and writes the payloads to a sink. See docs/daemons.md.",
+                 "ipc-consumer"};
+    add_common(app, error_style::daemon);
     consumer_options o;
-    std::string err = r.error;
-    if (err.empty() && !r.has("channel")) err = "ipc-consumer: --channel URI is required (see --help)";
-    if (err.empty()) {
-      if (auto v = r.value("count")) {
-        if (auto n = parse_unsigned(*v, "count", err)) o.count = *n;
-      }
+    app.add_option("--channel", o.uri, "pipe:fd=N, fifo:PATH, msgq:NAME, sem:NAME or shm:NAME")->required()->type_name("URI");
+    app.add_option("--sink", o.sink, "where payloads go, one per line: a file (appended), - (stdout) or null")
+        ->capture_default_str()
+        ->type_name("FILE|-|null");
+    add_count(app, "--count", o.count, 0, UINT64_MAX, "exit after N records, 0 = until SIGTERM");
+    add_seconds(app, "--stats-interval", o.stats_interval, 0, 86400, "seconds between stats lines, 0 = only at exit (default 1)");
+    app.add_option("--status-file", o.status_file, "status file (default RUNTIME_DIR/status/…)")->type_name("PATH");
+    if (auto rc = parse(app, argc, argv)) return *rc;
+
+    // Validate before create: nothing is opened or made until every option is known to be good.
+    std::optional<channel_uri> uri;
+    try {
+      uri = channel_uri::parse(o.uri);
+      (void)max_message_before_open(*uri);  // the scheme and its size options
+    } catch (const std::exception& e) {
+      return usage_error(app, e.what());
     }
-    if (err.empty()) {
-      if (auto v = r.value("stats-interval")) {
-        if (auto s = parse_seconds(*v, "stats-interval", err)) o.stats_interval = *s;
-      }
+    if (uri->scheme == "pipe" && uri->name.empty()) {
+      return usage_error(app, "a pipe consumer needs pipe:fd=N (ipc-producer --channel pipe spawns it)");
     }
-    if (err.empty()) {
-      o.uri = *r.value("channel");
-      o.sink = r.value("sink").value_or("null");
-      o.status_file = r.value("status-file").value_or("");
-      try {
-        auto u = channel_uri::parse(o.uri);
-        if (u.scheme == "pipe" && u.name.empty()) err = "ipc-consumer: a pipe consumer needs pipe:fd=N (ipc-producer --channel pipe spawns it)";
-      } catch (const std::exception& e) {
-        err = std::string("ipc-consumer: ") + e.what();
-      }
-    }
-    if (!err.empty()) {
-      log_line(priority::error, err);
-      return exit_usage;
-    }
+    if (o.sink.empty()) return usage_error(app, "--sink: empty (a file, - or null)");
     ::signal(SIGPIPE, SIG_IGN);
-    consumer c(std::move(o));
-    return c.run();
+    std::filesystem::path status = o.status_file.empty() ? default_status_path(o.uri, "consumer") : std::filesystem::path(o.status_file);
+    std::optional<consumer> c;
+    try {
+      c.emplace(o, status);
+    } catch (const sink_error& e) {
+      log(priority::error, "ipc-consumer: ", e.what());
+      return exit_sink;
+    }
+    try {
+      return c->run();
+    } catch (const std::system_error& e) {
+      log(priority::error, "ipc-consumer: ", e.what());
+      return e.code() == errc::bad_uri ? exit_usage : exit_failure;
+    }
   } catch (const std::exception& e) {
     log(priority::error, "ipc-consumer: ", e.what());
     return exit_failure;

@@ -1,50 +1,40 @@
-// ipc-producer: makes records and sends them, paced by a timer, on one Asio loop.
-#include "log.hpp"
-#include "options.hpp"
+// ipc-producer's data logic: make records (a pattern, or the lines of a file or stdin) and send
+// them, paced by a timer. For `--channel pipe` it makes the pipe and runs its consumer under an
+// ipc::supervisor. Signals, timers, notification, stats and exit statuses are the skeleton's.
+#include "cli.hpp"
+#include "daemon.hpp"
+#include "limits.hpp"
 #include "runtime.hpp"
-#include "sd_notify.hpp"
-#include "stats.hpp"
 
 #include <ipc/channel.hpp>
 #include <ipc/error.hpp>
 #include <ipc/pipe.hpp>
+#include <ipc/process.hpp>
 #include <ipc/record.hpp>
+#include <ipc/supervisor.hpp>
 #include <ipc/uri.hpp>
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <climits>
+#include <csignal>
 #include <cstring>
-#include <iostream>
 #include <memory>
 #include <optional>
 
-extern char** environ;
-
 namespace ipc::daemon {
-
-std::string own_directory() {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) detail::throw_errno(errno, "readlink", "/proc/self/exe");
-  std::string p(buf, static_cast<std::size_t>(n));
-  return p.substr(0, p.rfind('/'));
-}
-
 namespace {
 
 // Lines of a file or stdin as payloads. Reads only what poll() says is there, so a slow
 // stdin never blocks the loop; lines longer than the limit are split.
 class line_source {
  public:
-  line_source(const std::string& path, std::size_t max_line) : max_line_(max_line) {
+  explicit line_source(const std::string& path) {
     if (path == "-") {
       fd_ = 0;
     } else {
@@ -54,6 +44,8 @@ class line_source {
     }
     buf_.resize(64 * 1024);
   }
+  /// Lines longer than this are split (the channel's largest payload).
+  void limit(std::size_t max_line) noexcept { max_line_ = max_line; }
   enum class status { line, would_block, eof };
   /// The next line (without '\n') in `line`, valid until the next call.
   status next(std::span<const std::byte>& line) {
@@ -84,7 +76,7 @@ class line_source {
   }
 
  private:
-  std::size_t max_line_;
+  std::size_t max_line_ = 64 * 1024;
   unique_fd owned_;
   int fd_ = -1;
   std::vector<std::byte> buf_;
@@ -103,97 +95,61 @@ struct producer_options {
   std::vector<std::string> consumer_args;
 };
 
+constexpr auto consumer_stop_timeout = std::chrono::seconds(10);
+
 class producer {
  public:
-  explicit producer(producer_options o)
+  producer(producer_options o, std::filesystem::path status_file, std::optional<line_source> source)
       : o_(std::move(o)),
         pipe_mode_(channel_uri::parse(o_.uri).scheme == "pipe"),
-        signals_(io_, SIGTERM, SIGINT, SIGHUP),
-        stats_timer_(io_),
-        watchdog_timer_(io_),
-        pace_timer_(io_),
-        retry_timer_(io_),
-        kill_timer_(io_),
-        reporter_("producer", o_.uri,
-                  o_.status_file.empty() ? default_status_path(o_.uri, "producer") : std::filesystem::path(o_.status_file)),
+        loop_({"ipc-producer", "producer", o_.uri, std::move(status_file), o_.stats_interval}),
+        reopener_(loop_, o_.uri),
+        pace_timer_(loop_.io()),
+        retry_timer_(loop_.io()),
+        kill_timer_(loop_.io()),
+        source_(std::move(source)),
         session_(new_session_id()) {
-    signals_.add(SIGUSR1);
-    if (pipe_mode_) {
-      signals_.add(SIGCHLD);
-      consumer_path_ = own_directory() + "/ipc-consumer";
-    }
     pattern_.resize(o_.size + 256);
     for (std::size_t i = 0; i < pattern_.size(); ++i) pattern_[i] = static_cast<std::byte>('a' + i % 26);
   }
 
   int run() {
     if (pipe_mode_) {
-      spawn_consumer();
+      start_consumer_supervision();
     } else {
       ch_ = open_channel(o_.uri, role::sender);
     }
-    if (encoded_size(o_.size) > ch_->max_message_size()) {
-      log(priority::error, "--size ", o_.size, ": a record of ", encoded_size(o_.size), " bytes exceeds ", ch_->name(),
-          "'s max_message_size ", ch_->max_message_size());
-      if (child_ > 0) ::kill(child_, SIGTERM);
+    // The URI's limits were checked before anything was made; an existing object may still be smaller.
+    if (encoded_size(o_.size) > ch_->max_message_size() && !source_) {
+      loop_.say(priority::error, "--size ", o_.size, ": a record of ", encoded_size(o_.size), " bytes exceeds ",
+                ch_->name(), "'s max_message_size ", ch_->max_message_size());
       return exit_usage;
     }
-    if (!o_.source.empty()) source_.emplace(o_.source, ch_->max_message_size() - record_header_size);
+    if (source_) source_->limit(ch_->max_message_size() - record_header_size);
     wire_.reserve(ch_->max_message_size());
-    log(priority::info, "producer: ", ch_->name(), " open, session ", session_, ", rate ", o_.rate, "/s");
-    notifier_.notify("READY=1");
-    wait_signal();
-    if (auto p = notifier_.watchdog_period()) watchdog_timer_.start(*p, [this] { notifier_.notify("WATCHDOG=1"); });
-    if (o_.stats_interval > 0) {
-      stats_timer_.start(std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(o_.stats_interval)),
-                         [this] { report(false); });
-    }
+    loop_.say(priority::info, ch_->name(), " open, session ", session_, ", rate ", o_.rate, "/s");
+    loop_.start({.stop = [this](int) { finish(true); },
+                 .reload = [this] { on_reload(); },
+                 .report = [this](bool final) { report(final); }});
+    if (consumer_) loop_.set_health([this] { return consumer_->current() != supervisor::state::gave_up; });
     started_ = std::chrono::steady_clock::now();
-    if (o_.rate == 0) {
-      boost::asio::post(io_, [this] { pump(); });
-    } else {
+    if (o_.rate != 0) {
       const auto tick = std::clamp<std::chrono::nanoseconds>(std::chrono::nanoseconds(1'000'000'000 / o_.rate),
                                                              std::chrono::milliseconds(1), std::chrono::milliseconds(100));
       pace_timer_.start(tick, [this] { pump(); });
-      boost::asio::post(io_, [this] { pump(); });
     }
-    io_.run();
-    return exit_code_;
+    boost::asio::post(loop_.io(), [this] { pump(); });
+    return loop_.run();
   }
 
  private:
-  void wait_signal() {
-    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
-      if (ec) return;
-      on_signal(sig);
-      wait_signal();
-    });
-  }
-
-  void on_signal(int sig) {
-    switch (sig) {
-      case SIGTERM:
-      case SIGINT:
-        log(priority::info, "producer: ", strsignal(sig), ", closing");
-        finish(true);
-        break;
-      case SIGHUP:
-        if (pipe_mode_) {
-          log(priority::info, "producer: SIGHUP: the pipe is kept (its consumer is supervised)");
-        } else if (!finishing_) {
-          log(priority::info, "producer: SIGHUP, reopening ", o_.uri);
-          ch_.reset();
-          reopen();
-        }
-        break;
-      case SIGUSR1:
-        report(false);
-        break;
-      case SIGCHLD:
-        reap();
-        break;
-      default:
-        break;
+  void on_reload() {
+    if (pipe_mode_) {
+      loop_.say(priority::info, "SIGHUP: the pipe is kept (its consumer is supervised)");
+    } else if (!finishing_) {
+      loop_.say(priority::info, "SIGHUP, reopening ", o_.uri);
+      ch_.reset();
+      reopen();
     }
   }
 
@@ -215,11 +171,10 @@ class producer {
         ++sent_;
         f_.records = sent_;
         f_.bytes += payload_size_;
+        reopener_.progress();
       }
     } catch (const std::system_error& e) {
-      if (e.code() != errc::closed) log(priority::warning, "producer: send: ", e.what());
-      channel_lost(e.what());
-      return;
+      return channel_lost(e);
     }
     if (o_.count != 0 && sent_ >= o_.count) return finish(false);
     if (source_done_) return finish(false);
@@ -233,7 +188,7 @@ class producer {
           if (!ec) pump();
         });
       } else {
-        boost::asio::post(io_, [this] {
+        boost::asio::post(loop_.io(), [this] {
           pump_queued_ = false;
           pump();
         });
@@ -262,112 +217,88 @@ class producer {
     return true;
   }
 
-  void channel_lost(const std::string& why) {
-    if (throttle_.allow()) log(priority::warning, "producer: ", why, "; reopening");
+  void channel_lost(const std::system_error& e) {
     ch_.reset();
     if (pipe_mode_) {
-      // The consumer closed its end (it died or is dying): a new pipe and a new consumer.
-      if (child_ > 0) ::kill(child_, SIGTERM);
-      child_ = -1;
-      schedule_reopen();
-    } else {
-      schedule_reopen();
+      // The consumer closed its end: it is exiting. Its supervisor restarts it (and a new pipe
+      // with it) or gives up; sending resumes on the new pipe.
+      if (e.code() != errc::closed) loop_.say(priority::warning, "send: ", e.what());
+      return;
     }
-  }
-
-  void schedule_reopen() {
-    if (reopen_scheduled_ || finishing_) return;
-    reopen_scheduled_ = true;
-    retry_timer_.expires_after(backoff_.next());
-    retry_timer_.async_wait([this](const boost::system::error_code& ec) {
-      reopen_scheduled_ = false;
-      pump_queued_ = false;
-      if (!ec) reopen();
-    });
+    reopener_.lost(e.what(), [this] { reopen(); });
   }
 
   void reopen() {
     if (finishing_) return;
     try {
-      if (pipe_mode_) {
-        spawn_consumer();
-      } else {
-        ch_ = open_channel(o_.uri, role::sender);
-      }
+      ch_ = open_channel(o_.uri, role::sender);
       ++f_.restarts;
-      log(priority::info, "producer: ", ch_->name(), " reopened");
-      throttle_.reset();
-      backoff_.reset();
-      boost::asio::post(io_, [this] { pump(); });
+      reopener_.reopened(ch_->name());
+      boost::asio::post(loop_.io(), [this] { pump(); });
     } catch (const std::exception& e) {
-      if (throttle_.allow()) log(priority::warning, "producer: reopen ", o_.uri, ": ", e.what());
-      schedule_reopen();
+      reopener_.lost(std::string("reopen: ") + e.what(), [this] { reopen(); });
     }
   }
 
-  // pipe: a fresh pipe, the read end passed to a new ipc-consumer as fd 3.
-  void spawn_consumer() {
-    auto [tx, rx] = pipe_channel::create();
-    unique_fd rd = rx->release_fd();
-    std::vector<std::string> args{consumer_path_, "--channel", "pipe:fd=3"};
-    args.insert(args.end(), o_.consumer_args.begin(), o_.consumer_args.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    // The consumer is not the unit's main process: systemd's notify variables stay with us.
-    std::vector<char*> envp;
-    for (char** e = environ; *e != nullptr; ++e) {
-      std::string_view kv(*e);
-      if (kv.starts_with("NOTIFY_SOCKET=") || kv.starts_with("WATCHDOG_USEC=") || kv.starts_with("WATCHDOG_PID=")) continue;
-      envp.push_back(*e);
-    }
-    envp.push_back(nullptr);
-    const int fd = rd.get();
-    pid_t pid = ::fork();
-    if (pid < 0) detail::throw_errno(errno, "fork", consumer_path_);
-    if (pid == 0) {
-      // Only async-signal-safe calls here. dup2 clears FD_CLOEXEC on fd 3 only in this child.
-      if (fd == 3) {
-        ::fcntl(3, F_SETFD, 0);
-      } else if (::dup2(fd, 3) < 0) {
-        ::_exit(127);
-      }
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execve(argv[0], argv.data(), envp.data());
-      static const char msg[] = "<3>ipc-producer: execve(ipc-consumer) failed\n";
-      (void)!::write(2, msg, sizeof msg - 1);
-      ::_exit(127);
-    }
-    child_ = pid;
-    child_started_ = std::chrono::steady_clock::now();
-    ch_ = std::move(tx);
-    log(priority::info, "producer: spawned ", consumer_path_, " pid ", pid);
+  // pipe: each start makes a fresh pipe and passes its read end to a new ipc-consumer as fd 3.
+  void start_consumer_supervision() {
+    const std::string consumer_path = own_directory() + "/ipc-consumer";
+    supervisor_options so;
+    so.restart_on_success = true;  // the consumer runs as long as we do
+    so.first_delay = std::chrono::milliseconds(10);
+    so.max_delay = std::chrono::milliseconds(1000);
+    consumer_.emplace(loop_.io().get_executor(), "ipc-consumer", [this, consumer_path] {
+      auto [tx, rx] = pipe_channel::create();
+      const unique_fd rd = rx->release_fd();
+      std::vector<std::string> argv{consumer_path, "--channel", "pipe:fd=3"};
+      argv.insert(argv.end(), o_.consumer_args.begin(), o_.consumer_args.end());
+      exec_options eo;
+      eo.pass_fds = {{3, rd.get()}};
+      // The consumer is not the unit's main process: systemd's notify variables stay with us.
+      eo.unset_env = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"};
+      eo.parent_death_signal = SIGTERM;
+      process p = process::exec(argv, eo);
+      ch_ = std::move(tx);
+      return p;
+    }, so);
+    consumer_->on_event([this](const supervisor::event& e) { on_consumer_event(e); });
+    consumer_->start();
   }
 
-  void reap() {
-    for (;;) {
-      int st = 0;
-      pid_t pid = ::waitpid(-1, &st, WNOHANG);
-      if (pid <= 0) return;
-      const std::string how = WIFEXITED(st) ? "exited with status " + std::to_string(WEXITSTATUS(st))
-                                            : std::string("killed by ") + strsignal(WTERMSIG(st));
-      if (pid != child_) {
-        log(priority::debug, "producer: reaped old consumer ", pid, " (", how, ")");
-        continue;
-      }
-      child_ = -1;
-      if (WIFEXITED(st)) consumer_status_ = WEXITSTATUS(st);
-      if (finishing_) {
-        log(priority::info, "producer: consumer ", pid, " ", how);
-        kill_timer_.cancel();
-        return done();
-      }
-      log(priority::warning, "producer: consumer ", pid, " ", how, "; restarting it");
-      if (std::chrono::steady_clock::now() - child_started_ > std::chrono::seconds(1)) backoff_.reset();
-      ch_.reset();
-      schedule_reopen();
+  void on_consumer_event(const supervisor::event& e) {
+    using kind = supervisor::event::kind;
+    switch (e.what) {
+      case kind::started:
+        loop_.say(priority::info, e.text);
+        if (consumer_->starts() > 1) {
+          ++f_.restarts;
+          boost::asio::post(loop_.io(), [this] { pump(); });
+        }
+        return;
+      case kind::restarting:
+        ch_.reset();
+        if (!finishing_) loop_.say(priority::warning, e.text);
+        return;
+      case kind::exited:
+        ch_.reset();
+        if (e.status && !e.status->success()) consumer_failed_ = true;
+        loop_.say(e.status && e.status->success() ? priority::info : priority::warning, e.text);
+        if (finishing_) done();
+        return;
+      case kind::gave_up:
+      case kind::start_failed:
+        ch_.reset();
+        loop_.say(priority::error, e.text);
+        if (e.what == kind::start_failed) return;
+        consumer_failed_ = true;
+        if (e.status && e.status->exited() && e.status->code == exit_usage) exit_code_ = exit_usage;
+        else exit_code_ = exit_failure;
+        if (finishing_) return done();
+        finish(false);
+        return;
+      case kind::watchdog_expired:
+        loop_.say(priority::warning, e.text);
+        return;
     }
   }
 
@@ -377,64 +308,54 @@ class producer {
     f_.first_seq = sent_ > 0 ? 1 : 0;
     f_.seq = sent_;
     latency_histogram none;
-    reporter_.report(f_, none, final);
-    notifier_.notify("STATUS=" + reporter_.status_text());
+    loop_.publish(f_, none, final);
   }
 
   // Clean close: stop sending, close the channel; for a pipe wait for the consumer to drain.
   void finish(bool by_signal) {
     if (finishing_) return;
     finishing_ = true;
-    notifier_.notify("STOPPING=1");
+    loop_.notify_stopping();
     pace_timer_.cancel();
     retry_timer_.cancel();
+    reopener_.cancel();
     ch_.reset();  // the consumer of a pipe/fifo sees EOF after what is buffered
-    if (pipe_mode_ && child_ > 0) {
-      if (by_signal) ::kill(child_, SIGTERM);
-      kill_timer_.expires_after(std::chrono::seconds(10));
+    if (consumer_ && consumer_->active()) {
+      consumer_->stop(by_signal ? SIGTERM : 0);
+      kill_timer_.expires_after(consumer_stop_timeout);
       kill_timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (ec || child_ <= 0) return;
-        log(priority::warning, "producer: consumer ", child_, " did not exit within 10 s; SIGKILL");
-        ::kill(child_, SIGKILL);
+        if (ec || !consumer_->active()) return;
+        loop_.say(priority::warning, "consumer pid ", consumer_->pid(), " did not exit within 10 s; SIGKILL");
+        consumer_->signal(SIGKILL);
       });
-      return;  // done() once reaped
+      return;  // done() once it exited
     }
     done();
   }
 
   void done() {
-    stats_timer_.cancel();
-    watchdog_timer_.cancel();
-    report(true);
-    reporter_.remove_status_file();
-    if (consumer_status_ > 0) log(priority::warning, "producer: the consumer exited with status ", consumer_status_);
-    signals_.cancel();
-    io_.stop();
+    kill_timer_.cancel();
+    if (consumer_failed_ && exit_code_ == exit_ok) exit_code_ = exit_failure;
+    loop_.finish(exit_code_);
   }
 
   producer_options o_;
   bool pipe_mode_;
-  boost::asio::io_context io_;
-  boost::asio::signal_set signals_;
-  periodic_timer stats_timer_, watchdog_timer_, pace_timer_;
+  daemon_loop loop_;
+  reopener reopener_;
+  periodic_timer pace_timer_;
   boost::asio::steady_timer retry_timer_, kill_timer_;
-  sd_notifier notifier_;
-  stats_reporter reporter_;
-  throttle throttle_;
-  backoff backoff_;
+  std::optional<supervisor> consumer_;
   std::unique_ptr<channel> ch_;
   std::optional<line_source> source_;
-  std::string consumer_path_;
-  pid_t child_ = -1;
-  int consumer_status_ = 0;
-  std::chrono::steady_clock::time_point child_started_{}, started_{};
+  std::chrono::steady_clock::time_point started_{};
   std::uint64_t session_;
   std::uint64_t seq_ = 0, sent_ = 0;
   std::size_t payload_size_ = 0;
   std::vector<std::byte> pattern_, wire_;
   figures f_;
   bool have_record_ = false, waiting_on_source_ = false, source_done_ = false;
-  bool finishing_ = false, reopen_scheduled_ = false, pump_queued_ = false;
+  bool finishing_ = false, pump_queued_ = false, consumer_failed_ = false;
   int exit_code_ = exit_ok;
 };
 
@@ -442,61 +363,59 @@ class producer {
 
 int run_producer(int argc, char** argv) noexcept {
   try {
-    option_parser parser("ipc-producer", "--channel URI [options]",
-                         {{"channel", true, false, "URI", "pipe, fifo:PATH, msgq:NAME, sem:NAME or shm:NAME"},
-                          {"rate", true, false, "R", "records per second, 0 = unlimited (default 1000)"},
-                          {"size", true, false, "B", "payload bytes (default 64)"},
-                          {"count", true, false, "N", "send N records, then exit (default 0 = forever)"},
-                          {"source", true, false, "FILE|-", "send the lines of FILE (or stdin) instead"},
-                          {"stats-interval", true, false, "SEC", "stats line period, 0 = only at exit (default 1)"},
-                          {"status-file", true, false, "PATH", "status file (default runtime_dir/status/…)"},
-                          {"consumer-arg", true, true, "ARG", "pipe only: an argument for the spawned ipc-consumer"}});
-    auto r = parser.parse(argc, argv);
-    if (r.help) {
-      std::cout << parser.help();
-      return exit_ok;
-    }
-    if (r.version) {
-      std::cout << "ipc-producer " << version_text << "\n";
-      return exit_ok;
-    }
+    CLI::App app{"Sends checked records (sequence, send time, CRC32C) over a libipc channel, paced, or the lines\n"
+                 "of a file or stdin. See docs/daemons.md.",
+                 "ipc-producer"};
+    add_common(app, error_style::daemon);
     producer_options o;
-    std::string err = r.error;
-    if (err.empty() && !r.has("channel")) err = "ipc-producer: --channel URI is required (see --help)";
-    auto num = [&](const char* name, std::uint64_t& into) {
-      if (!err.empty()) return;
-      if (auto v = r.value(name)) {
-        if (auto n = parse_unsigned(*v, name, err)) into = *n;
-      }
-    };
-    num("rate", o.rate);
-    num("size", o.size);
-    num("count", o.count);
-    if (err.empty()) {
-      if (auto v = r.value("stats-interval")) {
-        if (auto s = parse_seconds(*v, "stats-interval", err)) o.stats_interval = *s;
-      }
+    app.add_option("--channel", o.uri, "pipe, fifo:PATH, msgq:NAME, sem:NAME or shm:NAME")->required()->type_name("URI");
+    add_count(app, "--rate", o.rate, 0, 1'000'000'000, "records per second, 0 = unlimited");
+    add_size(app, "--size", o.size, 0, std::uint64_t{16} << 20, "payload bytes (K, M suffixes)");
+    add_count(app, "--count", o.count, 0, UINT64_MAX, "send N records, then exit; 0 = forever");
+    app.add_option("--source", o.source, "send the lines of FILE (or stdin: -) instead of a pattern")->type_name("FILE|-");
+    add_seconds(app, "--stats-interval", o.stats_interval, 0, 86400, "seconds between stats lines, 0 = only at exit (default 1)");
+    app.add_option("--status-file", o.status_file, "status file (default RUNTIME_DIR/status/…)")->type_name("PATH");
+    app.add_option("--consumer-arg", o.consumer_args, "pipe only: an argument for the spawned ipc-consumer (repeatable)")
+        ->type_name("ARG")
+        ->allow_extra_args(false);
+    if (auto rc = parse(app, argc, argv)) return *rc;
+
+    // Validate before create: every option, and the record size against what the channel can take,
+    // is checked before any kernel object, pipe, child or file is made.
+    std::optional<channel_uri> uri;
+    std::size_t max_message = 0;
+    try {
+      uri = channel_uri::parse(o.uri);
+      max_message = max_message_before_open(*uri);
+    } catch (const std::exception& e) {
+      return usage_error(app, e.what());
     }
-    if (err.empty()) {
-      o.uri = *r.value("channel");
-      o.source = r.value("source").value_or("");
-      o.status_file = r.value("status-file").value_or("");
-      o.consumer_args = r.all("consumer-arg");
+    if (uri->scheme == "pipe" && (!uri->name.empty() || !uri->options.empty())) {
+      return usage_error(app, "use --channel pipe (the producer makes the pipe)");
+    }
+    if (!o.consumer_args.empty() && uri->scheme != "pipe") return usage_error(app, "--consumer-arg is for --channel pipe only");
+    if (o.source.empty() && encoded_size(o.size) > max_message) {
+      return usage_error(app, "--size " + std::to_string(o.size) + ": a record of " + std::to_string(encoded_size(o.size)) +
+                                  " bytes exceeds " + uri->scheme + "'s largest message, " + std::to_string(max_message) + " bytes");
+    }
+    if (max_message <= record_header_size) return usage_error(app, o.uri + ": messages too small for a record");
+    std::optional<line_source> source;
+    if (!o.source.empty()) {
       try {
-        auto u = channel_uri::parse(o.uri);
-        if (u.scheme == "pipe" && (!u.name.empty() || !u.options.empty())) err = "ipc-producer: use --channel pipe (the producer makes the pipe)";
+        source.emplace(o.source);
       } catch (const std::exception& e) {
-        err = std::string("ipc-producer: ") + e.what();
+        return usage_error(app, std::string("--source: ") + e.what());
       }
-      if (err.empty() && !o.consumer_args.empty() && o.uri != "pipe") err = "ipc-producer: --consumer-arg is for --channel pipe only";
-    }
-    if (!err.empty()) {
-      log_line(priority::error, err);
-      return exit_usage;
     }
     ::signal(SIGPIPE, SIG_IGN);
-    producer p(std::move(o));
-    return p.run();
+    const std::filesystem::path status = o.status_file.empty() ? default_status_path(o.uri, "producer") : std::filesystem::path(o.status_file);
+    producer p(std::move(o), status, std::move(source));
+    try {
+      return p.run();
+    } catch (const std::system_error& e) {
+      log(priority::error, "ipc-producer: ", e.what());
+      return e.code() == errc::bad_uri ? exit_usage : exit_failure;
+    }
   } catch (const std::exception& e) {
     log(priority::error, "ipc-producer: ", e.what());
     return exit_failure;

@@ -1,6 +1,7 @@
 #include "stats.hpp"
 
 #include "log.hpp"
+#include "stats_line.hpp"
 
 #include <ipc/error.hpp>
 #include <ipc/unique_fd.hpp>
@@ -130,19 +131,27 @@ std::string stats_reporter::report(const figures& f, latency_histogram& latency,
     const std::uint64_t p50 = latency.percentile_ns(0.50) / 1000;
     const std::uint64_t p99 = latency.percentile_ns(0.99) / 1000;
     latency.reset();
-    char buf[512];
-    std::snprintf(buf, sizeof buf,
-                  "stats role=%s channel=%s pid=%ld records=%llu bytes=%llu rate=%.0f mbps=%.3f lost=%llu dup=%llu "
-                  "reorder=%llu corrupt=%llu p50_us=%llu p99_us=%llu restarts=%llu session=%016llx first_seq=%llu "
-                  "seq=%llu final=%d",
-                  role_.c_str(), channel_.c_str(), static_cast<long>(::getpid()),
-                  static_cast<unsigned long long>(f.records), static_cast<unsigned long long>(f.bytes), rate, mbps,
-                  static_cast<unsigned long long>(f.lost), static_cast<unsigned long long>(f.dup),
-                  static_cast<unsigned long long>(f.reorder), static_cast<unsigned long long>(f.corrupt),
-                  static_cast<unsigned long long>(p50), static_cast<unsigned long long>(p99),
-                  static_cast<unsigned long long>(f.restarts), static_cast<unsigned long long>(f.session),
-                  static_cast<unsigned long long>(f.first_seq), static_cast<unsigned long long>(f.seq), final ? 1 : 0);
-    std::string line(buf);
+    stats_line sl;
+    sl.role = role_;
+    sl.channel = channel_;
+    sl.pid = ::getpid();
+    sl.records = f.records;
+    sl.bytes = f.bytes;
+    sl.rate = rate;
+    sl.mbps = mbps;
+    sl.lost = f.lost;
+    sl.dup = f.dup;
+    sl.reorder = f.reorder;
+    sl.corrupt = f.corrupt;
+    sl.p50_us = p50;
+    sl.p99_us = p99;
+    sl.restarts = f.restarts;
+    sl.session = f.session;
+    sl.first_seq = f.first_seq;
+    sl.seq = f.seq;
+    sl.final = final;
+    const std::string line = sl.format();
+    char buf[256];
     log_line(priority::info, line);
     std::snprintf(buf, sizeof buf, "records=%llu rate=%.0f/s lost=%llu p99=%lluus",
                   static_cast<unsigned long long>(f.records), rate, static_cast<unsigned long long>(f.lost),
@@ -176,12 +185,14 @@ std::filesystem::path default_status_path(std::string_view channel_uri, std::str
   for (char& c : name) {
     if (c == '/') c = '_';
   }
-  const auto dir = runtime_dir() / "status";
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) detail::throw_errno(errno, "mkdir", dir.string());
-  return dir / (uri.scheme + "-" + name + "." + std::string(role) + ".status");
+  // The directory is made by the first write (write_file_atomically): a daemon that stops on a usage
+  // error leaves nothing behind.
+  return runtime_dir() / "status" / (uri.scheme + "-" + name + "." + std::string(role) + ".status");
 }
 
 void write_file_atomically(const std::filesystem::path& path, std::string_view text) {
+  const auto dir = path.parent_path();
+  if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) detail::throw_errno(errno, "mkdir", dir.string());
   const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
   unique_fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)};
   if (!fd) detail::throw_errno(errno, "open", tmp);

@@ -91,7 +91,7 @@ class stats_reporter {
  public:
   /// status_file empty: no status file.
   stats_reporter(std::string role, std::string channel, std::filesystem::path status_file);
-  /// Prints "<6>stats role=… session=… first_seq=… seq=… final=0|1" to stderr and writes the status file atomically;
+  /// Prints the stats line (stats_line.hpp) with "<6>" to stderr and writes it to the status file atomically;
   /// p50/p99 come from `latency` (which is then reset). Returns the line (without "<6>"). Never throws.
   std::string report(const figures& f, latency_histogram& latency, bool final) noexcept;
   /// "records=N rate=R/s lost=L p99=Xus" from the last report, for sd_notify STATUS=.
@@ -110,10 +110,11 @@ class stats_reporter {
 
 /// runtime_dir()/status/<kind>-<name>.<role>.status; for pipe URIs name is the producer's pid (the
 /// producer's own, the consumer's parent), so concurrent pipe pairs do not collide; '/' in names
-/// (fifo paths) become '_'. Creates the status directory 0700. Throws std::system_error.
+/// (fifo paths) become '_'. Creates nothing. Throws std::system_error.
 std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role);
 
-/// Writes text to path via path.tmp.<pid> + rename, so readers never see half a file. Throws std::system_error.
+/// Writes text to path via path.tmp.<pid> + rename, so readers never see half a file; makes the
+/// parent directory (0700) if missing. Throws std::system_error.
 void write_file_atomically(const std::filesystem::path& path, std::string_view text);
 
 }  // namespace ipc::daemon

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,7 +59,7 @@ unique_fd open_pidfd_or_kill(pid_t pid) {
 }
 
 // --- exec helpers ---------------------------------------------------------------------------
-enum class exec_step : int { dup_fd, dup2_fd, chdir, execve };
+enum class exec_step : int { dup_fd, dup2_fd, chdir, execve, setsid, setpgid, prctl, orphaned };
 
 struct exec_report {
   exec_step step;
@@ -85,6 +86,64 @@ std::string getenv_from(const std::vector<std::string>* env, std::string_view ke
   }
   const char* v = std::getenv(std::string(key).c_str());
   return v != nullptr ? v : "";
+}
+
+// The process group / session / death-signal steps, in the child after fork. Returns the failed
+// step (errno set) or nullopt. Async-signal-safe.
+std::optional<exec_step> setup_child(bool new_session, bool new_process_group, int death_signal, pid_t parent) noexcept {
+  if (new_session && ::setsid() < 0) return exec_step::setsid;
+  if (!new_session && new_process_group && ::setpgid(0, 0) != 0) return exec_step::setpgid;
+  if (death_signal != 0) {
+    if (::prctl(PR_SET_PDEATHSIG, death_signal) != 0) return exec_step::prctl;
+    // The parent may have died before the death signal was armed: then it never comes.
+    if (::getppid() != parent) {
+      errno = ESRCH;
+      return exec_step::orphaned;
+    }
+  }
+  return std::nullopt;
+}
+
+const char* step_call(exec_step s) noexcept {
+  switch (s) {
+    case exec_step::setsid: return "setsid";
+    case exec_step::setpgid: return "setpgid";
+    case exec_step::prctl: return "prctl(PR_SET_PDEATHSIG)";
+    case exec_step::orphaned: return "getppid";
+    default: return "process::exec";
+  }
+}
+
+// `base` (the given environment, or ours) minus `unset` and the names `set` assigns, plus `set`.
+std::vector<std::string> edited_environment(const exec_options& o) {
+  std::vector<std::string> out;
+  auto name_of = [](std::string_view kv) { return kv.substr(0, kv.find('=')); };
+  auto dropped = [&](std::string_view kv) {
+    const auto n = name_of(kv);
+    for (const auto& u : o.unset_env) {
+      if (n == u) return true;
+    }
+    for (const auto& kv2 : o.set_env) {
+      if (n == name_of(kv2)) return true;
+    }
+    return false;
+  };
+  if (o.env) {
+    for (const auto& kv : *o.env) {
+      if (!dropped(kv)) out.push_back(kv);
+    }
+  } else {
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (!dropped(*e)) out.emplace_back(*e);
+    }
+  }
+  for (const auto& kv : o.set_env) {
+    if (kv.find('=') == std::string::npos || kv.front() == '=') {
+      detail::throw_errno(EINVAL, "process::exec", "set_env entry '" + kv + "' is not NAME=VALUE");
+    }
+    out.push_back(kv);
+  }
+  return out;
 }
 
 }  // namespace
@@ -163,6 +222,19 @@ process process::fork_impl(const std::function<int()>& body) {
   return process(pid, open_pidfd_or_kill(pid));
 }
 
+process process::fork_with(const fork_options& options, const std::function<int()>& body) {
+  const pid_t parent = ::getpid();
+  return fork_impl([&]() -> int {
+    if (auto failed = setup_child(options.new_session, options.new_process_group, options.parent_death_signal, parent)) {
+      const int err = errno;
+      std::string msg = std::string("ipc::process: ") + step_call(*failed) + " in forked child: " + std::strerror(err) + "\n";
+      [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg.data(), msg.size());
+      return 127;
+    }
+    return body();
+  });
+}
+
 process process::exec(const std::vector<std::string>& argv, const exec_options& options) {
   if (argv.empty()) detail::throw_errno(EINVAL, "process::exec", "empty argv");
   const std::string& program = argv[0];
@@ -176,8 +248,11 @@ process process::exec(const std::vector<std::string>& argv, const exec_options& 
 
   std::vector<char*> envp;
   char** child_env = environ;
-  if (options.env) {
-    for (const auto& kv : *options.env) envp.push_back(const_cast<char*>(kv.c_str()));
+  std::vector<std::string> edited;
+  const bool edits = !options.unset_env.empty() || !options.set_env.empty();
+  if (edits) edited = edited_environment(options);
+  if (options.env || edits) {
+    for (const auto& kv : edits ? edited : *options.env) envp.push_back(const_cast<char*>(kv.c_str()));
     envp.push_back(nullptr);
     child_env = envp.data();
   }
@@ -187,7 +262,7 @@ process process::exec(const std::vector<std::string>& argv, const exec_options& 
   if (!searched) {
     candidates.push_back(program);
   } else {
-    std::string path = getenv_from(options.env ? &*options.env : nullptr, "PATH");
+    std::string path = getenv_from(edits ? &edited : options.env ? &*options.env : nullptr, "PATH");
     if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin";
     std::size_t start = 0;
     for (;;) {
@@ -220,6 +295,7 @@ process process::exec(const std::vector<std::string>& argv, const exec_options& 
   }
   std::vector<int> moved(maps.size(), -1);
   const char* cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
+  const pid_t parent = ::getpid();
 
   std::fflush(nullptr);
   std::unique_lock lk(fork_mutex());
@@ -241,6 +317,9 @@ process process::exec(const std::vector<std::string>& argv, const exec_options& 
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     ::sigaction(SIGPIPE, &dfl, nullptr);  // an ignored SIGPIPE would survive execve
+    if (auto failed = setup_child(options.new_session, options.new_process_group, options.parent_death_signal, parent)) {
+      report_and_exit(wfd, *failed, errno, 0);
+    }
     for (std::size_t i = 0; i < maps.size(); ++i) {
       moved[i] = ::fcntl(maps[i].second, F_DUPFD_CLOEXEC, high);
       if (moved[i] < 0) report_and_exit(wfd, exec_step::dup_fd, errno, static_cast<int>(i));
@@ -295,6 +374,11 @@ process process::exec(const std::vector<std::string>& argv, const exec_options& 
     }
     case exec_step::chdir:
       detail::throw_errno(r.err, "chdir", options.cwd + " for " + program);
+    case exec_step::setsid:
+    case exec_step::setpgid:
+    case exec_step::prctl:
+    case exec_step::orphaned:
+      detail::throw_errno(r.err, step_call(r.step), program);
     case exec_step::execve:
       break;
   }

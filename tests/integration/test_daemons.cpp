@@ -1,7 +1,8 @@
 // The daemons as users run them: fork+exec of the real ipc-producer / ipc-consumer.
 // Each test process has its own IPC_RUNTIME_DIR (tests/main.cpp), inherited by the daemons.
 #include "log.hpp"
-#include "options.hpp"
+#include "cli.hpp"
+#include "stats_line.hpp"
 #include "stats.hpp"
 
 #include "test_support.hpp"
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -44,22 +46,18 @@ std::vector<std::string> channel_uris() {
           "shm:" + unique_name("d")};
 }
 
-// key=value pairs of the last line in `report` that contains all of `needles`.
-std::map<std::string, std::string> stats_line(const std::string& report, std::initializer_list<std::string> needles) {
+// The last stats line (the contract type, parsed) in `report` of `role` (any when empty), only
+// final ones when `final_only`, only channels starting with `channel` when given.
+std::optional<ipc::daemon::stats_line> last_stats(const std::string& report, std::string_view role = {}, bool final_only = false,
+                                                  std::string_view channel = {}) {
   std::istringstream in(report);
-  std::string line, found;
-  while (std::getline(in, line)) {
-    bool all = true;
-    for (const auto& n : needles) all = all && line.find(n) != std::string::npos;
-    if (all) found = line;
+  std::optional<ipc::daemon::stats_line> found;
+  for (std::string line; std::getline(in, line);) {
+    auto s = ipc::daemon::stats_line::parse(line);
+    if (!s || (!role.empty() && s->role != role) || (final_only && !s->final) || !s->channel.starts_with(channel)) continue;
+    found = std::move(s);
   }
-  std::map<std::string, std::string> kv;
-  std::istringstream words(found);
-  std::string w;
-  while (words >> w) {
-    if (auto eq = w.find('='); eq != std::string::npos) kv[w.substr(0, eq)] = w.substr(eq + 1);
-  }
-  return kv;
+  return found;
 }
 
 std::string read_file(const std::string& path) {
@@ -73,21 +71,20 @@ std::string read_file(const std::string& path) {
 long wait_status(const std::string& path, long not_pid, std::chrono::milliseconds timeout) {
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until) {
-    auto kv = stats_line(read_file(path), {"role="});
-    if (!kv["pid"].empty() && std::stol(kv["pid"]) != not_pid && !kv["records"].empty() && std::stoull(kv["records"]) > 0) {
-      return std::stol(kv["pid"]);
-    }
+    auto s = last_stats(read_file(path));
+    if (s && s->pid != not_pid && s->records > 0) return s->pid;
     std::this_thread::sleep_for(20ms);
   }
   return -1;
 }
 
-void check_clean(const std::map<std::string, std::string>& kv, const std::string& records) {
-  CHECK(kv.at("records") == records);
-  CHECK(kv.at("lost") == "0");
-  CHECK(kv.at("dup") == "0");
-  CHECK(kv.at("reorder") == "0");
-  CHECK(kv.at("corrupt") == "0");
+void check_clean(const std::optional<ipc::daemon::stats_line>& s, std::uint64_t records) {
+  REQUIRE(s);
+  CHECK(s->records == records);
+  CHECK(s->lost == 0);
+  CHECK(s->dup == 0);
+  CHECK(s->reorder == 0);
+  CHECK(s->corrupt == 0);
 }
 
 // An AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET.
@@ -174,28 +171,81 @@ TEST_CASE("daemon runtime: the sequence tracker counts gaps, duplicates and reor
   CHECK(t.sessions() == 2);
 }
 
-TEST_CASE("daemon runtime: options take --flag value, --flag=value and repeats, and reject the rest", "[daemons]") {
-  ipc::daemon::option_parser p("prog", "[options]",
-                               {{"channel", true, false, "URI", "c"}, {"arg", true, true, "A", "a"}, {"quiet", false, false, "", "q"}});
-  {
-    const char* argv[] = {"prog", "--channel", "msgq:x", "--arg=1", "--arg", "--2", "--quiet"};
-    auto r = p.parse(7, argv);
-    REQUIRE(r.error.empty());
-    CHECK(r.value("channel") == "msgq:x");
-    CHECK(r.all("arg") == std::vector<std::string>{"1", "--2"});
-    CHECK(r.has("quiet"));
-  }
-  auto err = [&](std::vector<const char*> a) { return p.parse(static_cast<int>(a.size()), a.data()).error; };
-  CHECK_THAT(err({"prog", "--nope"}), Catch::Contains("unknown option '--nope'"));
-  CHECK_THAT(err({"prog", "--channel"}), Catch::Contains("needs a value"));
-  CHECK_THAT(err({"prog", "--channel=a", "--channel=b"}), Catch::Contains("given twice"));
-  CHECK_THAT(err({"prog", "--quiet=1"}), Catch::Contains("takes no value"));
-  CHECK_THAT(err({"prog", "stray"}), Catch::Contains("unexpected argument"));
-  std::string e;
-  CHECK_FALSE(ipc::daemon::parse_unsigned("-1", "count", e));
-  CHECK_THAT(e, Catch::Contains("--count=-1"));
-  CHECK_FALSE(ipc::daemon::parse_seconds("abc", "stats-interval", e));
-  CHECK(ipc::daemon::parse_seconds("0.5", "stats-interval", e) == 0.5);
+TEST_CASE("daemon runtime: one size parser takes K/M/G and refuses overflow and junk", "[daemons]") {
+  using ipc::daemon::parse_size;
+  CHECK(parse_size("0") == 0U);
+  CHECK(parse_size("64") == 64U);
+  CHECK(parse_size("4K") == 4096U);
+  CHECK(parse_size("1m") == 1048576U);
+  CHECK(parse_size("2G") == (std::uint64_t{2} << 30));
+  CHECK(parse_size("18446744073709551615") == UINT64_MAX);
+  CHECK_FALSE(parse_size("18446744073709551616"));  // one more: would wrap
+  CHECK_FALSE(parse_size("17179869184G"));          // 2^34 G = 2^64: would wrap
+  CHECK_FALSE(parse_size("-1"));
+  CHECK_FALSE(parse_size("+1"));
+  CHECK_FALSE(parse_size(" 1"));
+  CHECK_FALSE(parse_size("1.5K"));
+  CHECK_FALSE(parse_size("K"));
+  CHECK_FALSE(parse_size(""));
+  CHECK_FALSE(parse_size("12x"));
+}
+
+TEST_CASE("daemon runtime: CLI options check ranges and a usage error exits 2", "[daemons]") {
+  auto run = [](std::vector<const char*> argv, std::uint64_t& size, double& secs) {
+    CLI::App app{"test", "prog"};
+    ipc::daemon::add_common(app);
+    ipc::daemon::add_size(app, "--size", size, 1, 1024, "bytes");
+    ipc::daemon::add_seconds(app, "--interval", secs, 0.1, 10, "seconds");
+    return ipc::daemon::parse(app, static_cast<int>(argv.size()), argv.data());
+  };
+  std::uint64_t size = 64;
+  double secs = 1;
+  CHECK_FALSE(run({"prog", "--size", "1K", "--interval=0.5"}, size, secs).has_value());
+  CHECK(size == 1024);
+  CHECK(secs == 0.5);
+  CHECK(run({"prog", "--size", "1025"}, size, secs) == 2);
+  CHECK(run({"prog", "--size", "18446744073709551615"}, size, secs) == 2);
+  CHECK(run({"prog", "--size", "0"}, size, secs) == 2);
+  CHECK(run({"prog", "--interval", "nan"}, size, secs) == 2);
+  CHECK(run({"prog", "--interval", "11"}, size, secs) == 2);
+  CHECK(run({"prog", "--nope"}, size, secs) == 2);
+  CHECK(run({"prog", "stray"}, size, secs) == 2);
+  CHECK(run({"prog", "--help"}, size, secs) == 0);
+  CHECK(run({"prog", "--version"}, size, secs) == 0);
+  CHECK(size == 1024);  // a refused value never lands
+}
+
+TEST_CASE("daemon runtime: the stats line round-trips through format and parse", "[daemons]") {
+  ipc::daemon::stats_line s;
+  s.role = "consumer";
+  s.channel = "msgq:demo";
+  s.pid = 4242;
+  s.records = 123456789;
+  s.bytes = 987654321012;
+  s.rate = 150000;
+  s.mbps = 9.625;
+  s.lost = 1;
+  s.dup = 2;
+  s.reorder = 3;
+  s.corrupt = 4;
+  s.p50_us = 17;
+  s.p99_us = 250;
+  s.restarts = 5;
+  s.session = 0xfedcba9876543210ULL;
+  s.first_seq = 7;
+  s.seq = 123456795;
+  s.final = true;
+  const std::string text = s.format();
+  CHECK_THAT(text, Catch::StartsWith("stats role=consumer channel=msgq:demo pid=4242 "));
+  auto back = ipc::daemon::stats_line::parse("<6>" + text + "\n");
+  REQUIRE(back);
+  CHECK(*back == s);
+  CHECK(back->format() == text);
+  // Readers ignore keys they do not know (the contract may grow) and refuse malformed values.
+  CHECK(ipc::daemon::stats_line::parse(text + " future=1"));
+  CHECK_FALSE(ipc::daemon::stats_line::parse("stats role=consumer pid=x"));
+  CHECK_FALSE(ipc::daemon::stats_line::parse("stats channel=msgq:demo pid=1"));  // no role
+  CHECK_FALSE(ipc::daemon::stats_line::parse("hello role=consumer pid=1"));
 }
 
 TEST_CASE("daemon runtime: status files are named after the channel and written whole", "[daemons]") {
@@ -247,16 +297,17 @@ TEST_CASE("daemons: producer --count N and consumer --count N move every record 
     INFO(cr.report);
     CHECK(pr.exit_code == 0);
     REQUIRE(cr.exit_code == 0);
-    auto kv = stats_line(cr.report, {"role=consumer", "final=1"});
-    check_clean(kv, "20000");
-    auto sent = stats_line(pr.report, {"role=producer", "final=1"});
-    CHECK(sent.at("records") == "20000");
+    auto kv = last_stats(cr.report, "consumer", true);
+    check_clean(kv, 20000);
+    auto sent = last_stats(pr.report, "producer", true);
+    REQUIRE(sent);
+    CHECK(sent->records == 20000);
     // The sequence span ipcctl counts loss from: the producer's session, 1 … 20000 on both sides.
-    CHECK(sent.at("seq") == "20000");
-    CHECK(kv.at("first_seq") == "1");
-    CHECK(kv.at("seq") == "20000");
-    CHECK(kv.at("session") == sent.at("session"));
-    CHECK(kv.at("session").size() == 16);
+    CHECK(sent->seq == 20000);
+    CHECK(kv->first_seq == 1);
+    CHECK(kv->seq == 20000);
+    CHECK(kv->session == sent->session);
+    CHECK(kv->session != 0);
     ipc::open_channel(uri, ipc::role::receiver)->remove();
   }
 }
@@ -268,8 +319,10 @@ TEST_CASE("daemons: pipe producer spawns its consumer, which receives every reco
   auto pr = p.wait(120s);
   INFO(pr.report);
   REQUIRE(pr.exit_code == 0);
-  check_clean(stats_line(pr.report, {"role=consumer", "final=1"}), "3000");
-  CHECK(stats_line(pr.report, {"role=producer", "final=1"}).at("records") == "3000");
+  check_clean(last_stats(pr.report, "consumer", true), 3000);
+  auto sent = last_stats(pr.report, "producer", true);
+  REQUIRE(sent);
+  CHECK(sent->records == 3000);
   const auto text = read_file(sink);
   CHECK(std::count(text.begin(), text.end(), '\n') == 3000);
 }
@@ -281,11 +334,10 @@ TEST_CASE("daemons: two pipe pairs running at once keep a status file each", "[d
                   "--consumer-arg=0.1"});
   // pids of the producers and of the consumers, as the pipe status files report them.
   auto seen = [&] {
-    std::map<std::string, std::set<std::string>> pids;
+    std::map<std::string, std::set<pid_t>> pids;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(ipc::runtime_dir() / "status", ec)) {
-      auto kv = stats_line(read_file(e.path()), {"channel=pipe"});
-      if (!kv["role"].empty()) pids[kv["role"]].insert(kv["pid"]);
+      if (auto s = last_stats(read_file(e.path()), {}, false, "pipe")) pids[s->role].insert(s->pid);
     }
     return pids;
   };
@@ -295,7 +347,7 @@ TEST_CASE("daemons: two pipe pairs running at once keep a status file each", "[d
     std::this_thread::sleep_for(20ms);
     pids = seen();
   }
-  const std::set<std::string> producers{std::to_string(a.pid()), std::to_string(b.pid())};
+  const std::set<pid_t> producers{a.pid(), b.pid()};
   a.kill(SIGTERM);
   b.kill(SIGTERM);
   auto ar = a.wait(30s);
@@ -340,12 +392,12 @@ TEST_CASE("daemons: a consumer killed mid-stream is replaced and the pair recove
     auto r2 = c2.wait(60s);
     INFO(r2.report);
     CHECK(r2.exit_code == 0);
-    check_clean(stats_line(r2.report, {"role=consumer", "final=1"}), "500");
+    check_clean(last_stats(r2.report, "consumer", true), 500);
     p.kill(SIGTERM);
     auto pr = p.wait(30s);
     INFO(pr.report);
     CHECK(pr.exit_code == 0);
-    CHECK(stats_line(pr.report, {"role=producer", "final=1"}).count("records") == 1);
+    CHECK(last_stats(pr.report, "producer", true));
     ipc::open_channel(uri, ipc::role::receiver)->remove();
   }
 }
@@ -364,11 +416,11 @@ TEST_CASE("daemons: a pipe consumer that dies is restarted by its producer", "[d
   auto pr = p.wait(30s);
   INFO(pr.report);
   CHECK(pr.exit_code == 0);
-  auto kv = stats_line(pr.report, {"role=producer", "final=1"});
-  REQUIRE(kv.count("restarts") == 1);
-  CHECK(std::stoi(kv.at("restarts")) >= 1);
+  auto kv = last_stats(pr.report, "producer", true);
+  REQUIRE(kv);
+  CHECK(kv->restarts >= 1);
   // The last consumer got the forwarded SIGTERM and drained cleanly.
-  CHECK(stats_line(pr.report, {"role=consumer", "final=1"}).count("records") == 1);
+  CHECK(last_stats(pr.report, "consumer", true));
 }
 
 TEST_CASE("daemons: SIGHUP loses no record: queues re-attach, a fifo keeps its stream", "[daemons]") {
@@ -391,14 +443,13 @@ TEST_CASE("daemons: SIGHUP loses no record: queues re-attach, a fifo keeps its s
     auto cr = c.wait(30s);
     INFO(pr.report << cr.report);
     CHECK(pr.exit_code == 0);
-    auto kv = stats_line(cr.report, {"role=consumer", "final=1"});
-    REQUIRE(kv.count("records") == 1);
-    check_clean(kv, n);
+    auto kv = last_stats(cr.report, "consumer", true);
+    check_clean(kv, std::stoull(n));
     CHECK(cr.exit_code == 0);
     if (stream) {
-      CHECK(kv.at("restarts") == "0");  // the byte stream was kept, not re-opened
+      CHECK(kv->restarts == 0);  // the byte stream was kept, not re-opened
     } else {
-      CHECK(std::stoi(kv.at("restarts")) >= 8);  // every SIGHUP re-attached the channel
+      CHECK(kv->restarts >= 8);  // every SIGHUP re-attached the channel
     }
     ipc::open_channel(uri, ipc::role::receiver)->remove();
   }
@@ -430,12 +481,10 @@ TEST_CASE("daemons: SIGTERM drains the backlog in the channel and both sides exi
     INFO(pr.report << cr.report);
     CHECK(pr.exit_code == 0);
     CHECK(cr.exit_code == 0);
-    auto sent = stats_line(pr.report, {"role=producer", "final=1"});
-    REQUIRE(sent.count("records") == 1);
-    CHECK(std::stoull(sent.at("records")) >= backlog);
-    auto kv = stats_line(cr.report, {"role=consumer", "final=1"});
-    REQUIRE(kv.count("records") == 1);
-    check_clean(kv, sent.at("records"));
+    auto sent = last_stats(pr.report, "producer", true);
+    REQUIRE(sent);
+    CHECK(sent->records >= backlog);
+    check_clean(last_stats(cr.report, "consumer", true), sent->records);
     ipc::open_channel(uri, ipc::role::receiver)->remove();
   }
 }

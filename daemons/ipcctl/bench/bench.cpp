@@ -4,12 +4,15 @@
 #include "runner.hpp"
 #include "transport.hpp"
 
+#include "cli.hpp"
+
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,46 +22,6 @@ namespace {
 
 constexpr std::size_t min_size = 8;  // room for the sequence number
 constexpr std::size_t max_size = std::size_t{16} << 20;
-
-void usage(std::FILE* out, const char* prog) {
-  std::fprintf(out,
-               "usage: %s [options]            (also: ipcctl bench [options])\n"
-               "Measures every libipc channel between two processes: one-way throughput (msgs/s, MB/s) and\n"
-               "round-trip latency (p50, p99), next to each mechanism done with plain syscalls (raw) and to\n"
-               "Boost.Interprocess message_queue, and prints the ratios. Every message is checked.\n"
-               "\n"
-               "  --duration S       seconds per measurement (default 0.5; the default run takes ~40 s)\n"
-               "  --sizes LIST       message sizes, e.g. 64,1K,16K (default); each %zu B .. 16M\n"
-               "  --channels LIST    any of pipe,fifo,msgq,sem,shm (default: all); boost_mq always runs\n"
-               "  --json             print the results as JSON instead of the table\n"
-               "  --csv              print the results as CSV instead of the table\n"
-               "  --plot FILE.png    also draw throughput and latency with gnuplot\n"
-               "  --check            exit 1 unless every channel, baseline and boost_mq has a figure\n"
-               "  --quiet            no progress lines on stderr\n"
-               "  -h, --help         this text\n"
-               "\n"
-               "Sizes above a channel's largest message are skipped and shown as \"—\".\n"
-               "Ratios: ×raw = libipc ÷ raw and ×boost = this row ÷ boost_mq, for throughput (above 1: faster)\n"
-               "and for p50 latency (above 1: slower).\n",
-               prog, min_size);
-}
-
-bool parse_size(std::string_view s, std::size_t& out) {
-  if (s.empty()) return false;
-  std::size_t mult = 1;
-  const char last = s.back();
-  if (last == 'K' || last == 'k') mult = 1024;
-  if (last == 'M' || last == 'm') mult = std::size_t{1} << 20;
-  if (mult != 1) s.remove_suffix(1);
-  if (s.empty() || s.size() > 9) return false;
-  std::size_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<std::size_t>(c - '0');
-  }
-  out = v * mult;
-  return true;
-}
 
 std::vector<std::string> split(std::string_view s) {
   std::vector<std::string> parts;
@@ -71,70 +34,56 @@ std::vector<std::string> split(std::string_view s) {
   }
 }
 
-// Returns 0 when parsed, else the exit code (2 for bad options, 0 after --help).
-int parse(int argc, char** argv, config& cfg, bool& done) {
+// Returns std::nullopt when parsed, else the exit status (2 for bad options, 0 after --help).
+std::optional<int> parse(int argc, char** argv, config& cfg) {
   const char* prog = argc > 0 ? argv[0] : "ipc-bench";
   cfg.prog = prog;
-  auto bad = [&](const std::string& what) {
-    std::fprintf(stderr, "%s: %s\n(see %s --help)\n", prog, what.c_str(), prog);
-    return 2;
-  };
   cfg.sizes = {64, 1024, 16384};
   for (auto c : channel_names) cfg.channels.emplace_back(c);
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    if (a == "-h" || a == "--help") {
-      usage(stdout, prog);
-      done = true;
-      return 0;
-    }
-    if (a == "--json") {
-      cfg.format = output_format::json;
-    } else if (a == "--csv") {
-      cfg.format = output_format::csv;
-    } else if (a == "--check") {
-      cfg.check = true;
-    } else if (a == "--quiet") {
-      cfg.quiet = true;
-    } else if (a == "--duration") {
-      const char* v = value();
-      if (v == nullptr) return bad("--duration needs a number of seconds");
-      char* end = nullptr;
-      const double d = std::strtod(v, &end);
-      if (end == v || *end != '\0' || !(d > 0) || d > 60) return bad(std::string("--duration '") + v + "': expected seconds in (0, 60]");
-      cfg.seconds = d;
-    } else if (a == "--sizes") {
-      const char* v = value();
-      if (v == nullptr) return bad("--sizes needs a list, e.g. 64,1K,16K");
-      cfg.sizes.clear();
-      for (const auto& p : split(v)) {
-        std::size_t n = 0;
-        if (!parse_size(p, n)) return bad("--sizes: '" + p + "' is not a size (e.g. 64, 4K, 1M)");
-        if (n < min_size || n > max_size) {
-          return bad("--sizes: " + p + " is outside " + std::to_string(min_size) + " B .. 16M");
-        }
-        cfg.sizes.push_back(n);
+  CLI::App app{"Measures every libipc channel between two processes: one-way throughput (msgs/s, MB/s) and\n"
+               "round-trip latency (p50, p99), next to each mechanism done with plain syscalls (raw) and to\n"
+               "Boost.Interprocess message_queue, and prints the ratios. Every message is checked.",
+               prog};
+  app.footer("Sizes above a channel's largest message are skipped and shown as \"—\".\n"
+             "Ratios: ×raw = libipc ÷ raw and ×boost = this row ÷ boost_mq, for throughput (above 1: faster)\n"
+             "and for p50 latency (above 1: slower). Also run as: ipcctl bench [options].");
+  ipc::daemon::add_common(app);
+  ipc::daemon::add_seconds(app, "--duration", cfg.seconds, 0.001, 60, "seconds per measurement (default 0.5; the default run takes ~40 s)");
+  std::string sizes, channels;
+  app.add_option("--sizes", sizes, "message sizes, e.g. 64,1K,16K (default); each " + std::to_string(min_size) + " B .. 16M")
+      ->type_name("LIST");
+  app.add_option("--channels", channels, "any of pipe,fifo,msgq,sem,shm (default: all); boost_mq always runs")->type_name("LIST");
+  bool json = false, csv = false;
+  auto* j = app.add_flag("--json", json, "print the results as JSON instead of the table");
+  app.add_flag("--csv", csv, "print the results as CSV instead of the table")->excludes(j);
+  app.add_option("--plot", cfg.plot_file, "also draw throughput and latency with gnuplot")->type_name("FILE.png");
+  app.add_flag("--check", cfg.check, "exit 1 unless every channel, baseline and boost_mq has a figure");
+  app.add_flag("--quiet", cfg.quiet, "no progress lines on stderr");
+  if (auto rc = ipc::daemon::parse(app, argc, argv)) return rc;
+  if (json) cfg.format = output_format::json;
+  if (csv) cfg.format = output_format::csv;
+  if (!sizes.empty()) {
+    cfg.sizes.clear();
+    for (const auto& p : split(sizes)) {
+      const auto n = ipc::daemon::parse_size(p);
+      if (!n) return ipc::daemon::usage_error(app, "--sizes: '" + p + "' is not a size (e.g. 64, 4K, 1M)");
+      if (*n < min_size || *n > max_size) {
+        return ipc::daemon::usage_error(app, "--sizes: " + p + " is outside " + std::to_string(min_size) + " B .. 16M");
       }
-    } else if (a == "--channels") {
-      const char* v = value();
-      if (v == nullptr) return bad("--channels needs a list, e.g. pipe,shm");
-      cfg.channels.clear();
-      for (const auto& p : split(v)) {
-        bool known = false;
-        for (auto c : channel_names) known = known || c == p;
-        if (!known) return bad("--channels: unknown channel '" + p + "' (pipe, fifo, msgq, sem, shm)");
-        cfg.channels.push_back(p);
-      }
-    } else if (a == "--plot") {
-      const char* v = value();
-      if (v == nullptr || *v == '\0') return bad("--plot needs a file name, e.g. bench.png");
-      cfg.plot_file = v;
-    } else {
-      return bad("unknown option '" + std::string(a) + "'");
+      cfg.sizes.push_back(static_cast<std::size_t>(*n));
     }
   }
-  return 0;
+  if (!channels.empty()) {
+    cfg.channels.clear();
+    for (const auto& p : split(channels)) {
+      bool known = false;
+      for (auto c : channel_names) known = known || c == p;
+      if (!known) return ipc::daemon::usage_error(app, "--channels: unknown channel '" + p + "' (pipe, fifo, msgq, sem, shm)");
+      cfg.channels.push_back(p);
+    }
+  }
+  if (app.count("--plot") > 0 && cfg.plot_file.empty()) return ipc::daemon::usage_error(app, "--plot needs a file name, e.g. bench.png");
+  return std::nullopt;
 }
 
 extern "C" void on_stop_signal(int) { stop_requested.store(true); }
@@ -234,8 +183,7 @@ int ipc_bench_main(int argc, char** argv) {
   const char* prog = argc > 0 ? argv[0] : "ipc-bench";
   try {
     config cfg;
-    bool done = false;
-    if (int rc = parse(argc, argv, cfg, done); rc != 0 || done) return rc;
+    if (auto rc = parse(argc, argv, cfg)) return *rc;
     if (!cfg.plot_file.empty() && find_gnuplot().empty()) {
       std::fprintf(stderr, "%s: --plot needs gnuplot, which is not installed: apt-get install gnuplot-nox\n", prog);
       return 2;

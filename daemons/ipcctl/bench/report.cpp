@@ -4,11 +4,13 @@
 
 #include <ipc/error.hpp>
 
-#include <boost/property_tree/json_parser.hpp>
-#include <boost/property_tree/ptree.hpp>
+#include "table.hpp"
+
+#include <ipc/process.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -73,37 +75,13 @@ std::string rate_label(double v) {
   return format("%.0f", v);
 }
 
-// Pads to `width` columns, counting UTF-8 code points (× and — are one column, several bytes).
-std::string pad(const std::string& s, std::size_t width, bool right = true) {
-  std::size_t cols = 0;
-  for (unsigned char ch : s) cols += (ch & 0xC0U) != 0x80U ? 1 : 0;
-  const std::string fill(cols < width ? width - cols : 0, ' ');
-  return right ? fill + s : s + fill;
-}
 
 std::string times(const std::optional<double>& v) {
   if (!v) return {};
   return *v < 0.1 ? format("%.3f×", *v) : format("%.2f×", *v);
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      out += format("\\u%04x", static_cast<unsigned>(ch));
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
 
-std::string json_number(const std::optional<double>& v) {
-  return v ? format("%.4f", *v) : std::string("null");
-}
 
 }  // namespace
 
@@ -142,57 +120,55 @@ std::string to_table(const config& cfg, const machine_info& m, const std::vector
   out += "throughput: the child sends, the parent receives and checks every message; latency: ping-pong round trip.\n";
   out += "×raw = libipc ÷ raw, ×boost = row ÷ boost_mq; for throughput above 1× is faster, for latency above 1× is slower.\n";
   for (std::size_t size : cfg.sizes) {
-    out += "\n" + pad(size_label(size), 18, false) + pad("one-way throughput", 37, false) + " | round-trip latency\n";
-    out += pad("channel", 10, false) + pad("impl", 8, false) + pad("msgs/s", 11) + pad("MB/s", 10) + pad("×raw", 8) +
-           pad("×boost", 8) + " |" + pad("p50 µs", 10) + pad("p99 µs", 10) + pad("×raw", 8) + pad("×boost", 8) + "\n";
+    out += "\n" + size_label(size) + ": one-way throughput | round-trip latency\n";
+    daemon::table t({"channel", "impl", "msgs/s", "MB/s", "×raw", "×boost", "|", "p50 µs", "p99 µs", "×raw", "×boost", ""},
+                    {false, false, true, true, true, true, false, true, true, true, true, false});
     for (const auto& c : r) {
       if (c.size != size) continue;
-      std::string line = pad(c.channel, 10, false) + pad(c.impl, 8, false);
       if (c.skipped) {
-        line += pad("—", 11) + pad("—", 10) + pad("", 16) + " |" + pad("—", 10) + pad("—", 10) + "   (" + c.reason + ")";
-      } else {
-        const ratios q = ratios_of(c, r);
-        line += pad(rate_label(c.msgs_per_s()), 11) + pad(format("%.1f", c.mb_per_s()), 10) + pad(times(q.raw_throughput), 8) +
-                pad(times(q.boost_throughput), 8) + " |" + pad(format("%.1f", c.latency.p50_us), 10) +
-                pad(format("%.1f", c.latency.p99_us), 10) + pad(times(q.raw_p50), 8) + pad(times(q.boost_p50), 8);
+        t.add({c.channel, c.impl, "—", "—", "", "", "|", "—", "—", "", "", "(" + c.reason + ")"});
+        continue;
       }
-      out += line + "\n";
+      const ratios q = ratios_of(c, r);
+      t.add({c.channel, c.impl, rate_label(c.msgs_per_s()), format("%.1f", c.mb_per_s()), times(q.raw_throughput),
+             times(q.boost_throughput), "|", format("%.1f", c.latency.p50_us), format("%.1f", c.latency.p99_us),
+             times(q.raw_p50), times(q.boost_p50), ""});
     }
+    out += t.render();
   }
   return out;
 }
 
 std::string to_json(const config& cfg, const machine_info& m, const std::vector<cell_result>& r) {
-  std::string out = "{\n  \"tool\": \"ipc-bench\",\n";
-  out += "  \"machine\": {\"cpus\": " + std::to_string(m.cpus) + ", \"cpu_model\": " + json_string(m.cpu_model) +
-         ", \"kernel\": " + json_string(m.kernel) + ", \"load_before\": " + format("%.2f", m.load_before) +
-         ", \"load_after\": " + format("%.2f", m.load_after) + "},\n";
-  out += "  \"config\": {\"duration_s\": " + format("%.6g", cfg.seconds) + ", \"sizes\": [";
-  for (std::size_t i = 0; i < cfg.sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(cfg.sizes[i]);
-  out += "], \"channels\": [";
-  for (std::size_t i = 0; i < cfg.channels.size(); ++i) out += (i ? ", " : "") + json_string(cfg.channels[i]);
-  out += "]},\n  \"results\": [";
-  for (std::size_t i = 0; i < r.size(); ++i) {
-    const auto& c = r[i];
-    out += i ? ",\n    {" : "\n    {";
-    out += "\"channel\": " + json_string(c.channel) + ", \"impl\": " + json_string(c.impl) +
-           ", \"size\": " + std::to_string(c.size) + ", \"skipped\": " + (c.skipped ? "true" : "false");
+  using json = nlohmann::ordered_json;
+  auto number = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  json results = json::array();
+  for (const auto& c : r) {
+    json cell = {{"channel", c.channel}, {"impl", c.impl}, {"size", c.size}, {"skipped", c.skipped}};
     if (c.skipped) {
-      out += ", \"reason\": " + json_string(c.reason) + "}";
-      continue;
+      cell["reason"] = c.reason;
+    } else {
+      const ratios q = ratios_of(c, r);
+      cell["throughput"] = {{"messages", c.throughput.messages},
+                            {"seconds", c.throughput.seconds},
+                            {"msgs_per_s", c.msgs_per_s()},
+                            {"mb_per_s", c.mb_per_s()}};
+      cell["latency"] = {{"round_trips", c.latency.round_trips}, {"p50_us", c.latency.p50_us}, {"p99_us", c.latency.p99_us}};
+      cell["ratio_vs_raw"] = {{"throughput", number(q.raw_throughput)}, {"latency_p50", number(q.raw_p50)}};
+      cell["ratio_vs_boost"] = {{"throughput", number(q.boost_throughput)}, {"latency_p50", number(q.boost_p50)}};
     }
-    const ratios q = ratios_of(c, r);
-    out += ",\n     \"throughput\": {\"messages\": " + std::to_string(c.throughput.messages) +
-           ", \"seconds\": " + format("%.6f", c.throughput.seconds) + ", \"msgs_per_s\": " + format("%.1f", c.msgs_per_s()) +
-           ", \"mb_per_s\": " + format("%.3f", c.mb_per_s()) + "},";
-    out += "\n     \"latency\": {\"round_trips\": " + std::to_string(c.latency.round_trips) +
-           ", \"p50_us\": " + format("%.3f", c.latency.p50_us) + ", \"p99_us\": " + format("%.3f", c.latency.p99_us) + "},";
-    out += "\n     \"ratio_vs_raw\": {\"throughput\": " + json_number(q.raw_throughput) +
-           ", \"latency_p50\": " + json_number(q.raw_p50) + "}, \"ratio_vs_boost\": {\"throughput\": " +
-           json_number(q.boost_throughput) + ", \"latency_p50\": " + json_number(q.boost_p50) + "}}";
+    results.push_back(std::move(cell));
   }
-  out += "\n  ]\n}\n";
-  return out;
+  const json doc = {{"tool", "ipc-bench"},
+                    {"machine",
+                     {{"cpus", m.cpus},
+                      {"cpu_model", m.cpu_model},
+                      {"kernel", m.kernel},
+                      {"load_before", m.load_before},
+                      {"load_after", m.load_after}}},
+                    {"config", {{"duration_s", cfg.seconds}, {"sizes", cfg.sizes}, {"channels", cfg.channels}}},
+                    {"results", std::move(results)}};
+  return doc.dump(2) + "\n";
 }
 
 std::string to_csv(const std::vector<cell_result>& r) {
@@ -285,28 +261,17 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
     if (!script || !data) detail::throw_errno(EIO, "write", dir.string());
   }
   const std::string script_path = (dir / "plot.gp").string();
-  const pid_t pid = ::fork();
-  if (pid < 0) detail::throw_errno(errno, "fork", "gnuplot");
-  if (pid == 0) {
-    ::execl(gnuplot.c_str(), "gnuplot", script_path.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) detail::throw_errno(errno, "waitpid", "gnuplot");
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw_error(errc::corrupt, "gnuplot", file, "gnuplot failed (status " + std::to_string(status) + "); see its messages above");
+  const exit_status st = process::exec({gnuplot, script_path}).join();
+  if (!st.success()) {
+    throw_error(errc::corrupt, "gnuplot", file, "gnuplot " + st.to_string() + "; see its messages above");
   }
 }
 
-std::vector<std::string> check_json(const std::string& json, const config& cfg) {
+std::vector<std::string> check_json(const std::string& text, const config& cfg) {
   std::vector<std::string> problems;
-  namespace pt = boost::property_tree;
-  pt::ptree root;
+  nlohmann::json root;
   try {
-    std::istringstream in(json);
-    pt::read_json(in, root);
+    root = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
     problems.push_back(std::string("the JSON output does not parse: ") + e.what());
     return problems;
@@ -322,22 +287,24 @@ std::vector<std::string> check_json(const std::string& json, const config& cfg) 
   }
   rows[std::string(boost_channel) + "/" + std::string(boost_impl)];
   try {
-    for (const auto& [unused, v] : root.get_child("results")) {
-      const std::string key = v.get<std::string>("channel") + "/" + v.get<std::string>("impl");
-      const std::string where = key + " " + v.get<std::string>("size") + " B";
+    for (const auto& v : root.at("results")) {
+      const std::string key = v.at("channel").get<std::string>() + "/" + v.at("impl").get<std::string>();
+      const std::string where = key + " " + std::to_string(v.at("size").get<std::size_t>()) + " B";
       auto it = rows.find(key);
       if (it == rows.end()) {
         problems.push_back(where + ": not a selected channel");
         continue;
       }
       ++it->second.entries;
-      if (v.get<bool>("skipped")) continue;
+      if (v.at("skipped").get<bool>()) continue;
       ++it->second.measured;
-      if (!(v.get<double>("throughput.msgs_per_s") > 0) || v.get<std::uint64_t>("throughput.messages") == 0) {
+      const auto& tp = v.at("throughput");
+      if (!(tp.at("msgs_per_s").get<double>() > 0) || tp.at("messages").get<std::uint64_t>() == 0) {
         problems.push_back(where + ": no throughput figure");
       }
-      if (v.get<std::uint64_t>("latency.round_trips") == 0 || !(v.get<double>("latency.p50_us") > 0) ||
-          v.get<double>("latency.p99_us") < v.get<double>("latency.p50_us")) {
+      const auto& lat = v.at("latency");
+      if (lat.at("round_trips").get<std::uint64_t>() == 0 || !(lat.at("p50_us").get<double>() > 0) ||
+          lat.at("p99_us").get<double>() < lat.at("p50_us").get<double>()) {
         problems.push_back(where + ": no latency figure (or p99 below p50)");
       }
     }

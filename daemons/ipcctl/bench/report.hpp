@@ -62,7 +62,7 @@ std::string find_gnuplot();
 /// Throws std::system_error when gnuplot cannot run or fails.
 void plot(const config& cfg, const machine_info& m, const std::vector<cell_result>& r, const std::string& file);
 
-/// Parses `json` back (Boost.PropertyTree) and lists what is missing or wrong: every selected
+/// Parses `json` back (nlohmann-json) and lists what is missing or wrong: every selected
 /// channel's libipc and raw rows and boost_mq must have, for at least one size, a measured cell,
 /// and every measured cell non-zero msgs/s, round trips and latency. Empty when all is well.
 std::vector<std::string> check_json(const std::string& json, const config& cfg);

@@ -1,14 +1,13 @@
 #include "runner.hpp"
 
 #include <ipc/error.hpp>
+#include <ipc/process.hpp>
 #include <ipc/unique_fd.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,10 +96,6 @@ std::string read_all(int fd) {
   }
 }
 
-std::string describe_status(const siginfo_t& si) {
-  if (si.si_code == CLD_EXITED) return "exited with status " + std::to_string(si.si_status);
-  return std::string("killed by signal ") + ::strsignal(si.si_status);
-}
 
 // Watches the child from a thread: if it dies with a failure, runs past its time budget, or the
 // user interrupts the run, the child is killed and the transport interrupted, so the parent's
@@ -108,8 +104,10 @@ class watchdog {
  public:
   enum class verdict { none, child_failed, timed_out, interrupted };
 
-  watchdog(pid_t pid, int pidfd, transport& t, clock_type::duration budget)
-      : pid_(pid), pidfd_(pidfd), t_(t), until_(clock_type::now() + budget),
+  // The thread only signals `child` and polls its pidfd (never reaps): the handle is the caller's
+  // again once stop() returned.
+  watchdog(process& child, transport& t, clock_type::duration budget)
+      : child_(child), pidfd_(child.pidfd()), t_(t), until_(clock_type::now() + budget),
         wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (!wake_) detail::throw_errno(errno, "eventfd", "bench watchdog");
     thread_ = std::thread([this] { run(); });
@@ -129,7 +127,12 @@ class watchdog {
  private:
   void fire(verdict v, bool kill_child) noexcept {
     verdict_ = v;
-    if (kill_child) ::kill(pid_, SIGKILL);
+    if (kill_child) {
+      try {
+        child_.kill(SIGKILL);
+      } catch (...) {  // NOLINT(bugprone-empty-catch): the child is gone already
+      }
+    }
     t_.interrupt();
   }
   void run() noexcept {
@@ -150,7 +153,7 @@ class watchdog {
     }
   }
 
-  pid_t pid_;
+  process& child_;
   int pidfd_;
   transport& t_;
   clock_type::time_point until_;
@@ -174,61 +177,38 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
   detail::check_unix(::pipe2(ctl, O_CLOEXEC), "pipe2", "bench control pipe");
   unique_fd ctl_rd(ctl[0]);
   unique_fd ctl_wr(ctl[1]);
-  const pid_t parent_pid = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) detail::throw_errno(errno, "fork", "bench child");
-  if (pid == 0) {
+  fork_options fo;
+  fo.parent_death_signal = SIGKILL;  // the parent ends the run: the child dies with it
+  process child = process::fork(fo, [&]() -> int {
     ctl_rd.reset();
-    // The parent ends the run: die with it, leave ^C to it.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent_pid) ::_exit(3);
-    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGINT, SIG_IGN);  // ^C is the parent's to handle
     ::signal(SIGTERM, SIG_DFL);
-    int rc = 0;
     try {
       t.open_child();
       write_text(ctl_wr.get(), "R");
       child_body(t);
     } catch (const std::exception& e) {
       write_text(ctl_wr.get(), std::string("E") + e.what());
-      rc = 1;
+      return 1;
     }
-    ::_exit(rc);
-  }
+    return 0;
+  });
   ctl_wr.reset();
-
-  // From here on the child is reaped on every path.
-  struct reaper {
-    pid_t pid;
-    bool reaped = false;
-    siginfo_t status{};
-    void reap(clock_type::duration grace) noexcept {
-      if (reaped) return;
-      const auto until = clock_type::now() + grace;
-      for (;;) {
-        siginfo_t si{};
-        if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG) == 0 && si.si_pid != 0) {
-          status = si;
-          reaped = true;
-          return;
-        }
-        if (clock_type::now() > until) {
-          ::kill(pid, SIGKILL);
-          while (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED) != 0 && errno == EINTR) {
-          }
-          status = si;
-          reaped = true;
-          return;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
+  const pid_t pid = child.pid();
+  // From here on the child is reaped on every path: join within a grace, else SIGKILL and join.
+  std::optional<exit_status> status;
+  auto reap = [&](clock_type::duration grace) {
+    if (status) return;
+    status = child.join_for(grace);
+    if (!status) {
+      child.kill(SIGKILL);
+      status = child.join();
     }
-    ~reaper() { reap(std::chrono::seconds(0)); }
-  } child{pid};
+  };
 
   auto child_error = [&](const std::string& text) {
-    child.reap(std::chrono::seconds(2));
-    std::string what = text.size() > 1 && text[0] == 'E' ? text.substr(1) : describe_status(child.status);
+    reap(std::chrono::seconds(2));
+    std::string what = text.size() > 1 && text[0] == 'E' ? text.substr(1) : status->to_string();
     throw_error(errc::closed, "child", "pid " + std::to_string(pid), what);
   };
 
@@ -248,11 +228,8 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
     if (clock_type::now() > ready_by) child_error("Enot ready after 15 s");
   }
 
-  // Via syscall(): glibc 2.36's <sys/pidfd.h> lacks extern "C" for C++.
-  unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) detail::throw_errno(errno, "pidfd_open", "pid " + std::to_string(pid));
   const auto budget = std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(3 * seconds + 20));
-  watchdog dog(pid, pidfd.get(), t, budget);
+  watchdog dog(child, t, budget);
   std::exception_ptr failure;
   try {
     t.open_parent();
@@ -262,9 +239,9 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
   }
   dog.stop();
   // A child that is still blocked after this side failed would wait for ever: a short grace only.
-  child.reap(failure ? std::chrono::milliseconds(300) : std::chrono::milliseconds(10000));
+  reap(failure ? std::chrono::milliseconds(300) : std::chrono::milliseconds(10000));
   const std::string text = read_all(ctl_rd.get());
-  const bool child_ok = child.status.si_code == CLD_EXITED && child.status.si_status == 0;
+  const bool child_ok = status->success();
   switch (dog.result()) {
     case watchdog::verdict::interrupted: throw_error(errc::closed, "bench", "run", "interrupted");
     case watchdog::verdict::timed_out:
@@ -273,7 +250,7 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
   }
   if (!child_ok) {
     // The child's own error explains the parent's (a closed channel, say) better.
-    std::string what = text.size() > 1 && text[0] == 'E' ? text.substr(1) : describe_status(child.status);
+    std::string what = text.size() > 1 && text[0] == 'E' ? text.substr(1) : status->to_string();
     throw_error(errc::closed, "child", "pid " + std::to_string(pid), what);
   }
   if (failure) std::rethrow_exception(failure);

@@ -64,6 +64,26 @@ struct exec_options {
   int stderr_fd = -1;
   /// More fds to hand over: {child fd, our fd}, e.g. {3, pipe_end} for "pipe:fd=3".
   std::vector<std::pair<int, int>> pass_fds;
+  /// Names removed from the child's environment (e.g. "NOTIFY_SOCKET": a child that is not the
+  /// unit's main process must not talk to systemd for it). Applied to `env` or to ours.
+  std::vector<std::string> unset_env;
+  /// "K=V" entries added to (or replacing K in) the child's environment, after unset_env.
+  std::vector<std::string> set_env;
+  /// The child leads a new process group (setpgid(0, 0)): a terminal's Ctrl-C reaches only us.
+  bool new_process_group = false;
+  /// The child leads a new session (setsid); implies a new process group.
+  bool new_session = false;
+  /// Signal the kernel sends the child when this thread's process dies (PR_SET_PDEATHSIG); 0 none.
+  /// A parent that died before the child armed it is caught too: the child then exits at once.
+  int parent_death_signal = 0;
+};
+
+/// What process::fork sets up in the child before running the callable (the subset of
+/// exec_options that has a meaning without execve).
+struct fork_options {
+  bool new_process_group = false;  ///< as exec_options::new_process_group
+  bool new_session = false;        ///< as exec_options::new_session
+  int parent_death_signal = 0;     ///< as exec_options::parent_death_signal
 };
 
 class IPC_API process {
@@ -75,6 +95,21 @@ class IPC_API process {
   template <typename F>
   static process fork(F&& body) {
     return fork_impl([&body]() -> int {
+      if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
+        std::invoke(body);
+        return 0;
+      } else {
+        return static_cast<int>(std::invoke(body));
+      }
+    });
+  }
+
+  /// As fork(body), with the child first set up by `options` (process group, session, death signal).
+  /// Throws as fork(body). A step that fails in the child (or a parent that died before the death
+  /// signal was armed) makes the child write the failed call on stderr and exit 127 without body().
+  template <typename F>
+  static process fork(const fork_options& options, F&& body) {
+    return fork_with(options, [&body]() -> int {
       if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
         std::invoke(body);
         return 0;
@@ -129,6 +164,7 @@ class IPC_API process {
  private:
   process(pid_t pid, unique_fd pidfd) noexcept : pid_(pid), pidfd_(std::move(pidfd)) {}
   static process fork_impl(const std::function<int()>& body);
+  static process fork_with(const fork_options& options, const std::function<int()>& body);
   void kill_and_reap() noexcept;
 
   pid_t pid_ = -1;

@@ -3,7 +3,17 @@
 #include <algorithm>
 #include <cstdio>
 
-namespace ipcctl {
+namespace ipc::daemon {
+namespace {
+
+// Display columns of UTF-8 text: code points (no wide characters in our tables).
+std::size_t columns(const std::string& s) {
+  std::size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0U) != 0x80U ? 1 : 0;
+  return n;
+}
+
+}  // namespace
 
 table::table(std::vector<std::string> headers, std::vector<bool> right_aligned)
     : headers_(std::move(headers)), right_(std::move(right_aligned)) {
@@ -17,15 +27,15 @@ void table::add(std::vector<std::string> row) {
 
 std::string table::render() const {
   std::vector<std::size_t> width(headers_.size());
-  for (std::size_t c = 0; c < headers_.size(); ++c) width[c] = headers_[c].size();
+  for (std::size_t c = 0; c < headers_.size(); ++c) width[c] = columns(headers_[c]);
   for (const auto& r : rows_) {
-    for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+    for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], columns(r[c]));
   }
   std::string out;
   auto line = [&](const std::vector<std::string>& cells) {
     std::string l;
     for (std::size_t c = 0; c < cells.size(); ++c) {
-      std::string pad(width[c] - cells[c].size(), ' ');
+      std::string pad(width[c] - columns(cells[c]), ' ');
       if (c > 0) l += "  ";
       l += right_[c] ? pad + cells[c] : cells[c] + pad;
     }
@@ -59,4 +69,4 @@ std::string fmt(double v, int decimals) {
   return buf;
 }
 
-}  // namespace ipcctl
+}  // namespace ipc::daemon

@@ -1,10 +1,12 @@
-// Plain-text tables, and a live table that redraws in place on a terminal.
+// The one table printer of the toolkit's programs (ipcctl's list/status/launch, the bench), and a
+// live table that redraws in place on a terminal. Widths count UTF-8 code points (× and — are one
+// column).
 //
-//   ipcctl::table t({"channel", "records/s"}, {false, true});   // right-align numbers
+//   ipc::daemon::table t({"channel", "records/s"}, {false, true});   // right-align numbers
 //   t.add({"msgq", "120000"});
 //   std::cout << t.render();
 //
-//   ipcctl::live_area live(std::cout, ::isatty(1));
+//   ipc::daemon::live_area live(std::cout, ::isatty(1));
 //   live.show(t.render());   // terminal: moves the cursor up over the last drawing and overwrites it
 //   live.forget();           // keep what is on screen (e.g. before writing log lines under it)
 #pragma once
@@ -13,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace ipcctl {
+namespace ipc::daemon {
 
 class table {
  public:
@@ -46,4 +48,11 @@ class live_area {
 /// Fixed-point text: fmt(3.14159, 1) == "3.1".
 std::string fmt(double v, int decimals);
 
+}  // namespace ipc::daemon
+
+// ipcctl's names for them.
+namespace ipcctl {
+using ipc::daemon::fmt;
+using ipc::daemon::live_area;
+using ipc::daemon::table;
 }  // namespace ipcctl

@@ -1,0 +1,148 @@
+// The daemon skeleton every toolkit daemon (ipc-producer, ipc-consumer, ipc-bridge …) runs on: one
+// Boost.Asio loop with the signals (SIGTERM/SIGINT stop, SIGHUP reload, SIGUSR1 report), the stats
+// and watchdog timers, systemd notification through ipc::sd_notifier (READY=1, STATUS=, WATCHDOG=1,
+// STOPPING=1; no-ops outside systemd), the stats line and status file, and the exit status. A
+// daemon adds only its data logic:
+//
+//   daemon_loop d({"ipc-consumer", "consumer", uri, status_path, 1.0});
+//   d.start({.stop = [&](int) { drain(); d.finish(exit_ok); },
+//            .reload = [&] { reopen_sink(); },
+//            .report = [&](bool final) { d.publish(figures, latency, final); }});
+//   return d.run();                      // the code given to finish()
+//
+// reopener is the channel-loss back-off: see below.
+#pragma once
+
+#include "exit_status.hpp"
+#include "log.hpp"
+#include "stats.hpp"
+
+#include <ipc/sd_notify.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace ipc::daemon {
+
+/// Calls fn every `period` on the loop (drift-free; a late tick does not cause a burst).
+class periodic_timer {
+ public:
+  explicit periodic_timer(boost::asio::io_context& io) : timer_(io) {}
+  /// (Re)starts the timer. Never blocks.
+  void start(std::chrono::steady_clock::duration period, std::function<void()> fn);
+  /// Stops it; a tick already queued is dropped. Never throws.
+  void cancel() noexcept;
+
+ private:
+  void arm();
+  boost::asio::steady_timer timer_;
+  std::chrono::steady_clock::duration period_{};
+  std::chrono::steady_clock::time_point next_{};
+  std::function<void()> fn_;
+  bool active_ = false;
+};
+
+/// Who a daemon is, for its logs, stats line and status file.
+struct daemon_config {
+  std::string program;                ///< "ipc-consumer"
+  std::string role;                   ///< the stats line's role= and the log prefix: "consumer"
+  std::string channel;                ///< the URI the stats line names
+  std::filesystem::path status_file;  ///< empty: none
+  double stats_interval = 1.0;        ///< seconds between stats lines; 0: only the final one
+};
+
+class daemon_loop {
+ public:
+  struct hooks {
+    std::function<void(int sig)> stop;       ///< SIGTERM / SIGINT (once; later ones are ignored)
+    std::function<void()> reload;            ///< SIGHUP
+    std::function<void(bool final)> report;  ///< stats timer, SIGUSR1, finish(): call publish()
+  };
+
+  /// Reads NOTIFY_SOCKET / WATCHDOG_USEC (a malformed socket is logged once). Never blocks.
+  explicit daemon_loop(daemon_config config);
+  daemon_loop(const daemon_loop&) = delete;
+  daemon_loop& operator=(const daemon_loop&) = delete;
+
+  [[nodiscard]] boost::asio::io_context& io() noexcept { return io_; }
+  [[nodiscard]] const daemon_config& config() const noexcept { return config_; }
+
+  /// Installs the signal handlers, sends READY=1 and starts the stats and watchdog timers (WATCHDOG=1
+  /// every WATCHDOG_USEC/2 while the loop turns and healthy() holds). Call once the channel is open.
+  void start(hooks h);
+  /// WATCHDOG=1 is sent only while fn returns true (default: always; the loop turning is the proof).
+  void set_health(std::function<bool()> fn) { health_ = std::move(fn); }
+  /// The stats line on stderr and in the status file, and STATUS= to systemd. Never throws.
+  void publish(const figures& f, latency_histogram& latency, bool final) noexcept;
+  /// STOPPING=1, once. Never throws.
+  void notify_stopping() noexcept;
+  /// The final report (hooks.report(true)), status file removed, timers and signals cancelled;
+  /// run() then returns `code`. Later calls do nothing.
+  void finish(int code);
+  [[nodiscard]] bool finished() const noexcept { return finished_; }
+  /// Runs the loop until finish(); returns finish's code.
+  int run();
+
+  /// Logs "<role>: …" at priority p.
+  template <typename... Args>
+  void say(priority p, const Args&... args) const {
+    log(p, config_.role, ": ", args...);
+  }
+
+ private:
+  void wait_signal();
+  void notify(std::string_view state) noexcept;
+
+  daemon_config config_;
+  boost::asio::io_context io_;
+  boost::asio::signal_set signals_;
+  periodic_timer stats_timer_, watchdog_timer_;
+  ipc::sd_notifier notifier_;
+  bool notify_failed_once_ = false;
+  stats_reporter reporter_;
+  hooks hooks_;
+  std::function<bool()> health_;
+  bool stop_seen_ = false, stopping_sent_ = false, finished_ = false;
+  int code_ = exit_ok;
+};
+
+/// Reopening a lost channel with back-off: the delay doubles from 10 ms to 1 s and goes back to
+/// 10 ms only when data flows again (progress()), not when open() succeeds - a channel whose peer
+/// is absent often opens fine and fails at once, and must not become a busy loop. Every log line
+/// goes through one throttle (3, then one per 10 s), also reset by progress().
+class reopener {
+ public:
+  reopener(daemon_loop& loop, std::string what);
+  /// Logs why (throttled) and calls retry on the loop after the current delay. Never blocks.
+  void lost(std::string_view why, std::function<void()> retry);
+  /// Logs that the channel is open again (throttled).
+  void reopened(std::string_view name);
+  /// Data moved: the peer is back.
+  void progress() noexcept;
+  void cancel() noexcept;
+  [[nodiscard]] bool pending() const noexcept { return pending_; }
+  /// Reopen attempts since the last progress().
+  [[nodiscard]] std::uint64_t attempts() const noexcept { return attempts_; }
+
+ private:
+  daemon_loop& loop_;
+  std::string what_;
+  boost::asio::steady_timer timer_;
+  throttle throttle_;
+  std::chrono::milliseconds delay_{10};
+  std::uint64_t attempts_ = 0;
+  bool pending_ = false;
+};
+
+/// The directory of this executable (/proc/self/exe), where the sibling daemons live. Throws.
+std::string own_directory();
+
+}  // namespace ipc::daemon

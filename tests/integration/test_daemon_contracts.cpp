@@ -1,0 +1,243 @@
+// The daemons' contracts, run as users run them (fork+exec of the real binaries): a usage error
+// leaves nothing behind, the sink stops the consumer, a consumer whose peer is gone backs off, a
+// pipe consumer that exits 2 is started once. Each test process has its own IPC_RUNTIME_DIR.
+#include "test_support.hpp"
+
+#include <ipc/msg_queue.hpp>
+#include <ipc/uri.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using ipc::test::build_path;
+using ipc::test::spawn;
+using ipc::test::unique_name;
+
+namespace {
+
+const std::string producer_bin = build_path("daemons/ipc-producer");
+const std::string consumer_bin = build_path("daemons/ipc-consumer");
+const std::string ipcctl_bin = build_path("daemons/ipcctl/ipcctl");
+
+// Every path under the runtime directory (files, FIFOs, the status directory …).
+std::set<std::string> runtime_tree() {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(ipc::runtime_dir(), ec)) out.insert(e.path().string());
+  return out;
+}
+
+// /dev/shm entries that carry `name`.
+std::set<std::string> shm_entries(const std::string& name) {
+  std::set<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) {
+    if (e.path().filename().string().find(name) != std::string::npos) out.insert(e.path().string());
+  }
+  return out;
+}
+
+std::size_t count_lines(const std::string& text, const std::string& needle) {
+  std::istringstream in(text);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos ? 1 : 0;
+  return n;
+}
+
+// utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15).
+long cpu_ticks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(f, stat);
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
+
+}  // namespace
+
+TEST_CASE("daemons: each usage error exits 2 and leaves no object, key file, FIFO or status file", "[daemons]") {
+  const std::string name = unique_name("usage");
+  struct bad_case {
+    std::vector<std::string> argv;
+    std::string says;
+  };
+  const std::vector<bad_case> cases = {
+      {{producer_bin, "--channel", "msgq:" + name, "--size", "12x"}, "not a size"},
+      {{producer_bin, "--channel", "msgq:" + name, "--size", "18446744073709551615"}, "outside"},
+      {{producer_bin, "--channel", "msgq:" + name, "--size", "18446744073709551616"}, "not a size"},
+      {{producer_bin, "--channel", "msgq:" + name, "--rate", "-1"}, "not a non-negative integer"},
+      {{producer_bin, "--channel", "msgq:" + name, "--rate", "2000000000"}, "outside"},
+      {{producer_bin, "--channel", "msgq:" + name, "--stats-interval", "-1"}, "outside"},
+      {{producer_bin, "--channel", "msgq:" + name, "--size", "70000"}, "exceeds msgq's largest message, 8192"},
+      {{producer_bin, "--channel", "sem:" + name, "--size", "70000"}, "exceeds sem's largest message"},
+      {{producer_bin, "--channel", "shm:" + name + "?max_message=1K", "--size", "2000"}, "exceeds shm's largest message"},
+      {{producer_bin, "--channel", "fifo:" + name + ".fifo", "--size", "70000"}, "exceeds fifo's largest message"},
+      {{producer_bin, "--channel", "pipe", "--size", "70000"}, "exceeds pipe's largest message"},
+      {{producer_bin, "--channel", "shm:" + name + "?capacity=12x"}, "capacity"},
+      {{producer_bin, "--channel", "msgq:" + name, "--consumer-arg", "x"}, "--channel pipe only"},
+      {{consumer_bin, "--channel", "msgq:" + name, "--count", "18446744073709551616"}, "not a non-negative integer"},
+      {{consumer_bin, "--channel", "msgq:" + name + "?max_message=nope"}, "max_message"},
+      {{consumer_bin, "--channel", "msgq:" + name, "--sink", (ipc::runtime_dir() / (name + ".out")).string(),
+        "--stats-interval", "86401"},
+       "outside"},
+      {{ipcctl_bin, "launch", "msgq", "--prefix", name, "--size", "70000"}, "exceeds msgq's largest message"},
+      {{ipcctl_bin, "launch", "all", "--prefix", name, "--size", "18446744073709551615"}, "outside"},
+  };
+  for (const auto& c : cases) {
+    INFO(Catch::Detail::stringify(c.argv));
+    const auto tree_before = runtime_tree();
+    // ipcs before and after, inside a private IPC namespace: exactly what this command made, no
+    // matter what other tests on the machine do meanwhile.
+    std::vector<std::string> argv{"/usr/bin/unshare", "--ipc", "--", "/bin/sh", "-c",
+                                  "ipcs; echo ===; \"$@\"; echo \"=== rc=$?\"; ipcs", "sh"};
+    argv.insert(argv.end(), c.argv.begin(), c.argv.end());
+    auto r = spawn(argv).wait(30s);
+    INFO(r.report);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.report.find("=== rc=2") != std::string::npos);
+    CHECK(r.report.find(c.says) != std::string::npos);
+    const auto first = r.report.find("===");
+    const auto last = r.report.find("=== rc=");
+    REQUIRE(last != std::string::npos);
+    const auto rc_end = r.report.find('\n', last);
+    CHECK(r.report.substr(0, first) == r.report.substr(rc_end + 1));  // ipcs unchanged
+    CHECK(runtime_tree() == tree_before);
+    CHECK(shm_entries(name).empty());
+  }
+}
+
+namespace {
+
+// The records= figure of the last stats line of `role` in a report.
+std::uint64_t final_records(const std::string& report, const std::string& role) {
+  std::istringstream in(report);
+  std::uint64_t n = 0;
+  bool found = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("stats role=" + role) == std::string::npos || line.find("final=1") == std::string::npos) continue;
+    const auto at = line.find(" records=");
+    n = std::stoull(line.substr(at + 9));
+    found = true;
+  }
+  return found ? n : UINT64_MAX;
+}
+
+}  // namespace
+
+TEST_CASE("daemons: ipc-consumer --sink - | head -n 2 exits at once and leaves the rest queued", "[daemons]") {
+  // A producer keeps the queue full (it blocks while it is): a consumer that treated EPIPE as a
+  // channel error would reopen and drain it into the dead pipe for ever.
+  const std::string name = unique_name("head");
+  auto producer = spawn({producer_bin, "--channel", "msgq:" + name, "--rate", "0", "--size", "1000", "--stats-interval", "0"});
+  ipc::msgq_options open;
+  open.open = ipc::open_mode::open_only;
+  std::optional<ipc::msg_queue> q;
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < until && (!q || q->stats().messages < 10)) {
+    try {
+      if (!q) q.emplace(name, open);
+    } catch (const std::system_error&) {  // not created yet
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE(q);
+  REQUIRE(q->stats().messages >= 10);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = spawn({"/bin/bash", "-c",
+                  "\"$0\" --channel \"$1\" --sink - --stats-interval 0 | head -n 2 >/dev/null; echo \"consumer=${PIPESTATUS[0]}\"",
+                  consumer_bin, "msgq:" + name})
+               .wait(30s);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  INFO(r.report);
+  CHECK(r.exit_code == 0);
+  CHECK(took < 2s);
+  CHECK(r.report.find("consumer=4") != std::string::npos);  // exit_sink, not a channel error (1)
+  CHECK(r.report.find("Broken pipe") != std::string::npos);
+  CHECK(count_lines(r.report, "reopen") == 0);
+
+  producer.kill(SIGTERM);
+  auto p = producer.wait(30s);
+  INFO(p.report);
+  CHECK(p.exit_code == 0);
+  // Exact accounting: every record sent was either taken by the consumer before it stopped or is
+  // still queued for the next one.
+  const std::uint64_t sent = final_records(p.report, "producer");
+  const std::uint64_t taken = final_records(r.report, "consumer");
+  const std::uint64_t queued = q->stats().messages;
+  CHECK(queued >= 10);
+  CHECK(sent == taken + queued);
+  q->remove();
+}
+
+TEST_CASE("daemons: an shm consumer whose producer is gone backs off: few log lines, under 2% CPU", "[daemons]") {
+  const std::string name = unique_name("alone");
+  auto fill = spawn({producer_bin, "--channel", "shm:" + name, "--count", "10", "--rate", "0", "--stats-interval", "0"}).wait(30s);
+  REQUIRE(fill.exit_code == 0);
+  auto c = spawn({consumer_bin, "--channel", "shm:" + name, "--stats-interval", "0"});
+  std::this_thread::sleep_for(5s);
+  const long ticks = cpu_ticks(c.pid());
+  c.kill(SIGTERM);
+  auto r = c.wait(30s);
+  INFO(r.report);
+  CHECK(r.exit_code == 0);
+  const long hz = ::sysconf(_SC_CLK_TCK);
+  CHECK(ticks < hz * 5 / 50);  // < 2 % of 5 s
+  std::size_t lines = count_lines(r.report, "<");
+  CHECK(lines <= 15);
+  std::filesystem::remove(std::string("/dev/shm/libipc.") + name);
+}
+
+TEST_CASE("daemons: a pipe consumer that exits 2 is started once and the producer exits 2", "[daemons]") {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = spawn({producer_bin, "--channel", "pipe", "--consumer-arg", "--bogus", "--stats-interval", "0"}).wait(30s);
+  INFO(r.report);
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  CHECK(r.exit_code == 2);
+  CHECK(count_lines(r.report, "ipc-consumer pid") == 2);  // started, then exited with code 2
+  CHECK(count_lines(r.report, " started") == 1);
+  CHECK(count_lines(r.report, "not restarted") == 1);
+  CHECK(count_lines(r.report, "--bogus") >= 1);
+}
+
+TEST_CASE("daemons: a sink that fails with ENOSPC stops the consumer, which exits 4 and takes no more", "[daemons]") {
+  const std::string name = unique_name("full");
+  auto fill = spawn({producer_bin, "--channel", "msgq:" + name, "--count", "100", "--size", "64", "--rate", "0",
+                     "--stats-interval", "0"})
+                  .wait(30s);
+  REQUIRE(fill.exit_code == 0);
+  ipc::msgq_options open;
+  open.open = ipc::open_mode::open_only;
+  ipc::msg_queue q(name, open);
+  REQUIRE(q.stats().messages == 100);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = spawn({consumer_bin, "--channel", "msgq:" + name, "--sink", "/dev/full", "--stats-interval", "0"}).wait(30s);
+  INFO(r.report);
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+  CHECK(r.exit_code == 4);
+  CHECK(r.report.find("No space left on device") != std::string::npos);
+  CHECK(count_lines(r.report, "reopen") == 0);
+  const std::uint64_t taken = final_records(r.report, "consumer");
+  CHECK(taken == 1);  // the first record's flush failed: nothing more was taken
+  CHECK(q.stats().messages == 99);
+  q.remove();
+}
