@@ -10,6 +10,7 @@
 #include "detail/layout_header.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
