@@ -18,7 +18,11 @@ export PKG_CONFIG_PATH="$root/$libdir/pkgconfig"
 # The .pc file names the final prefix; point the compiler at the staged copy.
 cflags=$(pkg-config --define-variable=prefix="$root" --cflags libipc)
 libs=$(pkg-config --define-variable=prefix="$root" --libs libipc)
-g++ -std=c++20 -Wall -Werror "$work/hello.cpp" $cflags $libs -o "$work/hello"
+# A sanitized library (the ASan+UBSan run of scripts/test) needs a sanitized program: same flags.
+sanitize=$(meson introspect "$build_root" --buildoptions | python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"]=="b_sanitize"))')
+san_flags=()
+[ "$sanitize" != none ] && san_flags=(-fsanitize="$sanitize" -fno-omit-frame-pointer)
+g++ -std=c++20 -Wall -Werror "${san_flags[@]}" "$work/hello.cpp" $cflags $libs -o "$work/hello"
 export IPC_RUNTIME_DIR="$work/run"
 out=$(LD_LIBRARY_PATH="$root/$libdir" "$work/hello")
 echo "$out"

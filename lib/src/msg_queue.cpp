@@ -209,7 +209,7 @@ void msg_queue::open(const msgq_options& o) {
           if (id_ < 0 && errno == ENOENT && attempt < 3) continue;
         }
       }
-      if (id_ < 0) detail::throw_errno(errno, "msgget", object_);
+      if (id_ < 0) detail::throw_sysv_create_error(errno, "msgget", object_);
     }
     msqid_ds ds{};
     detail::check_unix(::msgctl(id_, IPC_STAT, &ds), "msgctl", "IPC_STAT, " + object_);

@@ -8,6 +8,7 @@ namespace ipc {
 
 std::unique_ptr<channel> open_channel(std::string_view uri_text, role r) {
   const auto uri = channel_uri::parse(uri_text);
+  uri.require_safe_name();  // one name rule for every mechanism, before any factory runs
   // One line per mechanism (its factory lives next to it).
   if (uri.scheme == "msgq") return detail::open_msgq_uri(uri, r);
   if (uri.scheme == "shm") return detail::open_shm_uri(uri, r);

@@ -43,9 +43,16 @@ semaphore_set::semaphore_set(std::string_view name, open_mode mode, std::vector<
   object_ = key_file_;
   check_values(initial_values);  // before the key file is made: nothing half-created is left behind
   if (mode != open_mode::open_only) detail::check_new_mode(perms, "semget", key_file_);
+  const bool key_file_existed = ::access(key_file_.c_str(), F_OK) == 0;
   key_ = detail::sysv_key(key_file_, 'S', mode != open_mode::open_only);
   object_ = describe(key_file_, key_);
-  open(mode, initial_values, perms);
+  try {
+    open(mode, initial_values, perms);
+  } catch (...) {
+    // A failed create (e.g. kernel.sem exhausted) leaves no key file behind, unless a set uses it.
+    if (!key_file_existed && ::semget(key_, 0, 0) == -1 && errno == ENOENT) ::unlink(key_file_.c_str());
+    throw;
+  }
 }
 
 semaphore_set::semaphore_set(key_t key, std::string label, open_mode mode,
@@ -120,7 +127,7 @@ void semaphore_set::open(open_mode mode, const std::vector<unsigned short>& init
         }
         return;
       }
-      if (errno != EEXIST || mode == open_mode::create_only) detail::throw_errno(errno, "semget", object_);
+      if (errno != EEXIST || mode == open_mode::create_only) detail::throw_sysv_create_error(errno, "semget", object_);
     }
     int id = ::semget(key_, 0, 0);
     if (id < 0) {

@@ -4,6 +4,8 @@
 #include <ipc/unique_fd.hpp>
 
 #include "detail/layout_header.hpp"
+#include "detail/names.hpp"
+#include "detail/reserve_pages.hpp"
 #include "detail/sysv_key.hpp"
 
 #include <boost/interprocess/exceptions.hpp>
@@ -11,6 +13,7 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
@@ -35,13 +38,7 @@ void check_create_size(std::size_t size, const std::string& object) {
 }
 
 void check_plain(std::string_view name, std::string_view object) {
-  bool ok = !name.empty() && name.size() <= 200 && name != "." && name != "..";
-  for (char c : name) {
-    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                 c == '_' || c == '-';
-    ok = ok && plain;
-  }
-  if (!ok) detail::throw_errno(EINVAL, "shm_open(name must be [A-Za-z0-9._-]{1,200})", object);
+  if (detail::plain_name_problem(name)) detail::throw_errno(EINVAL, "shm_open(name must be [A-Za-z0-9._-]{1,200})", object);
 }
 
 [[noreturn]] void rethrow_boost(const bip::interprocess_exception& e, int fallback, const char* call,
@@ -95,10 +92,11 @@ posix_segment::posix_segment(std::string_view name, open_mode mode, std::size_t 
     }
     if (created_) {
       try {
-        impl_->shm.truncate(static_cast<bip::offset_t>(size));
-      } catch (const bip::interprocess_exception& e) {
+        // Pages reserved now: a full /dev/shm is ENOSPC here, never SIGBUS on a later write.
+        detail::reserve_pages(impl_->shm.get_mapping_handle().handle, size, object_);
+      } catch (...) {
         ::shm_unlink(("/" + pname).c_str());
-        rethrow_boost(e, EIO, "ftruncate", object_);
+        throw;
       }
       break;
     }
@@ -174,9 +172,16 @@ sysv_segment::sysv_segment(std::string_view name, open_mode mode, std::size_t si
     check_create_size(size, key_file_);
     detail::check_new_mode(perms, "shmget", key_file_);
   }
+  const bool key_file_existed = ::access(key_file_.c_str(), F_OK) == 0;
   key_ = detail::sysv_key(key_file_, 'H', mode != open_mode::open_only);
   object_ = describe(key_file_, key_);
-  open(mode, size, perms);
+  try {
+    open(mode, size, perms);
+  } catch (...) {
+    // A failed create (e.g. kernel.shmmni exhausted) leaves no key file behind, unless a segment uses it.
+    if (!key_file_existed && ::shmget(key_, 0, 0) == -1 && errno == ENOENT) ::unlink(key_file_.c_str());
+    throw;
+  }
 }
 
 sysv_segment::sysv_segment(key_t key, std::string label, open_mode mode, std::size_t size, mode_t perms)
@@ -197,7 +202,7 @@ void sysv_segment::open(open_mode mode, std::size_t size, mode_t perms) {
       if (id_ >= 0) {
         created_ = true;
       } else if (errno != EEXIST || mode == open_mode::create_only) {
-        detail::throw_errno(errno, "shmget", object_);
+        detail::throw_sysv_create_error(errno, "shmget", object_, size);
       }
     }
     if (!created_) {
@@ -283,12 +288,37 @@ layout_segment::layout_segment(segment_backing backing, std::string_view name, o
   // A payload of 0 bytes is allowed for creation: the layout is then the header alone.
   std::size_t create_size = total != 0 ? total : spec.header_size;
   std::size_t size = mode == open_mode::open_only ? total : create_size;
-  if (backing == segment_backing::posix) {
-    segment_ = std::make_unique<posix_segment>(name, mode, size, perms);
-  } else {
-    segment_ = std::make_unique<sysv_segment>(name, mode, size, perms);
+  for (int attempt = 0;; ++attempt) {
+    if (backing == segment_backing::posix) {
+      segment_ = std::make_unique<posix_segment>(name, mode, size, perms);
+    } else {
+      segment_ = std::make_unique<sysv_segment>(name, mode, size, perms);
+    }
+    // A creator killed mid-initialisation never publishes; when it is provably dead, open_or_create
+    // replaces its segment instead of failing on it (POSIX: removal by name is made safe below).
+    if (backing != segment_backing::posix || mode != open_mode::open_or_create || attempt >= 3 ||
+        !replace_abandoned(static_cast<posix_segment&>(*segment_), name)) {
+      break;
+    }
   }
   attach(spec, init);
+}
+
+bool layout_segment::replace_abandoned(posix_segment& seg, std::string_view name) {
+  if (seg.created() || seg.size() < sizeof(detail::layout_header)) return false;
+  if (!detail::abandoned(reinterpret_cast<const detail::layout_header*>(seg.data()))) return false;
+  // Several openers may find it abandoned at once: the one holding the flock on the old segment
+  // unlinks it, and only while the name still refers to that very segment (same inode), so a
+  // replacement another opener already created is never removed.
+  if (::flock(seg.fd(), LOCK_EX) != 0) return false;
+  struct stat mine {};
+  struct stat named {};
+  unique_fd now{::shm_open(("/" + posix_segment::posix_name(name)).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0)};
+  if (::fstat(seg.fd(), &mine) == 0 && now && ::fstat(now.get(), &named) == 0 && mine.st_ino == named.st_ino &&
+      mine.st_dev == named.st_dev) {
+    ::shm_unlink(("/" + posix_segment::posix_name(name)).c_str());
+  }
+  return true;  // removed by us or by another opener: open again
 }
 
 layout_segment::layout_segment(std::unique_ptr<segment> seg, const layout_spec& spec, const init_fn& init)
@@ -310,6 +340,7 @@ void layout_segment::attach(const layout_spec& spec, const init_fn& init) {
       s.remove();
       detail::throw_errno(EINVAL, "layout(segment smaller than its header)", s.object());
     }
+    detail::claim_header(h);  // first: an opener can prove we died if we never publish
     try {
       if (init) init(s.data(), s.size());
     } catch (...) {

@@ -94,9 +94,9 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
       throw_error(errc::bad_uri, "shm_ring", name_,
                   "capacity " + std::to_string(cap) + " is not a power of two between 4096 and 1 GiB");
     }
-    if (options.max_message > cap / 2 - detail::record_header) {  // no addition: it could wrap
+    if (options.max_message == 0 || options.max_message > cap / 2 - detail::record_header) {  // no addition: it could wrap
       throw_error(errc::bad_uri, "shm_ring", name_,
-                  "max_message " + std::to_string(options.max_message) + " exceeds capacity / 2 - 8 = " +
+                  "max_message " + std::to_string(options.max_message) + " is outside 1 .. capacity / 2 - 8 = " +
                       std::to_string(cap / 2 - detail::record_header));
     }
     spec.payload_bytes = cap;
@@ -110,7 +110,7 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
     ino_ = st.st_ino;
   }
   if (!created) spec.payload_bytes = 0;  // an opener adopts whatever capacity the creator chose
-  // Everything but the sizes starts as the zero bytes ftruncate gave us (head = tail = 0, no holders).
+  // Everything but the sizes starts as the zero bytes posix_fallocate gave us (head = tail = 0, no holders).
   seg_.emplace(std::move(seg), spec, [&](std::byte* base, std::size_t) {
     auto* h = reinterpret_cast<detail::ring_header*>(base);
     h->capacity = options.capacity;

@@ -1,10 +1,13 @@
 #include <ipc/error.hpp>
 #include <ipc/uri.hpp>
 
+#include "detail/names.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -15,12 +18,68 @@ namespace {
   throw_error(errc::bad_uri, "open_channel", uri, detail);
 }
 
+// How a name or path is shown in an error: control characters (a NUL above all) made visible.
+std::string shown(std::string_view text) {
+  std::string s;
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      s += buf;
+    } else {
+      s += c;
+    }
+  }
+  return s;
+}
+
 }  // namespace
+
+namespace detail {
+
+std::optional<std::string> text_problem(std::string_view text) {
+  for (char c : text) {
+    if (c == '\0') return std::string("contains a NUL byte");
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return std::string("contains a control character");
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> plain_name_problem(std::string_view name) {
+  if (auto t = text_problem(name)) return t;
+  if (name.empty()) return std::string("is empty");
+  if (name.size() > max_plain_name) return "is longer than " + std::to_string(max_plain_name) + " characters";
+  if (name == "." || name == "..") return "'" + std::string(name) + "' is not a plain name";
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) return "'" + std::string(name) + "' may use only letters, digits, '.', '_' and '-'";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> path_problem(std::string_view path) {
+  if (auto t = text_problem(path)) return t;
+  if (path.empty()) return std::string("is empty");
+  if (path.size() > max_path) return "is longer than " + std::to_string(max_path) + " bytes";
+  std::string_view rest = path;
+  while (!rest.empty()) {
+    const auto slash = rest.find('/');
+    const std::string_view part = rest.substr(0, slash);
+    if (part == "..") return std::string("has a '..' component (names never leave their directory)");
+    if (part.size() > max_component) return "has a component longer than " + std::to_string(max_component) + " bytes";
+    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+  }
+  return std::nullopt;
+}
+
+}  // namespace detail
 
 channel_uri channel_uri::parse(std::string_view uri) {
   channel_uri u;
-  u.text = std::string(uri);
+  u.text = shown(uri);
   if (uri.empty()) bad(uri, "empty URI");
+  if (uri.size() > detail::max_uri) bad(u.text, "longer than " + std::to_string(detail::max_uri) + " bytes");
+  if (auto p = detail::text_problem(uri)) bad(u.text, "URI " + *p);
   auto q = uri.find('?');
   std::string_view head = uri.substr(0, q);
   std::string_view query = q == std::string_view::npos ? std::string_view{} : uri.substr(q + 1);
@@ -67,6 +126,7 @@ std::size_t channel_uri::size_option(std::string_view key, std::size_t fallback)
   const bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
   unsigned long long n = std::strtoull(s.c_str(), &end, hex ? 16 : 10);
   if (errno != 0 || end == s.c_str()) fail();
+  if (n == 0) bad(text, "option '" + std::string(key) + "=" + s + "' is zero: every size is at least 1");
   std::string_view suffix(end);
   unsigned long long mul = 1;
   if (suffix == "K" || suffix == "k" || suffix == "KiB") mul = 1ULL << 10;
@@ -115,29 +175,44 @@ void channel_uri::allow_only(std::initializer_list<std::string_view> allowed) co
 
 void channel_uri::require_plain_name() const {
   if (name.empty()) bad(text, scheme + " needs a name, e.g. " + scheme + ":demo");
-  if (name.size() > 200) bad(text, "name longer than 200 characters");
-  if (name == "." || name == "..") bad(text, "name '" + name + "' is not a plain name");
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-    if (!ok) bad(text, "name '" + name + "' may use only letters, digits, '.', '_' and '-'");
+  if (auto p = detail::plain_name_problem(name)) bad(text, "name " + *p);
+}
+
+void channel_uri::require_safe_name() const {
+  if (scheme == "pipe") return;  // no name: pipe, pipe:fd=N (its factory checks the fd)
+  if (scheme == "fifo") {
+    if (name.empty()) bad(text, "fifo needs a path, e.g. fifo:demo.fifo or fifo:/run/ipc/demo.fifo");
+    if (auto p = detail::path_problem(name)) bad(text, "path " + *p);
+    return;
   }
+  if (scheme == "msgq" && name.empty() && option("key")) return;  // msgq:?key=0x… names no file
+  require_plain_name();
 }
 
 std::filesystem::path runtime_dir() {
-  std::filesystem::path dir;
+  std::string spelled;
   if (const char* e = std::getenv("IPC_RUNTIME_DIR"); e && *e) {
-    dir = e;
+    spelled = e;
   } else if (const char* r = std::getenv("RUNTIME_DIRECTORY"); r && *r) {
     std::string_view first(r);
-    dir = std::string(first.substr(0, first.find(':')));
+    spelled = std::string(first.substr(0, first.find(':')));
   } else if (::geteuid() == 0) {
-    dir = "/run/ipc";
+    spelled = "/run/ipc";
   } else if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x) {
-    dir = std::filesystem::path(x) / "ipc";
+    spelled = std::string(x) + "/ipc";
   } else {
     throw_error(errc::bad_uri, "runtime_dir", "(unset)",
                 "set IPC_RUNTIME_DIR or XDG_RUNTIME_DIR: no runtime directory for a non-root user");
   }
+  // Every spelling of one directory is judged the same: "." components and trailing slashes go (so
+  // "link/" or "link/." is the symlink "link", refused below, not the directory it points to), and a
+  // ".." component is refused outright (it may pass through a symlink).
+  if (auto p = detail::path_problem(spelled)) {
+    throw_error(errc::not_owner, "runtime_dir", shown(spelled), "runtime directory path " + *p);
+  }
+  std::filesystem::path dir = std::filesystem::path(spelled).lexically_normal();
+  if (dir.has_relative_path() && !dir.has_filename()) dir = dir.parent_path();  // "a/b/" -> "a/b"
+  if (dir.empty()) dir = ".";
   const std::string shown = dir.string();
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) detail::throw_errno(errno, "mkdir", shown);
   struct stat st {};
@@ -151,6 +226,9 @@ std::filesystem::path runtime_dir() {
 }
 
 std::filesystem::path resolve_name(std::string_view name) {
+  if (auto problem = detail::path_problem(name)) {
+    detail::throw_errno(EINVAL, "resolve_name", "name '" + shown(name) + "' " + *problem);
+  }
   std::filesystem::path p(name);
   if (p.is_absolute()) return p;
   return runtime_dir() / p;

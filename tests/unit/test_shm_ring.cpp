@@ -374,6 +374,7 @@ TEST_CASE("shm_ring: a segment with a foreign owner or world-writable mode is re
   SECTION("world-writable") {
     REQUIRE(::chmod(n.path().c_str(), 0666) == 0);
     CHECK(errc_of([&] { shm_ring rx(n.name, role::receiver); }) == ipc::errc::not_owner);
+    ::unlink(n.path().c_str());  // remove() rightly refuses a world-writable segment: the test planted it
   }
   SECTION("owned by uid 65534") {
     if (::geteuid() != 0) {
@@ -388,6 +389,7 @@ TEST_CASE("shm_ring: a segment with a foreign owner or world-writable mode is re
       CHECK(e.code() == ipc::errc::not_owner);
       CHECK_THAT(e.what(), Catch::Contains(n.path()) && Catch::Contains("65534"));
     }
+    ::unlink(n.path().c_str());  // remove() rightly refuses a foreign segment: the test planted it
   }
 }
 

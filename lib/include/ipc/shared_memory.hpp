@@ -122,7 +122,9 @@ class IPC_API layout_segment {
 
   /// Creates (then init + publish) or opens (then waits up to 2 s for publication and validates magic,
   /// version and sizes against the real mapping). Throws errc::incompatible naming the object,
-  /// errc::not_owner, std::system_error. If init throws, the new segment is removed.
+  /// errc::not_owner, std::system_error. If init throws, the new segment is removed. A creator killed during
+  /// initialisation is detected at once (pid + start time): open_only then throws errc::incompatible naming
+  /// its pid; open_or_create of a POSIX layout removes the abandoned segment and creates a fresh one.
   layout_segment(segment_backing backing, std::string_view name, open_mode mode, const layout_spec& spec,
                  const init_fn& init = {}, mode_t perms = 0600);
   /// Around a segment already created/opened with total_bytes(spec) (0 to open whatever exists).
@@ -155,6 +157,7 @@ class IPC_API layout_segment {
 
  private:
   void attach(const layout_spec& spec, const init_fn& init);
+  static bool replace_abandoned(posix_segment& seg, std::string_view name);
   std::unique_ptr<segment> segment_;
   std::size_t header_size_ = 0;
   std::size_t total_size_ = 0;

@@ -30,13 +30,14 @@ struct IPC_API channel_uri {
   std::string name;    ///< what follows "scheme:" up to '?', percent-decoding not applied
   std::vector<std::pair<std::string, std::string>> options;
 
-  /// Parses "scheme[:name][?k=v&k=v]". Throws errc::bad_uri naming the bad part.
+  /// Parses "scheme[:name][?k=v&k=v]". Throws errc::bad_uri naming the bad part; a NUL or other control
+  /// character anywhere, or more than 8192 bytes, is refused (`text` then shows them as \xNN).
   static channel_uri parse(std::string_view uri);
 
   /// The option's value, if present.
   [[nodiscard]] std::optional<std::string_view> option(std::string_view key) const;
   /// A size option: decimal (a leading 0 is not octal), 0x hex, with an optional K/M/G suffix (powers of
-  /// 1024). Throws errc::bad_uri.
+  /// 1024). Zero is refused, like any size above 1 TiB. Throws errc::bad_uri.
   [[nodiscard]] std::size_t size_option(std::string_view key, std::size_t fallback) const;
   /// A permission option in octal (e.g. mode=0660); must not grant world write. Throws errc::bad_uri.
   [[nodiscard]] mode_t mode_option(std::string_view key = "mode", mode_t fallback = 0600) const;
@@ -46,14 +47,20 @@ struct IPC_API channel_uri {
   void allow_only(std::initializer_list<std::string_view> allowed) const;
   /// Throws errc::bad_uri unless name is a plain object name: [A-Za-z0-9._-], 1..200 chars, not "." or "..".
   void require_plain_name() const;
+  /// The name rule of the scheme, checked for every mechanism by open_channel: a plain name for msgq, sem and
+  /// shm (msgq:?key=N has none); for fifo a path of at most 4095 bytes (components at most 255) with no '..' component; none for
+  /// pipe. Throws errc::bad_uri naming what is wrong.
+  void require_safe_name() const;
 };
 
 /// The runtime directory: $IPC_RUNTIME_DIR, else $RUNTIME_DIRECTORY (systemd, first entry),
 /// else /run/ipc for root, else $XDG_RUNTIME_DIR/ipc. Created 0700 if missing. Throws
-/// errc::not_owner if it belongs to another user (root-owned is accepted) or is world-writable.
+/// errc::not_owner if it belongs to another user (root-owned is accepted), is world-writable, is a
+/// symlink (however spelled: "link/", "link/." are the symlink) or is spelled with a '..' component.
 IPC_API std::filesystem::path runtime_dir();
 
-/// An absolute name stays as it is; a relative one resolves inside runtime_dir().
+/// An absolute name stays as it is; a relative one resolves inside runtime_dir(). Throws EINVAL naming the
+/// name when it holds a NUL or control character, is empty or too long, or has a '..' component.
 IPC_API std::filesystem::path resolve_name(std::string_view name);
 
 }  // namespace ipc

@@ -27,6 +27,20 @@ void publish_header(layout_header* h, std::uint32_t magic, std::uint32_t version
   h->state.store(layout_header::ready_value, std::memory_order_release);
 }
 
+void claim_header(layout_header* h) noexcept {
+  const auto me = process_identity(::getpid());
+  h->creator_pid = me.pid;
+  h->creator_start_time = me.start_time;
+}
+
+bool abandoned(const layout_header* h) noexcept {
+  if (h->state.load(std::memory_order_acquire) == layout_header::ready_value) return false;
+  const pid_t pid = h->creator_pid;
+  const std::uint64_t start = h->creator_start_time;
+  if (pid <= 0 || start == 0) return false;  // not claimed yet: nothing can be proven
+  return !process_alive(pid, start);
+}
+
 void validate_header(const layout_header* h, std::size_t mapped_size, std::uint32_t magic, std::uint32_t version,
                      std::size_t expected_header_size, const deadline& d, std::string_view object) {
   if (mapped_size < sizeof(layout_header)) {
@@ -35,6 +49,11 @@ void validate_header(const layout_header* h, std::size_t mapped_size, std::uint3
   }
   // The creator publishes within microseconds; poll briefly, never forever.
   while (h->state.load(std::memory_order_acquire) != layout_header::ready_value) {
+    if (abandoned(h)) {
+      throw_error(errc::incompatible, "attach", object,
+                  "header never initialised: its creator, pid " + std::to_string(h->creator_pid) +
+                      ", died during initialisation");
+    }
     if (d.expired()) throw_error(errc::incompatible, "attach", object, "header never initialised");
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }

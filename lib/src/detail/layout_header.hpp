@@ -44,8 +44,16 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 void publish_header(layout_header* h, std::uint32_t magic, std::uint32_t version,
                             std::size_t header_size, std::size_t total_size) noexcept;
 
+/// Called by the creator right after creating, before initialising: records its pid and start time, so
+/// openers can prove it died if it never publishes (abandoned()).
+void claim_header(layout_header* h) noexcept;
+
+/// True when h was never published and its creator is provably dead (pid + start time, safe against pid
+/// reuse): nobody will ever finish it. False while the creator lives, or when it is unknown (pid 0).
+bool abandoned(const layout_header* h) noexcept;
+
 /// Waits until h is published (or d expires), then validates it against the mapping.
-/// Throws errc::incompatible naming object: never initialised in time, wrong magic or version,
+/// Throws errc::incompatible naming object: never initialised in time (at once when abandoned()), wrong magic or version,
 /// header_size != expected_header_size, total_size < header_size or > mapped_size.
 void validate_header(const layout_header* h, std::size_t mapped_size, std::uint32_t magic,
                              std::uint32_t version, std::size_t expected_header_size, const deadline& d,

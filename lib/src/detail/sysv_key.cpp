@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <string>
+#include <system_error>
 
 namespace ipc::detail {
 
@@ -54,6 +56,41 @@ void check_new_mode(mode_t mode, std::string_view call, std::string_view object)
   char buf[16];
   std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode));
   throw_errno(EINVAL, call, std::string(object) + ", mode " + buf + " " + why);
+}
+
+namespace {
+
+// The current value of /proc/sys/kernel/<name> as text ("?" when unreadable).
+std::string sysctl_value(const char* name) {
+  std::ifstream in(std::string("/proc/sys/kernel/") + name);
+  std::string v;
+  std::getline(in, v);
+  return v.empty() ? "?" : v;
+}
+
+}  // namespace
+
+void throw_sysv_create_error(int err, std::string_view call, std::string_view object, std::size_t size) {
+  std::string limit;
+  if (err == ENOSPC && call.starts_with("msgget")) {
+    limit = "system limit kernel.msgmni = " + sysctl_value("msgmni") +
+            " queues reached (raise it: sysctl -w kernel.msgmni=N)";
+  } else if (err == ENOSPC && call.starts_with("semget")) {
+    limit = "system limit kernel.sem = '" + sysctl_value("sem") +
+            "' reached: semmni (4th, sets) or semmns (2nd, semaphores) (raise it: sysctl -w kernel.sem='SEMMSL SEMMNS "
+            "SEMOPM SEMMNI')";
+  } else if (err == ENOSPC && call.starts_with("shmget")) {
+    limit = "system limit kernel.shmmni = " + sysctl_value("shmmni") + " segments or kernel.shmall = " +
+            sysctl_value("shmall") + " pages reached by " + std::to_string(size) +
+            " more bytes (raise it: sysctl -w kernel.shmmni=N or kernel.shmall=N)";
+  } else if (err == EINVAL && call.starts_with("shmget") && size != 0) {
+    limit = std::to_string(size) + " bytes outside kernel.shmmax = " + sysctl_value("shmmax") +
+            " (raise it: sysctl -w kernel.shmmax=N)";
+  }
+  std::string what(call);
+  what.append("(").append(object).append(")");
+  if (!limit.empty()) what.append(": ").append(limit);
+  throw std::system_error(err, std::system_category(), what);
 }
 
 std::string key_string(key_t key) {

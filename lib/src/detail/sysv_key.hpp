@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <string_view>
 
@@ -29,6 +30,13 @@ void check_owner(uid_t uid, mode_t mode, std::string_view call, std::string_view
 /// toolkit creates objects with: bits within 0777, owner read+write, no write for others. Called before
 /// anything is created, so a refused mode leaves nothing behind.
 void check_new_mode(mode_t mode, std::string_view call, std::string_view object);
+
+/// Throws for a failed msgget/semget/shmget that tried to create (IPC_CREAT). When err means a system-wide
+/// limit is reached (ENOSPC; ENOMEM/EINVAL from shmget for `size` past kernel.shmall/shmmax), what() names
+/// the limit, its value and how to raise it: "msgget(OBJECT): system limit kernel.msgmni = 32000 queues
+/// reached (raise it: sysctl -w kernel.msgmni=N): No space left on device". Otherwise as throw_errno.
+[[noreturn]] IPC_API void throw_sysv_create_error(int err, std::string_view call, std::string_view object,
+                                                  std::size_t size = 0);
 
 /// "0x51020304" — how keys are shown in errors and listings.
 std::string key_string(key_t key);
