@@ -62,14 +62,29 @@ void check_geometry(std::size_t slots, std::size_t slot_size, const std::string&
 sem_buffer::sem_buffer(std::string_view name, role r, open_mode mode, geometry g, mode_t perms)
     : channel("sem:" + std::string(name), 0), role_(r) {
   key_file_ = resolve_name(std::string(name) + ".sembuf").string();
+  check_geometry(g.slots != 0 ? g.slots : default_slots, g.slot_size != 0 ? g.slot_size : default_slot_size,
+                 key_file_);
+
+  const bool key_file_existed = ::access(key_file_.c_str(), F_OK) == 0;
+  const key_t sem_key = detail::sysv_key(key_file_, 'S', mode != open_mode::open_only);
+  const key_t shm_key = detail::sysv_key(key_file_, 'H', false);
+  try {
+    open(sem_key, shm_key, mode, g, perms);
+  } catch (...) {
+    // A failed create (e.g. kernel.shmmni or kernel.sem exhausted) leaves no key file behind,
+    // unless a segment or set uses it.
+    if (!key_file_existed && ::shmget(shm_key, 0, 0) == -1 && errno == ENOENT && ::semget(sem_key, 0, 0) == -1 &&
+        errno == ENOENT) {
+      ::unlink(key_file_.c_str());
+    }
+    throw;
+  }
+}
+
+void sem_buffer::open(key_t sem_key, key_t shm_key, open_mode mode, geometry g, mode_t perms) {
   const bool explicit_geometry = g.slots != 0 || g.slot_size != 0;
   const std::size_t want_slots = g.slots != 0 ? g.slots : default_slots;
   const std::size_t want_slot_size = g.slot_size != 0 ? g.slot_size : default_slot_size;
-  check_geometry(want_slots, want_slot_size, key_file_);
-
-  const key_t sem_key = detail::sysv_key(key_file_, 'S', mode != open_mode::open_only);
-  const key_t shm_key = detail::sysv_key(key_file_, 'H', false);
-
   layout_spec spec{sem_buffer_magic, sem_buffer_version, header_bytes, want_slots * want_slot_size};
   auto init = [&](std::byte* base, std::size_t) {
     auto* h = reinterpret_cast<sem_buffer_header*>(base);

@@ -57,7 +57,7 @@ TEST_CASE("chaos: a SEM_UNDO semaphore holder killed inside its critical section
   while (inside < 50 && kills < 400) {
     auto child = ipc::process::fork([&] {
       for (;;) {
-        sem.wait(0);  // SEM_UNDO: given back by the kernel if we die holding it
+        sem.wait(0, 1, ipc::semaphore_set::undo::yes);  // SEM_UNDO: given back by the kernel if we die holding it
         g->inside.store(1);
         g->a.fetch_add(1);
         const auto until = std::chrono::steady_clock::now() + 200us;
@@ -65,7 +65,7 @@ TEST_CASE("chaos: a SEM_UNDO semaphore holder killed inside its critical section
         }
         g->b.fetch_add(1);
         g->inside.store(0);
-        sem.post(0);
+        sem.post(0, 1, ipc::semaphore_set::undo::yes);
       }
     });
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(rng)));

@@ -84,6 +84,7 @@ class IPC_API sem_buffer : public channel {
   void cross_check(bool receiving, std::uint32_t count, std::initializer_list<semaphore_set::op> release);
   [[noreturn]] void corrupt(const std::string& what, std::initializer_list<semaphore_set::op> release);
   [[noreturn]] void corrupt_locked(const std::string& what);
+  void open(key_t sem_key, key_t shm_key, open_mode mode, geometry g, mode_t perms);
   void clear_closed();
 
   role role_;
