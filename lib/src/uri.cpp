@@ -180,6 +180,7 @@ void channel_uri::require_plain_name() const {
 
 void channel_uri::require_safe_name() const {
   if (scheme == "pipe") return;  // no name: pipe, pipe:fd=N (its factory checks the fd)
+  if (scheme == "nats") return;  // a URL, not a name: the nats factory checks servers, subject and stream
   if (scheme == "fifo") {
     if (name.empty()) bad(text, "fifo needs a path, e.g. fifo:demo.fifo or fifo:/run/ipc/demo.fifo");
     if (auto p = detail::path_problem(name)) bad(text, "path " + *p);

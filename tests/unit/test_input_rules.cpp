@@ -138,3 +138,11 @@ TEST_CASE("input rules: an explicit size of 0 is refused by every scheme", "[uri
   }
   for (const auto& e : ipc::test::dir_entries(ipc::runtime_dir().string())) CHECK(e.find(name) == std::string::npos);
 }
+
+TEST_CASE("input rules: a nats: URL is judged by its own factory, not by the local name rule", "[uri]") {
+  const auto uri = ipc::channel_uri::parse("nats://127.0.0.1:4222/orders.eu?jetstream=ORDERS");
+  REQUIRE_NOTHROW(uri.require_safe_name());
+  // The local rule still holds for a local scheme spelled the same way.
+  REQUIRE_THROWS_WITH(ipc::channel_uri::parse("msgq://127.0.0.1:4222/orders").require_safe_name(),
+                      Catch::Contains("may use only"));
+}
