@@ -21,10 +21,10 @@ inline constexpr std::size_t max_component = 255;   // NAME_MAX
 inline constexpr std::size_t max_uri = 8192;
 
 /// What makes `text` unusable anywhere (a NUL or control character), else nullopt.
-IPC_API std::optional<std::string> text_problem(std::string_view text);
+std::optional<std::string> text_problem(std::string_view text);
 /// What keeps `name` from being a plain object name, else nullopt.
-IPC_API std::optional<std::string> plain_name_problem(std::string_view name);
+std::optional<std::string> plain_name_problem(std::string_view name);
 /// What keeps `path` from being a path the toolkit resolves (see the rules above), else nullopt.
-IPC_API std::optional<std::string> path_problem(std::string_view path);
+std::optional<std::string> path_problem(std::string_view path);
 
 }  // namespace ipc::detail

@@ -16,6 +16,6 @@ namespace ipc::detail {
 /// Sizes fd to `size` bytes with every page reserved (posix_fallocate). Never shrinks. On failure the
 /// file keeps its previous size (tmpfs undoes a partial reservation); the caller removes what it created.
 /// Throws std::system_error naming posix_fallocate, object and the size (ENOSPC, ENOMEM, EFBIG …).
-IPC_API void reserve_pages(int fd, std::size_t size, std::string_view object);
+void reserve_pages(int fd, std::size_t size, std::string_view object);
 
 }  // namespace ipc::detail

@@ -35,7 +35,7 @@ void check_new_mode(mode_t mode, std::string_view call, std::string_view object)
 /// limit is reached (ENOSPC; ENOMEM/EINVAL from shmget for `size` past kernel.shmall/shmmax), what() names
 /// the limit, its value and how to raise it: "msgget(OBJECT): system limit kernel.msgmni = 32000 queues
 /// reached (raise it: sysctl -w kernel.msgmni=N): No space left on device". Otherwise as throw_errno.
-[[noreturn]] IPC_API void throw_sysv_create_error(int err, std::string_view call, std::string_view object,
+[[noreturn]] void throw_sysv_create_error(int err, std::string_view call, std::string_view object,
                                                   std::size_t size = 0);
 
 /// "0x51020304" — how keys are shown in errors and listings.
