@@ -164,7 +164,7 @@ registry_header& attach() {
   registry_header* found = nullptr;
   const layout_spec spec{.magic = magic, .version = version, .header_size = sizeof(registry_header), .payload_bytes = 0};
   auto init = [](std::byte* base, std::size_t) {
-    auto* h = ::new (base) registry_header{};
+    auto* h = ::new (base) registry_header();
     robust_mutex::create_at(&h->lock, 0);
   };
   for (int attempt = 0; attempt < 50 && found == nullptr; ++attempt) {

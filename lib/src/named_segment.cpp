@@ -62,7 +62,7 @@ named_segment::named_segment(std::string_view name, open_mode mode, const object
                  if (header_bytes + info.size > total || info.align > 64) {
                    throw_errno(EINVAL, "named " + std::string(info.kind) + "(layout larger than its segment)", name);
                  }
-                 auto* h = ::new (base) named_header{};
+                 auto* h = ::new (base) named_header();
                  h->type_tag = info.type_tag;
                  h->object_size = static_cast<std::uint32_t>(info.size);
                  h->object_align = static_cast<std::uint32_t>(info.align);
