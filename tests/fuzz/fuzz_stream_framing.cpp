@@ -27,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t total = 0;
   try {
     for (int i = 0; i < 100000; ++i) {
-      if (!reader.read(fds[0], out, ipc::deadline::now(), "fuzz")) break;
+      if (!reader.read(ipc::detail::stream_end{fds[0]}, out, ipc::deadline::now(), "fuzz")) break;
       if (out.size() > max_message) std::abort();
       total += out.size();
       if (total > size) std::abort();  // more payload than bytes written
