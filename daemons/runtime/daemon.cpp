@@ -166,7 +166,7 @@ void reopener::cancel() noexcept {
 std::string own_directory() {
   char buf[PATH_MAX];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) detail::throw_errno(errno, "readlink", "/proc/self/exe");
+  if (n <= 0) ipc::throw_errno(errno, "readlink", "/proc/self/exe");
   std::string p(buf, static_cast<std::size_t>(n));
   return p.substr(0, p.rfind('/'));
 }

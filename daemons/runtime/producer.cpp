@@ -39,7 +39,7 @@ class line_source {
       fd_ = 0;
     } else {
       owned_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!owned_) detail::throw_errno(errno, "open", path);
+      if (!owned_) ipc::throw_errno(errno, "open", path);
       fd_ = owned_.get();
     }
     buf_.resize(64 * 1024);
@@ -69,7 +69,7 @@ class line_source {
       if (::poll(&p, 1, 0) == 0) return status::would_block;
       ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) return status::would_block;
-      if (n < 0) detail::throw_errno(errno, "read", "source");
+      if (n < 0) ipc::throw_errno(errno, "read", "source");
       if (n == 0) eof_ = true;
       end_ += static_cast<std::size_t>(n);
     }

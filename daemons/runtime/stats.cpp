@@ -192,10 +192,10 @@ std::filesystem::path default_status_path(std::string_view channel_uri, std::str
 
 void write_file_atomically(const std::filesystem::path& path, std::string_view text) {
   const auto dir = path.parent_path();
-  if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) detail::throw_errno(errno, "mkdir", dir.string());
+  if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) ipc::throw_errno(errno, "mkdir", dir.string());
   const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
   unique_fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)};
-  if (!fd) detail::throw_errno(errno, "open", tmp);
+  if (!fd) ipc::throw_errno(errno, "open", tmp);
   const char* p = text.data();
   std::size_t left = text.size();
   while (left > 0) {
@@ -204,7 +204,7 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view t
     if (n < 0) {
       const int err = errno;
       ::unlink(tmp.c_str());
-      detail::throw_errno(err, "write", tmp);
+      ipc::throw_errno(err, "write", tmp);
     }
     p += n;
     left -= static_cast<std::size_t>(n);
@@ -213,7 +213,7 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view t
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    detail::throw_errno(err, "rename", path.string());
+    ipc::throw_errno(err, "rename", path.string());
   }
 }
 

@@ -33,13 +33,13 @@ void check_fifo_stat(const struct stat& st, std::string_view call, const std::st
 
 void check_fifo_fd(int fd, std::string_view call, const std::string& object) {
   struct stat st {};
-  detail::check_unix(::fstat(fd, &st), "fstat", object);
+  ipc::check_unix(::fstat(fd, &st), "fstat", object);
   check_fifo_stat(st, call, object);
 }
 
 [[noreturn]] void open_failed(int err, const std::string& object) {
   if (err == ELOOP) throw_error(errc::not_owner, "open", object, "is a symbolic link (not followed)");
-  detail::throw_errno(err, "open", object);
+  ipc::throw_errno(err, "open", object);
 }
 
 }  // namespace
@@ -71,17 +71,17 @@ std::unique_ptr<fifo_channel> fifo_channel::open(const std::filesystem::path& gi
     if (::mkfifo(path.c_str(), options.mode) == 0) {
       created = true;
     } else if (errno != EEXIST || options.open == open_mode::create_only) {
-      detail::throw_errno(errno, "mkfifo", object);
+      ipc::throw_errno(errno, "mkfifo", object);
     }
   }
   try {
     if (created) {
       // mkfifo honours the umask; the mode asked for is the mode given.
-      detail::check_unix(::fchmodat(AT_FDCWD, path.c_str(), options.mode, AT_SYMLINK_NOFOLLOW), "fchmodat", object);
+      ipc::check_unix(::fchmodat(AT_FDCWD, path.c_str(), options.mode, AT_SYMLINK_NOFOLLOW), "fchmodat", object);
     }
     // Look before opening: opening a planted device node or symlink could have side effects.
     struct stat st {};
-    detail::check_unix(::lstat(path.c_str(), &st), "open", object);
+    ipc::check_unix(::lstat(path.c_str(), &st), "open", object);
     check_fifo_stat(st, "open", object);
     std::unique_ptr<fifo_channel> ch(new fifo_channel(path, r, options));
     if (r == role::receiver) {
@@ -163,7 +163,7 @@ channel_limits fifo_channel::limits() const {
   channel_limits l;
   l.max_message_size = max_message_size_;
   if (fd_) {
-    l.capacity_bytes = static_cast<std::size_t>(detail::check_unix(::fcntl(fd_.get(), F_GETPIPE_SZ), "fcntl(F_GETPIPE_SZ)", name_));
+    l.capacity_bytes = static_cast<std::size_t>(ipc::check_unix(::fcntl(fd_.get(), F_GETPIPE_SZ), "fcntl(F_GETPIPE_SZ)", name_));
   } else {
     // Not connected yet: the kernel's default pipe size, which the FIFO will get.
     l.capacity_bytes = 16 * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -180,20 +180,20 @@ void fifo_channel::remove() {
   struct stat st {};
   if (::lstat(path_.c_str(), &st) != 0) {
     if (errno == ENOENT) return;
-    detail::throw_errno(errno, "lstat", object);
+    ipc::throw_errno(errno, "lstat", object);
   }
   if (!S_ISFIFO(st.st_mode)) throw_error(errc::not_owner, "unlink", object, std::string("is ") + detail::file_type_name(st.st_mode) + ", not a FIFO; left alone");
-  if (::unlink(path_.c_str()) != 0 && errno != ENOENT) detail::throw_errno(errno, "unlink", object);
+  if (::unlink(path_.c_str()) != 0 && errno != ENOENT) ipc::throw_errno(errno, "unlink", object);
 }
 
 bool fifo_channel::do_send(std::span<const std::byte> message, const deadline& d) {
-  if (role_ != role::sender) detail::throw_errno(EBADF, "send", name_ + " (opened as receiver)");
+  if (role_ != role::sender) ipc::throw_errno(EBADF, "send", name_ + " (opened as receiver)");
   if (!fd_ && !connect_writer(d)) return false;
   return detail::write_frame({fd_.get(), impl_->nowait.get()}, to_stream(options_.framing), message, d, name_);
 }
 
 bool fifo_channel::do_receive(std::vector<std::byte>& out, const deadline& d) {
-  if (role_ != role::receiver) detail::throw_errno(EBADF, "receive", name_ + " (opened as sender)");
+  if (role_ != role::receiver) ipc::throw_errno(EBADF, "receive", name_ + " (opened as sender)");
   return impl_->reader.read({fd_.get(), impl_->nowait.get()}, out, d, name_);
 }
 

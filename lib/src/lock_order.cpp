@@ -125,7 +125,7 @@ void lock_order_checker::before_lock(std::uint32_t id) {
     h(*bad);
     return;
   }
-  detail::throw_errno(EDEADLK, "lock_order_checker", bad->message);
+  ipc::throw_errno(EDEADLK, "lock_order_checker", bad->message);
 }
 
 void lock_order_checker::acquired(std::uint32_t id) noexcept {

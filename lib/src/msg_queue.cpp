@@ -32,7 +32,7 @@ constexpr int proj_id = 'M';
 constexpr std::size_t fallback_msgmax = 8192;
 
 [[noreturn]] void invalid(std::string_view call, const std::string& what) {
-  detail::throw_errno(EINVAL, call, what);
+  ipc::throw_errno(EINVAL, call, what);
 }
 
 std::size_t read_proc_number(const char* path, std::size_t fallback) noexcept {
@@ -212,7 +212,7 @@ void msg_queue::open(const msgq_options& o) {
       if (id_ < 0) detail::throw_sysv_create_error(errno, "msgget", object_);
     }
     msqid_ds ds{};
-    detail::check_unix(::msgctl(id_, IPC_STAT, &ds), "msgctl", "IPC_STAT, " + object_);
+    ipc::check_unix(::msgctl(id_, IPC_STAT, &ds), "msgctl", "IPC_STAT, " + object_);
     if (created) {
       if (o.capacity != 0) set_capacity(o.capacity);
       else update_max_message(static_cast<std::size_t>(ds.msg_qbytes));
@@ -248,7 +248,7 @@ std::size_t msg_queue::system_max_message() noexcept {
       throw_error(errc::closed, call, name_, "queue removed");
     }
   }
-  detail::throw_errno(err, call, name_);
+  ipc::throw_errno(err, call, name_);
 }
 
 // ---- msg_queue: control -------------------------------------------------------------------
@@ -279,11 +279,11 @@ void msg_queue::set_capacity(std::size_t bytes) {
     int err = errno;
     if (err == EPERM) {
       std::size_t mnb = read_proc_number("/proc/sys/kernel/msgmnb", 16384);
-      detail::throw_errno(err, "msgctl", "IPC_SET msg_qbytes=" + std::to_string(bytes) + " above msgmnb " +
+      ipc::throw_errno(err, "msgctl", "IPC_SET msg_qbytes=" + std::to_string(bytes) + " above msgmnb " +
                                              std::to_string(mnb) + " needs CAP_SYS_RESOURCE, " + object_);
     }
     if (err == EIDRM || err == EINVAL) fail(err, "msgctl");
-    detail::throw_errno(err, "msgctl", "IPC_SET msg_qbytes=" + std::to_string(bytes) + ", " + object_);
+    ipc::throw_errno(err, "msgctl", "IPC_SET msg_qbytes=" + std::to_string(bytes) + ", " + object_);
   }
   update_max_message(bytes);
 }
@@ -301,10 +301,10 @@ void msg_queue::remove() {
   if (::msgctl(id_, IPC_RMID, nullptr) != 0) {
     // Already gone: leave the key file alone, a new queue may be using it by now.
     if (errno == EINVAL || errno == EIDRM) return;
-    detail::throw_errno(errno, "msgctl", "IPC_RMID, " + object_);
+    ipc::throw_errno(errno, "msgctl", "IPC_RMID, " + object_);
   }
   if (!key_file_.empty() && ::unlink(key_file_.c_str()) != 0 && errno != ENOENT) {
-    detail::throw_errno(errno, "unlink", key_file_.string());
+    ipc::throw_errno(errno, "unlink", key_file_.string());
   }
 }
 
@@ -313,7 +313,7 @@ bool msg_queue::remove_when_empty(const deadline& d) {
   bool empty = poll_with_backoff(d, [&] {
     msqid_ds ds{};
     if (::msgctl(id_, IPC_STAT, &ds) != 0) {
-      if (errno != EINVAL && errno != EIDRM) detail::throw_errno(errno, "msgctl", "IPC_STAT, " + object_);
+      if (errno != EINVAL && errno != EIDRM) ipc::throw_errno(errno, "msgctl", "IPC_STAT, " + object_);
       gone = true;
       return true;
     }

@@ -40,7 +40,7 @@ barrier::barrier(std::string_view name, std::size_t parties, open_mode mode, con
     : seg_(name, mode, {"barrier", sizeof(state), alignof(state), 0},
            [&](void* at) {
              if (parties == 0 || parties > UINT32_MAX) {
-               detail::throw_errno(EINVAL, "barrier(parties " + std::to_string(parties) + ")", name);
+               ipc::throw_errno(EINVAL, "barrier(parties " + std::to_string(parties) + ")", name);
              }
              auto* s = ::new (at) state{};
              robust_condition::create_at(&s->cv);
@@ -74,7 +74,7 @@ barrier::barrier(std::string_view name, std::size_t parties, open_mode mode, con
       return;
     }
   }
-  detail::throw_errno(EUSERS, "barrier(" + std::to_string(max_processes) + " processes hold handles)",
+  ipc::throw_errno(EUSERS, "barrier(" + std::to_string(max_processes) + " processes hold handles)",
                       seg_.object_name());
 }
 

@@ -17,7 +17,7 @@ lock_result named_condition::wait(lock_type& lk) {
 
 std::cv_status named_condition::wait_until(lock_type& lk, const deadline& d) {
   if (lk.mutex() == nullptr || !lk.owns_lock()) {
-    detail::throw_errno(EPERM, "named_condition::wait", seg_.object_name() + ": the lock does not hold its mutex");
+    ipc::throw_errno(EPERM, "named_condition::wait", seg_.object_name() + ": the lock does not hold its mutex");
   }
   // robust_condition waits with a unique_lock of the robust_mutex: lend it ours for the wait and
   // take it back however the wait ends (a relock that threw leaves the mutex unheld).

@@ -292,12 +292,12 @@ std::uint64_t nats_channel::reconnects() const noexcept { return impl_->conn.rec
 std::uint64_t nats_channel::duplicates() const noexcept { return impl_->duplicates; }
 
 bool nats_channel::do_send(std::span<const std::byte> message, const deadline& d) {
-  if (impl_->r != role::sender) detail::throw_errno(EBADF, "send", name_ + " (opened as receiver)");
+  if (impl_->r != role::sender) ipc::throw_errno(EBADF, "send", name_ + " (opened as receiver)");
   return impl_->js ? impl_->js_send(message, d) : impl_->core_send(message, d);
 }
 
 bool nats_channel::do_receive(std::vector<std::byte>& out, const deadline& d) {
-  if (impl_->r != role::receiver) detail::throw_errno(EBADF, "receive", name_ + " (opened as sender)");
+  if (impl_->r != role::receiver) ipc::throw_errno(EBADF, "receive", name_ + " (opened as sender)");
   return impl_->js ? impl_->js_receive(out, d) : impl_->core_receive(out, d);
 }
 

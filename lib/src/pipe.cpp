@@ -21,9 +21,9 @@ std::string fd_name(int fd) { return "pipe:fd=" + std::to_string(fd); }
 // Checks an fd someone handed us before we take it over; never closes it.
 void validate_pipe_fd(int fd, role r, std::string_view call, const std::string& object) {
   int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0) detail::throw_errno(errno, call, object + " (fcntl F_GETFL)");
+  if (flags < 0) ipc::throw_errno(errno, call, object + " (fcntl F_GETFL)");
   struct stat st {};
-  detail::check_unix(::fstat(fd, &st), "fstat", object);
+  ipc::check_unix(::fstat(fd, &st), "fstat", object);
   if (!S_ISFIFO(st.st_mode)) {
     throw_error(errc::bad_uri, call, object,
                 "fd " + std::to_string(fd) + " is " + detail::file_type_name(st.st_mode) + ", not a pipe or FIFO");
@@ -40,7 +40,7 @@ void validate_pipe_fd(int fd, role r, std::string_view call, const std::string& 
 }
 
 void make_ours(int fd, const std::string& object) {
-  detail::check_unix(::fcntl(fd, F_SETFD, FD_CLOEXEC), "fcntl(F_SETFD)", object);
+  ipc::check_unix(::fcntl(fd, F_SETFD, FD_CLOEXEC), "fcntl(F_SETFD)", object);
   detail::set_blocking(fd, object);
 }
 
@@ -49,7 +49,7 @@ void set_capacity(int fd, std::size_t capacity, const std::string& object) {
   if (capacity > static_cast<std::size_t>(INT_MAX)) {
     throw_error(errc::bad_uri, "fcntl(F_SETPIPE_SZ)", object, "capacity " + std::to_string(capacity) + " is too large");
   }
-  detail::check_unix(::fcntl(fd, F_SETPIPE_SZ, static_cast<int>(capacity)),
+  ipc::check_unix(::fcntl(fd, F_SETPIPE_SZ, static_cast<int>(capacity)),
                      "fcntl(F_SETPIPE_SZ=" + std::to_string(capacity) + ")", object);
 }
 
@@ -70,7 +70,7 @@ pipe_channel::~pipe_channel() = default;
 std::pair<std::unique_ptr<pipe_channel>, std::unique_ptr<pipe_channel>> pipe_channel::create(const pipe_options& options) {
   detail::check_stream_max_message(options.max_message, "pipe");
   int fds[2];
-  detail::check_unix(::pipe2(fds, O_CLOEXEC), "pipe2", "pipe");
+  ipc::check_unix(::pipe2(fds, O_CLOEXEC), "pipe2", "pipe");
   unique_fd rd(fds[0]);
   unique_fd wr(fds[1]);
   set_capacity(wr.get(), options.capacity, fd_name(wr.get()));
@@ -90,7 +90,7 @@ std::unique_ptr<pipe_channel> pipe_channel::adopt(unique_fd fd, role r, std::siz
 channel_limits pipe_channel::limits() const {
   channel_limits l;
   l.max_message_size = max_message_size_;
-  if (fd_) l.capacity_bytes = static_cast<std::size_t>(detail::check_unix(::fcntl(fd_.get(), F_GETPIPE_SZ), "fcntl(F_GETPIPE_SZ)", name_));
+  if (fd_) l.capacity_bytes = static_cast<std::size_t>(ipc::check_unix(::fcntl(fd_.get(), F_GETPIPE_SZ), "fcntl(F_GETPIPE_SZ)", name_));
   return l;
 }
 

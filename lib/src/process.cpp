@@ -60,7 +60,7 @@ unique_fd open_pidfd_or_kill(pid_t pid) {
     ::kill(pid, SIGKILL);
     int st = 0;
     detail::retry_eintr([&] { return ::waitpid(pid, &st, 0); });
-    detail::throw_errno(err, "pidfd_open", pid_object(pid));
+    ipc::throw_errno(err, "pidfd_open", pid_object(pid));
   }
   return fd;
 }
@@ -146,7 +146,7 @@ std::vector<std::string> edited_environment(const exec_options& o) {
   }
   for (const auto& kv : o.set_env) {
     if (kv.find('=') == std::string::npos || kv.front() == '=') {
-      detail::throw_errno(EINVAL, "process::exec", "set_env entry '" + kv + "' is not NAME=VALUE");
+      ipc::throw_errno(EINVAL, "process::exec", "set_env entry '" + kv + "' is not NAME=VALUE");
     }
     out.push_back(kv);
   }
@@ -215,7 +215,7 @@ std::string process::object() const {
 
 void process::start() {
   if (!target_ || pid_ != -1) {
-    detail::throw_errno(EINVAL, "process::start", (name_.empty() ? std::string("process") : name_) +
+    ipc::throw_errno(EINVAL, "process::start", (name_.empty() ? std::string("process") : name_) +
                                                       (pid_ != -1 ? " (already started)" : " (no target)"));
   }
   // The child names itself in an uncaught exception's message (fork()'s own handler would not).
@@ -261,7 +261,7 @@ process process::fork_impl(const std::function<int()>& body) {
   std::fflush(nullptr);
   std::unique_lock lk(fork_mutex());
   pid_t pid = ::fork();
-  if (pid < 0) detail::throw_errno(errno, "fork", "process::fork");
+  if (pid < 0) ipc::throw_errno(errno, "fork", "process::fork");
   if (pid == 0) {
     lk.unlock();  // the child's copy of the lock; the child may fork again
     int code = 70;
@@ -297,9 +297,9 @@ process process::fork_with(const fork_options& options, const std::function<int(
 }
 
 process process::exec(const std::vector<std::string>& argv, const exec_options& options) {
-  if (argv.empty()) detail::throw_errno(EINVAL, "process::exec", "empty argv");
+  if (argv.empty()) ipc::throw_errno(EINVAL, "process::exec", "empty argv");
   const std::string& program = argv[0];
-  if (program.empty()) detail::throw_errno(EINVAL, "process::exec", "empty program name");
+  if (program.empty()) ipc::throw_errno(EINVAL, "process::exec", "empty program name");
 
   // Everything the child needs is built here, before fork: after it only async-signal-safe calls.
   std::vector<char*> args;
@@ -346,11 +346,11 @@ process process::exec(const std::vector<std::string>& argv, const exec_options& 
   for (std::size_t i = 0; i < maps.size(); ++i) {
     auto [target, source] = maps[i];
     if (target < 0 || source < 0) {
-      detail::throw_errno(EINVAL, "process::exec", "negative fd in mapping " + std::to_string(source) + " -> " + std::to_string(target));
+      ipc::throw_errno(EINVAL, "process::exec", "negative fd in mapping " + std::to_string(source) + " -> " + std::to_string(target));
     }
-    if (::fcntl(source, F_GETFD) < 0) detail::throw_errno(errno, "process::exec", "fd " + std::to_string(source) + " to pass");
+    if (::fcntl(source, F_GETFD) < 0) ipc::throw_errno(errno, "process::exec", "fd " + std::to_string(source) + " to pass");
     for (std::size_t j = 0; j < i; ++j) {
-      if (maps[j].first == target) detail::throw_errno(EINVAL, "process::exec", "child fd " + std::to_string(target) + " mapped twice");
+      if (maps[j].first == target) ipc::throw_errno(EINVAL, "process::exec", "child fd " + std::to_string(target) + " mapped twice");
     }
     high = std::max(high, target + 1);
   }
@@ -361,11 +361,11 @@ process process::exec(const std::vector<std::string>& argv, const exec_options& 
   std::fflush(nullptr);
   std::unique_lock lk(fork_mutex());
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) detail::throw_errno(errno, "pipe2", "exec report for " + program);
+  if (::pipe2(fds, O_CLOEXEC) != 0) ipc::throw_errno(errno, "pipe2", "exec report for " + program);
   unique_fd report_rd{fds[0]};
   unique_fd report_wr{fds[1]};
   pid_t pid = ::fork();
-  if (pid < 0) detail::throw_errno(errno, "fork", program);
+  if (pid < 0) ipc::throw_errno(errno, "fork", program);
   if (pid == 0) {
     int wfd = report_wr.get();
     if (wfd < high) {
@@ -425,34 +425,34 @@ process process::exec(const std::vector<std::string>& argv, const exec_options& 
 
   int st = 0;
   detail::retry_eintr([&] { return ::waitpid(pid, &st, 0); });
-  if (got != sizeof r) detail::throw_errno(EIO, "process::exec", program + " (child died before reporting)");
+  if (got != sizeof r) ipc::throw_errno(EIO, "process::exec", program + " (child died before reporting)");
   switch (r.step) {
     case exec_step::dup_fd:
     case exec_step::dup2_fd: {
       auto [target, source] = maps.at(static_cast<std::size_t>(r.index));
-      detail::throw_errno(r.err, r.step == exec_step::dup_fd ? "fcntl(F_DUPFD_CLOEXEC)" : "dup2",
+      ipc::throw_errno(r.err, r.step == exec_step::dup_fd ? "fcntl(F_DUPFD_CLOEXEC)" : "dup2",
                           "fd " + std::to_string(source) + " -> child fd " + std::to_string(target) + " for " + program);
     }
     case exec_step::chdir:
-      detail::throw_errno(r.err, "chdir", options.cwd + " for " + program);
+      ipc::throw_errno(r.err, "chdir", options.cwd + " for " + program);
     case exec_step::setsid:
     case exec_step::setpgid:
     case exec_step::prctl:
     case exec_step::orphaned:
-      detail::throw_errno(r.err, step_call(r.step), program);
+      ipc::throw_errno(r.err, step_call(r.step), program);
     case exec_step::execve:
       break;
   }
-  if (searched && r.err == ENOENT) detail::throw_errno(r.err, "execve", program + " (searched PATH)");
-  detail::throw_errno(r.err, "execve", candidates.at(static_cast<std::size_t>(r.index)));
+  if (searched && r.err == ENOENT) ipc::throw_errno(r.err, "execve", program + " (searched PATH)");
+  ipc::throw_errno(r.err, "execve", candidates.at(static_cast<std::size_t>(r.index)));
 }
 
 exit_status process::join() {
   if (status_) return *status_;
-  if (!pidfd_) detail::throw_errno(EINVAL, "process::join", object() + " (empty or detached handle)");
+  if (!pidfd_) ipc::throw_errno(EINVAL, "process::join", object() + " (empty or detached handle)");
   siginfo_t info{};
   if (detail::retry_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED); }) != 0) {
-    detail::throw_errno(errno, "waitid", object());
+    ipc::throw_errno(errno, "waitid", object());
   }
   status_ = exit_status::from_waitid(info.si_code, info.si_status);
   pidfd_.reset();
@@ -461,11 +461,11 @@ exit_status process::join() {
 
 std::optional<exit_status> process::try_join() {
   if (status_) return status_;
-  if (!pidfd_) detail::throw_errno(EINVAL, "process::try_join", object() + " (empty or detached handle)");
+  if (!pidfd_) ipc::throw_errno(EINVAL, "process::try_join", object() + " (empty or detached handle)");
   siginfo_t info{};
   int rc = detail::retry_eintr(
       [&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED | WNOHANG); });
-  if (rc != 0) detail::throw_errno(errno, "waitid", object());
+  if (rc != 0) ipc::throw_errno(errno, "waitid", object());
   if (info.si_pid == 0) return std::nullopt;
   status_ = exit_status::from_waitid(info.si_code, info.si_status);
   pidfd_.reset();
@@ -478,7 +478,7 @@ std::optional<exit_status> process::join_for(std::chrono::nanoseconds timeout) {
     if (auto s = try_join()) return s;
     if (d.expired()) return std::nullopt;
     pollfd p{pidfd_.get(), POLLIN, 0};
-    if (::poll(&p, 1, d.poll_timeout_ms()) < 0 && errno != EINTR) detail::throw_errno(errno, "poll", object());
+    if (::poll(&p, 1, d.poll_timeout_ms()) < 0 && errno != EINTR) ipc::throw_errno(errno, "poll", object());
   }
 }
 
@@ -486,10 +486,10 @@ bool process::running() { return !try_join().has_value(); }
 
 bool process::kill(int sig) {
   if (status_) return false;
-  if (!pidfd_) detail::throw_errno(EINVAL, "process::kill", object() + " (empty or detached handle)");
+  if (!pidfd_) ipc::throw_errno(EINVAL, "process::kill", object() + " (empty or detached handle)");
   if (sys_pidfd_send_signal(pidfd_.get(), sig) == 0) return true;
   if (errno == ESRCH) return false;
-  detail::throw_errno(errno, "pidfd_send_signal", object() + " signal " + std::to_string(sig));
+  ipc::throw_errno(errno, "pidfd_send_signal", object() + " signal " + std::to_string(sig));
 }
 
 void process::detach() {

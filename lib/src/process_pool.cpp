@@ -417,7 +417,7 @@ struct process_pool::impl {
 
 process_pool::process_pool(std::size_t workers, std::chrono::milliseconds shutdown_grace)
     : process_pool([&] {
-        if (workers == 0) detail::throw_errno(EINVAL, "process_pool", "0 workers");
+        if (workers == 0) ipc::throw_errno(EINVAL, "process_pool", "0 workers");
         pool_options o;
         o.workers = workers;
         o.shutdown_grace = shutdown_grace;
@@ -431,7 +431,7 @@ process_pool::process_pool(const pool_options& options) : impl_(new impl) {
   impl_->initializer = options.initializer;
   impl_->max_tasks = options.max_tasks_per_child;
   impl_->wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!impl_->wake) detail::throw_errno(errno, "eventfd", "process_pool");
+  if (!impl_->wake) ipc::throw_errno(errno, "eventfd", "process_pool");
   // On a failure here impl_ is destroyed and every forked worker is SIGKILLed and reaped.
   for (std::size_t i = 0; i < n; ++i) impl_->spawn_worker();
   impl_->collector = std::thread([p = impl_.get()] { p->run(); });

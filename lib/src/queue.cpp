@@ -55,7 +55,7 @@ queue_base::queue_base(std::string_view name, const queue_options& options) {
   switch (options.backend) {
     case queue_backend::msgq: transport_ = std::make_unique<msgq_transport>(name, options); break;
   }
-  if (!transport_) detail::throw_errno(EINVAL, "ipc::queue", std::string(name) + " (unknown backend)");
+  if (!transport_) ipc::throw_errno(EINVAL, "ipc::queue", std::string(name) + " (unknown backend)");
 }
 
 queue_base::~queue_base() = default;

@@ -137,7 +137,7 @@ std::uint64_t new_session_id() {
     std::uint64_t id = 0;
     ssize_t n = ::getrandom(&id, sizeof id, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) detail::throw_errno(errno, "getrandom", "session id");
+    if (n < 0) ipc::throw_errno(errno, "getrandom", "session id");
     if (static_cast<std::size_t>(n) == sizeof id && id != 0) return id;
   }
 }

@@ -45,12 +45,12 @@ using op = semaphore_set::op;
 
 void check_geometry(std::size_t slots, std::size_t slot_size, const std::string& object) {
   if (slots < 1 || slots > sem_buffer::max_slots) {
-    detail::throw_errno(EINVAL, "sem_buffer(slots=" + std::to_string(slots) + ", allowed 1.." +
+    ipc::throw_errno(EINVAL, "sem_buffer(slots=" + std::to_string(slots) + ", allowed 1.." +
                                     std::to_string(sem_buffer::max_slots) + ")",
                         object);
   }
   if (slot_size < sem_buffer::min_slot_size || slot_size > sem_buffer::max_slot_size) {
-    detail::throw_errno(EINVAL, "sem_buffer(slot_size=" + std::to_string(slot_size) + ", allowed " +
+    ipc::throw_errno(EINVAL, "sem_buffer(slot_size=" + std::to_string(slot_size) + ", allowed " +
                                     std::to_string(sem_buffer::min_slot_size) + ".." +
                                     std::to_string(sem_buffer::max_slot_size) + ")",
                         object);
@@ -187,7 +187,7 @@ bool sem_buffer::lock(unsigned short unit, const deadline& d) {
     if (e == EINTR) continue;
     if (e != EAGAIN) {
       if (e == EIDRM || e == EINVAL) throw_error(errc::closed, "semop", sems_->object(), "the semaphore set was removed");
-      detail::throw_errno(e, "semop", sems_->object());
+      ipc::throw_errno(e, "semop", sems_->object());
     }
     // EAGAIN: a timeout, a full/empty buffer under try_, or `busy` left raised by a dead holder.
     if (sems_->value(sem_busy) != 0 && recover(d)) continue;
@@ -359,7 +359,7 @@ void sem_buffer::remove() {
   closed_ = true;  // nothing left to close
   sems_->remove();
   seg_->remove();
-  if (::unlink(key_file_.c_str()) == -1 && errno != ENOENT) detail::throw_errno(errno, "unlink", key_file_);
+  if (::unlink(key_file_.c_str()) == -1 && errno != ENOENT) ipc::throw_errno(errno, "unlink", key_file_);
 }
 
 bool sem_buffer::remove(std::string_view name) {
@@ -370,19 +370,19 @@ bool sem_buffer::remove(std::string_view name) {
   const key_t shm_key = detail::sysv_key(key_file, 'H', false);
   if (int id = ::semget(sem_key, 0, 0); id >= 0) {
     semid_ds ds{};
-    detail::check_unix(::semctl(id, 0, IPC_STAT, &ds), "semctl(IPC_STAT)", key_file);
+    ipc::check_unix(::semctl(id, 0, IPC_STAT, &ds), "semctl(IPC_STAT)", key_file);
     detail::check_owner(ds.sem_perm.uid, ds.sem_perm.mode, "semctl(IPC_RMID)", key_file);
-    detail::check_unix(::semctl(id, 0, IPC_RMID), "semctl(IPC_RMID)", key_file);
+    ipc::check_unix(::semctl(id, 0, IPC_RMID), "semctl(IPC_RMID)", key_file);
     removed = true;
   }
   if (int id = ::shmget(shm_key, 0, 0); id >= 0) {
     shmid_ds ds{};
-    detail::check_unix(::shmctl(id, IPC_STAT, &ds), "shmctl(IPC_STAT)", key_file);
+    ipc::check_unix(::shmctl(id, IPC_STAT, &ds), "shmctl(IPC_STAT)", key_file);
     detail::check_owner(ds.shm_perm.uid, ds.shm_perm.mode, "shmctl(IPC_RMID)", key_file);
-    detail::check_unix(::shmctl(id, IPC_RMID, nullptr), "shmctl(IPC_RMID)", key_file);
+    ipc::check_unix(::shmctl(id, IPC_RMID, nullptr), "shmctl(IPC_RMID)", key_file);
     removed = true;
   }
-  if (::unlink(key_file.c_str()) == -1 && errno != ENOENT) detail::throw_errno(errno, "unlink", key_file);
+  if (::unlink(key_file.c_str()) == -1 && errno != ENOENT) ipc::throw_errno(errno, "unlink", key_file);
   return removed;
 }
 

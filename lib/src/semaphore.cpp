@@ -84,15 +84,15 @@ semaphore_set::~semaphore_set() = default;
 
 void semaphore_set::fail(int err, const char* call) const {
   if (err == EIDRM || err == EINVAL) throw_error(errc::closed, call, object_, "semaphore set was removed");
-  detail::throw_errno(err, call, object_);
+  ipc::throw_errno(err, call, object_);
 }
 
 void semaphore_set::check_values(const std::vector<unsigned short>& initial_values) const {
   if (initial_values.empty() || initial_values.size() > max_semaphores) {
-    detail::throw_errno(EINVAL, "semget(nsems " + std::to_string(initial_values.size()) + ")", object_);
+    ipc::throw_errno(EINVAL, "semget(nsems " + std::to_string(initial_values.size()) + ")", object_);
   }
   for (auto v : initial_values) {
-    if (v > max_value) detail::throw_errno(ERANGE, "semget(initial value " + std::to_string(v) + ")", object_);
+    if (v > max_value) ipc::throw_errno(ERANGE, "semget(initial value " + std::to_string(v) + ")", object_);
   }
 }
 
@@ -123,7 +123,7 @@ void semaphore_set::open(open_mode mode, const std::vector<unsigned short>& init
           int e = errno;
           ::semctl(id_, 0, IPC_RMID);
           id_ = -1;
-          detail::throw_errno(e, failed, object_);
+          ipc::throw_errno(e, failed, object_);
         }
         return;
       }
@@ -133,7 +133,7 @@ void semaphore_set::open(open_mode mode, const std::vector<unsigned short>& init
     if (id < 0) {
       // Removed between our create attempt and the open: try creating again.
       if (errno == ENOENT && mode == open_mode::open_or_create && !d.expired()) continue;
-      detail::throw_errno(errno, "semget", object_);
+      ipc::throw_errno(errno, "semget", object_);
     }
     semid_ds ds{};
     semun arg{};
@@ -160,12 +160,12 @@ void semaphore_set::open(open_mode mode, const std::vector<unsigned short>& init
 
 void semaphore_set::check_index(unsigned short i, const char* call) const {
   if (i >= nsems_) {
-    detail::throw_errno(EINVAL, call, object_ + " index " + std::to_string(i) + " of " + std::to_string(nsems_));
+    ipc::throw_errno(EINVAL, call, object_ + " index " + std::to_string(i) + " of " + std::to_string(nsems_));
   }
 }
 
 bool semaphore_set::apply(std::span<const op> ops, const deadline& d) {
-  if (ops.empty() || ops.size() > 64) detail::throw_errno(EINVAL, "semop(operation count)", object_);
+  if (ops.empty() || ops.size() > 64) ipc::throw_errno(EINVAL, "semop(operation count)", object_);
   std::array<sembuf, 64> buf{};
   for (std::size_t k = 0; k < ops.size(); ++k) {
     check_index(ops[k].index, "semop");
@@ -248,7 +248,7 @@ pid_t semaphore_set::last_pid(unsigned short i) const {
 
 void semaphore_set::set_value(unsigned short i, unsigned short v) {
   check_index(i, "semctl(SETVAL)");
-  if (v > max_value) detail::throw_errno(ERANGE, "semctl(SETVAL)", object_);
+  if (v > max_value) ipc::throw_errno(ERANGE, "semctl(SETVAL)", object_);
   semun arg{};
   arg.val = v;
   if (::semctl(id_, i, SETVAL, arg) == -1) fail(errno, "semctl(SETVAL)");
@@ -256,10 +256,10 @@ void semaphore_set::set_value(unsigned short i, unsigned short v) {
 
 void semaphore_set::remove() {
   if (id_ >= 0 && ::semctl(id_, 0, IPC_RMID) == -1 && errno != EIDRM && errno != EINVAL) {
-    detail::throw_errno(errno, "semctl(IPC_RMID)", object_);
+    ipc::throw_errno(errno, "semctl(IPC_RMID)", object_);
   }
   if (!key_file_.empty() && ::unlink(key_file_.c_str()) == -1 && errno != ENOENT) {
-    detail::throw_errno(errno, "unlink", key_file_);
+    ipc::throw_errno(errno, "unlink", key_file_);
   }
 }
 
@@ -274,14 +274,14 @@ bool semaphore_set::remove(std::string_view name) {
     semid_ds ds{};
     semun arg{};
     arg.buf = &ds;
-    detail::check_unix(::semctl(id, 0, IPC_STAT, arg), "semctl(IPC_STAT)", object);
+    ipc::check_unix(::semctl(id, 0, IPC_STAT, arg), "semctl(IPC_STAT)", object);
     detail::check_owner(ds.sem_perm.uid, ds.sem_perm.mode, "semctl(IPC_RMID)", object);
-    detail::check_unix(::semctl(id, 0, IPC_RMID), "semctl(IPC_RMID)", object);
+    ipc::check_unix(::semctl(id, 0, IPC_RMID), "semctl(IPC_RMID)", object);
     removed = true;
   } else if (errno != ENOENT) {
-    detail::throw_errno(errno, "semget", object);
+    ipc::throw_errno(errno, "semget", object);
   }
-  if (::unlink(key_file.c_str()) == -1 && errno != ENOENT) detail::throw_errno(errno, "unlink", key_file);
+  if (::unlink(key_file.c_str()) == -1 && errno != ENOENT) ipc::throw_errno(errno, "unlink", key_file);
   return removed;
 }
 

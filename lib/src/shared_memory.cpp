@@ -33,18 +33,18 @@ constexpr auto attach_wait = std::chrono::seconds(2);
 constexpr std::size_t max_segment_bytes = std::size_t{1} << 40;  // 1 TiB: anything larger is a bug
 
 void check_create_size(std::size_t size, const std::string& object) {
-  if (size == 0) detail::throw_errno(EINVAL, "create(size 0)", object);
-  if (size > max_segment_bytes) detail::throw_errno(EFBIG, "create(size " + std::to_string(size) + ")", object);
+  if (size == 0) ipc::throw_errno(EINVAL, "create(size 0)", object);
+  if (size > max_segment_bytes) ipc::throw_errno(EFBIG, "create(size " + std::to_string(size) + ")", object);
 }
 
 void check_plain(std::string_view name, std::string_view object) {
-  if (detail::plain_name_problem(name)) detail::throw_errno(EINVAL, "shm_open(name must be [A-Za-z0-9._-]{1,200})", object);
+  if (detail::plain_name_problem(name)) ipc::throw_errno(EINVAL, "shm_open(name must be [A-Za-z0-9._-]{1,200})", object);
 }
 
 [[noreturn]] void rethrow_boost(const bip::interprocess_exception& e, int fallback, const char* call,
                                 const std::string& object) {
   int err = e.get_native_error();
-  detail::throw_errno(err != 0 ? err : fallback, call, object);
+  ipc::throw_errno(err != 0 ? err : fallback, call, object);
 }
 
 std::string describe(std::string_view label, key_t key) {
@@ -76,7 +76,7 @@ posix_segment::posix_segment(std::string_view name, open_mode mode, std::size_t 
     check_create_size(size, object_);
     detail::check_new_mode(perms, "shm_open", object_);
   }
-  if (size > max_segment_bytes) detail::throw_errno(EFBIG, "shm_open(size)", object_);
+  if (size > max_segment_bytes) ipc::throw_errno(EFBIG, "shm_open(size)", object_);
   const auto d = deadline::in(attach_wait);
   for (;;) {
     if (mode != open_mode::open_only) {
@@ -113,7 +113,7 @@ posix_segment::posix_segment(std::string_view name, open_mode mode, std::size_t 
   const int fd = impl_->shm.get_mapping_handle().handle;
   struct stat st {};
   for (;;) {
-    detail::check_unix(::fstat(fd, &st), "fstat", object_);
+    ipc::check_unix(::fstat(fd, &st), "fstat", object_);
     if (!S_ISREG(st.st_mode)) throw_error(errc::not_owner, "shm_open", object_, "not a shared-memory object");
     detail::check_owner(st.st_uid, st.st_mode, "shm_open", object_);
     if (st.st_size > 0) break;
@@ -141,7 +141,7 @@ int posix_segment::fd() const noexcept { return impl_->shm.get_mapping_handle().
 
 void posix_segment::remove() {
   const std::string shm_name = "/" + object_.substr(std::string_view("/dev/shm/").size());
-  if (::shm_unlink(shm_name.c_str()) == -1 && errno != ENOENT) detail::throw_errno(errno, "shm_unlink", object_);
+  if (::shm_unlink(shm_name.c_str()) == -1 && errno != ENOENT) ipc::throw_errno(errno, "shm_unlink", object_);
 }
 
 bool posix_segment::remove(std::string_view name) {
@@ -151,14 +151,14 @@ bool posix_segment::remove(std::string_view name) {
   unique_fd fd{::shm_open(("/" + pname).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0)};
   if (!fd) {
     if (errno == ENOENT) return false;
-    detail::throw_errno(errno, "shm_open", object);
+    ipc::throw_errno(errno, "shm_open", object);
   }
   struct stat st {};
-  detail::check_unix(::fstat(fd.get(), &st), "fstat", object);
+  ipc::check_unix(::fstat(fd.get(), &st), "fstat", object);
   detail::check_owner(st.st_uid, st.st_mode, "shm_unlink", object);
   if (::shm_unlink(("/" + pname).c_str()) == -1) {
     if (errno == ENOENT) return false;
-    detail::throw_errno(errno, "shm_unlink", object);
+    ipc::throw_errno(errno, "shm_unlink", object);
   }
   return true;
 }
@@ -193,7 +193,7 @@ sysv_segment::sysv_segment(key_t key, std::string label, open_mode mode, std::si
 
 void sysv_segment::open(open_mode mode, std::size_t size, mode_t perms) {
   if (mode != open_mode::open_only) check_create_size(size, object_);
-  if (size > max_segment_bytes) detail::throw_errno(EFBIG, "shmget(size)", object_);
+  if (size > max_segment_bytes) ipc::throw_errno(EFBIG, "shmget(size)", object_);
   const auto d = deadline::in(attach_wait);
   shmid_ds ds{};
   for (;;) {
@@ -209,12 +209,12 @@ void sysv_segment::open(open_mode mode, std::size_t size, mode_t perms) {
       id_ = ::shmget(key_, 0, 0);
       if (id_ < 0) {
         if (errno == ENOENT && mode == open_mode::open_or_create && !d.expired()) continue;
-        detail::throw_errno(errno, "shmget", object_);
+        ipc::throw_errno(errno, "shmget", object_);
       }
     }
     if (::shmctl(id_, IPC_STAT, &ds) == 0) break;
     if ((errno == EIDRM || errno == EINVAL) && mode == open_mode::open_or_create && !d.expired()) continue;
-    detail::throw_errno(errno, "shmctl(IPC_STAT)", object_);
+    ipc::throw_errno(errno, "shmctl(IPC_STAT)", object_);
   }
   detail::check_owner(ds.shm_perm.uid, ds.shm_perm.mode, "shmget", object_);
   size_ = ds.shm_segsz;
@@ -226,7 +226,7 @@ void sysv_segment::open(open_mode mode, std::size_t size, mode_t perms) {
   if (addr == reinterpret_cast<void*>(-1)) {
     int e = errno;
     if (created_) ::shmctl(id_, IPC_RMID, nullptr);
-    detail::throw_errno(e, "shmat", object_);
+    ipc::throw_errno(e, "shmat", object_);
   }
   data_ = static_cast<std::byte*>(addr);
 }
@@ -237,16 +237,16 @@ sysv_segment::~sysv_segment() {
 
 std::size_t sysv_segment::attached() const {
   shmid_ds ds{};
-  detail::check_unix(::shmctl(id_, IPC_STAT, &ds), "shmctl(IPC_STAT)", object_);
+  ipc::check_unix(::shmctl(id_, IPC_STAT, &ds), "shmctl(IPC_STAT)", object_);
   return ds.shm_nattch;
 }
 
 void sysv_segment::remove() {
   if (::shmctl(id_, IPC_RMID, nullptr) == -1 && errno != EIDRM && errno != EINVAL) {
-    detail::throw_errno(errno, "shmctl(IPC_RMID)", object_);
+    ipc::throw_errno(errno, "shmctl(IPC_RMID)", object_);
   }
   if (!key_file_.empty() && ::unlink(key_file_.c_str()) == -1 && errno != ENOENT) {
-    detail::throw_errno(errno, "unlink", key_file_);
+    ipc::throw_errno(errno, "unlink", key_file_);
   }
 }
 
@@ -259,14 +259,14 @@ bool sysv_segment::remove(std::string_view name) {
   int id = ::shmget(key, 0, 0);
   if (id >= 0) {
     shmid_ds ds{};
-    detail::check_unix(::shmctl(id, IPC_STAT, &ds), "shmctl(IPC_STAT)", object);
+    ipc::check_unix(::shmctl(id, IPC_STAT, &ds), "shmctl(IPC_STAT)", object);
     detail::check_owner(ds.shm_perm.uid, ds.shm_perm.mode, "shmctl(IPC_RMID)", object);
-    detail::check_unix(::shmctl(id, IPC_RMID, nullptr), "shmctl(IPC_RMID)", object);
+    ipc::check_unix(::shmctl(id, IPC_RMID, nullptr), "shmctl(IPC_RMID)", object);
     removed = true;
   } else if (errno != ENOENT) {
-    detail::throw_errno(errno, "shmget", object);
+    ipc::throw_errno(errno, "shmget", object);
   }
-  if (::unlink(key_file.c_str()) == -1 && errno != ENOENT) detail::throw_errno(errno, "unlink", key_file);
+  if (::unlink(key_file.c_str()) == -1 && errno != ENOENT) ipc::throw_errno(errno, "unlink", key_file);
   return removed;
 }
 
@@ -274,10 +274,10 @@ bool sysv_segment::remove(std::string_view name) {
 
 std::size_t layout_segment::total_bytes(const layout_spec& spec) {
   if (spec.header_size < sizeof(detail::layout_header) || spec.header_size > max_segment_bytes) {
-    detail::throw_errno(EINVAL, "layout(header_size " + std::to_string(spec.header_size) + ")", "layout_spec");
+    ipc::throw_errno(EINVAL, "layout(header_size " + std::to_string(spec.header_size) + ")", "layout_spec");
   }
   if (spec.payload_bytes > max_segment_bytes - spec.header_size) {
-    detail::throw_errno(EFBIG, "layout(payload " + std::to_string(spec.payload_bytes) + " bytes)", "layout_spec");
+    ipc::throw_errno(EFBIG, "layout(payload " + std::to_string(spec.payload_bytes) + " bytes)", "layout_spec");
   }
   return spec.payload_bytes == 0 ? 0 : spec.header_size + spec.payload_bytes;
 }
@@ -338,7 +338,7 @@ void layout_segment::attach(const layout_spec& spec, const init_fn& init) {
   if (s.created()) {
     if (s.size() < spec.header_size) {
       s.remove();
-      detail::throw_errno(EINVAL, "layout(segment smaller than its header)", s.object());
+      ipc::throw_errno(EINVAL, "layout(segment smaller than its header)", s.object());
     }
     detail::claim_header(h);  // first: an opener can prove we died if we never publish
     try {

@@ -105,7 +105,7 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
   const bool created = seg->created();
   {
     struct stat st {};
-    detail::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
+    ipc::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
     dev_ = st.st_dev;
     ino_ = st.st_ino;
   }

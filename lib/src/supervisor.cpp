@@ -80,7 +80,7 @@ struct supervisor::impl : std::enable_shared_from_this<supervisor::impl> {
   void arm_wait() {
     // The descriptor needs its own fd: join() closes the handle's pidfd.
     int fd = ::fcntl(child.pidfd(), F_DUPFD_CLOEXEC, 3);
-    if (fd < 0) detail::throw_errno(errno, "fcntl(F_DUPFD_CLOEXEC)", name + " pidfd");
+    if (fd < 0) ipc::throw_errno(errno, "fcntl(F_DUPFD_CLOEXEC)", name + " pidfd");
     waiter.emplace(executor, fd);
     waiter->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                        [w = weak_from_this(), gen = ++generation](const boost::system::error_code& ec) {
@@ -206,10 +206,10 @@ struct supervisor::impl : std::enable_shared_from_this<supervisor::impl> {
 };
 
 supervisor::supervisor(boost::asio::any_io_executor ex, std::string name, starter start, supervisor_options options) {
-  if (!start) detail::throw_errno(EINVAL, "supervisor", name + " (no starter)");
-  if (options.max_failures == 0) detail::throw_errno(EINVAL, "supervisor", name + " (max_failures 0)");
+  if (!start) ipc::throw_errno(EINVAL, "supervisor", name + " (no starter)");
+  if (options.max_failures == 0) ipc::throw_errno(EINVAL, "supervisor", name + " (max_failures 0)");
   if (!options.watchdog_counter.empty() && options.watchdog_timeout <= std::chrono::milliseconds{0}) {
-    detail::throw_errno(EINVAL, "supervisor", name + " (watchdog counter without a timeout)");
+    ipc::throw_errno(EINVAL, "supervisor", name + " (watchdog counter without a timeout)");
   }
   impl_ = std::make_shared<impl>(ex, std::move(name), std::move(start), std::move(options));
 }

@@ -28,7 +28,7 @@ std::string mutex_name(std::uint32_t id) { return "robust_mutex#" + std::to_stri
 
 // Sets one pthread attribute, throwing with the call's name if it fails.
 void check_attr(int rc, const char* call, std::uint32_t id) {
-  if (rc != 0) detail::throw_errno(rc, call, mutex_name(id));
+  if (rc != 0) ipc::throw_errno(rc, call, mutex_name(id));
 }
 
 }  // namespace
@@ -62,7 +62,7 @@ bool robust_mutex::finish_lock(int rc, const char* call) {
       // our own death before unlock) can leave it ENOTRECOVERABLE for everyone else.
       if (int c = ::pthread_mutex_consistent(&mutex_); c != 0) {
         ::pthread_mutex_unlock(&mutex_);
-        detail::throw_errno(c, "pthread_mutex_consistent", mutex_name(id_));
+        ipc::throw_errno(c, "pthread_mutex_consistent", mutex_name(id_));
       }
       owner_deaths_.fetch_add(1, std::memory_order_relaxed);
       recovered_ = 1;
@@ -75,7 +75,7 @@ bool robust_mutex::finish_lock(int rc, const char* call) {
                   "mutex is unrecoverable (a holder unlocked it after an owner death without "
                   "pthread_mutex_consistent)");
     default:
-      detail::throw_errno(rc, call, mutex_name(id_));
+      ipc::throw_errno(rc, call, mutex_name(id_));
   }
 }
 
@@ -135,7 +135,7 @@ bool robust_mutex::try_lock_until(const deadline& d) {
 }
 
 void robust_mutex::unlock() {
-  if (int rc = ::pthread_mutex_unlock(&mutex_); rc != 0) detail::throw_errno(rc, "pthread_mutex_unlock", mutex_name(id_));
+  if (int rc = ::pthread_mutex_unlock(&mutex_); rc != 0) ipc::throw_errno(rc, "pthread_mutex_unlock", mutex_name(id_));
   lock_order_checker::released(id_);
 }
 
@@ -184,7 +184,7 @@ void robust_condition::leave() noexcept {
 
 std::cv_status robust_condition::wait_until(lock_type& lk, const deadline& d) {
   if (lk.mutex() == nullptr || !lk.owns_lock()) {
-    detail::throw_errno(EPERM, "robust_condition::wait", "the lock does not hold its mutex");
+    ipc::throw_errno(EPERM, "robust_condition::wait", "the lock does not hold its mutex");
   }
   const robust_mutex& m = *lk.mutex();
   // Registered under the mutex, so a notifier that holds it counts us. The sequence is sampled
@@ -293,12 +293,12 @@ void ordered_lock::unlock() noexcept {
 ordered_lock lock_in_order(std::span<robust_mutex* const> mutexes) {
   std::vector<robust_mutex*> sorted(mutexes.begin(), mutexes.end());
   for (std::size_t i = 0; i < sorted.size(); ++i) {
-    if (sorted[i] == nullptr) detail::throw_errno(EINVAL, "lock_in_order", "mutex #" + std::to_string(i) + " is null");
+    if (sorted[i] == nullptr) ipc::throw_errno(EINVAL, "lock_in_order", "mutex #" + std::to_string(i) + " is null");
   }
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->id() < b->id(); });
   for (std::size_t i = 1; i < sorted.size(); ++i) {
     if (sorted[i]->id() == sorted[i - 1]->id()) {
-      detail::throw_errno(EINVAL, "lock_in_order",
+      ipc::throw_errno(EINVAL, "lock_in_order",
                           "mutex id " + std::to_string(sorted[i]->id()) + " given twice (ids must be distinct)");
     }
   }

@@ -215,9 +215,9 @@ std::filesystem::path runtime_dir() {
   if (dir.has_relative_path() && !dir.has_filename()) dir = dir.parent_path();  // "a/b/" -> "a/b"
   if (dir.empty()) dir = ".";
   const std::string shown = dir.string();
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) detail::throw_errno(errno, "mkdir", shown);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) ipc::throw_errno(errno, "mkdir", shown);
   struct stat st {};
-  detail::check_unix(::lstat(dir.c_str(), &st), "lstat", shown);
+  ipc::check_unix(::lstat(dir.c_str(), &st), "lstat", shown);
   if (!S_ISDIR(st.st_mode)) throw_error(errc::not_owner, "runtime_dir", shown, "not a directory (symlinks are not followed)");
   if (st.st_uid != ::geteuid() && st.st_uid != 0) {
     throw_error(errc::not_owner, "runtime_dir", shown, "owned by uid " + std::to_string(st.st_uid));
@@ -228,7 +228,7 @@ std::filesystem::path runtime_dir() {
 
 std::filesystem::path resolve_name(std::string_view name) {
   if (auto problem = detail::path_problem(name)) {
-    detail::throw_errno(EINVAL, "resolve_name", "name '" + shown(name) + "' " + *problem);
+    ipc::throw_errno(EINVAL, "resolve_name", "name '" + shown(name) + "' " + *problem);
   }
   std::filesystem::path p(name);
   if (p.is_absolute()) return p;

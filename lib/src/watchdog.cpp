@@ -95,8 +95,8 @@ struct watchdog::impl {
 
 watchdog::watchdog(std::chrono::nanoseconds timeout, std::function<void()> on_expiry, options opts)
     : impl_(std::make_shared<impl>()) {
-  if (timeout <= std::chrono::nanoseconds::zero()) detail::throw_errno(EINVAL, "watchdog", "timeout must be positive");
-  if (!on_expiry) detail::throw_errno(EINVAL, "watchdog", "empty on_expiry");
+  if (timeout <= std::chrono::nanoseconds::zero()) ipc::throw_errno(EINVAL, "watchdog", "timeout must be positive");
+  if (!on_expiry) ipc::throw_errno(EINVAL, "watchdog", "empty on_expiry");
   impl_->timeout_ns = timeout.count();
   impl_->on_expiry = std::move(on_expiry);
   if (opts.notify_systemd) {

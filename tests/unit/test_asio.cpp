@@ -45,7 +45,7 @@ class seqpacket_channel final : public ipc::channel {
       ssize_t n = ::send(fd_.get(), m.data(), m.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n >= 0) return true;
       if (errno == EPIPE || errno == ECONNRESET) ipc::throw_error(ipc::errc::closed, "send", name_);
-      if (errno != EAGAIN && errno != EINTR) ipc::detail::throw_errno(errno, "send", name_);
+      if (errno != EAGAIN && errno != EINTR) ipc::throw_errno(errno, "send", name_);
       if (d.expired()) return false;
       pollfd p{fd_.get(), POLLOUT, 0};
       ::poll(&p, 1, d.poll_timeout_ms());
@@ -60,7 +60,7 @@ class seqpacket_channel final : public ipc::channel {
         return true;
       }
       if (n == 0) ipc::throw_error(ipc::errc::closed, "receive", name_);
-      if (errno != EAGAIN && errno != EINTR) ipc::detail::throw_errno(errno, "recv", name_);
+      if (errno != EAGAIN && errno != EINTR) ipc::throw_errno(errno, "recv", name_);
       if (d.expired()) return false;
       pollfd p{fd_.get(), POLLIN, 0};
       ::poll(&p, 1, d.poll_timeout_ms());

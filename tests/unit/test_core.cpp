@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 TEST_CASE("error: system errors name the call and the object", "[core]") {
   errno = 0;
   try {
-    ipc::detail::check_unix(::open("/nonexistent/x", O_RDONLY), "open", "/nonexistent/x");
+    ipc::check_unix(::open("/nonexistent/x", O_RDONLY), "open", "/nonexistent/x");
     FAIL("no throw");
   } catch (const std::system_error& e) {
     CHECK(e.code() == std::errc::no_such_file_or_directory);

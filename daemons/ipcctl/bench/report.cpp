@@ -218,7 +218,7 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
     blocks[key] += format("%zu %.3f %.3f\n", c.size, c.msgs_per_s(), c.latency.p50_us);
   }
   char dir_template[] = "/tmp/ipc-bench-plot.XXXXXX";
-  if (::mkdtemp(dir_template) == nullptr) detail::throw_errno(errno, "mkdtemp", dir_template);
+  if (::mkdtemp(dir_template) == nullptr) ipc::throw_errno(errno, "mkdtemp", dir_template);
   const std::filesystem::path dir(dir_template);
   struct remove_dir {
     std::filesystem::path p;
@@ -258,7 +258,7 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
       script << "\n";
     }
     script << "unset multiplot\n";
-    if (!script || !data) detail::throw_errno(EIO, "write", dir.string());
+    if (!script || !data) ipc::throw_errno(EIO, "write", dir.string());
   }
   const std::string script_path = (dir / "plot.gp").string();
   const exit_status st = process::exec({gnuplot, script_path}).join();

@@ -109,7 +109,7 @@ class watchdog {
   watchdog(process& child, transport& t, clock_type::duration budget)
       : child_(child), pidfd_(child.pidfd()), t_(t), until_(clock_type::now() + budget),
         wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (!wake_) detail::throw_errno(errno, "eventfd", "bench watchdog");
+    if (!wake_) ipc::throw_errno(errno, "eventfd", "bench watchdog");
     thread_ = std::thread([this] { run(); });
   }
   ~watchdog() { stop(); }
@@ -174,7 +174,7 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
   t.setup(size, std::move(senders));
 
   int ctl[2];
-  detail::check_unix(::pipe2(ctl, O_CLOEXEC), "pipe2", "bench control pipe");
+  ipc::check_unix(::pipe2(ctl, O_CLOEXEC), "pipe2", "bench control pipe");
   unique_fd ctl_rd(ctl[0]);
   unique_fd ctl_wr(ctl[1]);
   fork_options fo;
@@ -218,7 +218,7 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
     if (stop_requested.load()) throw_error(errc::closed, "bench", "run", "interrupted");
     pollfd p{ctl_rd.get(), POLLIN, 0};
     int r = ::poll(&p, 1, 100);
-    if (r < 0 && errno != EINTR) detail::throw_errno(errno, "poll", "bench control pipe");
+    if (r < 0 && errno != EINTR) ipc::throw_errno(errno, "poll", "bench control pipe");
     if (r > 0) {
       char c = 0;
       ssize_t n = ::read(ctl_rd.get(), &c, 1);

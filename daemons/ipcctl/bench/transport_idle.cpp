@@ -30,7 +30,7 @@ double cpu_us(const rusage& r) {
 // voluntary_ctxt_switches of every thread of pid (/proc/PID/status counts the whole process).
 long voluntary_switches(pid_t pid) {
   std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "re");
-  if (f == nullptr) detail::throw_errno(errno, "fopen", "/proc/" + std::to_string(pid) + "/status");
+  if (f == nullptr) ipc::throw_errno(errno, "fopen", "/proc/" + std::to_string(pid) + "/status");
   char line[256];
   long v = -1;
   while (std::fgets(line, sizeof line, f) != nullptr) {

@@ -163,7 +163,7 @@ class lib_msgq final : public lib_named {
   void remove_leftovers(std::size_t i) override {
     // msg_queue::remove() leaves the key file alone when the queue was already gone (interrupt()).
     const auto key_file = runtime_dir() / (link_name(i) + ".msgq");
-    if (::unlink(key_file.c_str()) != 0 && errno != ENOENT) detail::throw_errno(errno, "unlink", key_file.string());
+    if (::unlink(key_file.c_str()) != 0 && errno != ENOENT) ipc::throw_errno(errno, "unlink", key_file.string());
   }
   std::vector<int> ids_;
 };

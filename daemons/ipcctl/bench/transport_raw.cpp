@@ -50,7 +50,7 @@ void write_all(int fd, const std::byte* p, std::size_t n, const std::string& obj
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EPIPE) throw_error(errc::closed, "write", object, "no reader is left");
-      detail::throw_errno(errno, "write", object);
+      ipc::throw_errno(errno, "write", object);
     }
     p += w;
     n -= static_cast<std::size_t>(w);
@@ -58,8 +58,8 @@ void write_all(int fd, const std::byte* p, std::size_t n, const std::string& obj
 }
 
 void set_blocking(int fd, const std::string& object) {
-  int flags = detail::check_unix(::fcntl(fd, F_GETFL), "fcntl(F_GETFL)", object);
-  detail::check_unix(::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK), "fcntl(F_SETFL)", object);
+  int flags = ipc::check_unix(::fcntl(fd, F_GETFL), "fcntl(F_GETFL)", object);
+  ipc::check_unix(::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK), "fcntl(F_SETFL)", object);
 }
 
 // ---- pipe and fifo: a blocking byte stream with a 4-byte length prefix -------------------------
@@ -112,7 +112,7 @@ class stream_receiver final : public endpoint {
       ssize_t n = ::read(fd_.get(), buf_.data() + tail_, buf_.size() - tail_);
       if (n < 0) {
         if (errno == EINTR) continue;
-        detail::throw_errno(errno, "read", object_);
+        ipc::throw_errno(errno, "read", object_);
       }
       if (n > 0) {
         tail_ += static_cast<std::size_t>(n);
@@ -121,7 +121,7 @@ class stream_receiver final : public endpoint {
       // read() also returns 0 on a FIFO whose first writer has not opened it yet; only POLLHUP
       // without data (a writer came and went) is the end.
       pollfd p{fd_.get(), POLLIN, 0};
-      if (::poll(&p, 1, -1) < 0 && errno != EINTR) detail::throw_errno(errno, "poll", object_);
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR) ipc::throw_errno(errno, "poll", object_);
       if ((p.revents & POLLIN) == 0 && (p.revents & (POLLHUP | POLLERR)) != 0) {
         throw_error(errc::closed, "read", object_, "end of stream");
       }
@@ -149,7 +149,7 @@ class raw_pipe final : public link_transport {
     begin(size, std::move(senders));
     for (std::size_t i = 0; i < links(); ++i) {
       int fds[2];
-      detail::check_unix(::pipe2(fds, O_CLOEXEC), "pipe2", link_name(i));
+      ipc::check_unix(::pipe2(fds, O_CLOEXEC), "pipe2", link_name(i));
       rd_.emplace_back(fds[0]);
       wr_.emplace_back(fds[1]);
     }
@@ -183,7 +183,7 @@ class raw_fifo final : public link_transport {
     begin(size, std::move(senders));
     for (std::size_t i = 0; i < links(); ++i) {
       std::string path = (runtime_dir() / (link_name(i) + ".fifo")).string();
-      detail::check_unix(::mkfifo(path.c_str(), 0600), "mkfifo", path);
+      ipc::check_unix(::mkfifo(path.c_str(), 0600), "mkfifo", path);
       paths_.push_back(std::move(path));
     }
     open_readers(side::parent);
@@ -207,7 +207,7 @@ class raw_fifo final : public link_transport {
       if (role_of(i, me) != role::receiver) continue;
       // O_NONBLOCK: a reader's open must not wait for the writer.
       unique_fd fd(::open(paths_[i].c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-      if (!fd) detail::throw_errno(errno, "open", paths_[i]);
+      if (!fd) ipc::throw_errno(errno, "open", paths_[i]);
       set_blocking(fd.get(), paths_[i]);
       ends_[i] = stream_end(std::move(fd), role::receiver, size_, paths_[i]);
     }
@@ -221,7 +221,7 @@ class raw_fifo final : public link_transport {
       for (;;) {
         fd.reset(::open(paths_[i].c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
         if (fd) break;
-        if (errno != ENXIO || std::chrono::steady_clock::now() > give_up) detail::throw_errno(errno, "open", paths_[i]);
+        if (errno != ENXIO || std::chrono::steady_clock::now() > give_up) ipc::throw_errno(errno, "open", paths_[i]);
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
       set_blocking(fd.get(), paths_[i]);
@@ -235,7 +235,7 @@ class raw_fifo final : public link_transport {
 
 [[noreturn]] void sysv_failed(int err, std::string_view call, const std::string& object) {
   if (err == EIDRM || err == EINVAL) throw_error(errc::closed, call, object, "removed");
-  detail::throw_errno(err, call, object);
+  ipc::throw_errno(err, call, object);
 }
 
 class msgq_endpoint final : public endpoint {
@@ -271,7 +271,7 @@ class raw_msgq final : public link_transport {
   void setup(std::size_t size, std::vector<side> senders) override {
     begin(size, std::move(senders));
     for (std::size_t i = 0; i < links(); ++i) {
-      ids_.push_back(detail::check_unix(::msgget(IPC_PRIVATE, IPC_CREAT | 0600), "msgget", "IPC_PRIVATE, " + link_name(i)));
+      ids_.push_back(ipc::check_unix(::msgget(IPC_PRIVATE, IPC_CREAT | 0600), "msgget", "IPC_PRIVATE, " + link_name(i)));
     }
   }
   void open_child() override { open(); }
@@ -362,19 +362,19 @@ class raw_sem final : public link_transport {
     begin(size, std::move(senders));
     for (std::size_t i = 0; i < links(); ++i) {
       const std::string object = "IPC_PRIVATE, " + link_name(i);
-      int shmid = detail::check_unix(::shmget(IPC_PRIVATE, sem_header_bytes + sem_slots * (4 + size), IPC_CREAT | 0600),
+      int shmid = ipc::check_unix(::shmget(IPC_PRIVATE, sem_header_bytes + sem_slots * (4 + size), IPC_CREAT | 0600),
                                      "shmget", object);
       void* p = ::shmat(shmid, nullptr, 0);
       const int err = errno;
       ::shmctl(shmid, IPC_RMID, nullptr);  // destroyed when the last process detaches; fork keeps it attached
-      if (p == reinterpret_cast<void*>(-1)) detail::throw_errno(err, "shmat", object);
+      if (p == reinterpret_cast<void*>(-1)) ipc::throw_errno(err, "shmat", object);
       segs_.push_back(static_cast<std::byte*>(p));
-      int semid = detail::check_unix(::semget(IPC_PRIVATE, 3, IPC_CREAT | 0600), "semget", object);
+      int semid = ipc::check_unix(::semget(IPC_PRIVATE, 3, IPC_CREAT | 0600), "semget", object);
       semids_.push_back(semid);
       unsigned short init[3] = {static_cast<unsigned short>(sem_slots), 0, 1};
       semun arg{};
       arg.array = init;
-      detail::check_unix(::semctl(semid, 0, SETALL, arg), "semctl(SETALL)", object);
+      ipc::check_unix(::semctl(semid, 0, SETALL, arg), "semctl(SETALL)", object);
     }
   }
   void open_child() override { open(); }
@@ -517,13 +517,13 @@ class raw_shm final : public link_transport {
     for (std::size_t i = 0; i < links(); ++i) {
       const std::string name = "/" + link_name(i);
       unique_fd fd(::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600));
-      if (!fd) detail::throw_errno(errno, "shm_open", name);
+      if (!fd) ipc::throw_errno(errno, "shm_open", name);
       // Unlinked at once: the mapping (shared with the child by fork) is all we need.
       ::shm_unlink(name.c_str());
       const std::size_t bytes = sizeof(raw_ring) + shm_capacity;
-      detail::check_unix(::ftruncate(fd.get(), static_cast<off_t>(bytes)), "ftruncate", name);
+      ipc::check_unix(::ftruncate(fd.get(), static_cast<off_t>(bytes)), "ftruncate", name);
       void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-      if (p == MAP_FAILED) detail::throw_errno(errno, "mmap", name);
+      if (p == MAP_FAILED) ipc::throw_errno(errno, "mmap", name);
       maps_.push_back({new (p) raw_ring{}, bytes});
     }
   }

@@ -77,7 +77,7 @@ class async_receiver {
     const int fd = ch.readable_fd();
     if (fd >= 0) {
       unique_fd dup{::fcntl(fd, F_DUPFD_CLOEXEC, 0)};
-      if (!dup) detail::throw_errno(errno, "fcntl(F_DUPFD_CLOEXEC)", ch.name());
+      if (!dup) ipc::throw_errno(errno, "fcntl(F_DUPFD_CLOEXEC)", ch.name());
       s_->descriptor.emplace(s_->ex, dup.get());
       (void)dup.release();  // the stream_descriptor owns it now
     } else {

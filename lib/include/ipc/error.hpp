@@ -59,11 +59,6 @@ T check_unix(T ret, std::string_view call, std::string_view object, std::string_
   return ret;
 }
 
-namespace detail {
-// Transitional: the library's sources still spell these detail::; new code uses ipc::.
-using ipc::check_unix;
-using ipc::throw_errno;
-}  // namespace detail
 }  // namespace ipc
 
 template <>

@@ -370,7 +370,7 @@ class shared_object {
                if constexpr (std::is_constructible_v<T, Args&&...>) {
                  ::new (at) T(std::forward<Args>(args)...);
                } else {
-                 detail::throw_errno(EINVAL, "shared_object(create)",
+                 ipc::throw_errno(EINVAL, "shared_object(create)",
                                      std::string(name) + ": T cannot be constructed from the arguments given");
                }
              },

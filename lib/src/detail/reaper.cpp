@@ -80,7 +80,7 @@ void hand_to_reaper(unique_fd& pidfd) {
   std::lock_guard lk(r.m);
   if (r.owner != ::getpid()) {
     unique_fd wake{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
-    if (!wake) detail::throw_errno(errno, "eventfd", "process reaper");
+    if (!wake) ipc::throw_errno(errno, "eventfd", "process reaper");
     std::thread t(reaper_loop, &r);  // blocks on r.m until we are done here
     t.detach();
     for (int fd : r.pidfds) ::close(fd);  // inherited from our parent: not our children
