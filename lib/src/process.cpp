@@ -180,7 +180,7 @@ exit_status exit_status::from_waitid(int child_code, int child_status) noexcept 
 
 process::process(process&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)), pidfd_(std::move(other.pidfd_)), status_(std::exchange(other.status_, std::nullopt)),
-      name_(std::move(other.name_)), daemon_(other.daemon_), target_(std::move(other.target_)) {}
+      name_(std::move(other.name_)), daemon_(other.daemon_), setup_(other.setup_), target_(std::move(other.target_)) {}
 
 process& process::operator=(process&& other) noexcept {
   if (this != &other) {
@@ -190,6 +190,7 @@ process& process::operator=(process&& other) noexcept {
     status_ = std::exchange(other.status_, std::nullopt);
     name_ = std::move(other.name_);
     daemon_ = other.daemon_;
+    setup_ = other.setup_;
     target_ = std::move(other.target_);
   }
   return *this;
@@ -218,20 +219,9 @@ void process::start() {
     ipc::throw_errno(EINVAL, "process::start", (name_.empty() ? std::string("process") : name_) +
                                                       (pid_ != -1 ? " (already started)" : " (no target)"));
   }
-  // The child names itself in an uncaught exception's message (fork()'s own handler would not).
   std::function<int()> target = std::move(target_);
   target_ = nullptr;
-  const std::string& name = name_;
-  process child = fork_impl([&target, &name]() -> int {
-    try {
-      return target();
-    } catch (const std::exception& e) {
-      std::string msg = "ipc::process " + (name.empty() ? std::string("child") : name) + " (pid " + std::to_string(::getpid()) +
-                        "): uncaught exception: " + e.what() + "\n";
-      [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg.data(), msg.size());
-      return 70;
-    }
-  });
+  process child = fork_impl(setup_, name_, target);
   pid_ = std::exchange(child.pid_, -1);
   pidfd_ = std::move(child.pidfd_);
 }
@@ -256,24 +246,38 @@ void process::kill_and_reap() noexcept {
   pidfd_.reset();
 }
 
-process process::fork_impl(const std::function<int()>& body) {
+process process::fork_impl(const fork_options& options, std::string_view name, const std::function<int()>& body) {
+  // The child's messages: "ipc::process NAME (pid N): …", built after fork (the pid is the child's).
+  const std::string label = "ipc::process " + (name.empty() ? std::string("child") : std::string(name)) + " (pid ";
+  auto say = [&label](std::string_view what) noexcept {
+    try {
+      std::string msg = label + std::to_string(::getpid()) + "): ";
+      msg.append(what).append("\n");
+      [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg.data(), msg.size());
+    } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory in the child; the exit code still tells
+    }
+  };
+  const pid_t parent = ::getpid();
   // Flush before forking so buffered output is not written twice (once by each process).
   std::fflush(nullptr);
   std::unique_lock lk(fork_mutex());
   pid_t pid = ::fork();
-  if (pid < 0) ipc::throw_errno(errno, "fork", "process::fork");
+  if (pid < 0) ipc::throw_errno(errno, "fork", name.empty() ? std::string_view("process::fork") : name);
   if (pid == 0) {
     lk.unlock();  // the child's copy of the lock; the child may fork again
     int code = 70;
-    try {
-      code = body();
-    } catch (const std::exception& e) {
-      std::string msg = "ipc::process: uncaught exception in forked child: ";
-      msg.append(e.what()).append("\n");
-      [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg.data(), msg.size());
-    } catch (...) {
-      static const char msg[] = "ipc::process: uncaught non-standard exception in forked child\n";
-      [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    if (auto failed = setup_child(options.new_session, options.new_process_group, options.parent_death_signal, parent)) {
+      const int err = errno;
+      say(std::string(step_call(*failed)) + ": " + std::strerror(err));
+      code = 127;
+    } else {
+      try {
+        code = body();
+      } catch (const std::exception& e) {
+        say(std::string("uncaught exception: ") + e.what());
+      } catch (...) {
+        say("uncaught non-standard exception");
+      }
     }
     std::fflush(nullptr);
     detail::lock_order_registry::leave();  // no atexit handlers run here: leave the registry now
@@ -281,19 +285,6 @@ process process::fork_impl(const std::function<int()>& body) {
   }
   lk.unlock();
   return process(pid, open_pidfd_or_kill(pid));
-}
-
-process process::fork_with(const fork_options& options, const std::function<int()>& body) {
-  const pid_t parent = ::getpid();
-  return fork_impl([&]() -> int {
-    if (auto failed = setup_child(options.new_session, options.new_process_group, options.parent_death_signal, parent)) {
-      const int err = errno;
-      std::string msg = std::string("ipc::process: ") + step_call(*failed) + " in forked child: " + std::strerror(err) + "\n";
-      [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg.data(), msg.size());
-      return 127;
-    }
-    return body();
-  });
 }
 
 process process::exec(const std::vector<std::string>& argv, const exec_options& options) {

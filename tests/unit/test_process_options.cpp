@@ -1,5 +1,6 @@
 // ipc::process's child set-up options: environment edits, process group, session, parent-death
-// signal - for exec and for fork. Real processes; children report through exit codes only.
+// signal - for exec, for fork and for start() (process_options::setup). Real processes; children
+// report through exit codes only.
 #include <ipc/process.hpp>
 
 #include <catch2/catch.hpp>
@@ -81,16 +82,20 @@ TEST_CASE("process: new_process_group and new_session make the child a leader", 
   auto s = ipc::process::exec({"/bin/sleep", "30"}, session);
   CHECK(::getsid(s.pid()) == s.pid());
   CHECK(::getpgid(s.pid()) == s.pid());
-  // fork takes the same options.
-  auto f = ipc::process::fork(ipc::fork_options{true, false, 0}, [] { return ::getpgid(0) == ::getpid() ? 0 : 1; });
+  // fork takes the same options, directly or through process_options::setup and start().
+  auto f = ipc::process::fork(ipc::fork_options{.new_process_group = true}, [] { return ::getpgid(0) == ::getpid() ? 0 : 1; });
   CHECK(f.join_for(10s) == ipc::exit_status{0, 0, false});
+  ipc::process started({.setup = {.new_session = true}}, [] { return ::getsid(0) == ::getpid() ? 0 : 1; });
+  started.start();
+  CHECK(started.join_for(10s) == ipc::exit_status{0, 0, false});
   g.kill(SIGKILL);
   s.kill(SIGKILL);
 }
 
 TEST_CASE("process: a child with parent_death_signal dies with its parent", "[process]") {
-  for (bool use_exec : {true, false}) {
-    INFO((use_exec ? "exec" : "fork"));
+  enum class door { exec, fork, start };
+  for (door how : {door::exec, door::fork, door::start}) {
+    INFO((how == door::exec ? "exec" : how == door::fork ? "fork" : "start"));
     int fds[2];
     REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
     // The middle process starts the grandchild with the death signal, reports its pid and ends
@@ -98,10 +103,17 @@ TEST_CASE("process: a child with parent_death_signal dies with its parent", "[pr
     auto middle = ipc::process::fork([&] {
       ::close(fds[0]);
       pid_t gpid = -1;
-      if (use_exec) {
+      if (how == door::exec) {
         ipc::exec_options o;
         o.parent_death_signal = SIGKILL;
         auto g = ipc::process::exec({"/bin/sleep", "30"}, o);
+        gpid = g.pid();
+        (void)!::write(fds[1], &gpid, sizeof gpid);
+        ::_exit(0);
+      }
+      if (how == door::start) {
+        ipc::process g({.daemon = true, .setup = {.parent_death_signal = SIGKILL}}, [] { ::pause(); });
+        g.start();
         gpid = g.pid();
         (void)!::write(fds[1], &gpid, sizeof gpid);
         ::_exit(0);

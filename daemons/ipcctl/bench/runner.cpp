@@ -177,9 +177,8 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
   ipc::check_unix(::pipe2(ctl, O_CLOEXEC), "pipe2", "bench control pipe");
   unique_fd ctl_rd(ctl[0]);
   unique_fd ctl_wr(ctl[1]);
-  fork_options fo;
-  fo.parent_death_signal = SIGKILL;  // the parent ends the run: the child dies with it
-  process child = process::fork(fo, [&]() -> int {
+  // The parent ends the run: the child dies with it (SIGKILL), and a handle dropped early kills it.
+  process child({.name = "bench child", .daemon = true, .setup = {.parent_death_signal = SIGKILL}}, [&]() -> int {
     ctl_rd.reset();
     ::signal(SIGINT, SIG_IGN);  // ^C is the parent's to handle
     ::signal(SIGTERM, SIG_DFL);
@@ -193,6 +192,7 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
     }
     return 0;
   });
+  child.start();
   ctl_wr.reset();
   const pid_t pid = child.pid();
   // From here on the child is reaped on every path: join within a grace, else SIGKILL and join.

@@ -12,6 +12,11 @@
 //   worker.start();                                                  // forks now
 //   worker.is_alive();  worker.join();  worker.status();             // status(): nullopt while running
 //
+//   // The child set-up travels with the options: dies with us, kept from our terminal's Ctrl-C.
+//   ipc::process helper({.name = "helper", .daemon = true,
+//                        .setup = {.new_process_group = true, .parent_death_signal = SIGKILL}}, body);
+//   helper.start();
+//
 // A fork()/exec() handle (daemon) that is still running when destroyed is SIGKILLed and reaped
 // (never a zombie) unless detach() was called; a process made with process_options{.daemon = false}
 // (the default for the constructor) is joined instead — its destructor waits for it. A handle is
@@ -37,6 +42,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -84,55 +90,46 @@ struct exec_options {
   int parent_death_signal = 0;
 };
 
-/// What process::fork sets up in the child before running the callable (the subset of
-/// exec_options that has a meaning without execve).
+/// What a forked child (process::fork, process::start) sets up before running its callable: the
+/// subset of exec_options that has a meaning without execve. A step that fails in the child (or a
+/// parent that died before the death signal was armed) makes the child write the failed call on
+/// stderr ("ipc::process NAME (pid N): setpgid: …") and exit 127 without running the callable.
 struct fork_options {
   bool new_process_group = false;  ///< as exec_options::new_process_group
   bool new_session = false;        ///< as exec_options::new_session
   int parent_death_signal = 0;     ///< as exec_options::parent_death_signal
 };
 
-/// Python's Process(name=…, daemon=…) for the constructor that takes a target.
+/// Python's Process(name=…, daemon=…) for the constructor that takes a target, plus the child's
+/// set-up: `process p({.name = "w", .daemon = true, .setup = {.parent_death_signal = SIGKILL}}, f)`.
 struct process_options {
   /// Shown in errors and in the child's uncaught-exception message: "worker-1 (pid 42)".
-  std::string name;
+  std::string name{};
   /// true: the handle's destructor SIGKILLs a running child (what fork()/exec() handles do);
   /// false: the destructor waits for the child to end (Python joins non-daemon children at exit).
   bool daemon = false;
+  /// What start() sets up in the child before the target runs (process group, session, death signal).
+  fork_options setup{};
 };
 
 class IPC_API process {
  public:
   /// Forks; the child runs body() (returning int or void → 0) and _exits with it (low 8 bits).
-  /// An exception escaping body → its what() on stderr and exit code 70. Stdio is flushed before
-  /// fork and before the child's _exit; no atexit handlers or static destructors run in the child.
-  /// Throws std::system_error naming fork / pidfd_open. Never blocks.
-  /// [[nodiscard]]: a dropped handle kills the child at once.
+  /// An exception escaping body → "ipc::process child (pid N): uncaught exception: what" on stderr
+  /// and exit code 70. Stdio is flushed before fork and before the child's _exit; no atexit handlers
+  /// or static destructors run in the child. Throws std::system_error naming fork / pidfd_open.
+  /// Never blocks. [[nodiscard]]: a dropped handle kills the child at once.
   template <typename F>
   [[nodiscard]] static process fork(F&& body) {
-    return fork_impl([&body]() -> int {
-      if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
-        std::invoke(body);
-        return 0;
-      } else {
-        return static_cast<int>(std::invoke(body));
-      }
-    });
+    return fork(fork_options{}, std::forward<F>(body));
   }
 
-  /// As fork(body), with the child first set up by `options` (process group, session, death signal).
-  /// Throws as fork(body). A step that fails in the child (or a parent that died before the death
-  /// signal was armed) makes the child write the failed call on stderr and exit 127 without body().
+  /// As fork(body), with the child first set up by `options` (see fork_options: a failed step exits
+  /// 127 without body()). The same fork as start() of a process made with process_options::setup;
+  /// this one starts at once and returns a daemon handle. Throws as fork(body).
   template <typename F>
   [[nodiscard]] static process fork(const fork_options& options, F&& body) {
-    return fork_with(options, [&body]() -> int {
-      if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
-        std::invoke(body);
-        return 0;
-      } else {
-        return static_cast<int>(std::invoke(body));
-      }
-    });
+    return fork_impl(options, {}, [&body]() -> int { return run_body(body); });
   }
 
   /// fork + execve(argv[0], argv) with `options`. argv[0] without a '/' is searched in PATH (the
@@ -152,14 +149,8 @@ class IPC_API process {
   template <typename F>
     requires std::is_invocable_v<F&>
   process(process_options options, F target)
-      : name_(std::move(options.name)), daemon_(options.daemon), target_([t = std::move(target)]() mutable -> int {
-          if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
-            std::invoke(t);
-            return 0;
-          } else {
-            return static_cast<int>(std::invoke(t));
-          }
-        }) {}
+      : name_(std::move(options.name)), daemon_(options.daemon), setup_(options.setup),
+        target_([t = std::move(target)]() mutable -> int { return run_body(t); }) {}
   /// As above with default options (not a daemon, no name).
   template <typename F>
     requires(std::is_invocable_v<F&> && !std::is_same_v<std::remove_cvref_t<F>, process>)
@@ -195,7 +186,8 @@ class IPC_API process {
   /// Sends `sig` through the pidfd (no pid-reuse race). Returns false when the child has already
   /// been reaped. Throws std::system_error naming pidfd_send_signal otherwise.
   bool kill(int sig);
-  /// Forks the target given to the constructor. Never blocks. Throws std::system_error(EINVAL)
+  /// Forks the target given to the constructor, the child first set up by process_options::setup
+  /// (a failed step exits 127 without the target). Never blocks. Throws std::system_error(EINVAL)
   /// naming the process when it has no target or was already started; as fork() otherwise.
   void start();
   /// Never blocks: true between start() (or fork/exec) and the child's end (then reaps it); false
@@ -217,8 +209,18 @@ class IPC_API process {
 
  private:
   process(pid_t pid, unique_fd pidfd) noexcept : pid_(pid), pidfd_(std::move(pidfd)) {}
-  static process fork_impl(const std::function<int()>& body);
-  static process fork_with(const fork_options& options, const std::function<int()>& body);
+  // body() as an int exit code: void → 0.
+  template <typename F>
+  static int run_body(F& body) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
+      std::invoke(body);
+      return 0;
+    } else {
+      return static_cast<int>(std::invoke(body));
+    }
+  }
+  // The one fork of the class: set-up steps, then body; `name` labels the child's messages.
+  static process fork_impl(const fork_options& options, std::string_view name, const std::function<int()>& body);
   void kill_and_reap() noexcept;
   // The destructor's work: kill_and_reap() for a daemon, else wait for the child.
   void end_child() noexcept;
@@ -231,6 +233,7 @@ class IPC_API process {
   // Python-style process (process_options): name, destructor choice, target until start().
   std::string name_;
   bool daemon_ = true;
+  fork_options setup_;
   std::function<int()> target_;
 };
 
