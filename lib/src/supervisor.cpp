@@ -1,12 +1,9 @@
+#include <ipc/asio.hpp>
 #include <ipc/error.hpp>
 #include <ipc/shared_value.hpp>
 #include <ipc/supervisor.hpp>
 
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -77,31 +74,21 @@ struct supervisor::impl : std::enable_shared_from_this<supervisor::impl> {
     arm_watchdog();
   }
 
+  // The worker's end joins the loop through its pidfd (ipc/asio.hpp); the waiter reaps it.
   void arm_wait() {
-    // The descriptor needs its own fd: join() closes the handle's pidfd.
-    int fd = ::fcntl(child.pidfd(), F_DUPFD_CLOEXEC, 3);
-    if (fd < 0) ipc::throw_errno(errno, "fcntl(F_DUPFD_CLOEXEC)", name + " pidfd");
-    waiter.emplace(executor, fd);
-    waiter->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       [w = weak_from_this(), gen = ++generation](const boost::system::error_code& ec) {
-                         auto self = w.lock();
-                         if (!self || ec || gen != self->generation) return;
-                         self->on_readable();
-                       });
-  }
-
-  void on_readable() {
-    std::optional<exit_status> st;
-    try {
-      st = child.try_join();
-    } catch (const std::exception& e) {
-      emit(event::kind::exited, child.pid(), std::nullopt, std::chrono::milliseconds{0}, name + ": " + e.what());
-      st = exit_status{};
-    }
-    if (!st) return arm_wait();  // spurious readiness
-    waiter.reset();
-    watchdog_timer.cancel();
-    on_exit(*st);
+    waiter.emplace(executor, child);
+    waiter->async_wait([w = weak_from_this(), gen = ++generation](std::error_code ec, exit_status st) {
+      auto self = w.lock();
+      if (!self || ec == std::errc::operation_canceled || gen != self->generation) return;
+      if (ec) {
+        self->emit(event::kind::exited, self->child.pid(), std::nullopt, std::chrono::milliseconds{0},
+                   self->name + ": waitid: " + ec.message());
+        st = exit_status{};
+      }
+      self->waiter.reset();
+      self->watchdog_timer.cancel();
+      self->on_exit(st);
+    });
   }
 
   void on_exit(const exit_status& st) {
@@ -191,7 +178,7 @@ struct supervisor::impl : std::enable_shared_from_this<supervisor::impl> {
   supervisor_options opt;
   boost::asio::any_io_executor executor;
   boost::asio::steady_timer restart_timer, watchdog_timer;
-  std::optional<boost::asio::posix::stream_descriptor> waiter;
+  std::optional<async_exit_waiter> waiter;
   std::function<void(const event&)> observer;
   std::optional<shared_value<std::uint64_t>> counter;
   process child;

@@ -7,6 +7,7 @@
 
 #include <ipc/fifo.hpp>
 #include <ipc/pipe.hpp>
+#include <ipc/process.hpp>
 #include <ipc/uri.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -14,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -22,6 +24,7 @@
 #include <thread>
 #include <ctime>
 #include <functional>
+#include <memory>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -412,4 +415,149 @@ TEST_CASE("async_receiver: an idle msgq waiter makes no wake-ups and cancels at 
 
 TEST_CASE("async_receiver: an idle sem waiter makes no wake-ups and cancels at once", "[asio]") {
   check_idle_then_cancel("sem:" + ipc::test::unique_name("asio"));
+}
+
+// --- async_exit_waiter: a child's end on the executor ---------------------------------------
+
+namespace {
+
+struct exit_outcome {
+  int calls = 0;
+  std::error_code ec;
+  ipc::exit_status status;
+};
+
+// The handler that records a completion into `o`.
+auto recorder(exit_outcome& o) {
+  return [&o](std::error_code ec, ipc::exit_status st) {
+    ++o.calls;
+    o.ec = ec;
+    o.status = st;
+  };
+}
+
+// Runs io until `o` has a completion or `limit` passes.
+void run_until_called(boost::asio::io_context& io, const exit_outcome& o, std::chrono::seconds limit) {
+  io.restart();
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (o.calls == 0 && std::chrono::steady_clock::now() < until) io.run_for(10ms);
+}
+
+}  // namespace
+
+TEST_CASE("async_exit_waiter: a child's end arrives on the executor with its status, reaped", "[asio]") {
+  boost::asio::io_context io;
+  auto child = ipc::process::fork([] {
+    std::this_thread::sleep_for(100ms);
+    return 9;
+  });
+  ipc::async_exit_waiter w(io.get_executor(), child);
+  exit_outcome o;
+  w.async_wait(recorder(o));
+  CHECK(o.calls == 0);  // never inside async_wait
+  run_until_called(io, o, 20s);
+  REQUIRE(o.calls == 1);
+  CHECK_FALSE(o.ec);
+  CHECK(o.status == ipc::exit_status{9, 0, false});
+  CHECK_FALSE(child.joinable());  // reaped: the handle knows how it ended
+  CHECK(child.status() == o.status);
+}
+
+TEST_CASE("async_exit_waiter: a child killed by a signal reports the signal", "[asio]") {
+  boost::asio::io_context io;
+  ipc::process child({.daemon = true}, [] { ::pause(); });
+  child.start();
+  ipc::async_exit_waiter w(io.get_executor(), child);
+  exit_outcome o;
+  w.async_wait(recorder(o));
+  io.run_for(30ms);
+  CHECK(o.calls == 0);  // still running: nothing completes
+  REQUIRE(child.kill(SIGTERM));
+  run_until_called(io, o, 20s);
+  REQUIRE(o.calls == 1);
+  CHECK_FALSE(o.ec);
+  CHECK(o.status.signal == SIGTERM);
+}
+
+TEST_CASE("async_exit_waiter: cancel and destruction complete with operation_canceled and leave the child running", "[asio]") {
+  boost::asio::io_context io;
+  ipc::process child({.daemon = true}, [] { ::pause(); });
+  child.start();
+  for (bool destroy : {false, true}) {
+    INFO((destroy ? "destroyed" : "cancelled"));
+    auto w = std::make_unique<ipc::async_exit_waiter>(io.get_executor(), child);
+    exit_outcome o;
+    w->async_wait(recorder(o));
+    io.restart();
+    io.run_for(30ms);
+    REQUIRE(o.calls == 0);
+    if (destroy) {
+      w.reset();
+    } else {
+      w->cancel();
+    }
+    run_until_called(io, o, 5s);
+    CHECK(o.calls == 1);
+    CHECK(o.ec == std::errc::operation_canceled);
+    CHECK(child.is_alive());  // neither reaped nor signalled
+  }
+  // A waiter made afterwards still sees the end.
+  ipc::async_exit_waiter again(io.get_executor(), child);
+  exit_outcome o;
+  again.async_wait(recorder(o));
+  REQUIRE(child.kill(SIGKILL));
+  run_until_called(io, o, 20s);
+  REQUIRE(o.calls == 1);
+  CHECK(o.status.signal == SIGKILL);
+}
+
+TEST_CASE("async_exit_waiter: an ended handle completes at once, an empty one with EINVAL, a second wait is refused", "[asio]") {
+  boost::asio::io_context io;
+  auto done = ipc::process::fork([] { return 4; });
+  REQUIRE(done.join_for(20s).has_value());
+  ipc::async_exit_waiter w(io.get_executor(), done);
+  exit_outcome o;
+  w.async_wait(recorder(o));
+  run_until_called(io, o, 5s);
+  CHECK(o.calls == 1);
+  CHECK_FALSE(o.ec);
+  CHECK(o.status.code == 4);
+
+  ipc::process empty;
+  ipc::async_exit_waiter we(io.get_executor(), empty);
+  exit_outcome e;
+  we.async_wait(recorder(e));
+  run_until_called(io, e, 5s);
+  CHECK(e.calls == 1);
+  CHECK(e.ec == std::errc::invalid_argument);
+
+  ipc::process sleeper({.daemon = true}, [] { ::pause(); });
+  sleeper.start();
+  ipc::async_exit_waiter ws(io.get_executor(), sleeper);
+  exit_outcome first, second;
+  ws.async_wait(recorder(first));
+  ws.async_wait(recorder(second));
+  run_until_called(io, second, 5s);
+  CHECK(second.ec == std::errc::operation_in_progress);
+  CHECK(first.calls == 0);
+  REQUIRE(sleeper.kill(SIGKILL));
+  run_until_called(io, first, 20s);
+  CHECK(first.calls == 1);
+  CHECK_FALSE(first.ec);
+}
+
+TEST_CASE("async_exit_waiter: a move-only handler is accepted", "[asio]") {
+  boost::asio::io_context io;
+  auto child = ipc::process::fork([] { return 0; });
+  ipc::async_exit_waiter w(io.get_executor(), child);
+  auto token = std::make_unique<int>(5);
+  exit_outcome o;
+  w.async_wait([&o, token = std::move(token)](std::error_code ec, ipc::exit_status st) {
+    o.calls += *token;
+    o.ec = ec;
+    o.status = st;
+  });
+  run_until_called(io, o, 20s);
+  CHECK(o.calls == 5);
+  CHECK(o.status.success());
 }

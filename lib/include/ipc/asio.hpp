@@ -1,4 +1,5 @@
-// Async receive for every channel on a Boost.Asio executor.
+// A Boost.Asio executor's view of the toolkit: async receive for every channel (async_receiver), and
+// a child process's end joining the loop through its pidfd (async_exit_waiter).
 //
 //   boost::asio::io_context io;
 //   auto rx = ipc::open_channel("shm:demo", ipc::role::receiver);
@@ -27,11 +28,27 @@
 // std::errc::operation_canceled (ECANCELED, the value of asio::error::operation_aborted) after
 // cancel() or when the receiver is destroyed; a message that had already arrived is delivered
 // instead. Channel errors arrive as the error_code (errc::closed, std::system_error codes).
+//
+//   ipc::process child = ipc::process::exec({"/usr/bin/worker"});
+//   ipc::async_exit_waiter w(io.get_executor(), child);
+//   w.async_wait([&](std::error_code ec, ipc::exit_status st) {
+//     if (ec == std::errc::operation_canceled) return;   // cancel() or destruction; child still running
+//     if (ec) { /* waitid failed, e.g. ECHILD: someone else reaped it */ }
+//     /* the child ended and is reaped: st == *child.status() */
+//   });
+//
+// The exit waiter watches a dup of the child's pidfd with a posix::stream_descriptor (readable once
+// the child has ended), then reaps it with process::try_join: no thread, no SIGCHLD, no waitpid, and
+// a recycled pid is never waited for. Same rules as async_receiver: one operation at a time
+// (operation_in_progress otherwise), call from the executor's thread, the handler always runs on the
+// executor; cancel() or destruction completes a pending wait with operation_canceled (an end already
+// seen is delivered instead) and leaves the child running and unreaped.
 #pragma once
 
 #include <ipc/channel.hpp>
 #include <ipc/error.hpp>
 #include <ipc/interrupt.hpp>
+#include <ipc/process.hpp>
 #include <ipc/unique_fd.hpp>
 
 // Boost 1.74's scheduler trips GCC 12's -Wnull-dereference; not ours to fix.
@@ -269,6 +286,116 @@ class async_receiver {
       s.requested = true;
     }
     s.wake.notify_all();
+  }
+
+  std::shared_ptr<state> s_;
+};
+
+class async_exit_waiter {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+  using handler_type = std::function<void(std::error_code, exit_status)>;
+
+  /// Binds `child` (which must outlive this waiter and stay where it is while a wait is pending) to
+  /// `ex`. Never blocks, never throws but bad_alloc.
+  async_exit_waiter(executor_type ex, process& child) : s_(std::make_shared<state>(std::move(ex), child)) {}
+
+  /// Cancels a pending wait (its handler gets operation_canceled). Never blocks, never throws.
+  ~async_exit_waiter() {
+    cancel();
+    s_->child = nullptr;
+  }
+  async_exit_waiter(const async_exit_waiter&) = delete;
+  async_exit_waiter& operator=(const async_exit_waiter&) = delete;
+
+  /// Starts waiting for the child's end; h(error_code, exit_status) runs on the executor once it has
+  /// ended and been reaped (the status is meaningful only without an error). Completes at once
+  /// (posted) with the status of a child already reaped;
+  /// with EINVAL for an empty, detached or never started handle; with the errno of a failed dup or
+  /// waitid (ECHILD: reaped by someone else). No timeout: pair it with a steady_timer and cancel().
+  /// Never blocks, never throws (errors go to the handler).
+  template <class Handler>
+  void async_wait(Handler&& h) {
+    using H = std::decay_t<Handler>;
+    if constexpr (std::is_copy_constructible_v<H>) {
+      start(handler_type(std::forward<Handler>(h)));
+    } else {
+      auto p = std::make_shared<H>(std::forward<Handler>(h));
+      start([p](std::error_code ec, exit_status st) { (*p)(ec, st); });
+    }
+  }
+
+  /// Asks a pending wait to complete with operation_canceled; the child is left as it is. Never
+  /// blocks, never throws.
+  void cancel() noexcept {
+    if (!s_->descriptor) return;
+    boost::system::error_code ignored;
+    s_->descriptor->cancel(ignored);
+  }
+
+  [[nodiscard]] executor_type get_executor() const noexcept { return s_->ex; }
+
+ private:
+  struct state : std::enable_shared_from_this<state> {
+    state(executor_type e, process& c) : ex(std::move(e)), child(&c) {}
+    executor_type ex;
+    process* child;  // null once the waiter is gone: never touched after that
+    std::optional<boost::asio::posix::stream_descriptor> descriptor;  // a dup of the child's pidfd
+    bool pending = false;
+
+    void complete(const handler_type& h, std::error_code ec, exit_status st) {
+      pending = false;
+      if (descriptor) {
+        boost::system::error_code ignored;
+        descriptor->close(ignored);
+        descriptor.reset();
+      }
+      h(ec, st);
+    }
+
+    void wait(handler_type h) {
+      descriptor->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                             [self = shared_from_this(), h = std::move(h)](const boost::system::error_code& ec) mutable {
+                               self->on_ready(ec, std::move(h));
+                             });
+    }
+
+    void on_ready(const boost::system::error_code& ec, handler_type h) {
+      if (ec == boost::asio::error::operation_aborted || child == nullptr) {
+        return complete(h, std::make_error_code(std::errc::operation_canceled), {});
+      }
+      if (ec) return complete(h, std::error_code(ec.value(), std::system_category()), {});
+      try {
+        if (auto st = child->try_join()) return complete(h, {}, *st);
+      } catch (const std::system_error& e) {
+        return complete(h, e.code(), {});
+      }
+      wait(std::move(h));  // readiness without an end: look again
+    }
+  };
+
+  void start(handler_type h) {
+    auto& s = *s_;
+    auto post_now = [&s](handler_type fn, std::error_code ec, exit_status st) {
+      boost::asio::post(s.ex, [fn = std::move(fn), ec, st] { fn(ec, st); });
+    };
+    if (s.pending) return post_now(std::move(h), std::make_error_code(std::errc::operation_in_progress), {});
+    process& child = *s.child;
+    if (!child.joinable()) {
+      if (auto st = child.status()) return post_now(std::move(h), {}, *st);
+      return post_now(std::move(h), std::make_error_code(std::errc::invalid_argument), {});
+    }
+    // Our own fd: join() closes the handle's pidfd, and the descriptor closes what it holds.
+    unique_fd dup{::fcntl(child.pidfd(), F_DUPFD_CLOEXEC, 3)};
+    if (!dup) return post_now(std::move(h), std::error_code(errno, std::system_category()), {});
+    try {
+      s.descriptor.emplace(s.ex, dup.get());
+    } catch (const boost::system::system_error& e) {
+      return post_now(std::move(h), std::error_code(e.code().value(), std::system_category()), {});
+    }
+    (void)dup.release();  // the stream_descriptor owns it now
+    s.pending = true;
+    s.wait(std::move(h));
   }
 
   std::shared_ptr<state> s_;
