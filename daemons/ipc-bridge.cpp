@@ -12,6 +12,7 @@
 // destination's confirmation; an Asio completion would only move that wait); the daemon skeleton
 // (daemon.hpp) on the main thread owns signals, stats, sd_notify and the watchdog (pinged only while
 // the worker takes turns). Exit statuses as the other daemons: 0, 1 failure, 2 usage.
+#include "backoff.hpp"
 #include "cli.hpp"
 #include "daemon.hpp"
 #include "limits.hpp"
@@ -105,10 +106,9 @@ class forwarder {
         continue;
       }
       in_hand_ = false;
-      // Data flows: the back-off and the log throttle start over (as the skeleton's reopener does:
-      // an end that opens fine and fails at once must not become a busy loop).
-      delay_ = 10ms;
-      throttle_.reset();
+      // Data flows: the back-off and its log throttle start over (an end that opens fine and fails
+      // at once must not become a busy loop).
+      backoff_.progress();
       p_.forwarded.fetch_add(1);
       p_.bytes.fetch_add(buf_.size());
     }
@@ -127,12 +127,12 @@ class forwarder {
         stop_ = true;
         return false;
       }
-      if (throttle_.allow()) log(priority::warning, "bridge: open: ", e.what());
-      pause(next_delay());
+      if (backoff_.may_log()) log(priority::warning, "bridge: open: ", e.what());
+      pause(backoff_.next());
       return false;
     } catch (const std::exception& e) {
-      if (throttle_.allow()) log(priority::warning, "bridge: open: ", e.what());
-      pause(next_delay());
+      if (backoff_.may_log()) log(priority::warning, "bridge: open: ", e.what());
+      pause(backoff_.next());
       return false;
     }
     if (!p_.ready.exchange(true)) {
@@ -146,17 +146,10 @@ class forwarder {
   }
 
   void lost(std::unique_ptr<channel>& ch, const char* side, const std::string& uri, const std::system_error& e) {
-    if (throttle_.allow()) log(priority::warning, "bridge: ", side, " ", uri, ": ", e.what(), "; reopening");
+    if (backoff_.may_log()) log(priority::warning, "bridge: ", side, " ", uri, ": ", e.what(), "; reopening");
     ch.reset();
     reopened_ = true;
-    pause(next_delay());
-  }
-
-  // The skeleton's reopener policy on this blocking thread: 10 ms doubling to 1 s.
-  std::chrono::milliseconds next_delay() noexcept {
-    const auto d = delay_;
-    delay_ = std::min<std::chrono::milliseconds>(delay_ * 2, 1000ms);
-    return d;
+    pause(backoff_.next());
   }
 
   void pause(std::chrono::milliseconds d) {
@@ -175,8 +168,7 @@ class forwarder {
   std::unique_ptr<channel> src_, dst_;
   std::vector<std::byte> buf_;
   bool in_hand_ = false, reopened_ = false;
-  throttle throttle_;
-  std::chrono::milliseconds delay_{10};
+  backoff backoff_;  // the skeleton's reopen policy (backoff.hpp), on this blocking thread
   std::chrono::steady_clock::time_point drain_until_ = std::chrono::steady_clock::time_point::max();
 };
 
@@ -249,8 +241,7 @@ int run_bridge(int argc, char** argv) noexcept {
     app.add_option("--from", o.from, "source channel URI (e.g. shm:x, nats://HOST:PORT/SUBJECT?jetstream=S)")->required()->type_name("URI");
     app.add_option("--to", o.to, "destination channel URI (e.g. nats://HOST:PORT/SUBJECT?jetstream=S, msgq:y)")->required()->type_name("URI");
     add_count(app, "--count", o.count, 0, UINT64_MAX, "exit after N messages, 0 = until SIGTERM");
-    add_seconds(app, "--stats-interval", o.stats_interval, 0, 86400, "seconds between stats lines, 0 = only at exit (default 1)");
-    app.add_option("--status-file", o.status_file, "status file (default RUNTIME_DIR/status/…)")->type_name("PATH");
+    add_stats_options(app, o.stats_interval, o.status_file);
     if (auto rc = parse(app, argc, argv)) return *rc;
     // Validate before create: both URIs (scheme, size options) before anything is opened.
     for (const auto* text : {&o.from, &o.to}) {

@@ -1,33 +1,18 @@
 #include "cli.hpp"
 
+#include "atomic_file.hpp"
 #include "exit_status.hpp"
 #include "ipc_version.hpp"
+
+#include <ipc/size.hpp>
 
 #include <charconv>
 #include <cmath>
 #include <iostream>
 #include <sstream>
+#include <system_error>
 
 namespace ipc::daemon {
-
-std::optional<std::uint64_t> parse_size(std::string_view text) noexcept {
-  std::uint64_t mult = 1;
-  if (!text.empty()) {
-    switch (text.back()) {
-      case 'K': case 'k': mult = std::uint64_t{1} << 10; break;
-      case 'M': case 'm': mult = std::uint64_t{1} << 20; break;
-      case 'G': case 'g': mult = std::uint64_t{1} << 30; break;
-      default: break;
-    }
-    if (mult != 1) text.remove_suffix(1);
-  }
-  if (text.empty() || text.front() < '0' || text.front() > '9') return std::nullopt;  // no sign, no space
-  std::uint64_t v = 0;
-  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v, 10);
-  if (ec != std::errc{} || p != text.data() + text.size()) return std::nullopt;  // ERANGE: no wrap-around
-  if (v > UINT64_MAX / mult) return std::nullopt;
-  return v * mult;
-}
 
 namespace {
 error_style style_ = error_style::plain;  // one program per process
@@ -51,8 +36,8 @@ CLI::Option* add_size(CLI::App& app, const std::string& name, std::uint64_t& int
   auto* o = app.add_option_function<std::string>(
       name,
       [&into, name, min, max](const std::string& text) {
-        const auto v = parse_size(text);
-        if (!v) throw CLI::ValidationError(name, "'" + text + "' is not a size (digits with an optional K, M or G; at most 2^64-1)");
+        const auto v = ipc::parse_size(text);
+        if (!v) throw CLI::ValidationError(name, "'" + text + "' is not a size (digits or 0x hex, an optional K, M or G; at most 2^64-1)");
         if (*v < min || *v > max) throw CLI::ValidationError(name, text + " is outside " + range_text(min, max));
         into = *v;
       },
@@ -99,6 +84,22 @@ CLI::Option* add_seconds(CLI::App& app, const std::string& name, double& into, d
       help);
   o->type_name("SEC");
   return o;
+}
+
+void add_stats_options(CLI::App& app, double& interval, std::string& status_file) {
+  add_seconds(app, "--stats-interval", interval, 0, 86400, "seconds between stats lines, 0 = only at exit (default 1)");
+  app.add_option("--status-file", status_file, "status file, a regular file replaced at each report (default RUNTIME_DIR/status/…)")
+      ->type_name("PATH")
+      ->check(CLI::Validator(
+          [](const std::string& path) -> std::string {
+            try {
+              check_replaceable(path);
+            } catch (const std::system_error& e) {
+              return e.what();
+            }
+            return {};
+          },
+          "", "replaceable"));
 }
 
 std::optional<int> parse(CLI::App& app, int argc, const char* const* argv) {

@@ -270,8 +270,7 @@ int run_consumer(int argc, char** argv) noexcept {
         ->capture_default_str()
         ->type_name("FILE|-|null");
     add_count(app, "--count", o.count, 0, UINT64_MAX, "exit after N records, 0 = until SIGTERM");
-    add_seconds(app, "--stats-interval", o.stats_interval, 0, 86400, "seconds between stats lines, 0 = only at exit (default 1)");
-    app.add_option("--status-file", o.status_file, "status file (default RUNTIME_DIR/status/…)")->type_name("PATH");
+    add_stats_options(app, o.stats_interval, o.status_file);
     if (auto rc = parse(app, argc, argv)) return *rc;
 
     // Validate before create: nothing is opened or made until every option is known to be good.

@@ -133,14 +133,12 @@ int daemon_loop::run() {
 reopener::reopener(daemon_loop& loop, std::string what) : loop_(loop), what_(std::move(what)), timer_(loop.io()) {}
 
 void reopener::lost(std::string_view why, std::function<void()> retry) {
-  if (throttle_.allow()) {
-    loop_.say(priority::warning, what_, ": ", why, "; reopening in ", delay_.count(), " ms",
-              throttle_.suppressed() > 0 ? " (" + std::to_string(throttle_.suppressed()) + " similar lines suppressed)" : "");
+  if (backoff_.may_log()) {
+    loop_.say(priority::warning, what_, ": ", why, "; reopening in ", backoff_.delay().count(), " ms",
+              backoff_.suppressed() > 0 ? " (" + std::to_string(backoff_.suppressed()) + " similar lines suppressed)" : "");
   }
-  ++attempts_;
   pending_ = true;
-  timer_.expires_after(delay_);
-  delay_ = std::min(delay_ * 2, std::chrono::milliseconds(1000));
+  timer_.expires_after(backoff_.next());
   timer_.async_wait([this, retry = std::move(retry)](const boost::system::error_code& ec) {
     pending_ = false;
     if (!ec) retry();
@@ -148,14 +146,7 @@ void reopener::lost(std::string_view why, std::function<void()> retry) {
 }
 
 void reopener::reopened(std::string_view name) {
-  if (throttle_.allow()) loop_.say(priority::info, name, " reopened");
-}
-
-void reopener::progress() noexcept {
-  if (attempts_ == 0) return;
-  attempts_ = 0;
-  delay_ = std::chrono::milliseconds(10);
-  throttle_.reset();
+  if (backoff_.may_log()) loop_.say(priority::info, name, " reopened");
 }
 
 void reopener::cancel() noexcept {

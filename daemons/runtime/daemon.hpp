@@ -13,6 +13,7 @@
 // reopener is the channel-loss back-off: see below.
 #pragma once
 
+#include "backoff.hpp"
 #include "exit_status.hpp"
 #include "log.hpp"
 #include "stats.hpp"
@@ -114,10 +115,9 @@ class daemon_loop {
   int code_ = exit_ok;
 };
 
-/// Reopening a lost channel with back-off: the delay doubles from 10 ms to 1 s and goes back to
-/// 10 ms only when data flows again (progress()), not when open() succeeds - a channel whose peer
-/// is absent often opens fine and fails at once, and must not become a busy loop. Every log line
-/// goes through one throttle (3, then one per 10 s), also reset by progress().
+/// Reopening a lost channel on the loop with the daemons' back-off (backoff.hpp): the delay doubles
+/// from 10 ms to 1 s and goes back to 10 ms only when data flows again (progress()), not when open()
+/// succeeds; every log line goes through its throttle (3, then one per 10 s).
 class reopener {
  public:
   reopener(daemon_loop& loop, std::string what);
@@ -126,19 +126,17 @@ class reopener {
   /// Logs that the channel is open again (throttled).
   void reopened(std::string_view name);
   /// Data moved: the peer is back.
-  void progress() noexcept;
+  void progress() noexcept { backoff_.progress(); }
   void cancel() noexcept;
   [[nodiscard]] bool pending() const noexcept { return pending_; }
   /// Reopen attempts since the last progress().
-  [[nodiscard]] std::uint64_t attempts() const noexcept { return attempts_; }
+  [[nodiscard]] std::uint64_t attempts() const noexcept { return backoff_.attempts(); }
 
  private:
   daemon_loop& loop_;
   std::string what_;
   boost::asio::steady_timer timer_;
-  throttle throttle_;
-  std::chrono::milliseconds delay_{10};
-  std::uint64_t attempts_ = 0;
+  backoff backoff_;
   bool pending_ = false;
 };
 

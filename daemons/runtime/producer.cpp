@@ -373,8 +373,7 @@ int run_producer(int argc, char** argv) noexcept {
     add_size(app, "--size", o.size, 0, std::uint64_t{16} << 20, "payload bytes (K, M suffixes)");
     add_count(app, "--count", o.count, 0, UINT64_MAX, "send N records, then exit; 0 = forever");
     app.add_option("--source", o.source, "send the lines of FILE (or stdin: -) instead of a pattern")->type_name("FILE|-");
-    add_seconds(app, "--stats-interval", o.stats_interval, 0, 86400, "seconds between stats lines, 0 = only at exit (default 1)");
-    app.add_option("--status-file", o.status_file, "status file (default RUNTIME_DIR/status/…)")->type_name("PATH");
+    add_stats_options(app, o.stats_interval, o.status_file);
     app.add_option("--consumer-arg", o.consumer_args, "pipe only: an argument for the spawned ipc-consumer (repeatable)")
         ->type_name("ARG")
         ->allow_extra_args(false);

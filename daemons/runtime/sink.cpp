@@ -1,6 +1,7 @@
 #include "sink.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <stdio_ext.h>
@@ -13,12 +14,14 @@ sink::sink(std::string target) : target_(std::move(target)) { open(); }
 
 sink::~sink() { close(); }
 
-void sink::fail(int err, const char* call) {
+void sink::fail(int err, const char* call, std::string_view detail) {
   // What is still buffered can never be written: drop it, so that neither a later flush nor exit
   // tries again (and the failure is reported once).
   if (file_ != nullptr) ::__fpurge(file_);
   broken_ = true;
-  throw sink_error(err, std::system_category(), std::string(call) + "(sink " + target_ + ")");
+  std::string what = std::string(call) + "(sink " + target_ + ")";
+  if (!detail.empty()) what.append(": ").append(detail);
+  throw sink_error(err, std::system_category(), what);
 }
 
 void sink::write(std::span<const std::byte> payload) {
@@ -45,8 +48,21 @@ void sink::open() {
   if (target_ == "-") {
     file_ = stdout;
   } else {
+    // Appended, never truncated or renamed over: whatever is there keeps its contents. Links are
+    // followed (/dev/stdout is one) and FIFOs and character devices are legitimate sinks; a block
+    // device (a disk) never is (docs/daemons.md, "The sink").
     const int fd = ::open(target_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) fail(errno, "open");
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int err = errno;
+      ::close(fd);
+      fail(err, "fstat");
+    }
+    if (S_ISBLK(st.st_mode)) {
+      ::close(fd);
+      fail(EPERM, "open", "a block device is never a sink");
+    }
     file_ = ::fdopen(fd, "a");
     if (file_ == nullptr) {
       const int err = errno;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace ipc::daemon {
@@ -23,7 +24,8 @@ struct sink_error : std::system_error {
 
 class sink {
  public:
-  /// Opens the target ("-", "null" or a path, created 0600). Throws sink_error naming open.
+  /// Opens the target ("-", "null" or a path: appended, created 0600 if absent, never truncated; a
+  /// FIFO blocks here until it has a reader). Throws sink_error naming open (EPERM for a block device).
   explicit sink(std::string target);
   ~sink();
   sink(const sink&) = delete;
@@ -41,7 +43,7 @@ class sink {
  private:
   void open();
   void close() noexcept;
-  [[noreturn]] void fail(int err, const char* call);
+  [[noreturn]] void fail(int err, const char* call, std::string_view detail = {});
   std::string target_;
   bool broken_ = false;  // a write failed: nothing more is written
   std::FILE* file_ = nullptr;

@@ -1,18 +1,14 @@
 #include "stats.hpp"
 
+#include "atomic_file.hpp"
 #include "log.hpp"
 #include "stats_line.hpp"
 
-#include <ipc/error.hpp>
-#include <ipc/unique_fd.hpp>
 #include <ipc/uri.hpp>
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bit>
-#include <cerrno>
 #include <cstdio>
 
 namespace ipc::daemon {
@@ -131,25 +127,11 @@ std::string stats_reporter::report(const figures& f, latency_histogram& latency,
     const std::uint64_t p50 = latency.percentile_ns(0.50) / 1000;
     const std::uint64_t p99 = latency.percentile_ns(0.99) / 1000;
     latency.reset();
-    stats_line sl;
-    sl.role = role_;
-    sl.channel = channel_;
-    sl.pid = ::getpid();
-    sl.records = f.records;
-    sl.bytes = f.bytes;
-    sl.rate = rate;
-    sl.mbps = mbps;
-    sl.lost = f.lost;
-    sl.dup = f.dup;
-    sl.reorder = f.reorder;
-    sl.corrupt = f.corrupt;
-    sl.p50_us = p50;
-    sl.p99_us = p99;
-    sl.restarts = f.restarts;
-    sl.session = f.session;
-    sl.first_seq = f.first_seq;
-    sl.seq = f.seq;
-    sl.final = final;
+    const stats_line sl{.role = role_, .channel = channel_, .pid = ::getpid(),
+                        .records = f.records, .bytes = f.bytes, .rate = rate, .mbps = mbps,
+                        .lost = f.lost, .dup = f.dup, .reorder = f.reorder, .corrupt = f.corrupt,
+                        .p50_us = p50, .p99_us = p99, .restarts = f.restarts,
+                        .session = f.session, .first_seq = f.first_seq, .seq = f.seq, .final = final};
     const std::string line = sl.format();
     char buf[256];
     log_line(priority::info, line);
@@ -172,9 +154,7 @@ std::string stats_reporter::report(const figures& f, latency_histogram& latency,
 }
 
 void stats_reporter::remove_status_file() noexcept {
-  if (status_file_.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove(status_file_, ec);
+  if (!status_file_.empty()) remove_regular_file(status_file_);
 }
 
 std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role) {
@@ -188,33 +168,6 @@ std::filesystem::path default_status_path(std::string_view channel_uri, std::str
   // The directory is made by the first write (write_file_atomically): a daemon that stops on a usage
   // error leaves nothing behind.
   return runtime_dir() / "status" / (uri.scheme + "-" + name + "." + std::string(role) + ".status");
-}
-
-void write_file_atomically(const std::filesystem::path& path, std::string_view text) {
-  const auto dir = path.parent_path();
-  if (!dir.empty() && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) ipc::throw_errno(errno, "mkdir", dir.string());
-  const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  unique_fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)};
-  if (!fd) ipc::throw_errno(errno, "open", tmp);
-  const char* p = text.data();
-  std::size_t left = text.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd.get(), p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::unlink(tmp.c_str());
-      ipc::throw_errno(err, "write", tmp);
-    }
-    p += n;
-    left -= static_cast<std::size_t>(n);
-  }
-  fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    ipc::throw_errno(err, "rename", path.string());
-  }
 }
 
 }  // namespace ipc::daemon

@@ -91,12 +91,13 @@ class stats_reporter {
  public:
   /// status_file empty: no status file.
   stats_reporter(std::string role, std::string channel, std::filesystem::path status_file);
-  /// Prints the stats line (stats_line.hpp) with "<6>" to stderr and writes it to the status file atomically;
+  /// Prints the stats line (stats_line.hpp) with "<6>" to stderr and writes it to the status file atomically
+  /// (write_file_atomically: a status path that is not a regular file is never replaced - a warning, once);
   /// p50/p99 come from `latency` (which is then reset). Returns the line (without "<6>"). Never throws.
   std::string report(const figures& f, latency_histogram& latency, bool final) noexcept;
   /// "records=N rate=R/s lost=L p99=Xus" from the last report, for sd_notify STATUS=.
   [[nodiscard]] const std::string& status_text() const noexcept { return status_; }
-  /// Removes the status file (at exit). Never throws.
+  /// Removes the status file (at exit) if it is a regular file; anything else there is left alone. Never throws.
   void remove_status_file() noexcept;
 
  private:
@@ -112,9 +113,5 @@ class stats_reporter {
 /// producer's own, the consumer's parent), so concurrent pipe pairs do not collide; '/' in names
 /// (fifo paths) become '_'. Creates nothing. Throws std::system_error.
 std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role);
-
-/// Writes text to path via path.tmp.<pid> + rename, so readers never see half a file; makes the
-/// parent directory (0700) if missing. Throws std::system_error.
-void write_file_atomically(const std::filesystem::path& path, std::string_view text);
 
 }  // namespace ipc::daemon

@@ -1,4 +1,5 @@
 #include <ipc/error.hpp>
+#include <ipc/size.hpp>
 #include <ipc/uri.hpp>
 
 #include "detail/names.hpp"
@@ -7,12 +8,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
 namespace ipc {
 namespace {
+
+// Above this a size option is a typo rather than a wish: no channel holds a terabyte.
+constexpr std::uint64_t max_size_option = std::uint64_t{1} << 40;
 
 [[noreturn]] void bad(std::string_view uri, const std::string& detail) {
   throw_error(errc::bad_uri, "open_channel", uri, detail);
@@ -117,24 +122,12 @@ std::optional<std::string_view> channel_uri::option(std::string_view key) const 
 std::size_t channel_uri::size_option(std::string_view key, std::size_t fallback) const {
   auto v = option(key);
   if (!v) return fallback;
-  std::string s(*v);
-  auto fail = [&] { bad(text, "option '" + std::string(key) + "=" + s + "' is not a size (e.g. 4096, 64K, 1M)"); };
-  if (s.empty() || s[0] == '-' || s[0] == '+') fail();
-  errno = 0;
-  char* end = nullptr;
-  // Decimal, or hex with 0x; never octal (a leading zero is just a zero: 0100 is a hundred).
-  const bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
-  unsigned long long n = std::strtoull(s.c_str(), &end, hex ? 16 : 10);
-  if (errno != 0 || end == s.c_str()) fail();
-  if (n == 0) bad(text, "option '" + std::string(key) + "=" + s + "' is zero: every size is at least 1");
-  std::string_view suffix(end);
-  unsigned long long mul = 1;
-  if (suffix == "K" || suffix == "k" || suffix == "KiB") mul = 1ULL << 10;
-  else if (suffix == "M" || suffix == "MiB") mul = 1ULL << 20;
-  else if (suffix == "G" || suffix == "GiB") mul = 1ULL << 30;
-  else if (!suffix.empty()) fail();
-  if (n > (1ULL << 40) / mul) fail();
-  return static_cast<std::size_t>(n * mul);
+  const std::string what = "option '" + std::string(key) + "=" + std::string(*v) + "'";
+  const auto n = parse_size(*v);
+  if (!n) bad(text, what + " is not a size (e.g. 4096, 0x1000, 64K, 1MiB)");
+  if (*n == 0) bad(text, what + " is zero: every size is at least 1");
+  if (*n > max_size_option) bad(text, what + " is above 1 TiB, the largest size a channel option takes");
+  return static_cast<std::size_t>(*n);
 }
 
 mode_t channel_uri::mode_option(std::string_view key, mode_t fallback) const {

@@ -1,6 +1,7 @@
 // The daemons' contracts, run as users run them (fork+exec of the real binaries): a usage error
 // leaves nothing behind, the sink stops the consumer, a consumer whose peer is gone backs off, a
 // pipe consumer that exits 2 is started once. Each test process has its own IPC_RUNTIME_DIR.
+#include "atomic_file.hpp"
 #include "test_support.hpp"
 
 #include <ipc/msg_queue.hpp>
@@ -9,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -240,4 +242,153 @@ TEST_CASE("daemons: a sink that fails with ENOSPC stops the consumer, which exit
   CHECK(taken == 1);  // the first record's flush failed: nothing more was taken
   CHECK(q.stats().messages == 99);
   q.remove();
+}
+
+// ---- files the daemons write: nothing that is not a regular file is ever replaced ----------
+
+namespace {
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::ostringstream os;
+  os << f.rdbuf();
+  return os.str();
+}
+
+// A scratch directory in this test process's runtime directory, removed at the end.
+struct scratch_dir {
+  std::filesystem::path path = ipc::runtime_dir() / unique_name("files");
+  scratch_dir() { std::filesystem::create_directories(path); }
+  ~scratch_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+};
+
+bool is_char_device(const std::filesystem::path& p) {
+  struct stat st {};
+  return ::lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode);
+}
+
+}  // namespace
+
+TEST_CASE("daemons: write_file_atomically replaces a regular file and refuses a device, a link or a FIFO naming it", "[daemons]") {
+  scratch_dir dir;
+  const auto file = dir.path / "status";
+  ipc::daemon::write_file_atomically(file, "one\n");
+  ipc::daemon::write_file_atomically(file, "two\n");
+  CHECK(read_text(file) == "two\n");
+
+  // /dev/null: never renamed over (it once was).
+  CHECK_THROWS_WITH(ipc::daemon::write_file_atomically("/dev/null", "x\n"),
+                    Catch::Contains("replace(/dev/null)") && Catch::Contains("character device"));
+  CHECK(is_char_device("/dev/null"));
+  CHECK_FALSE(std::filesystem::exists("/dev/null.tmp." + std::to_string(::getpid())));
+
+  // A link is never followed nor replaced: the link and its target stay as they were.
+  const auto target = dir.path / "target";
+  const auto link = dir.path / "link";
+  ipc::daemon::write_file_atomically(target, "kept\n");
+  std::filesystem::create_symlink(target, link);
+  CHECK_THROWS_WITH(ipc::daemon::write_file_atomically(link, "x\n"),
+                    Catch::Contains("replace(" + link.string() + ")") && Catch::Contains("symbolic link"));
+  CHECK(std::filesystem::is_symlink(link));
+  CHECK(read_text(target) == "kept\n");
+
+  // A FIFO is refused without being opened (an open would block for a reader).
+  const auto fifo = dir.path / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(ipc::daemon::write_file_atomically(fifo, "x\n"), Catch::Contains("replace(" + fifo.string() + ")") && Catch::Contains("FIFO"));
+  CHECK(std::filesystem::is_fifo(fifo));
+
+  // A directory too; and no temporary file is left behind by any refusal.
+  CHECK_THROWS_WITH(ipc::daemon::write_file_atomically(dir.path, "x\n"), Catch::Contains("directory"));
+  std::set<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path)) names.insert(e.path().filename().string());
+  CHECK(names == std::set<std::string>{"fifo", "link", "status", "target"});
+
+  // At exit only a regular file is removed.
+  CHECK_FALSE(ipc::daemon::remove_regular_file(link));
+  CHECK(std::filesystem::is_symlink(link));
+  CHECK_FALSE(ipc::daemon::remove_regular_file("/dev/null"));
+  CHECK(is_char_device("/dev/null"));
+  CHECK(ipc::daemon::remove_regular_file(file));
+  CHECK_FALSE(std::filesystem::exists(file));
+}
+
+TEST_CASE("daemons: a --status-file that is a device, a link or a FIFO is a usage error and stays as it is", "[daemons]") {
+  scratch_dir dir;
+  const std::string name = unique_name("status");
+  const auto target = dir.path / "target";
+  const auto link = dir.path / "link";
+  const auto fifo = dir.path / "fifo";
+  { std::ofstream(target) << "kept\n"; }
+  std::filesystem::create_symlink(target, link);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  struct bad_case {
+    std::string program;
+    std::string path;
+    std::string says;
+  };
+  const std::vector<bad_case> cases = {
+      {producer_bin, "/dev/null", "character device"},
+      {consumer_bin, "/dev/null", "character device"},
+      {producer_bin, link.string(), "symbolic link"},
+      {consumer_bin, fifo.string(), "FIFO"},
+      {build_path("daemons/ipc-bridge"), link.string(), "symbolic link"},
+  };
+  for (const auto& c : cases) {
+    const std::vector<std::string> argv =
+        c.program.ends_with("ipc-bridge")
+            ? std::vector<std::string>{c.program, "--from", "msgq:" + name, "--to", "shm:" + name, "--status-file", c.path}
+            : std::vector<std::string>{c.program, "--channel", "msgq:" + name, "--status-file", c.path};
+    INFO(Catch::Detail::stringify(argv));
+    const auto tree_before = runtime_tree();
+    auto r = spawn(argv).wait(30s);
+    INFO(r.report);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.report, Catch::Contains("--status-file") && Catch::Contains(c.path) && Catch::Contains(c.says));
+    CHECK(runtime_tree() == tree_before);  // no queue key file, no status directory
+  }
+  CHECK(is_char_device("/dev/null"));
+  CHECK(std::filesystem::is_symlink(link));
+  CHECK(read_text(target) == "kept\n");
+  CHECK(std::filesystem::is_fifo(fifo));
+}
+
+TEST_CASE("daemons: --sink appends to a file it never truncates and writes into a FIFO", "[daemons]") {
+  scratch_dir dir;
+  const std::string name = unique_name("sinks");
+  auto fill = spawn({producer_bin, "--channel", "msgq:" + name, "--count", "6", "--size", "16", "--rate", "0", "--stats-interval", "0"})
+                  .wait(30s);
+  REQUIRE(fill.exit_code == 0);
+
+  // A file that holds something keeps it: the payloads come after.
+  const auto file = dir.path / "sink.txt";
+  { std::ofstream(file) << "before\n"; }
+  auto r = spawn({consumer_bin, "--channel", "msgq:" + name, "--count", "3", "--sink", file.string(), "--stats-interval", "0"}).wait(30s);
+  INFO(r.report);
+  CHECK(r.exit_code == 0);
+  const std::string text = read_text(file);
+  CHECK(text.starts_with("before\n"));
+  CHECK(count_lines(text, "") == 4);
+
+  // A FIFO is a stream the user asked for: written into, left a FIFO.
+  const auto fifo = dir.path / "sink.fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  auto reader = spawn({"/bin/sh", "-c", "wc -l < \"$0\"", fifo.string()});
+  auto c = spawn({consumer_bin, "--channel", "msgq:" + name, "--count", "3", "--sink", fifo.string(), "--stats-interval", "0"}).wait(30s);
+  INFO(c.report);
+  CHECK(c.exit_code == 0);
+  auto lines = reader.wait(30s);
+  INFO(lines.report);
+  CHECK(lines.exit_code == 0);
+  CHECK(lines.report.find('3') != std::string::npos);
+  CHECK(std::filesystem::is_fifo(fifo));
+
+  ipc::msgq_options open;
+  open.open = ipc::open_mode::open_only;
+  ipc::msg_queue(name, open).remove();
 }

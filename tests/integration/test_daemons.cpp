@@ -1,5 +1,6 @@
 // The daemons as users run them: fork+exec of the real ipc-producer / ipc-consumer.
 // Each test process has its own IPC_RUNTIME_DIR (tests/main.cpp), inherited by the daemons.
+#include "atomic_file.hpp"
 #include "log.hpp"
 #include "cli.hpp"
 #include "stats_line.hpp"
@@ -169,25 +170,6 @@ TEST_CASE("daemon runtime: the sequence tracker counts gaps, duplicates and reor
   CHECK(t.add(1, 15) == v::in_order);  // the old session is still remembered
   CHECK(t.lost() == 1);
   CHECK(t.sessions() == 2);
-}
-
-TEST_CASE("daemon runtime: one size parser takes K/M/G and refuses overflow and junk", "[daemons]") {
-  using ipc::daemon::parse_size;
-  CHECK(parse_size("0") == 0U);
-  CHECK(parse_size("64") == 64U);
-  CHECK(parse_size("4K") == 4096U);
-  CHECK(parse_size("1m") == 1048576U);
-  CHECK(parse_size("2G") == (std::uint64_t{2} << 30));
-  CHECK(parse_size("18446744073709551615") == UINT64_MAX);
-  CHECK_FALSE(parse_size("18446744073709551616"));  // one more: would wrap
-  CHECK_FALSE(parse_size("17179869184G"));          // 2^34 G = 2^64: would wrap
-  CHECK_FALSE(parse_size("-1"));
-  CHECK_FALSE(parse_size("+1"));
-  CHECK_FALSE(parse_size(" 1"));
-  CHECK_FALSE(parse_size("1.5K"));
-  CHECK_FALSE(parse_size("K"));
-  CHECK_FALSE(parse_size(""));
-  CHECK_FALSE(parse_size("12x"));
 }
 
 TEST_CASE("daemon runtime: CLI options check ranges and a usage error exits 2", "[daemons]") {

@@ -6,7 +6,10 @@
 #include "transport_idle.hpp"
 #include "transport_rate.hpp"
 
+#include "atomic_file.hpp"
 #include "cli.hpp"
+
+#include <ipc/size.hpp>
 
 #include <signal.h>
 #include <unistd.h>
@@ -17,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace ipc::bench {
@@ -71,7 +75,7 @@ std::optional<int> parse(int argc, char** argv, config& cfg) {
   if (!sizes.empty()) {
     cfg.sizes.clear();
     for (const auto& p : split(sizes)) {
-      const auto n = ipc::daemon::parse_size(p);
+      const auto n = ipc::parse_size(p);
       if (!n) return ipc::daemon::usage_error(app, "--sizes: '" + p + "' is not a size (e.g. 64, 4K, 1M)");
       if (*n < min_size || *n > max_size) {
         return ipc::daemon::usage_error(app, "--sizes: " + p + " is outside " + std::to_string(min_size) + " B .. 16M");
@@ -89,6 +93,13 @@ std::optional<int> parse(int argc, char** argv, config& cfg) {
     }
   }
   if (app.count("--plot") > 0 && cfg.plot_file.empty()) return ipc::daemon::usage_error(app, "--plot needs a file name, e.g. bench.png");
+  if (!cfg.plot_file.empty()) {
+    try {
+      ipc::daemon::check_replaceable(cfg.plot_file);  // before a minute of measuring, not after
+    } catch (const std::system_error& e) {
+      return ipc::daemon::usage_error(app, std::string("--plot: ") + e.what());
+    }
+  }
   return std::nullopt;
 }
 

@@ -4,9 +4,14 @@
 
 #include <ipc/error.hpp>
 
+#include "atomic_file.hpp"
 #include "table.hpp"
 
+#include <ipc/fd_io.hpp>
 #include <ipc/process.hpp>
+#include <ipc/unique_fd.hpp>
+
+#include <fcntl.h>
 
 #include <nlohmann/json.hpp>
 
@@ -236,8 +241,10 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
       for (char ch : s) q += ch == '\'' ? std::string("''") : std::string(1, ch);
       return q + "'";
     };
+    // gnuplot truncates whatever its output names: it draws into our directory, and the picture
+    // reaches `file` by write_file_atomically (a regular file or nothing is ever replaced).
     script << "set terminal pngcairo size 1400,600 noenhanced\n"
-           << "set output " << quoted(file) << "\n"
+           << "set output " << quoted((dir / "plot.png").string()) << "\n"
            << "set multiplot layout 1,2 title " << quoted(format("libipc benchmark: %ld CPUs, %s, %.2f s per measurement", m.cpus, m.kernel.c_str(), cfg.seconds)) << "\n"
            << "set logscale xy\nset grid\nset key outside bottom center horizontal maxrows 4\n"
            << "set xlabel 'message size (bytes)'\n";
@@ -265,6 +272,9 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
   if (!st.success()) {
     throw_error(errc::corrupt, "gnuplot", file, "gnuplot " + st.to_string() + "; see its messages above");
   }
+  const std::string png_path = (dir / "plot.png").string();
+  const unique_fd png{ipc::check_unix(::open(png_path.c_str(), O_RDONLY | O_CLOEXEC), "open", png_path)};
+  ipc::daemon::write_file_atomically(file, ipc::read_all(png.get(), png_path));
 }
 
 std::vector<std::string> check_json(const std::string& text, const config& cfg) {

@@ -60,8 +60,10 @@ std::string to_csv(const std::vector<cell_result>& r);
 
 /// gnuplot's path from $PATH, or "" when it is not installed.
 std::string find_gnuplot();
-/// Draws msgs/s and p50 latency against message size into `file` (PNG) with gnuplot.
-/// Throws std::system_error when gnuplot cannot run or fails.
+/// Draws msgs/s and p50 latency against message size into `file` (PNG) with gnuplot, replacing it
+/// only if it is a regular file or absent (atomic_file.hpp). Blocks until gnuplot is done. Throws
+/// std::system_error when gnuplot cannot run or fails, or naming "replace" for a `file` that is a
+/// link, a device or anything but a regular file.
 void plot(const config& cfg, const machine_info& m, const std::vector<cell_result>& r, const std::string& file);
 
 /// Parses `json` back (nlohmann-json) and lists what is missing or wrong: every selected

@@ -36,8 +36,9 @@ struct IPC_API channel_uri {
 
   /// The option's value, if present.
   [[nodiscard]] std::optional<std::string_view> option(std::string_view key) const;
-  /// A size option: decimal (a leading 0 is not octal), 0x hex, with an optional K/M/G suffix (powers of
-  /// 1024). Zero is refused, like any size above 1 TiB. Throws errc::bad_uri.
+  /// A size option, spelled as ipc::parse_size takes it (<ipc/size.hpp>: decimal - a leading 0 is not
+  /// octal -, 0x hex, an optional K/M/G or KiB/MiB/GiB suffix, powers of 1024). Zero is refused, like
+  /// any size above 1 TiB. Throws errc::bad_uri naming the option.
   [[nodiscard]] std::size_t size_option(std::string_view key, std::size_t fallback) const;
   /// A permission option in octal (e.g. mode=0660); must not grant world write. Throws errc::bad_uri.
   [[nodiscard]] mode_t mode_option(std::string_view key = "mode", mode_t fallback = 0600) const;
