@@ -215,6 +215,49 @@ TEST_CASE("shm_mpmc: a sender that dies mid-write exposes no torn message and th
   CHECK_FALSE(rx.try_receive(buf));
 }
 
+TEST_CASE("shm_mpmc: a receiver that dies mid-read blocks nobody and its message is counted lost", "[shm_mpmc]") {
+  queue_name n;
+  constexpr std::size_t size = 64 * 1024;
+  shm_mpmc tx(n.name, role::sender, sized(4, size));
+  auto dying = std::make_unique<shm_mpmc>(n.name, role::receiver);
+  shm_mpmc rx(n.name, role::receiver);
+  tx.send(numbered(1, 0, size));
+  // The child's buffer already has the message's size (so receive() does not resize it) and a
+  // page in its middle it cannot write: the copy out of the slot faults halfway, after the claim.
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    ::signal(SIGSEGV, SIG_DFL);
+    std::vector<std::byte> buf(size);
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto middle = (reinterpret_cast<std::uintptr_t>(buf.data()) + size / 2) & ~(page - 1);
+    if (::mprotect(reinterpret_cast<void*>(middle), page, PROT_READ) != 0) return 2;
+    r.say("claiming");
+    (void)dying->receive_for(buf, 10s);
+    r.say("the copy did not fault");
+    return 3;
+  });
+  dying.reset();
+  auto res = c.wait(30s);
+  INFO(res.report);
+  REQUIRE(res.report.find("claiming") != std::string::npos);
+  CHECK(res.exit_code != 3);
+  CHECK_FALSE(res.timed_out);
+  // Senders go round the ring past the dead receiver's slot; the other receiver gets every message.
+  std::vector<std::byte> buf;
+  std::uint32_t in_order = 0;
+  for (std::uint32_t seq = 1; seq <= 12; ++seq) {
+    REQUIRE(tx.send_for(numbered(1, seq, size), 10s));
+    REQUIRE(rx.receive_for(buf, 10s));
+    const auto t = read_tag(buf);
+    if (t.intact && t.seq == seq) ++in_order;
+  }
+  CHECK(in_order == 12);
+  CHECK(rx.lost_in_receivers() == 1);
+  CHECK(rx.torn_skipped() == 0);
+  CHECK_FALSE(rx.try_receive(buf));
+}
+
 TEST_CASE("shm_mpmc: senders SIGKILLed mid-stream never leave a torn message nor block the queue", "[shm_mpmc]") {
   queue_name n;
   constexpr std::size_t big = 1 << 20;  // most of a sender's time goes into copying it in
