@@ -226,6 +226,9 @@ int run(const config& cfg) {
                    (modes.empty() ? "" : mode_table(modes, cfg.seconds))).c_str(), stdout);
   std::fflush(stdout);
   if (!cfg.plot_file.empty()) plot(cfg, machine, results, cfg.plot_file);
+  for (const auto& m : modes) {
+    if (!m.error.empty()) return 1;  // the table says which and why
+  }
   if (cfg.check) {
     const std::vector<std::string> problems = check_json(json, cfg);
     for (const auto& p : problems) std::fprintf(stderr, "ipc-bench: check: %s\n", p.c_str());
