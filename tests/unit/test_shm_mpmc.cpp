@@ -308,17 +308,22 @@ TEST_CASE("shm_mpmc: receivers SIGKILLed mid-read never block the senders, and e
   constexpr std::size_t big = 1 << 20;  // most of a receiver's time goes into copying it out
   constexpr std::uint32_t total = 300;
   constexpr int kills = 5;
-  shm_mpmc tx(n.name, role::sender, sized(4, big));
+  auto tx = std::make_unique<shm_mpmc>(n.name, role::sender, sized(4, big));
   // A receiver that stays (and takes nothing): without one, the sender would find every receiver
   // gone between a kill and the next receiver's attach.
   shm_mpmc anchor(n.name, role::receiver);
-  std::atomic<bool> sent_all{false};
-  worker sender([&] {
+  // The sender is a process too: no thread of ours runs while the receivers are forked.
+  auto sender = ipc::test::fork_child([&](ipc::test::reporter& r) {
     for (std::uint32_t seq = 0; seq < total; ++seq) {
-      if (!tx.send_for(numbered(1, seq, big), 30s)) throw std::runtime_error("send_for timed out at " + std::to_string(seq));
+      if (!tx->send_for(numbered(1, seq, big), 30s)) {
+        r.say("send_for timed out at ", seq);
+        return 1;
+      }
     }
-    sent_all = true;
+    r.say("sent all");
+    return 0;
   });
+  tx.reset();
   std::vector<std::uint32_t> delivered;
   std::size_t broken = 0;
   auto note = [&](const std::string& report) {
@@ -352,21 +357,30 @@ TEST_CASE("shm_mpmc: receivers SIGKILLed mid-read never block the senders, and e
   shm_mpmc rx(n.name, role::receiver);
   std::vector<std::byte> buf;
   const auto give_up = ipc::deadline::in(60s);
+  bool sent_all = false;
   for (;;) {
+    sent_all = sent_all || sender.wait_for_line("sent all", 1ms);
     const bool all_sent_before = sent_all;  // then an empty queue is the end, not a pause
-    if (rx.receive_for(buf, 200ms)) {
-      const auto t = read_tag(buf);
-      if (t.intact) {
-        delivered.push_back(t.seq);
-      } else {
-        ++broken;
+    try {
+      if (rx.receive_for(buf, 200ms)) {
+        const auto t = read_tag(buf);
+        if (t.intact) {
+          delivered.push_back(t.seq);
+        } else {
+          ++broken;
+        }
+        continue;
       }
-    } else if (all_sent_before || give_up.expired()) {
-      break;
+    } catch (const std::system_error& e) {
+      if (!closed(e)) throw;
+      break;  // the sender is gone (exited after its last message) and the queue is empty
     }
+    if (all_sent_before || give_up.expired()) break;
   }
-  sender.join();
-  CHECK(sent_all);
+  auto sent = sender.wait(30s);
+  INFO(sent.report);
+  CHECK(sent.exit_code == 0);
+  CHECK(sent.report.find("sent all") != std::string::npos);
   const std::set<std::uint32_t> unique(delivered.begin(), delivered.end());
   INFO("delivered " << delivered.size() << ", lost with a dying receiver " << rx.lost_in_receivers());
   CHECK(broken == 0);
