@@ -1,5 +1,6 @@
 // ipc-consumer's data logic: receive through ipc/asio.hpp, check each record (or take raw messages or
-// text lines, format.hpp), write payloads to the sink. Signals, timers, notification, stats and exit statuses are the skeleton's (daemon.hpp).
+// text lines, format.hpp), write payloads to the sink. Signals, timers, notification, stats and exit
+// statuses are the skeleton's (daemon.hpp).
 #include "cli.hpp"
 #include "daemon.hpp"
 #include "format.hpp"
