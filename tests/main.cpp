@@ -35,6 +35,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -87,7 +88,11 @@ std::vector<std::string> kernel_objects() {
     while (std::getline(in, line)) {
       std::istringstream fields(line);
       long long key = 0, id = -1;
-      fields >> key >> id;
+      unsigned perms = 0;
+      fields >> key >> id >> std::oct >> perms;
+      // A segment already removed (IPC_RMID: key IPC_PRIVATE, SHM_DEST) but still attached - e.g. by
+      // this process, at exit - is freed by the kernel at its last detach: not left behind.
+      if (std::string_view(kind) == "shm" && (perms & 01000U) != 0) continue;
       found.push_back(std::string(kind) + " id " + std::to_string(id) + " key " + std::to_string(key));
     }
   }
