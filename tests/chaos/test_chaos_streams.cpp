@@ -88,10 +88,12 @@ struct ledger {
   logged_record log[log_capacity];
 
   void fail(const std::string& what) {
-    static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
     if (error[0] == '\0') std::snprintf(error, sizeof error, "%s", what.c_str());
   }
 };
+
+// Atomics in memory shared between processes must not hide a lock.
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<pid_t>::is_always_lock_free);
 
 class shared_ledger {
  public:
@@ -187,9 +189,9 @@ int consume(ledger& l, std::uint32_t gen, const opener& open, bool reopen) {
   return 0;
 }
 
-// The producer's send loop over one channel at a time: a record whose send failed (errc::closed) is
-// kept and sent again on the next channel, as the daemon does. `next_channel` gives the channel to
-// use (nullptr: stop). The ledger's sent[] is updated after each send that returned true.
+// A producer's state across channels: a record whose send failed (errc::closed) is kept and sent
+// again on the next channel, as the daemon does. The ledger's sent[] moves after each send that
+// returned true.
 struct producer_state {
   std::uint64_t seq = 0;
   bool have = false;
