@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <string_view>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -258,4 +260,40 @@ TEMPLATE_TEST_CASE("channel: counters count messages, bytes and timeouts", "[cha
   CHECK(r.messages_received == 5);
   CHECK(r.bytes_received == bytes);
   CHECK(r.receive_timeouts == 1);
+}
+
+TEMPLATE_TEST_CASE("channel: reopen() after the peer left needs no cast: fifo and shm hear a new sender, the rest stay closed",
+                   "[channel]", IPC_CHANNEL_KINDS) {
+  auto p = TestType::make();
+  p.sender->send(ipc::as_bytes("before"));
+  TestType::close_for_good(p);
+  std::vector<std::byte> buf;
+  REQUIRE(p.receiver->receive_for(buf, 5s));
+  CHECK(received_text(buf) == "before");
+  CHECK_THROWS_WITH(p.receiver->receive_for(buf, 10s), Catch::Contains("peer closed"));
+  const auto t0 = steady::now();
+  p.receiver->reopen();  // ipc::channel& is all it takes
+  CHECK(steady::now() - t0 < 2s);  // never waits for the next peer
+  constexpr std::string_view kind = TestType::kind;
+  if constexpr (kind == "fifo" || kind == "shm") {
+    // The name a channel reports is its URI: a new sender opens it. (The shm pair's ring was
+    // unlinked at make(): reopen() recreated one under the name.)
+    auto next = ipc::open_channel(p.receiver->name(), ipc::role::sender);
+    REQUIRE(next->send_for(ipc::as_bytes("after"), 5s));
+    REQUIRE(p.receiver->receive_for(buf, 5s));
+    CHECK(received_text(buf) == "after");
+    p.receiver->remove();
+  } else if constexpr (kind == "pipe" || kind == "msgq") {
+    // Nothing to resume: an anonymous pipe has no name, a removed queue is gone.
+    CHECK_THROWS_WITH(p.receiver->receive_for(buf, 10s), Catch::Contains("peer closed"));
+  } else {
+    // sem: reopen() is the default (nothing); the receiver answers at once, closed or empty.
+    const auto t1 = steady::now();
+    try {
+      CHECK_FALSE(p.receiver->receive_for(buf, 100ms));
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == ipc::errc::closed);
+    }
+    CHECK(steady::now() - t1 < 2s);
+  }
 }
