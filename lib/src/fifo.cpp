@@ -208,10 +208,13 @@ bool fifo_channel::do_send(std::span<const std::byte> message, const deadline& d
 
 bool fifo_channel::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) ipc::throw_errno(EBADF, "receive", name_ + " (opened as sender)");
-  const std::uint64_t skipped = impl_->reader.skipped();
-  const bool got = impl_->reader.read({fd_.get(), impl_->nowait.get()}, out, d, name_);
-  count_skipped(impl_->reader.skipped() - skipped);
-  return got;
+  // Lines skipped are counted whatever the call ends with (a message, a timeout, errc::closed).
+  struct count_on_exit {
+    fifo_channel& ch;
+    std::uint64_t before;
+    ~count_on_exit() { ch.count_skipped(ch.impl_->reader.skipped() - before); }
+  } counter{*this, impl_->reader.skipped()};
+  return impl_->reader.read({fd_.get(), impl_->nowait.get()}, out, d, name_);
 }
 
 namespace detail {

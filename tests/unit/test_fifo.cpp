@@ -285,16 +285,13 @@ TEST_CASE("fifo: a skipped line's tail never arrives as a line, across reopen() 
   SECTION("the writer stays: the skip goes on through reopen()") {
     ipc::unique_fd w(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
     REQUIRE(w);
-    REQUIRE(write_raw(w.get(), "first
-0123456789ab"));  // an over-long line, its end not written yet
+    REQUIRE(write_raw(w.get(), "first\n0123456789ab"));  // an over-long line, its end not written yet
     REQUIRE(rx->receive_for(buf, 5s));
     CHECK(text(buf) == "first");
     CHECK_FALSE(rx->receive_for(buf, 100ms));  // the skip has begun; nothing to deliver
     CHECK(rx->counters().messages_skipped == 1);
     rx->reopen();  // no cast: channel::reopen
-    REQUIRE(write_raw(w.get(), "cdef
-after
-"));
+    REQUIRE(write_raw(w.get(), "cdef\nafter\n"));
     REQUIRE(rx->receive_for(buf, 5s));
     CHECK(text(buf) == "after");  // not "cdef"
     CHECK(rx->counters().messages_skipped == 1);
@@ -311,8 +308,7 @@ after
     rx->reopen();
     ipc::unique_fd w(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
     REQUIRE(w);
-    REQUIRE(write_raw(w.get(), "tail
-"));
+    REQUIRE(write_raw(w.get(), "tail\n"));
     REQUIRE(rx->receive_for(buf, 5s));
     CHECK(text(buf) == "tail");
   }

@@ -592,19 +592,22 @@ TEST_CASE("shm_ring: rm of the name under a running pair: the sender notices wit
   std::string what;
   // A sender at ~1000 records/s.
   for (; seq < total; ++seq) {
+    bool sent = false;
     try {
-      REQUIRE(send(seq));
+      sent = send(seq);
     } catch (const std::system_error& e) {
       noticed = std::chrono::steady_clock::now() - unlinked;
       what = e.what();
       REQUIRE(e.code() == ipc::errc::removed);
       break;
     }
+    REQUIRE(sent);
     std::this_thread::sleep_for(1ms);
   }
   INFO(what);
   REQUIRE(noticed.count() > 0);
-  WARN("the sender noticed the unlink after " << std::chrono::duration<double, std::milli>(noticed).count() << " ms");
+  const double noticed_ms = std::chrono::duration<double, std::milli>(noticed).count();
+  WARN("the sender noticed the unlink after " << noticed_ms << " ms");
   CHECK(noticed < 500ms);  // bound 100 ms + a coarse-clock tick, with room for a loaded machine
   CHECK_THAT(what, Catch::Contains("send(shm:" + n.name + ")") && Catch::Contains("/dev/shm/" + shm_ring::shm_name(n.name)) &&
                        Catch::Contains("st_nlink 0"));
