@@ -191,6 +191,7 @@ void shm_ring::check_linked(std::string_view call) {
   ipc::check_unix(::fstat(segment_fd(), &st), "fstat", seg_->object());
   if (st.st_nlink == 0 && hdr_->unlinked_on_purpose.load(std::memory_order_acquire) == 0) {
     next_link_check_ns_ = 0;  // every later send fails the same way until reopen()
+    woke_receiver_ = true;
     throw_error(errc::removed, call, name_,
                 seg_->object() + " was unlinked while attached (st_nlink 0, not by remove()): a peer opening the "
                                  "name gets another ring; reopen() attaches to it or recreates one");
@@ -222,6 +223,8 @@ void shm_ring::swap_attachment(shm_ring& other) noexcept {
   swap(pid_, other.pid_);
   swap(next_liveness_probe_, other.next_liveness_probe_);
   swap(next_link_check_ns_, other.next_link_check_ns_);
+  swap(sends_unchecked_, other.sends_unchecked_);
+  swap(woke_receiver_, other.woke_receiver_);
   swap(dev_, other.dev_);
   swap(ino_, other.ino_);
   swap(max_message_size_, other.max_message_size_);
@@ -242,8 +245,15 @@ void shm_ring::check_indices(std::uint64_t head, std::uint64_t tail) const {
 }
 
 bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
-  if (coarse_now_ns() >= next_link_check_ns_) check_linked("send");
   auto& h = *hdr_;
+  // The name check, at most every 100 ms: the clock is read every 64th send, on every send after
+  // one that had to wake the receiver (a slow sender: a futex syscall per send already), and on
+  // every send while no receiver is attached (nothing else would tell a slow sender soon).
+  if ((++sends_unchecked_ & 63U) == 0 || woke_receiver_ || h.receiver.closed.load(std::memory_order_relaxed) != 0 ||
+      h.receiver.attaches.load(std::memory_order_relaxed) == 0) {
+    woke_receiver_ = false;
+    if (coarse_now_ns() >= next_link_check_ns_) check_linked("send");
+  }
   const std::uint64_t len = message.size();
   const std::uint64_t rec = detail::record_header + round8(len);
   const std::uint64_t head = h.head.load(std::memory_order_relaxed);
@@ -271,6 +281,7 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   if (h.receiver_sleeping.load(std::memory_order_relaxed) != 0) {
     h.data_seq.fetch_add(1, std::memory_order_release);
     detail::futex_wake(h.data_seq, 1, name_);
+    woke_receiver_ = true;
   }
   return true;
 }

@@ -533,6 +533,30 @@ TEST_CASE("shm_ring: remove() on purpose is not reported; the pair goes on with 
   CHECK(::access(n.path().c_str(), F_OK) == 0);
 }
 
+TEST_CASE("shm_ring: a slow sender with no receiver attached notices rm of the name within 100 ms too", "[shm_ring]") {
+  ring_name n;
+  shm_ring tx(n.name, role::sender);
+  REQUIRE(tx.try_send(ipc::as_bytes("first")));
+  REQUIRE(::shm_unlink(shm_ring::shm_name(n.name).c_str()) == 0);
+  const auto unlinked = std::chrono::steady_clock::now();
+  int sends = 0;
+  const auto e = errc_of([&] {
+    for (; sends < 200; ++sends) {
+      (void)tx.try_send(ipc::as_bytes("x"));
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  CHECK(e == ipc::errc::removed);
+  CHECK(sends < 40);  // far fewer than the 64 sends between clock reads of a busy pair
+  CHECK(std::chrono::steady_clock::now() - unlinked < 1s);
+  tx.reopen();
+  REQUIRE(tx.try_send(ipc::as_bytes("again")));
+  shm_ring rx(n.name, role::receiver);
+  std::vector<std::byte> buf;
+  REQUIRE(rx.try_receive(buf));
+  CHECK(ipc::as_text(buf) == "again");
+}
+
 TEST_CASE("shm_ring: a ring still linked is left as it is by reopen()", "[shm_ring]") {
   ring_name n;
   shm_ring rx(n.name, role::receiver);
