@@ -233,6 +233,13 @@ TEST_CASE("process_pool: map, imap and starmap take a lambda capturing a std::st
   CHECK(sent.get() == 81);
   CHECK(carried.get() == "item-");
   CHECK(pool.workers_lost() == 0);
+  // Closing right after a carried submission still runs it: a worker is forked for it, then all stop.
+  auto last = pool.apply_async([prefix] { return prefix + "last"; });
+  pool.close();
+  REQUIRE(pool.join_for(20s));
+  REQUIRE(last.wait_for(0s) == std::future_status::ready);
+  CHECK(last.get() == "item-last");
+  CHECK(pool.workers() == 0);
 }
 
 TEST_CASE("process_pool: 10,000 items of a capturing lambda equal the serial computation", "[process_pool]") {
