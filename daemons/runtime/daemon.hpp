@@ -125,7 +125,7 @@ class daemon_loop {
 /// (docs/daemons.md, "Quarantine"): the damage is logged once, with the library's full text (which
 /// index, which slot), and later failures of the same streak (until data flows again) are only counted,
 /// one line per 10 s; the damaged object is discarded (channel::remove() on the handle that found it:
-/// by id for sem, so never a newer unit; or, when the open itself found it and the reopener
+/// by id for sem, by identity for shm, so never a newer object; or, when the open itself found it and the reopener
 /// `discards_on_open` - the producer - the object the URI names), so the next open recreates it; and
 /// the reopen waits at least the quarantine back-off, which doubles from 100 ms to 5 s with each
 /// quarantine and falls back only after 10 s of data flowing.

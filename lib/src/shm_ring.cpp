@@ -169,7 +169,13 @@ channel_limits shm_ring::limits() const {
   return l;
 }
 
-void shm_ring::remove() { seg_->remove(); }
+void shm_ring::remove() {
+  // Only the ring this handle maps: a newer ring under the name (made by a peer after this one was
+  // discarded, e.g. by a daemon's quarantine) is left alone.
+  struct stat st {};
+  if (::stat(("/dev/shm/" + shm_name(base_name_)).c_str(), &st) == 0 && (st.st_dev != dev_ || st.st_ino != ino_)) return;
+  seg_->remove();
+}
 
 bool shm_ring::remove(std::string_view name) { return posix_segment::remove(name); }
 

@@ -62,7 +62,8 @@ class IPC_API shm_ring final : public channel {
   [[nodiscard]] channel_limits limits() const override;
   /// "shm".
   [[nodiscard]] std::string_view kind() const noexcept override { return "shm"; }
-  /// Unlinks /dev/shm/libipc.NAME (absent is fine); attached handles keep working.
+  /// Unlinks /dev/shm/libipc.NAME if the name still refers to this handle's ring (absent or a newer ring
+  /// under the name: nothing is done); attached handles keep working.
   /// Throws std::system_error naming the object.
   void remove() override;
   /// Unlinks the ring "NAME" without attaching. Returns false if it did not exist.
