@@ -157,8 +157,10 @@ void reopener::failed(std::error_code code, std::string_view what, channel* ch, 
     streak_failures_ = 0;
     damage_throttle_.reset();
     (void)damage_throttle_.allow();  // the period of "one line per 10 s" starts now
-    loop_.say(priority::error, what_, ": corrupt: ", what, discarding ? "; quarantined: discarding it, recreating" : "; quarantined: waiting for the producer to recreate it",
-              " in ", delay_.count(), " ms");
+    loop_.say(priority::error, what_, ": corrupt: ", what,
+              discarding ? "; quarantined: discarded, the next open recreates it"
+                         : "; quarantined: waiting for the producer to recreate it",
+              "; next attempt in ", delay_.count(), " ms");
   } else {
     ++streak_failures_;
     if (damage_throttle_.allow()) {
