@@ -14,6 +14,7 @@
 // the worker takes turns). Exit statuses as the other daemons: 0, 1 failure, 2 usage.
 #include "cli.hpp"
 #include "daemon.hpp"
+#include "format.hpp"
 #include "limits.hpp"
 #include "log.hpp"
 #include "stats.hpp"
@@ -62,7 +63,7 @@ class forwarder {
     try {
       loop();
     } catch (const std::exception& e) {
-      log(priority::error, "bridge: ", e.what());
+      log(priority::error, "ipc-bridge: ", e.what());
       p_.failed = true;
     }
     // Destroying the channels acknowledges the last forwarded message (nats) and detaches.
@@ -78,7 +79,7 @@ class forwarder {
     while (!stop_ || in_hand_) {
       p_.heartbeat_ns = steady_ns();
       if (stop_ && drain_until_ < std::chrono::steady_clock::now()) {
-        log(priority::warning, "bridge: stopping with one message not forwarded (the destination did not take it)");
+        log(priority::warning, "ipc-bridge: stopping with one message not forwarded (the destination did not take it)");
         return;
       }
       if (!open_both()) continue;
@@ -97,7 +98,7 @@ class forwarder {
       } catch (const std::system_error& e) {
         if (e.code() == errc::message_too_large) {
           // Never deliverable: say so and drop it rather than stop the stream behind it.
-          log(priority::error, "bridge: dropped a message of ", buf_.size(), " bytes: ", e.what());
+          log(priority::error, "ipc-bridge: dropped a message of ", buf_.size(), " bytes: ", e.what());
           in_hand_ = false;
           continue;
         }
@@ -117,8 +118,9 @@ class forwarder {
   // Opens whichever end is missing; false (after a back-off pause) when one could not be opened.
   bool open_both() {
     try {
-      if (!dst_) dst_ = open_channel(o_.to, role::sender);
-      if (!src_) src_ = open_channel(o_.from, role::receiver);
+      // The bridge carries the daemons' records: on a msgq end they keep the record mtype (format.hpp).
+      if (!dst_) dst_ = open_channel(channel_uri_for(payload_format::record, channel_uri::parse(o_.to)), role::sender);
+      if (!src_) src_ = open_channel(channel_uri_for(payload_format::record, channel_uri::parse(o_.from)), role::receiver);
     } catch (const std::system_error& e) {
       // A URI its mechanism refuses (an unknown option, a bad size) never gets better: a usage error.
       if (e.code() == errc::bad_uri) {
@@ -127,18 +129,18 @@ class forwarder {
         stop_ = true;
         return false;
       }
-      if (throttle_.allow()) log(priority::warning, "bridge: open: ", e.what());
+      if (throttle_.allow()) log(priority::warning, "ipc-bridge: open: ", e.what());
       pause(next_delay());
       return false;
     } catch (const std::exception& e) {
-      if (throttle_.allow()) log(priority::warning, "bridge: open: ", e.what());
+      if (throttle_.allow()) log(priority::warning, "ipc-bridge: open: ", e.what());
       pause(next_delay());
       return false;
     }
     if (!p_.ready.exchange(true)) {
-      log(priority::info, "bridge: ", src_->name(), " -> ", dst_->name(), " open");
+      log(priority::info, "ipc-bridge: ", src_->name(), " -> ", dst_->name(), " open");
     } else if (reopened_) {
-      log(priority::info, "bridge: reopened");
+      log(priority::info, "ipc-bridge: reopened");
       p_.reopens.fetch_add(1);
     }
     reopened_ = false;
@@ -146,7 +148,7 @@ class forwarder {
   }
 
   void lost(std::unique_ptr<channel>& ch, const char* side, const std::string& uri, const std::system_error& e) {
-    if (throttle_.allow()) log(priority::warning, "bridge: ", side, " ", uri, ": ", e.what(), "; reopening");
+    if (throttle_.allow()) log(priority::warning, "ipc-bridge: ", side, " ", uri, ": ", e.what(), "; reopening");
     ch.reset();
     reopened_ = true;
     pause(next_delay());

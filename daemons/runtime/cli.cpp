@@ -35,7 +35,7 @@ error_style style_ = error_style::plain;  // one program per process
 
 void add_common(CLI::App& app, error_style style) {
   style_ = style;
-  app.set_version_flag("--version", app.get_name() + " " + version_text);
+  app.set_version_flag("-V,--version", app.get_name() + " " + version_text);
 }
 
 namespace {

@@ -3,7 +3,7 @@
 // one generated version, and one mapping of parse outcomes to exit statuses (usage error: 2).
 //
 //   CLI::App app{"Receives and checks records", "ipc-consumer"};
-//   ipc::daemon::add_common(app);                                    // --version
+//   ipc::daemon::add_common(app);                                    // -V, --version
 //   std::uint64_t size = 64;
 //   ipc::daemon::add_size(app, "--size", size, 0, 16 << 20, "payload bytes");
 //   if (auto rc = ipc::daemon::parse(app, argc, argv)) return *rc;     // --help: 0; usage error: 2
@@ -26,7 +26,7 @@ std::optional<std::uint64_t> parse_size(std::string_view text) noexcept;
 /// prefix every daemon log line carries.
 enum class error_style { plain, daemon };
 
-/// Adds --version (the generated version text) to app and sets how usage errors are printed.
+/// Adds -V/--version (the generated version text) to app and sets how usage errors are printed.
 void add_common(CLI::App& app, error_style style = error_style::plain);
 
 /// A size option (parse_size) in [min, max]; outside it is a usage error naming the option.

@@ -1,7 +1,9 @@
-// ipc-consumer's data logic: receive through ipc/asio.hpp, check each record, write payloads to the
-// sink. Signals, timers, notification, stats and exit statuses are the skeleton's (daemon.hpp).
+// ipc-consumer's data logic: receive through ipc/asio.hpp, check each record (or take raw messages or
+// text lines, format.hpp), write payloads to the sink. Signals, timers, notification, stats and exit
+// statuses are the skeleton's (daemon.hpp).
 #include "cli.hpp"
 #include "daemon.hpp"
+#include "format.hpp"
 #include "limits.hpp"
 #include "runtime.hpp"
 #include "sink.hpp"
@@ -12,6 +14,7 @@
 #include <ipc/record.hpp>
 #include <ipc/uri.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <memory>
 #include <optional>
@@ -21,6 +24,7 @@ namespace {
 
 struct consumer_options {
   std::string uri;
+  payload_format format = payload_format::record;
   std::string sink = "null";
   std::uint64_t count = 0;
   double stats_interval = 1.0;
@@ -32,13 +36,14 @@ class consumer {
   consumer(consumer_options o, std::filesystem::path status_file)
       : o_(std::move(o)),
         fd_mode_(channel_uri::parse(o_.uri).scheme == "pipe"),
+        open_uri_(channel_uri_for(o_.format, channel_uri::parse(o_.uri))),
         loop_({"ipc-consumer", "consumer", o_.uri, std::move(status_file), o_.stats_interval}),
         reopener_(loop_, o_.uri),
         sink_(o_.sink) {}
 
   int run() {
     open();
-    loop_.say(priority::info, ch_->name(), " open");
+    loop_.say(priority::info, ch_->name(), " open, format ", to_string(o_.format));
     loop_.start({.stop = [this](int) { on_stop(); },
                  .reload = [this] { on_reload(); },
                  .report = [this](bool final) { report(final); }});
@@ -48,7 +53,7 @@ class consumer {
 
  private:
   void open() {
-    ch_ = open_channel(o_.uri, role::receiver);
+    ch_ = open_channel(open_uri_, role::receiver);
     buf_.reserve(ch_->max_message_size());
     ar_.emplace(loop_.io().get_executor(), *ch_);
     ++generation_;
@@ -143,13 +148,43 @@ class consumer {
     reopen();
   }
 
-  // One record: checked, counted, written to the sink (which may throw sink_error).
+  // One message in the chosen format: checked, counted, written to the sink (which may throw sink_error).
   void handle(std::span<const std::byte> msg) {
+    switch (o_.format) {
+      case payload_format::record: return handle_record(msg);
+      case payload_format::raw: return take(msg);
+      case payload_format::lines: return handle_lines(msg);
+    }
+  }
+
+  // A payload taken as it is (raw, lines): counted and written.
+  void take(std::span<const std::byte> payload) {
+    ++f_.records;
+    f_.bytes += payload.size();
+    sink_.write(payload);
+    if (o_.count != 0 && f_.records >= o_.count) done_ = true;
+  }
+
+  // A message holds one line or several (a plain msgsnd of "a\nb\n"): each line is one payload; the
+  // '\n' that ends the message is not an empty line after it.
+  void handle_lines(std::span<const std::byte> msg) {
+    if (!msg.empty() && msg.back() == std::byte{'\n'}) msg = msg.first(msg.size() - 1);
+    for (;;) {
+      const auto nl = std::find(msg.begin(), msg.end(), std::byte{'\n'});
+      take(msg.first(static_cast<std::size_t>(nl - msg.begin())));
+      if (nl == msg.end() || done_) return;
+      msg = msg.subspan(static_cast<std::size_t>(nl - msg.begin()) + 1);
+    }
+  }
+
+  // A message that is not a record is counted (corrupt=) and logged (throttled), never written.
+  void handle_record(std::span<const std::byte> msg) {
     const auto r = decode(msg);
     if (!r) {
       ++f_.corrupt;
       if (corrupt_throttle_.allow()) {
-        loop_.say(priority::warning, "corrupt record (", to_string(r.error), ", ", msg.size(), " bytes)");
+        loop_.say(priority::warning, "not a valid record (", to_string(r.error), ", ", msg.size(), " bytes): counted as corrupt (",
+                  f_.corrupt, " so far) and dropped; a plain peer needs --format raw or lines");
       }
       return;
     }
@@ -226,6 +261,10 @@ class consumer {
       }
     }
     update_figures();
+    if (f_.corrupt > 0) {
+      loop_.say(priority::warning, f_.corrupt, " message(s) were not valid records (", corrupt_throttle_.suppressed(),
+                " not logged one by one); see corrupt= in the stats line");
+    }
     if (code == exit_ok && (f_.lost | f_.dup | f_.reorder | f_.corrupt) != 0) code = exit_anomalies;
     loop_.finish(code);
   }
@@ -247,6 +286,7 @@ class consumer {
 
   consumer_options o_;
   bool fd_mode_;
+  std::string open_uri_;  // o_.uri with the format's msgq mtype defaults (format.hpp)
   daemon_loop loop_;
   reopener reopener_;
   sink sink_;
@@ -266,11 +306,13 @@ class consumer {
 int run_consumer(int argc, char** argv) noexcept {
   try {
     CLI::App app{"Receives records from a libipc channel, checks each (CRC, sequence: lost, duplicated,\n"
-                 "reordered), measures latency and writes the payloads to a sink. See docs/daemons.md.",
+                 "reordered), measures latency and writes the payloads to a sink; or takes raw messages or text\n"
+                 "lines from plain peers (--format). See docs/daemons.md, docs/formats.md.",
                  "ipc-consumer"};
     add_common(app, error_style::daemon);
     consumer_options o;
     app.add_option("--channel", o.uri, "pipe:fd=N, fifo:PATH, msgq:NAME, sem:NAME or shm:NAME")->required()->type_name("URI");
+    add_format(app, o.format);
     app.add_option("--sink", o.sink, "where payloads go, one per line: a file (appended), - (stdout) or null")
         ->capture_default_str()
         ->type_name("FILE|-|null");
@@ -290,6 +332,7 @@ int run_consumer(int argc, char** argv) noexcept {
     if (uri->scheme == "pipe" && uri->name.empty()) {
       return usage_error(app, "a pipe consumer needs pipe:fd=N (ipc-producer --channel pipe spawns it)");
     }
+    if (auto why = format_conflict(o.format, *uri)) return usage_error(app, *why);
     if (o.sink.empty()) return usage_error(app, "--sink: empty (a file, - or null)");
     ::signal(SIGPIPE, SIG_IGN);
     std::filesystem::path status = o.status_file.empty() ? default_status_path(o.uri, "consumer") : std::filesystem::path(o.status_file);

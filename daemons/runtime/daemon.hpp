@@ -93,10 +93,10 @@ class daemon_loop {
   /// Runs the loop until finish(); returns finish's code.
   int run();
 
-  /// Logs "<role>: …" at priority p.
+  /// Logs "<program>: …" at priority p.
   template <typename... Args>
   void say(priority p, const Args&... args) const {
-    log(p, config_.role, ": ", args...);
+    log(p, config_.program, ": ", args...);
   }
 
  private:

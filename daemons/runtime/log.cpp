@@ -3,12 +3,18 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace ipc::daemon {
 
 void log_line(priority p, std::string_view text) noexcept {
   try {
     std::string line = "<" + std::to_string(static_cast<int>(p)) + ">";
+    const std::string_view name = program_name();
+    if (p <= priority::warning && !name.empty() &&
+        !(text.size() > name.size() + 1 && text.substr(0, name.size()) == name && text.substr(name.size(), 2) == ": ")) {
+      line.append(name).append(": ");
+    }
     line.append(text);
     line.push_back('\n');
     const char* d = line.data();
@@ -23,6 +29,11 @@ void log_line(priority p, std::string_view text) noexcept {
   } catch (...) {
     // Out of memory while logging: nothing sensible left to do.
   }
+}
+
+std::string_view program_name() noexcept {
+  // glibc sets it from argv[0] before main: right even for a failure before any option is parsed.
+  return ::program_invocation_short_name != nullptr ? std::string_view(::program_invocation_short_name) : std::string_view();
 }
 
 bool throttle::allow() noexcept {

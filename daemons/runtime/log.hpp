@@ -1,5 +1,8 @@
 // Daemon logging: one line per call on stderr, prefixed with an sd-daemon priority
-// ("<3>" error, "<4>" warning, "<6>" info, "<7>" debug) so journald files it right.
+// ("<3>" error, "<4>" warning, "<6>" info, "<7>" debug) so journald files it right. After the
+// priority, every error and warning line starts with the program's name ("<3>ipc-consumer: …"),
+// as util-linux tools do; the name is the one the program was run as, so it holds from the first
+// line on, before any option is parsed.
 //
 //   ipc::daemon::log(ipc::daemon::priority::warning, "reopen ", uri, ": ", e.what());
 //   ipc::daemon::throttle t;                  // bounded noise for retry loops
@@ -16,8 +19,12 @@ namespace ipc::daemon {
 
 enum class priority { error = 3, warning = 4, info = 6, debug = 7 };
 
-/// Writes "<N>text\n" to stderr in one write(2) (lines from two processes never interleave). Never throws.
+/// Writes "<N>text\n" to stderr in one write(2) (lines from two processes never interleave); an error or
+/// warning text that does not start with "program_name(): " gets that prefix. Never throws.
 void log_line(priority p, std::string_view text) noexcept;
+
+/// The name the program was run as (argv[0]'s last component): "ipc-consumer". Never throws.
+std::string_view program_name() noexcept;
 
 template <typename... Args>
 void log(priority p, const Args&... args) {

@@ -1,8 +1,9 @@
-// ipc-producer's data logic: make records (a pattern, or the lines of a file or stdin) and send
-// them, paced by a timer. For `--channel pipe` it makes the pipe and runs its consumer under an
+// ipc-producer's data logic: make payloads (a pattern, or the lines of a file or stdin) and send
+// them in the chosen format (format.hpp: checked records, raw messages or text lines), paced by a timer. For `--channel pipe` it makes the pipe and runs its consumer under an
 // ipc::supervisor. Signals, timers, notification, stats and exit statuses are the skeleton's.
 #include "cli.hpp"
 #include "daemon.hpp"
+#include "format.hpp"
 #include "limits.hpp"
 #include "runtime.hpp"
 
@@ -86,6 +87,7 @@ class line_source {
 
 struct producer_options {
   std::string uri;
+  payload_format format = payload_format::record;
   std::uint64_t rate = 1000;
   std::uint64_t size = 64;
   std::uint64_t count = 0;
@@ -102,6 +104,7 @@ class producer {
   producer(producer_options o, std::filesystem::path status_file, std::optional<line_source> source)
       : o_(std::move(o)),
         pipe_mode_(channel_uri::parse(o_.uri).scheme == "pipe"),
+        open_uri_(channel_uri_for(o_.format, channel_uri::parse(o_.uri))),
         loop_({"ipc-producer", "producer", o_.uri, std::move(status_file), o_.stats_interval}),
         reopener_(loop_, o_.uri, /*discards_on_open=*/true),
         pace_timer_(loop_.io()),
@@ -117,17 +120,19 @@ class producer {
     if (pipe_mode_) {
       start_consumer_supervision();
     } else {
-      ch_ = open_channel(o_.uri, role::sender);
+      ch_ = open_channel(open_uri_, role::sender);
     }
     // The URI's limits were checked before anything was made; an existing object may still be smaller.
-    if (encoded_size(o_.size) > ch_->max_message_size() && !source_) {
-      loop_.say(priority::error, "--size ", o_.size, ": a record of ", encoded_size(o_.size), " bytes exceeds ",
-                ch_->name(), "'s max_message_size ", ch_->max_message_size());
+    const std::size_t max_payload_size = max_payload(o_.format, ch_->max_message_size());
+    if (o_.size > max_payload_size && !source_) {
+      loop_.say(priority::error, "--size ", o_.size, ": a ", to_string(o_.format), " message of ", wire_size(o_.size),
+                " bytes exceeds ", ch_->name(), "'s max_message_size ", ch_->max_message_size());
       return exit_usage;
     }
-    if (source_) source_->limit(ch_->max_message_size() - record_header_size);
+    if (source_) source_->limit(max_payload_size);
     wire_.reserve(ch_->max_message_size());
-    loop_.say(priority::info, ch_->name(), " open, session ", session_, ", rate ", o_.rate, "/s");
+    loop_.say(priority::info, ch_->name(), " open, format ", to_string(o_.format),
+              o_.format == payload_format::record ? ", session " + std::to_string(session_) : std::string(), ", rate ", o_.rate, "/s");
     loop_.start({.stop = [this](int) { finish(true); },
                  .reload = [this] { on_reload(); },
                  .report = [this](bool final) { report(final); }});
@@ -196,7 +201,11 @@ class producer {
     }
   }
 
-  // Encodes the next record into wire_; false when the source has nothing now.
+  [[nodiscard]] std::size_t wire_size(std::size_t payload) const noexcept {
+    return o_.format == payload_format::record ? encoded_size(payload) : payload;
+  }
+
+  // Puts the next message into wire_ (a record, or the payload itself); false when the source has nothing now.
   bool make_record() {
     std::span<const std::byte> payload;
     waiting_on_source_ = false;
@@ -209,9 +218,14 @@ class producer {
     } else {
       payload = std::span<const std::byte>(pattern_).subspan((seq_ + 1) % 256, o_.size);
     }
-    record_header h{session_, ++seq_, monotonic_now_ns()};
-    wire_.resize(encoded_size(payload.size()));
-    encode_into(h, payload, wire_);
+    ++seq_;
+    if (o_.format == payload_format::record) {
+      record_header h{session_, seq_, monotonic_now_ns()};
+      wire_.resize(encoded_size(payload.size()));
+      encode_into(h, payload, wire_);
+    } else {
+      wire_.assign(payload.begin(), payload.end());
+    }
     payload_size_ = payload.size();
     have_record_ = true;
     return true;
@@ -231,7 +245,7 @@ class producer {
   void reopen() {
     if (finishing_) return;
     try {
-      ch_ = open_channel(o_.uri, role::sender);
+      ch_ = open_channel(open_uri_, role::sender);
       ++f_.restarts;
       reopener_.reopened(ch_->name());
       boost::asio::post(loop_.io(), [this] { pump(); });
@@ -252,7 +266,7 @@ class producer {
     consumer_.emplace(loop_.io().get_executor(), "ipc-consumer", [this, consumer_path] {
       auto [tx, rx] = pipe_channel::create();
       const unique_fd rd = rx->release_fd();
-      std::vector<std::string> argv{consumer_path, "--channel", "pipe:fd=3"};
+      std::vector<std::string> argv{consumer_path, "--channel", "pipe:fd=3", "--format", std::string(to_string(o_.format))};
       argv.insert(argv.end(), o_.consumer_args.begin(), o_.consumer_args.end());
       exec_options eo;
       eo.pass_fds = {{3, rd.get()}};
@@ -306,7 +320,8 @@ class producer {
 
   void report(bool final) {
     // Sequences start at 1 and a record is never skipped: the last one sent is number sent_.
-    f_.session = session_;
+    // Raw messages and lines carry no session: 0 says so.
+    f_.session = o_.format == payload_format::record ? session_ : 0;
     f_.first_seq = sent_ > 0 ? 1 : 0;
     f_.seq = sent_;
     latency_histogram none;
@@ -343,6 +358,7 @@ class producer {
 
   producer_options o_;
   bool pipe_mode_;
+  std::string open_uri_;  // o_.uri with the format's msgq mtype defaults (format.hpp)
   daemon_loop loop_;
   reopener reopener_;
   periodic_timer pace_timer_;
@@ -365,12 +381,13 @@ class producer {
 
 int run_producer(int argc, char** argv) noexcept {
   try {
-    CLI::App app{"Sends checked records (sequence, send time, CRC32C) over a libipc channel, paced, or the lines\n"
-                 "of a file or stdin. See docs/daemons.md.",
+    CLI::App app{"Sends checked records (sequence, send time, CRC32C), raw messages or text lines over a libipc\n"
+                 "channel, paced: a pattern, or the lines of a file or stdin. See docs/daemons.md, docs/formats.md.",
                  "ipc-producer"};
     add_common(app, error_style::daemon);
     producer_options o;
     app.add_option("--channel", o.uri, "pipe, fifo:PATH, msgq:NAME, sem:NAME or shm:NAME")->required()->type_name("URI");
+    add_format(app, o.format);
     add_count(app, "--rate", o.rate, 0, 1'000'000'000, "records per second, 0 = unlimited");
     add_size(app, "--size", o.size, 0, std::uint64_t{16} << 20, "payload bytes (K, M suffixes)");
     add_count(app, "--count", o.count, 0, UINT64_MAX, "send N records, then exit; 0 = forever");
@@ -396,11 +413,14 @@ int run_producer(int argc, char** argv) noexcept {
       return usage_error(app, "use --channel pipe (the producer makes the pipe)");
     }
     if (!o.consumer_args.empty() && uri->scheme != "pipe") return usage_error(app, "--consumer-arg is for --channel pipe only");
-    if (o.source.empty() && encoded_size(o.size) > max_message) {
-      return usage_error(app, "--size " + std::to_string(o.size) + ": a record of " + std::to_string(encoded_size(o.size)) +
-                                  " bytes exceeds " + uri->scheme + "'s largest message, " + std::to_string(max_message) + " bytes");
+    if (auto why = format_conflict(o.format, *uri)) return usage_error(app, *why);
+    const bool record = o.format == payload_format::record;
+    if (o.source.empty() && o.size > max_payload(o.format, max_message)) {
+      return usage_error(app, "--size " + std::to_string(o.size) + ": a " + std::string(to_string(o.format)) + " message of " +
+                                  std::to_string(record ? encoded_size(o.size) : o.size) + " bytes exceeds " + uri->scheme +
+                                  "'s largest message, " + std::to_string(max_message) + " bytes");
     }
-    if (max_message <= record_header_size) return usage_error(app, o.uri + ": messages too small for a record");
+    if (record && max_message <= record_header_size) return usage_error(app, o.uri + ": messages too small for a record");
     std::optional<line_source> source;
     if (!o.source.empty()) {
       try {

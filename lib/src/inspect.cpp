@@ -8,6 +8,7 @@
 #include "detail/eintr.hpp"
 #include "detail/layout_header.hpp"
 #include "detail/shared_array_header.hpp"
+#include "detail/shm_mpmc_layout.hpp"
 #include "detail/shm_ring_layout.hpp"
 #include "detail/sysv_key.hpp"
 
@@ -43,8 +44,9 @@ struct known_layout {
   std::uint32_t version;
   const char* kind;
 };
-constexpr std::array<known_layout, 3> known_layouts = {{
+constexpr std::array<known_layout, 4> known_layouts = {{
     {detail::ring_magic, detail::ring_version, "shm_ring"},
+    {detail::mpmc_magic, detail::mpmc_version, "shm_mpmc"},
     {detail::shared_array_header::magic, detail::shared_array_header::version, "shared_value"},
     {detail::sem_buffer_magic, detail::sem_buffer_version, "sem_buffer"},
 }};

@@ -11,7 +11,7 @@ std::unique_ptr<channel> open_channel(std::string_view uri_text, role r) {
   uri.require_safe_name();  // one name rule for every mechanism, before any factory runs
   // One line per mechanism (its factory lives next to it).
   if (uri.scheme == "msgq") return detail::open_msgq_uri(uri, r);
-  if (uri.scheme == "shm") return detail::open_shm_uri(uri, r);
+  if (uri.scheme == "shm") return detail::open_shm_mode_uri(uri, r);
   if (uri.scheme == "sem") return detail::open_sem_uri(uri, r);
   if (uri.scheme == "pipe") return detail::open_pipe_uri(uri, r);
   if (uri.scheme == "fifo") return detail::open_fifo_uri(uri, r);

@@ -1,6 +1,7 @@
 #include <ipc/error.hpp>
 #include <ipc/msg_queue.hpp>
 #include <ipc/queue.hpp>
+#include <ipc/shm_mpmc.hpp>
 
 #include <cerrno>
 #include <string>
@@ -49,11 +50,50 @@ class msgq_transport final : public detail::queue_transport {
   msg_queue q_;
 };
 
+// The shm work queue: the end marker is the queue's `ended` flag, which receivers see only once
+// the values before it are taken. Each handle is a sender and a receiver, so "every sender gone"
+// never ends a stream that close() has not ended.
+class shm_transport final : public detail::queue_transport {
+ public:
+  shm_transport(std::string_view name, const queue_options& o)
+      : tx_(name, role::sender, shm_options_from(o)), rx_(name, role::receiver, shm_options_from(o)) {}
+
+  bool put(std::span<const std::byte> value, const deadline& d) override { return tx_.send_until(value, d); }
+  got get(std::vector<std::byte>& out, const deadline& d) override {
+    switch (rx_.receive_or_end(out, d)) {
+      case shm_mpmc::taken::message: return got::value;
+      case shm_mpmc::taken::timeout: return got::timeout;
+      case shm_mpmc::taken::end: break;
+    }
+    return got::end;
+  }
+  bool post_end(const deadline&) override {
+    tx_.end_stream();
+    return true;
+  }
+  void remove() override { tx_.remove(); }
+  [[nodiscard]] std::size_t max_value_size() const noexcept override { return tx_.max_message_size(); }
+  [[nodiscard]] const std::string& name() const noexcept override { return tx_.name(); }
+
+ private:
+  static shm_mpmc_options shm_options_from(const queue_options& o) {
+    shm_mpmc_options m;
+    m.open = o.open;
+    m.mode = o.mode;
+    if (o.capacity != 0) m.slots = o.capacity;
+    if (o.max_value != 0) m.max_message = o.max_value;
+    return m;
+  }
+  shm_mpmc tx_;
+  shm_mpmc rx_;
+};
+
 }  // namespace
 
 queue_base::queue_base(std::string_view name, const queue_options& options) {
   switch (options.backend) {
     case queue_backend::msgq: transport_ = std::make_unique<msgq_transport>(name, options); break;
+    case queue_backend::shm_mpmc: transport_ = std::make_unique<shm_transport>(name, options); break;
   }
   if (!transport_) ipc::throw_errno(EINVAL, "ipc::queue", std::string(name) + " (unknown backend)");
 }

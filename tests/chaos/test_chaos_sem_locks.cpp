@@ -1,7 +1,8 @@
 // Chaos for the sem channel's lock holders: a sender (then a receiver) in a child is SIGKILLed at
 // least 50 times while it holds the index mutex - inside its critical section, where it copies a
-// 16 MiB slot - and after each kill the channel must be whole: the mutex free again (SEM_UNDO), the
-// counts consistent (empty + full == slots), no torn message, and the other side moving within 1 s.
+// 16 MiB slot (`busy` left raised proves each kill landed there) - and after each kill the channel
+// must be whole: the mutex free again (SEM_UNDO), the counts consistent (empty + full == slots), no
+// torn message, and the other side moving within 1 s.
 // Bounded (every wait has a deadline) and seeded; the seed is printed so a failing run can be replayed
 // with IPC_CHAOS_SEED.
 #include <ipc/channel.hpp>
@@ -56,20 +57,16 @@ bool whole(const std::vector<std::byte>& m, std::size_t size) {
 }
 
 // Waits (bounded) until the child holds the index mutex, then SIGKILLs it. True when the kill landed
-// while the mutex was seen held, i.e. inside the critical section (the copy takes milliseconds).
+// inside the critical section, proven post mortem: `busy` is raised (without undo) with the lock and
+// lowered only by the commit, so a holder killed in between leaves it raised for the next one to see.
 bool kill_inside(ipc::process& child, const sem_buffer& b, std::mt19937& rng) {
   std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
   const auto until = std::chrono::steady_clock::now() + 300ms;
-  bool inside = false;
-  while (std::chrono::steady_clock::now() < until) {
-    if (b.semaphores().value(sem_buffer::sem_mutex) == 0) {
-      inside = true;
-      break;
-    }
+  while (std::chrono::steady_clock::now() < until && b.semaphores().value(sem_buffer::sem_mutex) != 0) {
   }
   child.kill(SIGKILL);
   (void)child.join_for(5s);
-  return inside;
+  return b.semaphores().value(sem_buffer::sem_busy) != 0;
 }
 
 }  // namespace
@@ -113,6 +110,7 @@ TEST_CASE("chaos: a sem-channel sender killed inside its critical section 50 tim
   CHECK(tx.send_for(std::vector<std::byte>(size, std::byte{7}), 1s));
   REQUIRE(rx.receive_for(got, 1s));
   CHECK(whole(got, size));
+  CHECK(rx.semaphores().value(sem_buffer::sem_busy) == 0);  // the dead holders' marks were recovered
 }
 
 TEST_CASE("chaos: a sem-channel receiver killed inside its critical section 50 times leaves every message whole",
@@ -153,4 +151,5 @@ TEST_CASE("chaos: a sem-channel receiver killed inside its critical section 50 t
   CHECK(tx.send_for(m, 1s));
   REQUIRE(rx.receive_for(got, 1s));
   CHECK(whole(got, size));
+  CHECK(rx.semaphores().value(sem_buffer::sem_busy) == 0);  // the dead holders' marks were recovered
 }

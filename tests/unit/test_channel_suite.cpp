@@ -10,6 +10,7 @@
 #include "pair_pipe.hpp"
 #include "pair_sem.hpp"
 #include "pair_shm.hpp"
+#include "pair_shm_mpmc.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -26,7 +27,7 @@ using namespace std::chrono_literals;
 using namespace ipc::test;
 
 // Every channel kind the suite runs over: add a kind's pair here (and its include above).
-#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, msgq_pair, sem_pair, shm_pair
+#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, msgq_pair, sem_pair, shm_pair, shm_mpmc_pair
 // The kinds whose semantics reach across hosts too (pair_nats.hpp says which tests leave nats out).
 #define IPC_ANY_HOST_KINDS IPC_CHANNEL_KINDS IPC_NATS_KINDS
 

@@ -4,6 +4,7 @@
 #include "runner.hpp"
 #include "transport.hpp"
 #include "transport_idle.hpp"
+#include "transport_modes.hpp"
 #include "transport_rate.hpp"
 
 #include "cli.hpp"
@@ -65,6 +66,7 @@ std::optional<int> parse(int argc, char** argv, config& cfg) {
   app.add_option("--rate", cfg.rate, "also measure one-way latency at N msg/s of 64 B (e.g. 20000)")
       ->check(CLI::Range(10.0, 1e7))
       ->type_name("N");
+  app.add_flag("--modes", cfg.modes, "also measure the shm modes with several processes: SPSC 1→1, MPMC 1→1 and 2→2");
   if (auto rc = ipc::daemon::parse(app, argc, argv)) return rc;
   if (json) cfg.format = output_format::json;
   if (csv) cfg.format = output_format::csv;
@@ -208,6 +210,11 @@ int run(const config& cfg) {
   if (cfg.idle_seconds > 0) idle = measure_idle_rows(cfg, progress, counter);
   std::vector<rate_row> rated;
   if (cfg.rate > 0) rated = measure_rate_rows(cfg, progress, counter);
+  std::vector<mode_row> modes;
+  if (cfg.modes) {
+    if (progress) std::fprintf(stderr, "\r\033[K  shm modes ...");
+    modes = measure_mode_rows(cfg.sizes, cfg.seconds, "ipc-bench." + std::to_string(::getpid()) + ".modes");
+  }
   if (progress) std::fprintf(stderr, "\r\033[K");
   machine.load_after = probe_machine().load_before;
 
@@ -215,9 +222,13 @@ int run(const config& cfg) {
   if (cfg.format == output_format::json) std::fputs(json.c_str(), stdout);
   else if (cfg.format == output_format::csv) std::fputs(to_csv(results).c_str(), stdout);
   else std::fputs((to_table(cfg, machine, results) + (idle.empty() ? "" : idle_table(idle, cfg.idle_seconds)) +
-                   (rated.empty() ? "" : rate_table(rated, cfg.rate, cfg.seconds))).c_str(), stdout);
+                   (rated.empty() ? "" : rate_table(rated, cfg.rate, cfg.seconds)) +
+                   (modes.empty() ? "" : mode_table(modes, cfg.seconds))).c_str(), stdout);
   std::fflush(stdout);
   if (!cfg.plot_file.empty()) plot(cfg, machine, results, cfg.plot_file);
+  for (const auto& m : modes) {
+    if (!m.error.empty()) return 1;  // the table says which and why
+  }
   if (cfg.check) {
     const std::vector<std::string> problems = check_json(json, cfg);
     for (const auto& p : problems) std::fprintf(stderr, "ipc-bench: check: %s\n", p.c_str());

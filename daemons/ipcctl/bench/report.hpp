@@ -23,6 +23,7 @@ struct config {
   bool quiet = false;
   double idle_seconds = 0;  ///< --idle: seconds a blocked receiver is watched per channel (0: not run)
   double rate = 0;          ///< --rate: messages per second of the fixed-rate latency section (0: not run)
+  bool modes = false;       ///< --modes: the shm modes section (SPSC vs MPMC, several processes)
 };
 
 struct machine_info {

@@ -19,7 +19,10 @@
 // next() returns std::nullopt). The marker stays until remove(). Values put after the end marker
 // (by another handle) are still delivered to getters that have not yet seen the end.
 //
-// Backing (queue_backend::msgq, the only one today): a System V message queue, runtime_dir()/NAME.msgq
+// Backing queue_backend::shm_mpmc: the shm work queue /dev/shm/libipc.NAME (docs/shm-modes.md); each
+// handle attaches one sender and one receiver endpoint (so at most 32 handles at once), close()
+// is end_stream(), and remove() unlinks the name while attached handles keep working.
+// Backing queue_backend::msgq (the default): a System V message queue, runtime_dir()/NAME.msgq
 // with ftok project id 'M' (`ipcs -q` lists it). A value is one message of mtype 1 whose body is
 // its MessagePack bytes; the end marker is an empty message of mtype 2; getters receive with
 // msgtyp -2 (lowest type first), so values always come out before the marker. A Python process
@@ -53,13 +56,17 @@ class msg_queue;
 
 /// Which channel carries a queue's values.
 enum class queue_backend {
-  msgq,  ///< System V message queue (interoperable with any msgsnd/msgrcv client)
+  msgq,      ///< System V message queue (interoperable with any msgsnd/msgrcv client)
+  shm_mpmc,  ///< the shm work queue, shm:NAME?mode=mpmc (<ipc/shm_mpmc.hpp>): faster, C++ peers only
 };
 
 struct queue_options {
   open_mode open = open_mode::open_or_create;
   mode_t mode = 0600;             ///< permissions when created; never world-writable
-  std::size_t capacity = 0;       ///< bytes (and messages) held before put blocks; 0: the kernel default
+  /// msgq: bytes (and messages) held before put blocks; 0: the kernel default.
+  /// shm_mpmc: values (slots, a power of two) held before put blocks; 0: 256.
+  std::size_t capacity = 0;
+  std::size_t max_value = 0;      ///< shm_mpmc: largest packed value in bytes; 0: 8 KiB (msgq: the kernel's msgmax)
   queue_backend backend = queue_backend::msgq;
 };
 
@@ -87,9 +94,9 @@ class IPC_API queue_transport {
 /// The untyped core of queue<T>: MessagePack bytes in, bytes out.
 class IPC_API queue_base {
  public:
-  /// Opens or creates queue NAME (plain name) on the chosen backend. Never blocks. Throws as
-  /// msg_queue's constructor (msgget naming the key and key file; errc::not_owner; errc::bad_uri
-  /// for a name that is not plain).
+  /// Opens or creates queue NAME (plain name) on the chosen backend. Never blocks (shm_mpmc: at most
+  /// ~2 s for a concurrent creator). Throws as msg_queue's constructor (msgget naming the key and key
+  /// file; errc::not_owner; errc::bad_uri for a name that is not plain), or as shm_mpmc's.
   explicit queue_base(std::string_view name, const queue_options& options = {});
   ~queue_base();  ///< detaches only; the queue and its values persist
   queue_base(queue_base&&) noexcept;
@@ -102,10 +109,11 @@ class IPC_API queue_base {
   /// As close(), waiting at most `timeout` for room; false on timeout (nothing changed).
   bool close_for(std::chrono::nanoseconds timeout);
   /// Destroys the queue (IPC_RMID, key file unlinked): blocked getters and putters everywhere get
-  /// errc::closed. Idempotent. Throws std::system_error naming msgctl.
+  /// errc::closed. Idempotent. Throws std::system_error naming msgctl. shm_mpmc: unlinks the name
+  /// only; attached handles keep working (end them with close()).
   void remove();
 
-  /// "msgq:NAME".
+  /// "msgq:NAME", or "shm:NAME?mode=mpmc".
   [[nodiscard]] const std::string& name() const noexcept;
   /// The largest packed value put() accepts.
   [[nodiscard]] std::size_t max_value_size() const noexcept;

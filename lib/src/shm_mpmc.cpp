@@ -1,0 +1,398 @@
+#include <ipc/error.hpp>
+#include <ipc/inspect.hpp>
+#include <ipc/shm_mpmc.hpp>
+
+#include "detail/cpu_relax.hpp"
+#include "detail/futex.hpp"
+#include "detail/shm_mpmc_holders.hpp"
+#include "detail/shm_mpmc_layout.hpp"
+#include "detail/sysv_key.hpp"
+
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+namespace ipc {
+namespace {
+
+using detail::slot_phase;
+using detail::slot_state;
+
+constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t a) noexcept { return (n + a - 1) / a * a; }
+
+// How far a slot's lap is ahead of the lap a position expects (negative: behind).
+std::int32_t lap_diff(std::uint32_t slot_lap, std::uint32_t lap) noexcept {
+  return static_cast<std::int32_t>(slot_lap - lap);
+}
+
+// Moves a shared position from pos to pos + 1 unless someone already did: every process that
+// sees the slot at `pos` taken helps, so a claimer killed between its claim and this step never
+// holds the others up.
+void help_advance(std::atomic<std::uint64_t>& position, std::uint64_t pos) noexcept {
+  position.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel, std::memory_order_relaxed);
+}
+
+// Creates (create_only) or opens (open_only, whatever size it has) the segment; open_or_create
+// tries both until one wins, so an opener adopts the existing queue's sizes (as shm_ring does).
+std::unique_ptr<segment> create_or_open(std::string_view name, const shm_mpmc_options& options, std::size_t total) {
+  for (int attempt = 0;; ++attempt) {
+    if (options.open != open_mode::open_only) {
+      try {
+        return std::make_unique<posix_segment>(name, open_mode::create_only, total, options.mode);
+      } catch (const std::system_error& e) {
+        if (options.open == open_mode::create_only || e.code() != std::errc::file_exists) throw;
+      }
+    }
+    try {
+      return std::make_unique<posix_segment>(name, open_mode::open_only, 0);
+    } catch (const std::system_error& e) {
+      if (options.open == open_mode::open_only || e.code() != std::errc::no_such_file_or_directory ||
+          attempt >= 100) {
+        throw;
+      }
+    }
+  }
+}
+
+unsigned log2_of(std::uint64_t power_of_two) noexcept {
+  unsigned s = 0;
+  while ((std::uint64_t{1} << s) < power_of_two) ++s;
+  return s;
+}
+
+}  // namespace
+
+shm_mpmc::shm_mpmc(std::string_view name, role r, const shm_mpmc_options& options)
+    : channel("shm:" + std::string(name) + "?mode=mpmc", 0), base_name_(name), role_(r) {
+  {
+    channel_uri u;
+    u.text = name_;
+    u.scheme = "shm";
+    u.name = base_name_;
+    u.require_plain_name();
+  }
+  const std::string object = "/dev/shm/" + posix_segment::posix_name(base_name_);
+  layout_spec spec{detail::mpmc_magic, detail::mpmc_version, sizeof(detail::mpmc_header), 0};
+  if (options.open != open_mode::open_only) {
+    detail::check_new_mode(options.mode, "shm_open", object);
+    const std::uint64_t n = options.slots;
+    if (n < detail::mpmc_min_slots || n > detail::mpmc_max_slots || (n & (n - 1)) != 0) {
+      throw_error(errc::bad_uri, "shm_mpmc", name_, "slots " + std::to_string(n) + " is not a power of two between 2 and 65536");
+    }
+    if (options.max_message == 0 || options.max_message > detail::mpmc_max_message) {
+      throw_error(errc::bad_uri, "shm_mpmc", name_,
+                  "max_message " + std::to_string(options.max_message) + " is outside 1 .. 16 MiB");
+    }
+    const std::uint64_t stride = round_up(detail::mpmc_slot_header + options.max_message, 64);
+    if (n * stride > detail::mpmc_max_total) {
+      throw_error(errc::bad_uri, "shm_mpmc", name_,
+                  std::to_string(n) + " slots of " + std::to_string(stride) + " bytes exceed 1 GiB");
+    }
+    spec.payload_bytes = n * stride;
+  }
+  auto seg = create_or_open(base_name_, options, sizeof(detail::mpmc_header) + spec.payload_bytes);
+  const bool created = seg->created();
+  {
+    struct stat st {};
+    ipc::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+  }
+  if (!created) spec.payload_bytes = 0;  // an opener adopts the creator's sizes, validated below
+  // Everything else starts as the zero bytes the reservation gave: positions 0, every slot free(lap 0).
+  seg_.emplace(std::move(seg), spec, [&](std::byte* base, std::size_t) {
+    auto* h = reinterpret_cast<detail::mpmc_header*>(base);
+    h->slots = options.slots;
+    h->max_message = options.max_message;
+    h->slot_stride = round_up(detail::mpmc_slot_header + options.max_message, 64);
+  });
+  auto* h = seg_->header_as<detail::mpmc_header>();
+  const std::uint64_t n = h->slots;
+  const std::uint64_t maxm = h->max_message;
+  const std::uint64_t stride = h->slot_stride;
+  // Untrusted when opened: every later offset rests on these three, so check them against the mapping.
+  if (n < detail::mpmc_min_slots || n > detail::mpmc_max_slots || (n & (n - 1)) != 0 || maxm == 0 ||
+      maxm > detail::mpmc_max_message || stride != round_up(detail::mpmc_slot_header + maxm, 64) ||
+      h->base.total_size != sizeof(detail::mpmc_header) + n * stride) {
+    throw_error(errc::incompatible, "attach", name_,
+                std::to_string(n) + " slots of " + std::to_string(stride) + " bytes (max_message " +
+                    std::to_string(maxm) + ") do not match the " + std::to_string(h->base.total_size) + "-byte layout");
+  }
+  hdr_ = h;
+  slots_ = seg_->payload();
+  mask_ = n - 1;
+  shift_ = log2_of(n);
+  stride_ = stride;
+  max_message_size_ = static_cast<std::size_t>(maxm);
+
+  pid_ = ::getpid();
+  const auto place = detail::register_holder(*hdr_, r, pid_, process_identity(pid_).start_time, false, {dev_, ino_}, name_);
+  holder_ = place.index;
+  place_gen_ = place.gen;
+  token_ = slot_state::make_token(place.index, place.gen);
+  shm_mpmc_fork_registry::add(this);
+}
+
+shm_mpmc::~shm_mpmc() {
+  shm_mpmc_fork_registry::erase(this);
+  if (hdr_ == nullptr) return;
+  if (detail::release_holder(*hdr_, {holder_, place_gen_})) {
+    // The last of our role: wake the other side so an empty (or full) queue reads as closed now.
+    auto& seq = role_ == role::sender ? hdr_->data_seq : hdr_->space_seq;
+    seq.fetch_add(1, std::memory_order_release);
+    try {
+      detail::futex_wake(seq, INT_MAX, name_);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): the other side falls back on its liveness checks
+    }
+  }
+}
+
+channel_limits shm_mpmc::limits() const {
+  channel_limits l;
+  l.max_message_size = max_message_size_;
+  l.capacity_messages = static_cast<std::size_t>(mask_ + 1);
+  l.capacity_bytes = static_cast<std::size_t>((mask_ + 1) * max_message_size_);
+  return l;
+}
+
+void shm_mpmc::remove() { seg_->remove(); }
+
+bool shm_mpmc::remove(std::string_view name) { return posix_segment::remove(name); }
+
+std::uint64_t shm_mpmc::torn_skipped() const noexcept { return hdr_->torn_skipped.load(std::memory_order_relaxed); }
+
+std::uint64_t shm_mpmc::lost_in_receivers() const noexcept {
+  return hdr_->lost_in_receivers.load(std::memory_order_relaxed);
+}
+
+void shm_mpmc::end_stream() {
+  hdr_->ended.store(1, std::memory_order_release);
+  hdr_->data_seq.fetch_add(1, std::memory_order_release);
+  detail::futex_wake(hdr_->data_seq, INT_MAX, name_);
+}
+
+void shm_mpmc::corrupt(const std::string& what) const { throw_error(errc::corrupt, "shm_mpmc", name_, what); }
+
+std::byte* shm_mpmc::slot_at(std::uint64_t pos) const noexcept { return slots_ + (pos & mask_) * stride_; }
+
+bool shm_mpmc::do_send(std::span<const std::byte> message, const deadline& d) {
+  auto& h = *hdr_;
+  for (;;) {
+    std::uint64_t pos = h.enqueue_pos.load(std::memory_order_acquire);
+    auto* slot = reinterpret_cast<detail::mpmc_slot*>(slot_at(pos));
+    const auto lap = static_cast<std::uint32_t>(pos >> shift_);
+    std::uint64_t w = slot->state.load(std::memory_order_acquire);
+    const auto s = slot_state::decode(w);
+    const std::int32_t ahead = lap_diff(s.lap, lap);
+    if (ahead == 0 && s.phase == slot_phase::free) {
+      if (!slot->state.compare_exchange_weak(w, slot_state{lap, slot_phase::writing, token_}.encode(),
+                                             std::memory_order_acquire, std::memory_order_relaxed)) {
+        continue;
+      }
+      help_advance(h.enqueue_pos, pos);
+      slot->length.store(static_cast<std::uint32_t>(message.size()), std::memory_order_relaxed);
+      if (!message.empty()) {
+        std::memcpy(reinterpret_cast<std::byte*>(slot) + detail::mpmc_slot_header, message.data(), message.size());
+      }
+      slot->state.store(slot_state{lap, slot_phase::full, 0}.encode(), std::memory_order_release);
+      // Dekker with sleeping receivers (wait_for): they count themselves, then re-read the slot.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (h.receivers_sleeping.load(std::memory_order_relaxed) != 0) {
+        h.data_seq.fetch_add(1, std::memory_order_release);
+        detail::futex_wake(h.data_seq, 1, name_);
+      }
+      return true;
+    }
+    if (ahead >= 0) {  // claimed at this lap, or skipped past it: our position is behind
+      help_advance(h.enqueue_pos, pos);
+      continue;
+    }
+    if (ahead == -1 && s.phase != slot_phase::free) {
+      // The previous lap's message is still in the slot: the queue is full, unless its claimer died.
+      const auto why = wait_for(false, pos, w, d);
+      if (why == slot_wait::timeout) return false;
+      if (why == slot_wait::end) throw_error(errc::closed, "send", name_, "every receiver is gone and the queue is full");
+      if (why == slot_wait::dead &&
+          slot->state.compare_exchange_strong(w, slot_state{lap, slot_phase::free, 0}.encode(), std::memory_order_acq_rel)) {
+        // A claimer died holding it: a producer never published (torn, skipped), or a consumer
+        // died copying it out (lost). Either way the slot is this lap's now.
+        (s.phase == slot_phase::writing ? h.torn_skipped : h.lost_in_receivers).fetch_add(1, std::memory_order_relaxed);
+        wake_all();
+      }
+      continue;
+    }
+    if (h.enqueue_pos.load(std::memory_order_acquire) == pos) {
+      corrupt("slot " + std::to_string(pos & mask_) + " is at lap " + std::to_string(s.lap) + " phase " +
+              std::to_string(static_cast<unsigned>(s.phase)) + " while the senders are at lap " + std::to_string(lap));
+    }
+  }
+}
+
+bool shm_mpmc::do_receive(std::vector<std::byte>& out, const deadline& d) {
+  switch (take(out, d)) {
+    case taken::message: return true;
+    case taken::timeout: return false;
+    case taken::end: break;
+  }
+  if (hdr_->ended.load(std::memory_order_acquire) != 0) throw_error(errc::closed, "receive", name_, "end of stream");
+  throw_error(errc::closed, "receive", name_, "every sender is gone and the queue is empty");
+}
+
+shm_mpmc::taken shm_mpmc::receive_or_end(std::vector<std::byte>& out, const deadline& d) { return take(out, d); }
+
+shm_mpmc::taken shm_mpmc::take(std::vector<std::byte>& out, const deadline& d) {
+  auto& h = *hdr_;
+  for (;;) {
+    std::uint64_t pos = h.dequeue_pos.load(std::memory_order_acquire);
+    auto* slot = reinterpret_cast<detail::mpmc_slot*>(slot_at(pos));
+    const auto lap = static_cast<std::uint32_t>(pos >> shift_);
+    std::uint64_t w = slot->state.load(std::memory_order_acquire);
+    const auto s = slot_state::decode(w);
+    const std::int32_t ahead = lap_diff(s.lap, lap);
+    if (ahead == 0 && s.phase == slot_phase::full) {
+      // The length is this message's as long as the state word is unchanged, which the claim
+      // checks. Sizing `out` first means an allocation failure leaves the message queued.
+      const std::uint32_t len = slot->length.load(std::memory_order_relaxed);
+      const bool bad = len > max_message_size_;
+      if (!bad) out.resize(len);
+      if (!slot->state.compare_exchange_weak(w, slot_state{lap, slot_phase::reading, token_}.encode(),
+                                             std::memory_order_acquire, std::memory_order_relaxed)) {
+        continue;
+      }
+      help_advance(h.dequeue_pos, pos);
+      if (!bad && len != 0) {
+        std::memcpy(out.data(), reinterpret_cast<const std::byte*>(slot) + detail::mpmc_slot_header, len);
+      }
+      slot->state.store(slot_state{lap + 1, slot_phase::free, 0}.encode(), std::memory_order_release);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (h.senders_sleeping.load(std::memory_order_relaxed) != 0) {
+        h.space_seq.fetch_add(1, std::memory_order_release);
+        detail::futex_wake(h.space_seq, 1, name_);
+      }
+      if (bad) {
+        corrupt("slot " + std::to_string(pos & mask_) + " claims " + std::to_string(len) +
+                " bytes, more than max_message " + std::to_string(max_message_size_));
+      }
+      return taken::message;
+    }
+    if (ahead > 0 || (ahead == 0 && s.phase == slot_phase::reading)) {  // taken by another receiver
+      help_advance(h.dequeue_pos, pos);
+      continue;
+    }
+    const bool writing = ahead == 0 && s.phase == slot_phase::writing;
+    const bool empty = (ahead == 0 && s.phase == slot_phase::free) || (ahead == -1 && s.phase == slot_phase::reading);
+    if (writing || empty) {
+      const auto why = wait_for(true, pos, w, d);
+      if (why == slot_wait::timeout) return taken::timeout;
+      if (why == slot_wait::end) return taken::end;
+      // A dead claimer: a sender that never published this lap's message (skip it: free for the
+      // next lap), or the receiver of the previous lap, which died copying it out (free for this lap).
+      if (why == slot_wait::dead &&
+          slot->state.compare_exchange_strong(w, slot_state{writing ? lap + 1 : lap, slot_phase::free, 0}.encode(),
+                                              std::memory_order_acq_rel)) {
+        (writing ? h.torn_skipped : h.lost_in_receivers).fetch_add(1, std::memory_order_relaxed);
+        if (writing) help_advance(h.dequeue_pos, pos);
+        wake_all();
+      }
+      continue;
+    }
+    if (h.dequeue_pos.load(std::memory_order_acquire) == pos) {
+      corrupt("slot " + std::to_string(pos & mask_) + " is at lap " + std::to_string(s.lap) + " phase " +
+              std::to_string(static_cast<unsigned>(s.phase)) + " while the receivers are at lap " + std::to_string(lap));
+    }
+  }
+}
+
+void shm_mpmc::wake_all() {
+  hdr_->space_seq.fetch_add(1, std::memory_order_release);
+  detail::futex_wake(hdr_->space_seq, INT_MAX, name_);
+  hdr_->data_seq.fetch_add(1, std::memory_order_release);
+  detail::futex_wake(hdr_->data_seq, INT_MAX, name_);
+}
+
+// Waits until the slot at `pos` no longer holds `seen` (or the position moved on), its claimer is
+// found dead, the other side is gone for good, or `d` passes. Spins ~20 µs first (a claimer
+// mid-copy, or a peer on the other core), then sleeps on the futex in slices of
+// detail::wait_slice: the slice bounds how late a claimer's death or a lost wake-up is noticed.
+shm_mpmc::slot_wait shm_mpmc::wait_for(bool for_data, std::uint64_t pos, std::uint64_t seen, const deadline& d) {
+  auto& h = *hdr_;
+  auto& position = for_data ? h.dequeue_pos : h.enqueue_pos;
+  auto* slot = reinterpret_cast<detail::mpmc_slot*>(slot_at(pos));
+  const auto s = slot_state::decode(seen);
+  const bool claimed = s.phase == slot_phase::writing || s.phase == slot_phase::reading;
+  auto changed = [&] {
+    return slot->state.load(std::memory_order_acquire) != seen || position.load(std::memory_order_acquire) != pos;
+  };
+  // What ends the wait other than a change: a dead claimer, the end of the stream, the peers gone.
+  auto verdict = [&]() -> std::optional<slot_wait> {
+    // A slot being written is not empty: its claimer publishing or dying is what moves it on.
+    const bool empty_or_full = !for_data || s.phase != slot_phase::writing;
+    if (for_data && empty_or_full && h.ended.load(std::memory_order_acquire) != 0) return slot_wait::end;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_probe_) return std::nullopt;
+    next_probe_ = now + std::chrono::milliseconds(10);
+    if (claimed && !detail::token_alive(h, s.token, {dev_, ino_})) return slot_wait::dead;
+    // Empty with no sender left, or full with no receiver left: a role attached once and gone now.
+    const role peer = for_data ? role::sender : role::receiver;
+    const unsigned pi = for_data ? 0U : 1U;
+    if (empty_or_full && h.ever[pi].load(std::memory_order_acquire) != 0 &&
+        detail::reap_role(h, peer, {dev_, ino_}) == 0 && !changed()) {
+      return slot_wait::end;
+    }
+    return std::nullopt;
+  };
+  if (changed()) return slot_wait::ready;
+  if (d.expired()) {
+    if (auto v = verdict()) return *v;
+    return slot_wait::timeout;
+  }
+  {
+    using clock = std::chrono::steady_clock;
+    const auto stop = clock::now() + std::chrono::microseconds(20);
+    for (unsigned i = 1;; ++i) {
+      detail::cpu_relax();
+      if (changed()) return slot_wait::ready;
+      if ((i & 31U) == 0 && clock::now() >= stop) break;
+    }
+    for (int i = 0; i < 4; ++i) {
+      ::sched_yield();
+      if (changed()) return slot_wait::ready;
+    }
+  }
+  auto& seq = for_data ? h.data_seq : h.space_seq;
+  auto& sleeping = for_data ? h.receivers_sleeping : h.senders_sleeping;
+  for (;;) {
+    if (auto v = verdict()) return *v;
+    const std::uint32_t before = seq.load(std::memory_order_acquire);
+    sleeping.fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (changed()) {
+      sleeping.fetch_sub(1, std::memory_order_relaxed);
+      return slot_wait::ready;
+    }
+    const auto slice = std::min(d.time_point(), deadline::clock::now() + detail::wait_slice);
+    try {
+      detail::futex_wait(seq, before, deadline::at(slice), name_);
+    } catch (...) {
+      sleeping.fetch_sub(1, std::memory_order_relaxed);
+      throw;
+    }
+    sleeping.fetch_sub(1, std::memory_order_relaxed);
+    if (changed()) return slot_wait::ready;
+    if (d.expired()) {
+      if (auto v = verdict()) return *v;
+      return slot_wait::timeout;
+    }
+  }
+}
+
+}  // namespace ipc

@@ -1,0 +1,214 @@
+#include "detail/shm_mpmc_holders.hpp"
+
+#include <ipc/error.hpp>
+#include <ipc/inspect.hpp>
+#include <ipc/shm_mpmc.hpp>
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ipc {
+namespace detail {
+namespace {
+
+unsigned role_index(role r) noexcept { return r == role::sender ? 0U : 1U; }
+
+bool holder_alive(pid_t pid, std::uint64_t start_time, const segment_id& seg) noexcept {
+  return pid > 0 && process_alive(pid, start_time) && maps_segment(pid, seg);
+}
+
+// Frees place i if it is still registration `gen` (odd). The CAS on gen decides between racing
+// reapers, a releasing owner and a fork child adopting the place: exactly one of them wins.
+bool free_place(mpmc_header& h, unsigned i, std::uint32_t gen) noexcept {
+  auto& e = h.holders[i];
+  std::uint32_t g = gen;
+  if (!e.gen.compare_exchange_strong(g, gen + 1, std::memory_order_acq_rel)) return false;
+  const unsigned r = e.role.load(std::memory_order_relaxed) & 1U;
+  e.pid.store(0, std::memory_order_release);
+  h.live[r].fetch_sub(1, std::memory_order_acq_rel);
+  return true;
+}
+
+// Reaps place i when its holder is dead; true when it was reaped (by us).
+bool reap_if_dead(mpmc_header& h, unsigned i, const segment_id& seg) noexcept {
+  auto& e = h.holders[i];
+  const std::uint32_t g = e.gen.load(std::memory_order_acquire);
+  if ((g & 1U) == 0) return false;  // free, or being registered / adopted
+  const pid_t pid = e.pid.load(std::memory_order_acquire);
+  const std::uint64_t st = e.start_time.load(std::memory_order_acquire);
+  if (holder_alive(pid, st, seg)) return false;
+  // Judged on a consistent snapshot only: an adoption in progress changes gen first.
+  if (e.gen.load(std::memory_order_acquire) != g) return false;
+  return free_place(h, i, g);
+}
+
+}  // namespace
+
+mpmc_place register_holder(mpmc_header& h, role r, pid_t pid, std::uint64_t start_time, bool fork_pending,
+                           const segment_id& seg, std::string_view object) {
+  const unsigned ri = role_index(r);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    for (unsigned i = 0; i < mpmc_max_holders; ++i) {
+      auto& e = h.holders[i];
+      std::int32_t none = 0;
+      if (!e.pid.compare_exchange_strong(none, pid, std::memory_order_acq_rel)) continue;
+      e.start_time.store(start_time, std::memory_order_relaxed);
+      e.role.store(ri, std::memory_order_relaxed);
+      e.fork_pending.store(fork_pending ? 1U : 0U, std::memory_order_relaxed);
+      h.live[ri].fetch_add(1, std::memory_order_acq_rel);
+      h.ever[ri].store(1, std::memory_order_release);
+      const std::uint32_t g = e.gen.fetch_add(1, std::memory_order_acq_rel) + 1;  // even -> odd: published
+      return {i, g};
+    }
+    for (unsigned i = 0; i < mpmc_max_holders; ++i) reap_if_dead(h, i, seg);
+  }
+  throw_errno(EBUSY, "attach", std::string(object) + ": all " + std::to_string(mpmc_max_holders) +
+                                   " endpoint places are held by live processes");
+}
+
+bool release_holder(mpmc_header& h, const mpmc_place& p) noexcept {
+  if (p.index >= mpmc_max_holders || (p.gen & 1U) == 0) return false;
+  const unsigned r = h.holders[p.index].role.load(std::memory_order_relaxed) & 1U;
+  if (!free_place(h, p.index, p.gen)) return false;
+  return h.live[r].load(std::memory_order_acquire) == 0;
+}
+
+mpmc_place adopt_pending(mpmc_header& h, const mpmc_place& pending, pid_t child, std::uint64_t start_time) noexcept {
+  auto& e = h.holders[pending.index];
+  std::uint32_t g = pending.gen;
+  // odd -> even while the fields change, so no reaper judges a half-written pid/start time.
+  if (!e.gen.compare_exchange_strong(g, pending.gen + 1, std::memory_order_acq_rel)) return {pending.index, 0};
+  e.start_time.store(start_time, std::memory_order_relaxed);
+  e.pid.store(child, std::memory_order_relaxed);
+  e.fork_pending.store(0, std::memory_order_relaxed);
+  e.gen.store(pending.gen + 2, std::memory_order_release);
+  return {pending.index, pending.gen + 2};
+}
+
+bool token_alive(mpmc_header& h, std::uint32_t token, const segment_id& seg) noexcept {
+  const slot_state s{0, slot_phase::writing, token};
+  const unsigned i = s.holder_index();
+  if (i >= mpmc_max_holders) return false;
+  const std::uint32_t g = h.holders[i].gen.load(std::memory_order_acquire);
+  if ((g & slot_state::gen_mask) != s.holder_gen()) return false;  // released or reaped since the claim
+  return !reap_if_dead(h, i, seg) && h.holders[i].gen.load(std::memory_order_acquire) == g;
+}
+
+std::uint32_t reap_role(mpmc_header& h, role r, const segment_id& seg) noexcept {
+  const unsigned ri = role_index(r);
+  for (unsigned i = 0; i < mpmc_max_holders; ++i) {
+    if ((h.holders[i].role.load(std::memory_order_relaxed) & 1U) == ri) reap_if_dead(h, i, seg);
+  }
+  return h.live[ri].load(std::memory_order_acquire);
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- fork hooks
+
+namespace {
+
+struct mpmc_registry_state {
+  std::mutex mutex;
+  std::vector<shm_mpmc*> queues;
+};
+
+mpmc_registry_state& registry() {
+  static auto* r = new mpmc_registry_state;  // never destroyed: atfork handlers outlive statics
+  return *r;
+}
+
+// Installed while the library loads, for the reason shm_ring_roles.cpp gives; errno is cleared
+// before fork so the parent handler can tell a failed fork and take back the reserved places.
+[[maybe_unused]] const bool g_mpmc_fork_hooks_installed = [] {
+  registry();
+  ::pthread_atfork(&shm_mpmc_fork_registry::prepare, &shm_mpmc_fork_registry::parent,
+                   &shm_mpmc_fork_registry::child);
+  return true;
+}();
+
+}  // namespace
+
+void shm_mpmc_fork_registry::add(shm_mpmc* q) {
+  auto& g = registry();
+  std::lock_guard lock(g.mutex);
+  g.queues.push_back(q);
+}
+
+void shm_mpmc_fork_registry::erase(shm_mpmc* q) noexcept {
+  auto& g = registry();
+  std::lock_guard lock(g.mutex);
+  g.queues.erase(std::remove(g.queues.begin(), g.queues.end(), q), g.queues.end());
+}
+
+void shm_mpmc_fork_registry::prepare() noexcept {
+  auto& g = registry();
+  g.mutex.lock();
+  for (auto* q : g.queues) q->on_fork(shm_mpmc::fork_step::prepare);
+  errno = 0;
+}
+
+void shm_mpmc_fork_registry::parent() noexcept {
+  auto& g = registry();
+  const int err = errno;
+  for (auto* q : g.queues) {
+    if (err != 0) {
+      q->on_fork(shm_mpmc::fork_step::failed);
+    } else {
+      q->pending_ = -1;  // the reserved place is the child's now
+    }
+  }
+  g.mutex.unlock();
+  errno = err;
+}
+
+void shm_mpmc_fork_registry::child() noexcept {
+  auto& g = registry();
+  for (auto* q : g.queues) q->on_fork(shm_mpmc::fork_step::child);
+  g.mutex.unlock();
+}
+
+void shm_mpmc::on_fork(fork_step step) noexcept {
+  if (hdr_ == nullptr) return;
+  try {
+    switch (step) {
+      case fork_step::prepare: {
+        const auto st = hdr_->holders[holder_].start_time.load(std::memory_order_relaxed);
+        const auto p = detail::register_holder(*hdr_, role_, pid_, st, true, {dev_, ino_}, name_);
+        pending_ = static_cast<int>(p.index);
+        pending_gen_ = p.gen;
+        break;
+      }
+      case fork_step::failed:
+        if (pending_ >= 0) detail::release_holder(*hdr_, {static_cast<unsigned>(pending_), pending_gen_});
+        pending_ = -1;
+        break;
+      case fork_step::child: {
+        const pid_t child = ::getpid();
+        const auto id = process_identity(child);
+        detail::mpmc_place p{};
+        if (pending_ >= 0) p = detail::adopt_pending(*hdr_, {static_cast<unsigned>(pending_), pending_gen_}, child, id.start_time);
+        if (p.gen == 0) p = detail::register_holder(*hdr_, role_, child, id.start_time, false, {dev_, ino_}, name_);
+        holder_ = p.index;
+        token_ = detail::slot_state::make_token(p.index, p.gen);
+        place_gen_ = p.gen;
+        pid_ = child;
+        pending_ = -1;
+        break;
+      }
+    }
+  } catch (...) {
+    // No place left for the child: its claims carry the parent's token, which stays alive as long
+    // as the parent does; only the liveness bookkeeping is weaker.
+    pending_ = -1;
+    if (step == fork_step::child) pid_ = ::getpid();
+  }
+}
+
+}  // namespace ipc

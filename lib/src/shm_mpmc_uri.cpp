@@ -1,0 +1,64 @@
+// shm: URIs choose their mode: ?mode=spsc (the ring, the default) or ?mode=mpmc (the work
+// queue). `mode` also carries permissions (mode=0660) for every channel, and a URI gives an option
+// once, so the value is a comma-separated list whose items' form decides: a word names the channel
+// mode, octal digits are permissions (shm:jobs?mode=mpmc,0660).
+#include <ipc/error.hpp>
+#include <ipc/shm_mpmc.hpp>
+
+#include "detail/channel_factories.hpp"
+
+#include <cctype>
+#include <string>
+
+namespace ipc::detail {
+namespace {
+
+bool is_mode_word(std::string_view v) { return !v.empty() && std::isalpha(static_cast<unsigned char>(v[0])) != 0; }
+
+std::unique_ptr<channel> open_shm_mpmc_uri(const channel_uri& uri, role r) {
+  uri.allow_only({"slots", "max_message", "mode", "open"});
+  uri.require_plain_name();
+  shm_mpmc_options o;
+  o.slots = uri.size_option("slots", o.slots);
+  o.max_message = uri.size_option("max_message", o.max_message);
+  o.mode = uri.mode_option("mode", o.mode);
+  o.open = uri.open_option(o.open);
+  return std::make_unique<shm_mpmc>(uri.name, r, o);
+}
+
+}  // namespace
+
+std::unique_ptr<channel> open_shm_mode_uri(const channel_uri& uri, role r) {
+  std::string mode = "spsc";
+  channel_uri rest = uri;  // the options with `mode` reduced to its permissions, for the factory
+  rest.options.clear();
+  for (const auto& [k, v] : uri.options) {
+    if (k != "mode") {
+      rest.options.emplace_back(k, v);
+      continue;
+    }
+    std::string words;
+    std::string perms;
+    std::string_view list = v;
+    for (;;) {
+      const auto comma = list.find(',');
+      const std::string_view item = list.substr(0, comma);
+      std::string& into = is_mode_word(item) ? words : perms;
+      if (!into.empty()) {
+        throw_error(errc::bad_uri, "open_channel", uri.text,
+                    "option 'mode=" + v + "' names more than one " + (&into == &words ? "channel mode" : "permission"));
+      }
+      into = item;
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+    if (!words.empty()) mode = words;
+    if (!perms.empty() || words.empty()) rest.options.emplace_back(k, perms);
+  }
+  if (mode == "spsc") return open_shm_uri(rest, r);
+  if (mode == "mpmc") return open_shm_mpmc_uri(rest, r);
+  throw_error(errc::bad_uri, "open_channel", uri.text,
+              "option 'mode=" + mode + "' is neither a shm mode (spsc, mpmc) nor an octal permission");
+}
+
+}  // namespace ipc::detail
