@@ -24,10 +24,11 @@ int main() {
   std::future<double> power = pool.apply_async([](double b, double e) { return std::pow(b, e); }, 2.0, 10.0);
   std::cout << "apply_async: " << power.get() << '\n';
 
-  const std::string unit = " apples";  // captured by copy?  No: a std::string cannot be copied as
-  // bytes, so it is passed as an argument instead (the compiler says so if you capture it).
-  for (const std::string& s : pool.imap([](int n) { return std::to_string(n); }, std::views::iota(1, 4))) {
-    std::cout << "imap: " << s << unit << '\n';
+  // A lambda may capture a std::string (Python's Pool cannot pickle a lambda at all): the pool
+  // forks a fresh worker that holds the capture, as docs/process.md "How a callable travels" says.
+  const std::string unit = " apples";
+  for (const std::string& s : pool.imap([unit](int n) { return std::to_string(n) + unit; }, std::views::iota(1, 4))) {
+    std::cout << "imap: " << s << '\n';
   }
 
   int worker = pool.apply([] { return static_cast<int>(::getpid()); });

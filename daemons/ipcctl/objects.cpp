@@ -90,7 +90,10 @@ std::string contents_text(const object_info& o) {
 
 verdict judge(const object_info& o, const std::vector<daemon_claim>& claims_in) {
   using k = verdict_kind;
-  if (o.removed) return {k::in_use, "removed but still mapped by " + plural(o.attached, "process", "processes")};
+  if (o.removed) {
+    return {k::in_use, std::string("removed but still ") + (o.kind == "fifo" ? "open in " : "mapped by ") +
+                           plural(o.attached, "process", "processes")};
+  }
   for (const auto& u : o.users) {
     if (u.alive && u.current) return {k::in_use, "pid " + std::to_string(u.pid) + " (" + u.how + ") is alive"};
   }

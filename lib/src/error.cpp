@@ -17,6 +17,7 @@ class ipc_category final : public std::error_category {
       case errc::incompatible: return "incompatible shared layout";
       case errc::bad_uri: return "bad channel URI";
       case errc::buffer_too_small: return "receive buffer too small";
+      case errc::removed: return "object removed while attached";
     }
     return "unknown ipc error " + std::to_string(value);
   }

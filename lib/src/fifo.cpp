@@ -148,14 +148,28 @@ bool fifo_channel::connect_writer(const deadline& d) {
 }
 
 void fifo_channel::reopen() {
-  impl_->reader.reset();
   if (role_ == role::receiver) {
-    // The new fd opens before the old one closes, so the FIFO never lacks a reader.
+    // The new fd opens before the old one closes, so the FIFO never lacks a reader and its
+    // stream goes on: what is buffered and a pending skip of an over-long line are kept.
     fd_ = open_reader();
+    if (impl_->reader.resume()) drain_stream();
   } else {
     fd_.reset();
     impl_->nowait.reset();
     connect_writer(deadline::now());
+  }
+}
+
+// A corrupt length-prefixed stream cannot be resynchronised: what the FIFO holds now belongs
+// to it and is dropped, so the next frame read is one written after the reopen.
+void fifo_channel::drain_stream() {
+  std::byte sink[4096];
+  for (;;) {
+    const ssize_t n = ::read(impl_->nowait.get(), sink, sizeof sink);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) ipc::throw_errno(errno, "read", name_, "dropping a corrupt stream");
+    return;
   }
 }
 
@@ -194,6 +208,12 @@ bool fifo_channel::do_send(std::span<const std::byte> message, const deadline& d
 
 bool fifo_channel::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) ipc::throw_errno(EBADF, "receive", name_ + " (opened as sender)");
+  // Lines skipped are counted whatever the call ends with (a message, a timeout, errc::closed).
+  struct count_on_exit {
+    fifo_channel& ch;
+    std::uint64_t before;
+    ~count_on_exit() { ch.count_skipped(ch.impl_->reader.skipped() - before); }
+  } counter{*this, impl_->reader.skipped()};
   return impl_->reader.read({fd_.get(), impl_->nowait.get()}, out, d, name_);
 }
 

@@ -137,10 +137,16 @@ bool parse_int(std::string_view s, long long& out, int base = 10) {
   return ec == std::errc{} && p == s.data() + s.size();
 }
 
+// A file unlinked while a process still maps it or holds it open ("PATH (deleted)" in /proc).
+struct removed_object {
+  std::set<pid_t> holders;
+  std::string handle;  // a /proc/PID/fd/N (or /proc/PID/map_files/RANGE) reaching the object, if any
+};
+
 // What every process is doing to the toolkit's objects, from one pass over /proc.
 struct proc_scan {
   std::map<std::string, std::set<pid_t>> open_or_mapped;          // path -> holders
-  std::map<std::string, std::set<pid_t>> deleted_mapped;          // unlinked /dev/shm path -> holders
+  std::map<std::pair<std::string, unsigned long long>, removed_object> removed;  // (unlinked path, inode)
   std::map<int, std::set<pid_t>> sysv_attached;                   // shmid -> attached pids
   std::map<std::pair<char, int>, std::set<std::pair<pid_t, std::string>>> blocked;  // ('m'|'s', id)
 };
@@ -187,11 +193,22 @@ proc_scan scan_proc(const std::vector<std::string>& prefixes) {
     std::error_code their_ec;
     const auto their_ipc_ns = fs::read_symlink(e.path() / "ns" / "ipc", their_ec);
     const bool same_ipc_ns = ns_ec || their_ec || their_ipc_ns == own_ipc_ns;
+    constexpr std::string_view deleted = " (deleted)";
     std::error_code fd_ec;
     for (const auto& f : fs::directory_iterator(e.path() / "fd", fd_ec)) {
       std::error_code link_ec;
       auto target = fs::read_symlink(f.path(), link_ec).string();
-      if (!link_ec && interesting(target)) s.open_or_mapped[target].insert(pid);
+      if (link_ec || !interesting(target)) continue;
+      if (target.ends_with(deleted)) {
+        target.resize(target.size() - deleted.size());
+        struct stat st {};
+        if (::stat(f.path().c_str(), &st) != 0 || st.st_nlink != 0) continue;  // closed meanwhile, or a file named so
+        auto& r = s.removed[{target, static_cast<unsigned long long>(st.st_ino)}];
+        r.holders.insert(pid);
+        r.handle = f.path().string();  // an fd handle reads without the map_files privilege
+        continue;
+      }
+      s.open_or_mapped[target].insert(pid);
     }
     std::ifstream maps(e.path() / "maps");
     for (std::string line; std::getline(maps, line);) {
@@ -208,10 +225,16 @@ proc_scan scan_proc(const std::vector<std::string>& prefixes) {
         }
         continue;
       }
-      constexpr std::string_view deleted = " (deleted)";
       if (target.ends_with(deleted)) {
         target.resize(target.size() - deleted.size());
-        if (interesting(target)) s.deleted_mapped[target].insert(pid);
+        if (!interesting(target)) continue;
+        std::istringstream f(line);
+        std::string range, perms, offset, dev;
+        unsigned long long inode = 0;
+        if (!(f >> range >> perms >> offset >> dev >> inode)) continue;
+        auto& r = s.removed[{target, inode}];
+        r.holders.insert(pid);
+        if (r.handle.empty()) r.handle = (e.path() / "map_files" / range).string();  // root (CAP_SYS_ADMIN) only
         continue;
       }
       if (interesting(target)) s.open_or_mapped[target].insert(pid);
@@ -411,7 +434,7 @@ void add_sysv_objects(std::vector<object_info>& out, const object_info& base, un
   }
 }
 
-object_info inspect_segment(const fs::path& p, const struct stat& st, int fd, const proc_scan& scan) {
+object_info inspect_segment(const fs::path& p, const struct stat& st, int fd, const std::set<pid_t>* mappers) {
   object_info o;
   o.kind = o.family = "posix-shm";
   o.name = p.filename().string().substr(posix_prefix.size());
@@ -420,12 +443,11 @@ object_info inspect_segment(const fs::path& p, const struct stat& st, int fd, co
   o.mode = st.st_mode & 0777;
   o.size = static_cast<std::uint64_t>(st.st_size);
   o.age_seconds = seconds_since(st.st_mtime);
-  int holders = 0;
-  if (auto it = scan.open_or_mapped.find(p.string()); it != scan.open_or_mapped.end()) {
-    for (pid_t pid : it->second) add_use(o, pid, "maps it", process_alive(pid, 0), true);
-    holders = static_cast<int>(it->second.size());
+  o.attached = 0;
+  if (mappers != nullptr) {
+    for (pid_t pid : *mappers) add_use(o, pid, "maps it", process_alive(pid, 0), true);
+    o.attached = static_cast<int>(mappers->size());
   }
-  o.attached = holders;
   if (auto h = read_layout_header(fd, o.size)) {
     o.layout = h->kind;
     add_use(o, h->creator.pid, "creator", process_alive(h->creator), false);
@@ -506,24 +528,52 @@ std::vector<object_info> list_objects(const list_options& options) {
     struct stat st {};
     if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     if (!options.all_segments && st.st_uid != me) continue;
-    out.push_back(inspect_segment(p, st, fd.get(), scan));
+    const auto mappers = scan.open_or_mapped.find(p.string());
+    out.push_back(inspect_segment(p, st, fd.get(), mappers == scan.open_or_mapped.end() ? nullptr : &mappers->second));
   }
-  // Unlinked segments still mapped by someone: listed (like ipcs' "dest"), never removable again.
-  for (const auto& [path, pids] : scan.deleted_mapped) {
-    if (!path.starts_with(segment_prefix)) continue;
+  // Objects unlinked while still mapped or open (rm /dev/shm/libipc.X, a FIFO removed under its
+  // peers): listed like ipcs' "dest", with what they hold when a handle in /proc reaches them;
+  // never removable again.
+  const std::string fifo_prefix = dir.string() + "/";
+  for (const auto& [key, r] : scan.removed) {
+    const auto& [path, inode] = key;
+    const bool segment = path.starts_with(segment_prefix);
+    if (!segment && !path.starts_with(fifo_prefix)) continue;
+    struct stat st {};
+    const bool reached = !r.handle.empty() && ::stat(r.handle.c_str(), &st) == 0 && st.st_ino == inode;
     object_info o;
-    o.kind = o.family = "posix-shm";
-    o.path = path;
-    o.name = fs::path(path).filename().string().substr(posix_prefix.size());
+    if (segment) {
+      unique_fd fd;
+      if (reached && S_ISREG(st.st_mode)) fd.reset(::open(r.handle.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+      if (fd && ::fstat(fd.get(), &st) == 0 && st.st_ino == inode) {
+        o = inspect_segment(path, st, fd.get(), &r.holders);
+      } else {
+        o.kind = o.family = "posix-shm";
+        o.path = path;
+        o.name = fs::path(path).filename().string().substr(posix_prefix.size());
+        o.attached = static_cast<int>(r.holders.size());
+        for (pid_t pid : r.holders) add_use(o, pid, "maps it", process_alive(pid, 0), true);
+      }
+    } else {
+      // A FIFO is only looked at (stat), never opened: opening would make us one of its peers.
+      if (!reached || !S_ISFIFO(st.st_mode)) continue;
+      o.kind = o.family = "fifo";
+      o.path = path;
+      o.name = fs::path(path).filename().string();
+      o.uid = st.st_uid;
+      o.mode = st.st_mode & 0777;
+      o.attached = static_cast<int>(r.holders.size());
+      for (pid_t pid : r.holders) add_use(o, pid, "has it open", process_alive(pid, 0), true);
+    }
     o.removed = true;
-    o.attached = static_cast<int>(pids.size());
-    bool ours = options.all_segments;
-    for (pid_t pid : pids) {
-      add_use(o, pid, "maps it", process_alive(pid, 0), true);
-      struct stat st {};
-      if (::stat(("/proc/" + std::to_string(pid)).c_str(), &st) == 0) {
-        o.uid = st.st_uid;
-        ours = ours || st.st_uid == me;
+    bool ours = options.all_segments || (reached && st.st_uid == me);
+    if (!reached) {
+      for (pid_t pid : r.holders) {
+        struct stat ps {};
+        if (::stat(("/proc/" + std::to_string(pid)).c_str(), &ps) == 0) {
+          o.uid = ps.st_uid;
+          ours = ours || ps.st_uid == me;
+        }
       }
     }
     if (ours) out.push_back(std::move(o));

@@ -120,10 +120,13 @@ struct process_pool::impl {
     bool started = false;                    // the worker acknowledged `running`
     std::size_t jobs_done = 0;
     bool stop_sent = false;
+    bool refreshing = false;  // stopped to make room for a newer fork (carried callables)
+    std::uint64_t born = 0;   // `generation` when forked: it holds every carried copy up to this one
   };
   struct queued_job {
     std::unique_ptr<detail::pool_job> job;
     int requeues = 0;
+    std::uint64_t generation = 0;  // carried callable: runs only on a worker born at or after this; 0: anywhere
   };
 
   std::size_t target = 0;
@@ -136,6 +139,7 @@ struct process_pool::impl {
   std::unordered_map<std::uint64_t, queued_job> jobs;
   std::deque<std::uint64_t> queue;
   std::uint64_t next_id = 1;
+  std::uint64_t generation = 0;  // carried callables queued so far
   std::uint64_t lost = 0;      // workers that died without being told to stop
   std::uint64_t retired = 0;   // workers that exited after max_tasks jobs
   std::uint64_t requeued = 0;  // jobs re-queued after their worker died before starting them
@@ -177,6 +181,7 @@ struct process_pool::impl {
       return worker_main(*in, *out, *init, max);
     });
     auto w = std::make_unique<worker>();
+    w->born = generation;
     w->proc = std::move(proc);
     w->requests = std::move(req_tx);
     w->results = std::move(res_rx);
@@ -197,15 +202,41 @@ struct process_pool::impl {
 
   [[nodiscard]] bool retiring(const worker& w) const { return max_tasks != 0 && w.jobs_done >= max_tasks; }
 
+  // Workers that count towards `target`: all but those stopped to be replaced by a newer fork.
+  [[nodiscard]] std::size_t active_workers() const {
+    return static_cast<std::size_t>(std::count_if(workers.begin(), workers.end(), [](const auto& w) { return !w->refreshing; }));
+  }
+
+  // m held. The first queued job this worker can run: a carried callable needs a worker forked
+  // after its copy was made (so that the copy is in the worker's memory).
+  std::optional<std::deque<std::uint64_t>::iterator> runnable_by(const worker& w) {
+    for (auto it = queue.begin(); it != queue.end(); ++it) {
+      if (jobs.at(*it).generation <= w.born) return it;
+    }
+    return std::nullopt;
+  }
+
   // m held. Gives queued work to idle workers; with nothing left after close(), tells them to stop.
-  void dispatch() {
+  // Idle workers too old for every queued job (carried callables submitted after their fork) are
+  // stopped, as many as such jobs wait, and top_up() forks their replacements. Returns true when it
+  // stopped one (the collector must then top up).
+  bool dispatch() {
     std::vector<std::byte> req;
+    std::vector<worker*> stale;
     for (auto& w : workers) {
       if (w->running != 0 || w->stop_sent || retiring(*w)) continue;
       req.clear();
+      std::optional<std::deque<std::uint64_t>::iterator> next;
       if (!queue.empty()) {
-        std::uint64_t id = queue.front();
-        queue.pop_front();
+        next = runnable_by(*w);
+        if (!next) {
+          stale.push_back(w.get());
+          continue;
+        }
+      }
+      if (next) {
+        std::uint64_t id = **next;
+        queue.erase(*next);
         const auto& job = *jobs.at(id).job;
         put_u64(req, id);
         put_u64(req, reinterpret_cast<std::uintptr_t>(job.invoker));
@@ -219,13 +250,47 @@ struct process_pool::impl {
       } else {
         continue;
       }
-      try {
-        // The worker is idle, reading its request pipe: this does not wait on a busy worker.
-        w->requests->send(req);
-      } catch (const std::exception&) {
-        // The worker is gone; its pidfd reports that and the job is re-queued (never started).
-      }
+      send_request(*w, req);
     }
+    return refresh(stale);
+  }
+
+  static void send_request(worker& w, const std::vector<std::byte>& req) noexcept {
+    try {
+      // The worker is idle, reading its request pipe: this does not wait on a busy worker.
+      w.requests->send(req);
+    } catch (const std::exception&) {
+      // The worker is gone; its pidfd reports that and the job is re-queued (never started).
+    }
+  }
+
+  // m held. Stops idle workers that no queued job can run on, one per job that no live worker can
+  // run and no pending fork will take: a fork per carried submission at most, fewer when several
+  // wait (one new worker holds every copy made before it).
+  bool refresh(const std::vector<worker*>& stale) {
+    if (stale.empty() || terminating) return false;
+    std::uint64_t newest = 0;
+    for (const auto& w : workers) {
+      if (!w->refreshing) newest = std::max(newest, w->born);
+    }
+    std::size_t waiting = static_cast<std::size_t>(
+        std::count_if(queue.begin(), queue.end(), [&](std::uint64_t id) { return jobs.at(id).generation > newest; }));
+    std::size_t active = active_workers();
+    std::size_t pending_forks = target > active ? target - active : 0;
+    if (waiting == 0) waiting = 1;  // the newest worker is busy: free a slot for another fork
+    std::size_t wanted = waiting > pending_forks ? waiting - pending_forks : 0;
+    std::vector<std::byte> stop;
+    put_u64(stop, 0);
+    put_u64(stop, 0);
+    std::size_t stopped = 0;
+    for (worker* w : stale) {
+      if (stopped == wanted) break;
+      w->stop_sent = true;
+      w->refreshing = true;
+      send_request(*w, stop);
+      ++stopped;
+    }
+    return stopped != 0;
   }
 
   void handle_reply(worker& w, const std::vector<std::byte>& msg) {
@@ -331,7 +396,7 @@ struct process_pool::impl {
   // m held. Keeps `target` workers while there is or may be work; spawn failures with no worker
   // left fail the queued tasks instead of leaving them hanging.
   void top_up() {
-    while (!terminating && !init_error && (!closed || !queue.empty()) && workers.size() < target) {
+    while (!terminating && !init_error && (!closed || !queue.empty()) && active_workers() < target) {
       try {
         spawn_worker();
       } catch (const std::exception& e) {
@@ -358,8 +423,9 @@ struct process_pool::impl {
     std::vector<pollfd> fds;
     std::vector<worker*> polled;
     for (;;) {
-      top_up();
-      dispatch();
+      do {
+        top_up();
+      } while (dispatch());
       cv.notify_all();
       if (workers.empty() && (terminating || (closed && queue.empty()))) break;
       fds.assign(1, pollfd{wake.get(), POLLIN, 0});
@@ -411,6 +477,7 @@ struct process_pool::impl {
     std::uint64_t id = next_id++;
     jobs.emplace(id, queued_job{std::move(job), 0});
     queue.push_back(id);
+    if (jobs.at(id).job->carried) jobs.at(id).generation = ++generation;
     return id;
   }
 };
@@ -457,8 +524,7 @@ void process_pool::submit(std::unique_ptr<detail::pool_job> job) {
   std::lock_guard lk(impl_->m);
   impl_->check_open("process_pool::apply_async");
   impl_->enqueue(std::move(job));
-  impl_->dispatch();
-  if (impl_->workers.size() < impl_->target) impl_->wake_collector();
+  if (impl_->dispatch() || impl_->active_workers() < impl_->target) impl_->wake_collector();
 }
 
 void process_pool::submit_many(std::vector<std::unique_ptr<detail::pool_job>> jobs) {
@@ -471,15 +537,14 @@ void process_pool::submit_many(std::vector<std::unique_ptr<detail::pool_job>> jo
     }
   }
   for (auto& job : jobs) impl_->enqueue(std::move(job));
-  impl_->dispatch();
-  if (impl_->workers.size() < impl_->target) impl_->wake_collector();
+  if (impl_->dispatch() || impl_->active_workers() < impl_->target) impl_->wake_collector();
 }
 
 void process_pool::close() noexcept {
   std::lock_guard lk(impl_->m);
   if (impl_->closed) return;
   impl_->closed = true;
-  impl_->dispatch();
+  (void)impl_->dispatch();
   impl_->wake_collector();
 }
 

@@ -9,6 +9,7 @@
 #include "detail/sysv_key.hpp"
 
 #include <sched.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +43,14 @@ bool spin_until(F&& ready) {
     if (ready()) return true;
   }
   return false;
+}
+
+// CLOCK_MONOTONIC_COARSE: a vDSO read of the last tick (a few ns, a jiffy's resolution), cheap
+// enough for every send to ask whether the name check is due.
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 }  // namespace
@@ -174,7 +183,55 @@ void shm_ring::remove() {
   // discarded, e.g. by a daemon's quarantine) is left alone.
   struct stat st {};
   if (::stat(("/dev/shm/" + shm_name(base_name_)).c_str(), &st) == 0 && (st.st_dev != dev_ || st.st_ino != ino_)) return;
+  // On purpose: every handle goes on with the anonymous ring (the sender's name check allows it).
+  hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
   seg_->remove();
+}
+
+int shm_ring::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
+
+void shm_ring::check_linked(std::string_view call) {
+  struct stat st {};
+  ipc::check_unix(::fstat(segment_fd(), &st), "fstat", seg_->object());
+  if (st.st_nlink == 0 && hdr_->unlinked_on_purpose.load(std::memory_order_acquire) == 0) {
+    next_link_check_ns_ = 0;  // every later send fails the same way until reopen()
+    woke_receiver_ = true;
+    throw_error(errc::removed, call, name_,
+                seg_->object() + " was unlinked while attached (st_nlink 0, not by remove()): a peer opening the "
+                                 "name gets another ring; reopen() attaches to it or recreates one");
+  }
+  next_link_check_ns_ = coarse_now_ns() + link_check_interval_ns;
+}
+
+void shm_ring::reopen() {
+  struct stat st {};
+  ipc::check_unix(::fstat(segment_fd(), &st), "fstat", seg_->object());
+  if (st.st_nlink != 0) return;  // still the ring the name denotes: a new peer is seen without reopening
+  shm_ring_options o;
+  o.capacity = capacity_;
+  o.max_message = max_message_size_;
+  o.mode = st.st_mode & 0777;
+  o.open = open_mode::open_or_create;
+  shm_ring fresh(base_name_, role_, o);  // the name's ring now, or a new one like ours
+  swap_attachment(fresh);                // fresh's destructor detaches the old ring: its peer sees closed
+}
+
+void shm_ring::swap_attachment(shm_ring& other) noexcept {
+  using std::swap;
+  swap(seg_, other.seg_);
+  swap(hdr_, other.hdr_);
+  swap(data_, other.data_);
+  swap(capacity_, other.capacity_);
+  swap(mask_, other.mask_);
+  swap(cached_peer_index_, other.cached_peer_index_);
+  swap(pid_, other.pid_);
+  swap(next_liveness_probe_, other.next_liveness_probe_);
+  swap(next_link_check_ns_, other.next_link_check_ns_);
+  swap(sends_unchecked_, other.sends_unchecked_);
+  swap(woke_receiver_, other.woke_receiver_);
+  swap(dev_, other.dev_);
+  swap(ino_, other.ino_);
+  swap(max_message_size_, other.max_message_size_);
 }
 
 bool shm_ring::remove(std::string_view name) { return posix_segment::remove(name); }
@@ -193,6 +250,14 @@ void shm_ring::check_indices(std::uint64_t head, std::uint64_t tail) const {
 
 bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   auto& h = *hdr_;
+  // The name check, at most every 100 ms: the clock is read every 64th send, on every send after
+  // one that had to wake the receiver (a slow sender: a futex syscall per send already), and on
+  // every send while no receiver is attached (nothing else would tell a slow sender soon).
+  if ((++sends_unchecked_ & 63U) == 0 || woke_receiver_ || h.receiver.closed.load(std::memory_order_relaxed) != 0 ||
+      h.receiver.attaches.load(std::memory_order_relaxed) == 0) {
+    woke_receiver_ = false;
+    if (coarse_now_ns() >= next_link_check_ns_) check_linked("send");
+  }
   const std::uint64_t len = message.size();
   const std::uint64_t rec = detail::record_header + round8(len);
   const std::uint64_t head = h.head.load(std::memory_order_relaxed);
@@ -220,6 +285,7 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   if (h.receiver_sleeping.load(std::memory_order_relaxed) != 0) {
     h.data_seq.fetch_add(1, std::memory_order_release);
     detail::futex_wake(h.data_seq, 1, name_);
+    woke_receiver_ = true;
   }
   return true;
 }
@@ -246,6 +312,8 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
   if (spin_until(enough)) return true;
   for (;;) {
     if (gone()) throw_error(errc::closed, "send", name_, "the receiver is gone and the ring is full");
+    // A full ring whose name was removed may never drain: the receiver may have moved on.
+    if (coarse_now_ns() >= next_link_check_ns_) check_linked("send");
     const std::uint32_t seq = h.space_seq.load(std::memory_order_acquire);
     h.sender_wants.store(static_cast<std::uint32_t>(needed), std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);

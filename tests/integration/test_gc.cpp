@@ -254,6 +254,53 @@ TEST_CASE("gc: a ring unlinked while mapped is listed as dest and left alone", "
   CHECK(listed(name).empty());
 }
 
+TEST_CASE("gc: a ring unlinked under a live pair is listed dest with the records it holds, beside the recreated one",
+          "[gc]") {
+  const auto name = ipc::test::unique_name("gc-dest-rec");
+  auto holder = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    ipc::shm_ring rx(name, ipc::role::receiver);
+    ipc::shm_ring tx(name, ipc::role::sender);
+    for (int i = 0; i < 5; ++i) tx.send(ipc::as_bytes("stuck"));
+    if (!ipc::shm_ring::remove(name)) return 1;  // not through a handle: as rm or ipcctl rm
+    r.say("removed");
+    for (;;) ::pause();
+    return 0;
+  });
+  REQUIRE(holder.wait_for_line("removed", 10s));
+  {
+    ipc::shm_ring fresh(name, ipc::role::receiver);  // the name recreated, as the pair's reopen() does
+    auto l = ipcctl({"list", "--raw", "--noheadings", "--output", "name,status,layout,contents"});
+    INFO(l.report);
+    CHECK(l.report.find(name + " dest shm_ring 5\\x20rec,\\x2080\\x20B\n") != std::string::npos);
+    CHECK(l.report.find(name + " - shm_ring empty\n") != std::string::npos);
+    fresh.remove();
+  }
+  holder.kill(SIGKILL);
+  holder.wait(10s);
+  CHECK(listed(name).empty());
+}
+
+TEST_CASE("gc: a FIFO unlinked while open is listed dest and kept", "[gc]") {
+  const auto name = ipc::test::unique_name("gc-dest-fifo") + ".fifo";
+  auto holder = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    auto rx = ipc::open_channel("fifo:" + name, ipc::role::receiver);
+    rx->remove();
+    r.say("removed");
+    for (;;) ::pause();
+    return 0;
+  });
+  REQUIRE(holder.wait_for_line("removed", 10s));
+  auto rows = listed(name);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].at("kind") == "fifo");
+  CHECK(rows[0].at("status") == "dest");
+  CHECK(rows[0].at("gc") == "keep");
+  CHECK(rows[0].at("reason") == "removed but still open in 1 process");
+  holder.kill(SIGKILL);
+  holder.wait(10s);
+  CHECK(listed(name).empty());
+}
+
 TEST_CASE("gc: an empty queue a running daemon's status file names is kept; a dead daemon's is not", "[gc]") {
   const auto name = ipc::test::unique_name("gc-claim");
   in_exited_child([&] {

@@ -20,7 +20,11 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <optional>
+#include <string_view>
+#include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -259,4 +263,44 @@ TEMPLATE_TEST_CASE("channel: counters count messages, bytes and timeouts", "[cha
   CHECK(r.messages_received == 5);
   CHECK(r.bytes_received == bytes);
   CHECK(r.receive_timeouts == 1);
+}
+
+TEMPLATE_TEST_CASE("channel: reopen() after the peer left needs no cast: fifo and the shm ring hear a new sender, the rest stay closed",
+                   "[channel]", IPC_CHANNEL_KINDS) {
+  auto p = TestType::make();
+  p.sender->send(ipc::as_bytes("before"));
+  TestType::close_for_good(p);
+  std::vector<std::byte> buf;
+  REQUIRE(p.receiver->receive_for(buf, 5s));
+  CHECK(received_text(buf) == "before");
+  CHECK_THROWS_WITH(p.receiver->receive_for(buf, 10s), Catch::Contains("peer closed"));
+  const auto t0 = steady::now();
+  p.receiver->reopen();  // ipc::channel& is all it takes
+  CHECK(steady::now() - t0 < 2s);  // never waits for the next peer
+  constexpr std::string_view kind = TestType::kind;
+  if constexpr (std::is_same_v<TestType, fifo_pair> || std::is_same_v<TestType, shm_pair>) {
+    // The name a channel reports is its URI: a new sender opens it. (The shm pair's ring was
+    // unlinked at make(): reopen() recreated one under the name.)
+    auto next = ipc::open_channel(p.receiver->name(), ipc::role::sender);
+    REQUIRE(next->send_for(ipc::as_bytes("after"), 5s));
+    REQUIRE(p.receiver->receive_for(buf, 5s));
+    CHECK(received_text(buf) == "after");
+    p.receiver->remove();
+  } else if constexpr (kind == "pipe" || kind == "msgq") {
+    // Nothing to resume: an anonymous pipe has no name, a removed queue is gone.
+    CHECK_THROWS_WITH(p.receiver->receive_for(buf, 10s), Catch::Contains("peer closed"));
+  } else {
+    // sem, shm?mode=mpmc: reopen() is the default (nothing); the receiver answers at once, closed or empty.
+    const auto t1 = steady::now();
+    std::optional<std::size_t> got;
+    bool closed = false;
+    try {
+      got = p.receiver->receive_for(buf, 100ms);
+    } catch (const std::system_error& e) {
+      closed = e.code() == ipc::errc::closed;
+      if (!closed) throw;
+    }
+    CHECK((closed || !got));
+    CHECK(steady::now() - t1 < 2s);
+  }
 }

@@ -4,18 +4,23 @@
 
 #include "test_support.hpp"
 
+#include <ipc/fifo.hpp>
 #include <ipc/inspect.hpp>
 #include <ipc/shared_memory.hpp>
 #include <ipc/shm_ring.hpp>
 #include <ipc/unique_fd.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <ctime>
+#include <string>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -85,4 +90,85 @@ TEST_CASE("inspect: a new segment's published header names its creator with its 
   REQUIRE(fd);
   CHECK_FALSE(ipc::read_layout_header(fd.get(), 4096));
   raw.remove();
+}
+
+namespace {
+
+std::vector<ipc::object_info> rows_named(const std::string& name) {
+  std::vector<ipc::object_info> rows;
+  for (auto& o : ipc::list_objects()) {
+    if (o.name == name) rows.push_back(std::move(o));
+  }
+  return rows;
+}
+
+bool used_as(const ipc::object_info& o, pid_t pid, std::string_view how) {
+  for (const auto& u : o.users) {
+    if (u.pid == pid && u.how == how && u.alive) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("inspect: a ring unlinked while mapped is listed removed with what it holds, beside a new ring of its name",
+          "[inspect]") {
+  const auto name = ipc::test::unique_name("inspect-dest");
+  auto holder = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    ipc::shm_ring rx(name, ipc::role::receiver);
+    ipc::shm_ring tx(name, ipc::role::sender);
+    for (const char* m : {"one", "two", "three"}) tx.send(ipc::as_bytes(m));
+    if (::shm_unlink(ipc::shm_ring::shm_name(name).c_str()) != 0) return 1;  // as rm /dev/shm/libipc.NAME
+    r.say("unlinked");
+    for (;;) ::pause();
+    return 0;
+  });
+  REQUIRE(holder.wait_for_line("unlinked", 10s));
+  auto rows = rows_named(name);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].removed);
+  CHECK(rows[0].kind == "posix-shm");
+  CHECK(rows[0].layout == "shm_ring");
+  CHECK(rows[0].contents.known);
+  CHECK(rows[0].contents.messages == 3);
+  CHECK(rows[0].attached == 1);
+  CHECK(rows[0].uid == ::geteuid());
+  CHECK(used_as(rows[0], holder.pid(), "maps it"));
+  CHECK(used_as(rows[0], holder.pid(), "sender role"));
+
+  // The name recreated: both are listed, the new one as a live object.
+  ipc::shm_ring fresh(name, ipc::role::receiver);
+  rows = rows_named(name);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].removed != rows[1].removed);
+
+  holder.kill(SIGKILL);
+  holder.wait(10s);
+  rows = rows_named(name);
+  REQUIRE(rows.size() == 1);
+  CHECK_FALSE(rows[0].removed);
+  fresh.remove();
+  CHECK(rows_named(name).empty());
+}
+
+TEST_CASE("inspect: a FIFO unlinked while open is listed removed, never opened by the listing", "[inspect]") {
+  const auto name = ipc::test::unique_name("inspect-fifo") + ".fifo";
+  auto holder = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    auto rx = ipc::fifo_channel::open(name, ipc::role::receiver);
+    rx->remove();
+    r.say("unlinked");
+    for (;;) ::pause();
+    return 0;
+  });
+  REQUIRE(holder.wait_for_line("unlinked", 10s));
+  auto rows = rows_named(name);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].removed);
+  CHECK(rows[0].kind == "fifo");
+  CHECK(rows[0].attached == 1);
+  CHECK(rows[0].mode == 0600);
+  CHECK(used_as(rows[0], holder.pid(), "has it open"));
+  holder.kill(SIGKILL);
+  holder.wait(10s);
+  CHECK(rows_named(name).empty());
 }

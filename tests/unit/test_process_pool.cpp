@@ -15,6 +15,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <ranges>
@@ -163,6 +164,114 @@ TEST_CASE("process_pool: apply_async takes several arguments, strings, structs a
   REQUIRE(v.wait_for(10s) == std::future_status::ready);
   v.get();
   CHECK(pool.apply(worker_pid) != ::getpid());
+}
+
+// What reaches a worker how: sent (bytes or MessagePack), carried by a newer fork, or refused.
+namespace travel_checks {
+using with_string = decltype([s = std::string("x")](int) { return s; });
+using with_int = decltype([k = 1](int x) { return x + k; });
+using move_only = decltype([p = std::unique_ptr<int>()](int) { return 0; });
+struct pinned {  // neither copyable nor movable: it cannot be carried either
+  pinned() = default;
+  pinned(pinned&&) = delete;
+  int operator()(int x) const { return x; }
+};
+static_assert(ipc::detail::travels<with_int> && !ipc::detail::carried<with_int>);
+static_assert(ipc::detail::travels<prefixer>);
+static_assert(ipc::detail::carried<with_string> && ipc::detail::carried<move_only>);
+static_assert(ipc::detail::carried<std::function<int(int)>>);
+static_assert(!ipc::detail::travels<pinned> && !ipc::detail::carried<pinned>);
+static_assert(!ipc::detail::plain_value<int*> && ipc::detail::plain_value<std::string>);
+}  // namespace travel_checks
+
+TEST_CASE("process_pool: apply_async runs a lambda capturing a std::string and a std::vector made after the pool started",
+          "[process_pool]") {
+  ipc::process_pool pool(2);
+  auto first_workers = pool.worker_pids();
+  std::string greeting = "hello";
+  std::vector<int> weights{1, 2, 3};
+  auto f = pool.apply_async([greeting, weights](const std::string& who, int k) {
+    int sum = 0;
+    for (int w : weights) sum += w * k;
+    return greeting + ", " + who + ": " + std::to_string(sum) + " from " + std::to_string(::getpid());
+  }, "pool", 10);
+  REQUIRE(f.wait_for(20s) == std::future_status::ready);
+  std::string out = f.get();
+  CHECK_THAT(out, Catch::StartsWith("hello, pool: 60 from "));
+  // Carried by a worker forked after the submission: not one of the pool's first workers.
+  int ran_on = std::stoi(out.substr(out.rfind(' ') + 1));
+  CHECK(std::find(first_workers.begin(), first_workers.end(), ran_on) == first_workers.end());
+  CHECK(pool.workers() >= 2);
+  CHECK(pool.workers_lost() == 0);
+  // Each submission carries its own copy: changing the string later changes only later tasks.
+  auto before = pool.apply_async([greeting] { return greeting; });
+  greeting = "changed";
+  auto after = pool.apply_async([greeting] { return greeting; });
+  CHECK(before.get() == "hello");
+  CHECK(after.get() == "changed");
+  // A move-only capture and a std::function are carried too.
+  CHECK(pool.apply([p = std::make_unique<int>(41)](int x) { return *p + x; }, 1) == 42);
+  CHECK(pool.apply(std::function<int(int)>([greeting](int x) { return x + static_cast<int>(greeting.size()); }), 1) == 8);
+}
+
+TEST_CASE("process_pool: map, imap and starmap take a lambda capturing a std::string", "[process_pool]") {
+  ipc::process_pool pool(2);
+  const std::string prefix = "item-";
+  std::vector<std::string> names{"a", "b"};
+  auto label = [prefix, names](int i) { return prefix + names[static_cast<std::size_t>(i) % names.size()] + std::to_string(i); };
+  std::vector<std::string> serial;
+  for (int i = 0; i < 50; ++i) serial.push_back(label(i));
+  for (std::size_t chunk : {0u, 1u, 7u}) CHECK(pool.map(label, std::views::iota(0, 50), chunk) == serial);
+  std::vector<std::string> streamed;
+  for (std::string& s : pool.imap(label, std::views::iota(0, 50))) streamed.push_back(std::move(s));
+  CHECK(streamed == serial);
+  CHECK(pool.starmap([prefix](int a, int b) { return prefix + std::to_string(a + b); },
+                     std::vector<std::pair<int, int>>{{1, 2}, {3, 4}}) == std::vector<std::string>{"item-3", "item-7"});
+  // Interleaved with tasks that are sent: each kind gets its result.
+  auto sent = pool.apply_async(square, 9);
+  auto carried = pool.apply_async([prefix] { return prefix; });
+  CHECK(sent.get() == 81);
+  CHECK(carried.get() == "item-");
+  CHECK(pool.workers_lost() == 0);
+  // Closing right after a carried submission still runs it: a worker is forked for it, then all stop.
+  auto last = pool.apply_async([prefix] { return prefix + "last"; });
+  pool.close();
+  REQUIRE(pool.join_for(20s));
+  REQUIRE(last.wait_for(0s) == std::future_status::ready);
+  CHECK(last.get() == "item-last");
+  CHECK(pool.workers() == 0);
+}
+
+TEST_CASE("process_pool: 10,000 items of a capturing lambda equal the serial computation", "[process_pool]") {
+  const std::vector<int> offsets{3, 1, 4, 1, 5};
+  auto steps = [offsets](int n) { return collatz_steps(n) + offsets[static_cast<std::size_t>(n) % offsets.size()]; };
+  std::vector<int> serial;
+  for (int i = 1; i <= 10'000; ++i) serial.push_back(steps(i));
+  ipc::process_pool pool(2);
+  CHECK(pool.map(steps, std::views::iota(1, 10'001)) == serial);
+  // And 500 separate carried submissions: new workers are forked as needed, never one per task
+  // while tasks queue (one fork carries every copy made before it).
+  std::vector<std::future<std::pair<int, int>>> fs;
+  for (int i = 1; i <= 500; ++i) {
+    fs.push_back(pool.apply_async([offsets, i] {
+      return std::pair(collatz_steps(i) + offsets[static_cast<std::size_t>(i) % offsets.size()], worker_pid());
+    }));
+  }
+  std::size_t wrong = 0;
+  std::set<int> ran_on;
+  for (std::size_t i = 0; i < fs.size(); ++i) {
+    if (fs[i].wait_for(60s) != std::future_status::ready) {
+      ++wrong;
+      continue;
+    }
+    auto [value, pid] = fs[i].get();
+    if (value != serial[i]) ++wrong;
+    ran_on.insert(pid);
+  }
+  CHECK(wrong == 0);
+  INFO("workers that ran the 500 carried tasks: " << ran_on.size());
+  CHECK(ran_on.size() < 250);
+  CHECK(pool.workers_lost() == 0);
 }
 
 TEST_CASE("process_pool: starmap unpacks pairs and tuples", "[process_pool]") {

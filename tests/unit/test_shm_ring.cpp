@@ -19,6 +19,7 @@
 #include <exception>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -511,4 +512,138 @@ TEST_CASE("shm_ring: a fork+exec'd child does not keep the roles it inherited", 
   CHECK(rx.receive_for(buf, 1s) == 1u);
   c.kill(SIGKILL);
   CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+// ---------------------------------------------------------------- a name removed under a running pair
+
+TEST_CASE("shm_ring: remove() on purpose is not reported; the pair goes on with the anonymous ring", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  shm_ring tx(n.name, role::sender);
+  rx.remove();
+  std::vector<std::byte> buf;
+  // Past two check intervals: the sender's name check sees st_nlink 0 and the on-purpose mark.
+  for (auto until = std::chrono::steady_clock::now() + 300ms; std::chrono::steady_clock::now() < until;) {
+    REQUIRE(tx.send_for(ipc::as_bytes("on"), 1s));
+    REQUIRE(rx.receive_for(buf, 1s));
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(ipc::as_text(buf) == "on");
+  tx.reopen();  // unlinked: re-attached under the name, a new ring
+  CHECK(::access(n.path().c_str(), F_OK) == 0);
+}
+
+TEST_CASE("shm_ring: a slow sender with no receiver attached notices rm of the name within 100 ms too", "[shm_ring]") {
+  ring_name n;
+  shm_ring tx(n.name, role::sender);
+  REQUIRE(tx.try_send(ipc::as_bytes("first")));
+  REQUIRE(::shm_unlink(shm_ring::shm_name(n.name).c_str()) == 0);
+  const auto unlinked = std::chrono::steady_clock::now();
+  int sends = 0;
+  const auto e = errc_of([&] {
+    for (; sends < 200; ++sends) {
+      (void)tx.try_send(ipc::as_bytes("x"));
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  CHECK(e == ipc::errc::removed);
+  CHECK(sends < 40);  // far fewer than the 64 sends between clock reads of a busy pair
+  CHECK(std::chrono::steady_clock::now() - unlinked < 1s);
+  tx.reopen();
+  REQUIRE(tx.try_send(ipc::as_bytes("again")));
+  shm_ring rx(n.name, role::receiver);
+  std::vector<std::byte> buf;
+  REQUIRE(rx.try_receive(buf));
+  CHECK(ipc::as_text(buf) == "again");
+}
+
+TEST_CASE("shm_ring: a ring still linked is left as it is by reopen()", "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  shm_ring tx(n.name, role::sender);
+  tx.send(ipc::as_bytes("kept"));
+  tx.reopen();
+  rx.reopen();
+  std::vector<std::byte> buf;
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(ipc::as_text(buf) == "kept");
+}
+
+TEST_CASE("shm_ring: rm of the name under a running pair: the sender notices within 100 ms of sends, reopen() "
+          "recreates, every record arrives once and in order, nothing is left",
+          "[shm_ring]") {
+  ring_name n;
+  constexpr std::uint32_t total = 600;
+  constexpr std::uint32_t end_marker = 0xffffffffU;
+  // The receiver: another process, which resumes (reopen()) whenever its sender is gone.
+  auto receiver = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    shm_ring rx(n.name, role::receiver);
+    r.say("attached");
+    std::vector<std::byte> buf;
+    std::uint32_t expect = 0;
+    int reopens = 0;
+    for (;;) {
+      try {
+        if (!rx.receive_for(buf, 20s)) return 3;
+      } catch (const std::system_error& e) {
+        if (e.code() != ipc::errc::closed || ++reopens > 5) throw;
+        rx.reopen();
+        continue;
+      }
+      std::uint32_t seq = 0;
+      if (buf.size() != sizeof seq) return 4;
+      std::memcpy(&seq, buf.data(), sizeof seq);
+      if (seq == end_marker) break;
+      if (seq != expect) {
+        r.say("got ", seq, " expected ", expect);
+        return 5;
+      }
+      ++expect;
+    }
+    r.say("received ", expect, " reopens ", reopens);
+    return 0;
+  });
+  REQUIRE(receiver.wait_for_line("attached", 10s));
+  shm_ring tx(n.name, role::sender);
+  auto send = [&](std::uint32_t seq) {
+    return tx.send_for(std::span<const std::byte>(reinterpret_cast<const std::byte*>(&seq), sizeof seq), 10s);
+  };
+  std::uint32_t seq = 0;
+  for (; seq < total / 3; ++seq) REQUIRE(send(seq));
+  REQUIRE(::shm_unlink(shm_ring::shm_name(n.name).c_str()) == 0);  // what rm /dev/shm/libipc.NAME does
+  const auto unlinked = std::chrono::steady_clock::now();
+  std::chrono::nanoseconds noticed{};
+  std::string what;
+  // A sender at ~1000 records/s.
+  for (; seq < total; ++seq) {
+    bool sent = false;
+    try {
+      sent = send(seq);
+    } catch (const std::system_error& e) {
+      noticed = std::chrono::steady_clock::now() - unlinked;
+      what = e.what();
+      REQUIRE(e.code() == ipc::errc::removed);
+      break;
+    }
+    REQUIRE(sent);
+    std::this_thread::sleep_for(1ms);
+  }
+  INFO(what);
+  REQUIRE(noticed.count() > 0);
+  const double noticed_ms = std::chrono::duration<double, std::milli>(noticed).count();
+  WARN("the sender noticed the unlink after " << noticed_ms << " ms");
+  CHECK(noticed < 500ms);  // bound 100 ms + a coarse-clock tick, with room for a loaded machine
+  CHECK_THAT(what, Catch::Contains("send(shm:" + n.name + ")") && Catch::Contains("/dev/shm/" + shm_ring::shm_name(n.name)) &&
+                       Catch::Contains("st_nlink 0"));
+  CHECK(errc_of([&] { send(seq); }) == ipc::errc::removed);  // until reopen()
+  tx.reopen();  // recreates the name; the receiver drains the old ring, sees closed, and follows
+  CHECK(::access(n.path().c_str(), F_OK) == 0);
+  for (; seq < total; ++seq) REQUIRE(send(seq));
+  REQUIRE(send(end_marker));
+  auto res = receiver.wait(20s);
+  INFO(res.report);
+  CHECK(res.exit_code == 0);
+  CHECK(res.report.find("received " + std::to_string(total) + " reopens 1") != std::string::npos);
+  tx.remove();
+  CHECK(::access(n.path().c_str(), F_OK) != 0);  // nothing left behind
 }

@@ -6,7 +6,7 @@
 //   std::vector<std::byte> buf;
 //   ar.async_receive(buf, [&](std::error_code ec, std::size_t n) {
 //     if (ec == std::errc::operation_canceled) return;   // cancel() or destruction
-//     if (ec == ipc::errc::closed) { /* peer gone: reopen */ }
+//     if (ec == ipc::errc::closed) { rx->reopen(); /* peer gone: resume, no cast (channel::reopen) */ }
 //     /* buf holds one whole message of n bytes; the channel is yours until the next async_receive */
 //   });
 //   io.run();
@@ -191,7 +191,7 @@ class async_receiver {
         return complete(e.code(), 0, e.what());
       }
       // Readiness without a message: half a frame, or the channel now reads from another open file
-      // (fifo_channel::reopen()) while we still watch a dup of the old one, which polls HUP for ever.
+      // (a fifo's channel::reopen()) while we still watch a dup of the old one, which polls HUP for ever.
       // Watching a fresh dup of the channel's current fd covers both.
       if (woken) rebind();
       descriptor->async_wait(boost::asio::posix::stream_descriptor::wait_read,

@@ -13,6 +13,8 @@
 //  - A message is delivered whole or not at all. One larger than limits().max_message_size
 //    throws errc::message_too_large before anything is sent.
 //  - The peer gone for good throws errc::closed; a write to a closed pipe never raises SIGPIPE.
+//  - reopen() resumes the same handle after that (or after the object's name was removed), so
+//    an open_channel() user needs no cast: see its comment for what each mechanism does.
 //  - Timeouts run on CLOCK_MONOTONIC from a deadline computed once; EINTR is retried
 //    against the time left.
 #pragma once
@@ -50,6 +52,9 @@ struct channel_counters {
   std::uint64_t bytes_received = 0;
   std::uint64_t send_timeouts = 0;
   std::uint64_t receive_timeouts = 0;
+  /// Messages the receiver could not deliver whole and skipped, the stream going on after them:
+  /// a fifo line (framing=lines) longer than max_message_size, dropped up to its '\n'.
+  std::uint64_t messages_skipped = 0;
 };
 
 /// Views text as bytes for send().
@@ -103,6 +108,20 @@ class IPC_API channel {
   virtual void close() {}
   /// Destroys the underlying kernel object (no-op for anonymous pipes). Throws std::system_error.
   virtual void remove() {}
+  /// Resumes this handle after its peer left (errc::closed) or its object's name was removed
+  /// (errc::removed): attaches it to what its name denotes now, recreating the object where the
+  /// mechanism can; counters and limits' meaning are kept. Never blocks (waiting for the next
+  /// peer is the next send's or receive's business). Per mechanism (docs/channels.md, "Resuming"):
+  ///  - fifo: reopens the path (a receiver then waits for the next writer, keeping what it had
+  ///    buffered and any over-long line it was skipping; a sender waits for the next reader);
+  ///  - shm: re-attaches by name when the ring it holds was unlinked (st_nlink 0), creating a ring
+  ///    of the same sizes and mode when the name is gone; otherwise nothing (a new peer attaching
+  ///    to the same ring is seen without it);
+  ///  - the rest (pipe, msgq, sem, nats): nothing, the default. An anonymous pipe has no name: once
+  ///    its peer left it stays errc::closed. A msgq has no writers to wait for; a removed queue
+  ///    stays errc::closed (open_channel() anew). The nats client reconnects by itself.
+  /// Throws what opening the mechanism throws (std::system_error naming the call and object).
+  virtual void reopen() {}
 
  protected:
   channel(std::string name, std::size_t max_message_size) noexcept;
@@ -113,6 +132,8 @@ class IPC_API channel {
   /// Re-reads max_message_size_ from the kernel object, for a limit that can change after open
   /// (msgq's msg_qbytes); called before a message is refused as too large. Default: fixed limit.
   virtual void refresh_max_message_size() {}
+  /// Counts messages a mechanism skipped without delivering them (counters().messages_skipped).
+  void count_skipped(std::uint64_t n) noexcept { counters_.messages_skipped += n; }
 
   std::string name_;
   std::size_t max_message_size_;

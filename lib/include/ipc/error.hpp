@@ -31,6 +31,7 @@ enum class errc {
   incompatible,       ///< a shared header has another magic, layout version or size
   bad_uri,            ///< a channel URI could not be parsed or names an unknown option
   buffer_too_small,   ///< a receive buffer cannot hold the message (message left in place)
+  removed,            ///< the object's name was removed while attached (rm /dev/shm/…); reopen() recreates it
 };
 
 /// The error category of ipc::errc ("ipc").

@@ -5,13 +5,15 @@
 //   tx->send(ipc::as_bytes("hello"));        // blocks until a reader is there
 //   try { rx->receive(buf); }
 //   catch (const std::system_error& e) {     // errc::closed: the writer went away
-//     rx->reopen();                          // wait for the next writer
+//     rx->reopen();                          // wait for the next writer (channel::reopen: no cast)
 //   }
 //   rx->remove();                            // unlink the path (the destructor only closes)
 //
 //   URI: fifo:PATH?open=create_only|open_only|open_or_create&mode=0600&max_message=64K&framing=length|lines
 //
 // framing=lines makes every message one text line, so `echo hi > PATH` and `cat PATH` are peers.
+// A line longer than max_message is skipped to its newline and counted (counters().messages_skipped);
+// the stream goes on. A length header above max_message is errc::corrupt (no resynchronising).
 // See docs/pipe-fifo.md for the exact semantics.
 #pragma once
 
@@ -59,10 +61,12 @@ class IPC_API fifo_channel final : public channel {
   void remove() override;
 
   /// Receiver: opens the FIFO afresh (the new fd first, then the old one closes, so a waiting
-  /// writer is never refused) and forgets buffered bytes; after errc::closed this waits for the
-  /// next writer. Sender: drops the connection; the next send waits for a reader. Never blocks.
-  /// Throws as open().
-  void reopen();
+  /// writer is never refused and the stream goes on): after errc::closed this waits for the next
+  /// writer. Messages already buffered are kept, and an over-long line being skipped is skipped
+  /// to its end (its tail never arrives as a line). After errc::corrupt (length framing) the
+  /// broken stream is dropped: the buffer and what the FIFO holds now. Sender: drops the
+  /// connection; the next send waits for a reader. Never blocks. Throws as open().
+  void reopen() override;
   /// The FIFO's path.
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
   /// Never blocks. True when a whole message is already buffered in this receiver.
@@ -79,6 +83,7 @@ class IPC_API fifo_channel final : public channel {
   fifo_channel(std::filesystem::path path, role r, const fifo_options& options);
   bool connect_writer(const deadline& d);
   unique_fd open_reader();
+  void drain_stream();
 
   std::filesystem::path path_;
   role role_;

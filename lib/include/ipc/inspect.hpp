@@ -101,7 +101,10 @@ struct object_info {
   object_contents contents;
   std::uint64_t size = 0;      ///< bytes of a segment, semaphores in a set, queued bytes of a queue
   long age_seconds = 0;        ///< since creation or the last change
-  bool removed = false;        ///< unlinked but still mapped (ipcs' "dest"); cannot be removed again
+  /// Unlinked but still mapped or open (ipcs' "dest"): a POSIX segment (its layout, contents and
+  /// role holders read through a /proc/PID/fd or map_files handle when one reaches it) or a FIFO.
+  /// Listed beside a new object of the same name; cannot be removed again.
+  bool removed = false;
 };
 
 struct list_options {

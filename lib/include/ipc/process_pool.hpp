@@ -6,22 +6,32 @@
 //   int k = 10;
 //   for (std::string s : pool.imap([k](int i) { return std::to_string(i * k); }, std::views::iota(0, 5))) { }
 //   auto pairs = pool.starmap(add, std::vector<std::pair<int, int>>{{1, 2}, {3, 4}});   // {3, 7}
+//   std::string unit = " apples";                                    // any capture: carried by a fork
+//   auto labels = pool.map([unit](int n) { return std::to_string(n) + unit; }, std::views::iota(1, 4));
 //
 // How work reaches the workers (docs/process.md, "How a callable travels"): the workers are forks of
 // this process, so they run the same binary. A task sends the address of a function template
-// instantiated for the callable's type (the same address in every fork), the callable's own state
-// by value, and the arguments as MessagePack; the result or exception comes back the same way.
+// instantiated for the callable's type (the same address in every fork), the callable, and the
+// arguments as MessagePack; the result or exception comes back the same way.
 //  - Arguments and results: any type <ipc/serialize.hpp> packs (numbers, std::string, containers,
-//    optional, variant, structs with MSGPACK_DEFINE). const char* and string_view travel as std::string.
-//  - The callable: a function pointer, a member function pointer (the object then travels as the
-//    first argument), a lambda or std::bind result whose captures are trivially copyable (numbers,
-//    pointers) — copied as bytes — or a function object that declares its fields with
-//    MSGPACK_DEFINE. A lambda capturing a std::string or a vector does not compile (a static_assert
-//    says why): pass that data as an argument, or declare a function object's fields.
-//  - A captured pointer or reference is copied as an address: in the worker it names the worker's
-//    copy of memory as it was when that worker was forked. Only data that existed, unchanged, before
-//    the pool started (or before a replacement was forked) is meaningful there. Nothing the parent
-//    changes later is seen by a worker, and nothing a worker changes comes back except the result.
+//    optional, variant, structs with MSGPACK_DEFINE). const char* and string_view travel as
+//    std::string. A pointer argument or result does not compile (a static_assert says why).
+//  - The callable, one of three ways, chosen at compile time:
+//    sent as bytes:  function pointers, member function pointers (the object then travels as the
+//                    first argument), lambdas and std::bind results whose captures are trivially
+//                    copyable (numbers, pointers). Any worker runs it; no fork.
+//    sent as fields: a function object that declares its fields with MSGPACK_DEFINE.
+//    carried:        anything else that can be moved: a lambda capturing a std::string, a vector,
+//                    a unique_ptr, a std::function. The pool moves it into a heap copy and runs the
+//                    task only on a worker forked after that copy was made, which holds it at the
+//                    same address: idle older workers are stopped and replaced by new forks (one
+//                    fork serves every carried task submitted before it). Cost: about one fork
+//                    per burst of carried submissions; map/imap/starmap carry one copy per call.
+//    refused:        a callable that cannot be moved (static_assert).
+//  - State: a carried callable is the parent's state at submission. A pointer or reference captured
+//    by a callable sent as bytes names the worker's copy of memory as of that worker's fork: only
+//    data that existed, unchanged, before the pool started (or before a replacement was forked)
+//    is meaningful there. Nothing a worker changes comes back except the result.
 //  - The initializer (pool_options) is not sent at all: each worker runs its copy right after the
 //    fork, so it may capture anything.
 //
@@ -40,6 +50,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <concepts>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -109,8 +120,18 @@ concept declares_fields = std::default_initializable<F> && requires(const F& f, 
 /// A callable whose copy is a byte copy (function pointers, lambdas capturing numbers) travels as bytes.
 template <typename F>
 concept bit_copyable = std::is_trivially_copy_constructible_v<F> && std::is_trivially_destructible_v<F>;
+/// A callable that is sent (state as bytes or MessagePack) to any worker.
 template <typename F>
 concept travels = declares_fields<F> || bit_copyable<F>;
+/// Any other callable (a lambda capturing a std::string, a std::function, …) is carried: the
+/// parent keeps a heap copy and the task runs only on a worker forked after the copy was made,
+/// where it sits at the same address.
+template <typename F>
+concept carried = !travels<F> && std::move_constructible<F>;
+
+/// A value that travels by MessagePack; pointers would name the other process's memory.
+template <typename T>
+concept plain_value = !std::is_pointer_v<T> && !std::is_member_pointer_v<T> && !std::is_reference_v<T>;
 
 /// The largest request or reply of the pool (process_pool::max_message_size).
 inline constexpr std::size_t pool_max_message = 16 * 1024 * 1024;
@@ -119,13 +140,17 @@ inline constexpr std::size_t pool_max_message = 16 * 1024 * 1024;
 /// array with one [0, value] or [1, exception_record] per args-tuple.
 using pool_invoker = void (*)(std::span<const std::byte> payload, std::vector<std::byte>& reply);
 
+/// Packs the callable: MessagePack fields, its bytes, or (carried) the address of the parent's
+/// heap copy, which a worker forked after that copy was made holds at the same address.
 template <typename F>
 void pack_callable(msgpack::packer<byte_sink>& p, const F& f) {
   if constexpr (declares_fields<F>) {
     p.pack(f);
-  } else {
+  } else if constexpr (bit_copyable<F>) {
     p.pack_bin(static_cast<std::uint32_t>(sizeof(F)));
     p.pack_bin_body(reinterpret_cast<const char*>(&f), static_cast<std::uint32_t>(sizeof(F)));
+  } else {
+    p.pack(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&f)));
   }
 }
 
@@ -134,6 +159,11 @@ struct unpacked_callable {
   explicit unpacked_callable(const msgpack::object& o) {
     if constexpr (declares_fields<F>) {
       ptr_ = ::new (static_cast<void*>(storage_)) F(o.as<F>());
+    } else if constexpr (carried<F>) {
+      // The worker's fork-time copy of the parent's heap copy (the pool sends this task only to
+      // a worker forked after the copy was made): used in place, owned by nobody here.
+      if (o.type != msgpack::type::POSITIVE_INTEGER || o.via.u64 == 0) throw msgpack::type_error();
+      ptr_ = reinterpret_cast<F*>(static_cast<std::uintptr_t>(o.via.u64));
     } else {
       if (o.type != msgpack::type::BIN || o.via.bin.size != sizeof(F)) throw msgpack::type_error();
       // F is trivially copyable in the sense that matters: memcpy creates it (implicit lifetime).
@@ -149,7 +179,7 @@ struct unpacked_callable {
   F& get() noexcept { return *ptr_; }
 
  private:
-  alignas(F) std::byte storage_[sizeof(F)];
+  alignas(F) std::byte storage_[carried<F> ? 1 : sizeof(F)];
   F* ptr_ = nullptr;
 };
 
@@ -238,6 +268,9 @@ struct IPC_API pool_job {
   pool_invoker invoker = nullptr;
   std::vector<std::byte> payload;  // [callable, [args-tuple, …]]
   std::size_t items = 0;
+  /// A carried callable's heap copy (its address is in the payload); null when the callable is sent.
+  /// Kept until the job is done, so the address is never reused while the job may still run.
+  std::shared_ptr<const void> carried;
 };
 
 template <typename R>
@@ -411,14 +444,16 @@ class IPC_API process_pool {
   /// the task's exception (same type for standard exceptions, else ipc::remote_error), or
   /// std::system_error(errc::closed) naming the worker pid and signal if the worker died running
   /// it. Throws errc::closed after close()/terminate(), errc::message_too_large for arguments
-  /// above max_message_size (nothing queued).
+  /// above max_message_size (nothing queued). A carried callable (see the top of this header) runs
+  /// on a worker forked after this call; the fork happens on the pool's thread, not here.
   template <typename F, typename... Args>
   auto apply_async(F f, Args&&... args) {
     using Tuple = std::tuple<detail::wire_t<Args>...>;
     check_callable<F>();
     using R = detail::apply_result_t<F, Tuple>;
+    check_values<Tuple, R>();
     auto job = std::make_unique<detail::promise_job<R>>();
-    begin_payload(job->payload, f, 1);
+    begin_payload(job->payload, keep_callable(job->carried, f), 1);
     pack_into(job->payload, Tuple(std::forward<Args>(args)...));
     job->invoker = &detail::pool_run<F, Tuple>;
     job->items = 1;
@@ -490,10 +525,36 @@ class IPC_API process_pool {
  private:
   template <typename F>
   static constexpr void check_callable() {
-    static_assert(detail::travels<F>,
-                  "process_pool: this callable cannot travel to a worker. Capture only trivially copyable "
-                  "values (numbers, pointers to data that existed before the pool), pass other data as "
-                  "arguments, or use a function object with MSGPACK_DEFINE (docs/process.md)");
+    static_assert(detail::travels<F> || detail::carried<F>,
+                  "process_pool: this callable cannot reach a worker: it is neither sent (trivially copyable "
+                  "captures, or a function object with MSGPACK_DEFINE) nor carried by a fork (that needs a "
+                  "move-constructible callable). Capture by value or pass the data as arguments "
+                  "(docs/process.md, \"How a callable travels\")");
+  }
+
+  template <typename Tuple, typename R>
+  static constexpr void check_values() {
+    static_assert([]<typename... A>(std::type_identity<std::tuple<A...>>) {
+      return (detail::plain_value<A> && ...);
+    }(std::type_identity<Tuple>{}),
+                  "process_pool: an argument is a pointer: it would name memory of another process. Pass the "
+                  "value (arguments travel as MessagePack; const char* travels as std::string)");
+    static_assert(std::is_void_v<R> || detail::plain_value<R>,
+                  "process_pool: the task returns a pointer: it would name the worker's memory. Return the "
+                  "value (results travel as MessagePack)");
+  }
+
+  /// The callable as the payload names it: f itself when it is sent, else a heap copy that `keep`
+  /// owns (carried: its address is sent and the pool runs the task on a worker forked after it).
+  template <typename F>
+  static const F& keep_callable(std::shared_ptr<const void>& keep, F& f) {
+    if constexpr (detail::carried<F>) {
+      auto copy = std::make_shared<F>(std::move(f));
+      keep = copy;
+      return *copy;
+    } else {
+      return f;
+    }
   }
 
   template <typename F>
@@ -510,6 +571,7 @@ class IPC_API process_pool {
     check_callable<F>();
     using R = detail::apply_result_t<F, Tuple>;
     static_assert(!std::is_void_v<R>, "process_pool: map/imap need a callable that returns a value (use apply_async)");
+    check_values<Tuple, R>();
     // Pack every item first: the count is then known, and a value that does not serialise
     // fails here, before anything is queued.
     std::vector<std::vector<std::byte>> packed;
@@ -524,6 +586,8 @@ class IPC_API process_pool {
     state->values.resize(packed.size());
     state->errors.resize(packed.size());
     state->done.resize(packed.size());
+    std::shared_ptr<const void> keep;  // one carried copy serves every chunk of this call
+    const F& sent = keep_callable(keep, f);
     std::vector<std::unique_ptr<detail::pool_job>> jobs;
     for (std::size_t first = 0; first < packed.size(); first += chunksize) {
       std::size_t n = std::min(chunksize, packed.size() - first);
@@ -532,7 +596,8 @@ class IPC_API process_pool {
       job->first = first;
       job->items = n;
       job->invoker = &detail::pool_run<F, Tuple>;
-      begin_payload(job->payload, f, n);
+      job->carried = keep;
+      begin_payload(job->payload, sent, n);
       for (std::size_t i = first; i < first + n; ++i) {
         job->payload.insert(job->payload.end(), packed[i].begin(), packed[i].end());
       }

@@ -13,6 +13,8 @@
 // One attached sender and one attached receiver at a time: a second one is refused
 // (EBUSY, naming the pid that holds the role) unless the holder is dead. A fork()
 // shares the caller's endpoints with the child (see docs/shm_ring.md).
+// A name unlinked under a running pair (rm /dev/shm/libipc.NAME) is noticed by the sender within
+// ~100 ms of sends (errc::removed); reopen() on each side then meets on a recreated ring.
 #pragma once
 
 #include <ipc/channel.hpp>
@@ -63,9 +65,15 @@ class IPC_API shm_ring final : public channel {
   /// "shm".
   [[nodiscard]] std::string_view kind() const noexcept override { return "shm"; }
   /// Unlinks /dev/shm/libipc.NAME if the name still refers to this handle's ring (absent or a newer ring
-  /// under the name: nothing is done); attached handles keep working.
-  /// Throws std::system_error naming the object.
+  /// under the name: nothing is done); attached handles keep working, on purpose (the ring is marked so
+  /// that the sender's name check does not report it). Throws std::system_error naming the object.
   void remove() override;
+  /// Re-attaches when the ring this handle holds was unlinked (st_nlink 0, by remove() or rm):
+  /// to the ring the name denotes now, or a new one with this ring's capacity, max_message and
+  /// mode; the old ring is detached (its peer drains it, then sees errc::closed, and reopens in
+  /// turn). A ring still linked: nothing to do. Never blocks beyond the constructor's ~2 s wait for
+  /// a concurrent creator. Throws as the constructor.
+  void reopen() override;
   /// Unlinks the ring "NAME" without attaching. Returns false if it did not exist.
   /// Throws std::system_error naming the object.
   static bool remove(std::string_view name);
@@ -83,6 +91,9 @@ class IPC_API shm_ring final : public channel {
   bool wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d);
   bool wait_for_data(std::uint64_t tail, const deadline& d);
   [[noreturn]] void corrupt(const std::string& what) const;
+  int segment_fd() const noexcept;
+  void check_linked(std::string_view call);
+  void swap_attachment(shm_ring& other) noexcept;
   void check_indices(std::uint64_t head, std::uint64_t tail) const;
   enum class fork_step { prepare, failed, child };
   void on_fork(fork_step step) noexcept;
@@ -97,6 +108,13 @@ class IPC_API shm_ring final : public channel {
   std::uint64_t cached_peer_index_ = 0;  // sender: last tail seen; receiver: last head seen
   pid_t pid_ = 0;                        // the pid this handle is registered under
   std::chrono::steady_clock::time_point next_liveness_probe_{};
+  // The sender fstat()s the segment at most this often to notice a name unlinked under it:
+  // errc::removed (docs/shm_ring.md, "A name removed under a running pair"). The coarse clock is
+  // read every 64th send and after every send that woke the receiver.
+  static constexpr std::int64_t link_check_interval_ns = 100'000'000;
+  std::int64_t next_link_check_ns_ = 0;
+  std::uint32_t sends_unchecked_ = 0;
+  bool woke_receiver_ = true;  // the first send checks
   std::uint64_t dev_ = 0;  // the segment's st_dev / st_ino, to find it in a holder's /proc/PID/maps
   std::uint64_t ino_ = 0;
 };

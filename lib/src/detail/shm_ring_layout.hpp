@@ -53,6 +53,10 @@ struct ring_header {
   std::atomic<std::uint32_t> receiver_sleeping;              // 1 while the receiver may sleep on data_seq
   alignas(64) std::atomic<std::uint32_t> space_seq;          // futex: bumped when space was freed
   std::atomic<std::uint32_t> sender_wants;                   // bytes the sleeping sender needs (0: awake)
+  // 1 once shm_ring::remove() unlinked the name on purpose (the handles go on anonymously);
+  // an unlink without it (rm /dev/shm/…) is errc::removed for the sender. In what was padding:
+  // zero in every ring, so the layout version is unchanged.
+  std::atomic<std::uint32_t> unlinked_on_purpose;
   role_block sender;
   role_block receiver;
 };
@@ -64,6 +68,7 @@ static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 static_assert(offsetof(ring_header, capacity) == 48);
 static_assert(offsetof(ring_header, head) == 64);
 static_assert(offsetof(ring_header, tail) == 128);
+static_assert(offsetof(ring_header, unlinked_on_purpose) == 264);
 static_assert(sizeof(ring_header) == 576);
 
 }  // namespace ipc::detail

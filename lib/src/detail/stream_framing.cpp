@@ -239,74 +239,121 @@ frame_reader::frame_reader(stream_framing f, std::size_t max_message) : framing_
 bool frame_reader::has_message() const noexcept {
   const std::size_t avail = tail_ - head_;
   if (framing_ == stream_framing::lines) {
-    return std::find(buf_.begin() + static_cast<std::ptrdiff_t>(head_), buf_.begin() + static_cast<std::ptrdiff_t>(tail_),
-                     std::byte{'\n'}) != buf_.begin() + static_cast<std::ptrdiff_t>(tail_);
+    // A line ready, past the rest of a line being skipped and any whole over-long line.
+    const auto end = buf_.begin() + static_cast<std::ptrdiff_t>(tail_);
+    auto from = buf_.begin() + static_cast<std::ptrdiff_t>(head_);
+    for (bool skip = skipping_;; skip = false) {
+      const auto nl = std::find(from, end, std::byte{'\n'});
+      if (nl == end) return false;
+      if (!skip && static_cast<std::size_t>(nl - from) <= max_message_) return true;
+      from = nl + 1;
+    }
   }
   if (avail < frame_header_size) return false;
-  std::uint32_t len = 0;
-  for (std::size_t i = 0; i < frame_header_size; ++i) len |= std::to_integer<std::uint32_t>(buf_[head_ + i]) << (8 * i);
   // An oversized length is "ready" too: the next read() reports it without touching the fd.
-  return len > max_message_ || avail >= frame_header_size + len;
+  return corrupt_head() || avail >= frame_header_size + header_length();
 }
 
-void frame_reader::reset() noexcept { head_ = tail_ = scan_ = need_ = 0; }
+std::uint32_t frame_reader::header_length() const noexcept {
+  std::uint32_t len = 0;
+  for (std::size_t i = 0; i < frame_header_size; ++i) len |= std::to_integer<std::uint32_t>(buf_[head_ + i]) << (8 * i);
+  return len;
+}
 
-bool frame_reader::take(std::vector<std::byte>& out, std::string_view object) {
-  const std::size_t avail = tail_ - head_;
-  const auto begin = buf_.begin() + static_cast<std::ptrdiff_t>(head_);
-  if (framing_ == stream_framing::lines) {
-    const auto from = buf_.begin() + static_cast<std::ptrdiff_t>(std::max(scan_, head_));
+bool frame_reader::corrupt_head() const noexcept {
+  return framing_ == stream_framing::length_prefixed && tail_ - head_ >= frame_header_size && header_length() > max_message_;
+}
+
+void frame_reader::drop_buffer() noexcept { head_ = tail_ = scan_ = need_ = 0; }
+
+void frame_reader::reset() noexcept {
+  drop_buffer();
+  skipping_ = false;
+  empty_ = false;
+}
+
+bool frame_reader::resume() noexcept {
+  empty_ = false;
+  if (!corrupt_head()) return false;
+  drop_buffer();
+  return true;
+}
+
+bool frame_reader::take_line(std::vector<std::byte>& out) {
+  for (;;) {
+    const auto begin = buf_.begin() + static_cast<std::ptrdiff_t>(head_);
     const auto end = buf_.begin() + static_cast<std::ptrdiff_t>(tail_);
-    const auto nl = std::find(from, end, std::byte{'\n'});
+    const auto nl = std::find(buf_.begin() + static_cast<std::ptrdiff_t>(std::max(scan_, head_)), end, std::byte{'\n'});
     if (nl == end) {
-      scan_ = tail_;
-      if (avail > max_message_) {
-        throw_error(errc::corrupt, "read", object,
-                    "no newline within " + std::to_string(avail) + " bytes: line longer than max_message " +
-                        std::to_string(max_message_));
+      const std::size_t avail = tail_ - head_;
+      if (!skipping_ && avail > max_message_) {
+        // Longer than any message can be, whatever follows: skip it up to its newline.
+        skipping_ = true;
+        ++skipped_;
       }
+      if (skipping_) {
+        drop_buffer();  // nothing of an over-long line is kept
+        return false;
+      }
+      scan_ = tail_;
       need_ = avail + 1;
       return false;
     }
     const auto len = static_cast<std::size_t>(nl - begin);
-    if (len > max_message_) {
-      throw_error(errc::corrupt, "read", object,
-                  "line of " + std::to_string(len) + " bytes exceeds max_message " + std::to_string(max_message_));
-    }
-    out.assign(begin, nl);
     head_ += len + 1;
     scan_ = head_;
-  } else {
-    if (avail < frame_header_size) {
-      need_ = frame_header_size;
-      return false;
+    if (skipping_) {
+      skipping_ = false;  // the rest of a skipped line ends here
+      continue;
     }
-    std::uint32_t len = 0;
-    for (std::size_t i = 0; i < frame_header_size; ++i) len |= std::to_integer<std::uint32_t>(buf_[head_ + i]) << (8 * i);
-    // Never allocate what a peer claims: a length above max_message is corruption.
     if (len > max_message_) {
-      throw_error(errc::corrupt, "read", object,
-                  "frame length " + std::to_string(len) + " exceeds max_message " + std::to_string(max_message_));
+      ++skipped_;
+      continue;
     }
-    const std::size_t frame = frame_header_size + len;
-    if (avail < frame) {
-      need_ = frame;
-      return false;
-    }
-    out.assign(begin + static_cast<std::ptrdiff_t>(frame_header_size), begin + static_cast<std::ptrdiff_t>(frame));
-    head_ += frame;
+    out.assign(begin, nl);
+    return true;
   }
-  if (head_ == tail_) reset();
+}
+
+bool frame_reader::take(std::vector<std::byte>& out, std::string_view object) {
+  if (framing_ == stream_framing::lines) {
+    const bool got = take_line(out);
+    if (head_ == tail_) drop_buffer();
+    return got;
+  }
+  const std::size_t avail = tail_ - head_;
+  if (avail < frame_header_size) {
+    need_ = frame_header_size;
+    return false;
+  }
+  const std::uint32_t len = header_length();
+  // Never allocate what a peer claims: a length above max_message is corruption.
+  if (len > max_message_) {
+    throw_error(errc::corrupt, "read", object,
+                "frame length " + std::to_string(len) + " exceeds max_message " + std::to_string(max_message_) +
+                    " (the stream cannot be resynchronised)");
+  }
+  const std::size_t frame = frame_header_size + len;
+  if (avail < frame) {
+    need_ = frame;
+    return false;
+  }
+  const auto begin = buf_.begin() + static_cast<std::ptrdiff_t>(head_);
+  out.assign(begin + static_cast<std::ptrdiff_t>(frame_header_size), begin + static_cast<std::ptrdiff_t>(frame));
+  head_ += frame;
+  if (head_ == tail_) drop_buffer();
   return true;
 }
 
 bool frame_reader::take_at_eof(std::vector<std::byte>& out, std::string_view object) {
   const std::size_t avail = tail_ - head_;
+  skipping_ = false;  // a skipped line ends with the stream too
   if (avail == 0) throw_error(errc::closed, "read", object, "end of stream: every writer has closed");
   if (framing_ == stream_framing::lines) {
-    // A last line without '\n' (printf hi > fifo) is still a line.
+    // A last line without '\n' (printf hi > fifo) is still a line (never longer than max_message:
+    // take_line would be skipping it).
     out.assign(buf_.begin() + static_cast<std::ptrdiff_t>(head_), buf_.begin() + static_cast<std::ptrdiff_t>(tail_));
-    reset();
+    drop_buffer();
     return true;
   }
   throw_error(errc::corrupt, "read", object,
@@ -315,7 +362,7 @@ bool frame_reader::take_at_eof(std::vector<std::byte>& out, std::string_view obj
 }
 
 void frame_reader::make_room() {
-  if (head_ == tail_) reset();
+  if (head_ == tail_) drop_buffer();
   const std::size_t want = std::max(need_, read_chunk);
   if (buf_.size() - head_ < want || tail_ == buf_.size()) {
     if (head_ > 0) {

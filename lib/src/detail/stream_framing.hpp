@@ -17,6 +17,7 @@
 #include <ipc/deadline.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,15 @@ bool write_frame(stream_end e, stream_framing f, std::span<const std::byte> mess
                          std::string_view object);
 
 /// Buffered frame parser: reads as much as the stream holds, hands out one message per call.
+///
+/// Over-long input, decided per framing (docs/pipe-fifo.md, "Over-long input"):
+///  - lines: a line longer than max_message is skipped up to and including its '\n' (or the end
+///    of the stream) and counted (skipped()); the stream goes on with the next line. The skip
+///    starts as soon as max_message + 1 bytes without '\n' are buffered, so nothing of the line
+///    is ever held beyond that, and it survives a reopen (the tail never arrives as a line).
+///  - length-prefixed: a length above max_message is errc::corrupt, sticky: the format has no
+///    marker to resynchronise on, and skipping a length that is itself wrong would hand out
+///    garbage as messages.
 class frame_reader {
  public:
   frame_reader(stream_framing f, std::size_t max_message);
@@ -70,16 +80,26 @@ class frame_reader {
   /// Blocks until one whole message is in `out` (resized) or `d` passes (returns false); with `d`
   /// never it sleeps in read() itself, otherwise in poll().
   /// Throws errc::closed at end of stream with nothing pending, errc::corrupt on a length
-  /// above max_message, an over-long line or a stream that ends inside a frame.
+  /// above max_message or a length-prefixed stream that ends inside a frame.
   bool read(stream_end e, std::vector<std::byte>& out, const deadline& d, std::string_view object);
   /// True when a whole message is already buffered (read() will not touch the fd).
   [[nodiscard]] bool has_message() const noexcept;
-  /// Forgets everything buffered (after reopening the stream).
+  /// Forgets everything buffered, a pending skip included (a new stream).
   void reset() noexcept;
+  /// The same stream goes on through another fd (a FIFO reopened before its old fd closed):
+  /// keeps what is buffered and a pending skip. A corrupt length-prefixed stream cannot go on:
+  /// its buffer is dropped and true returned (the caller drops what the stream holds too).
+  bool resume() noexcept;
+  /// Over-long lines skipped so far (lines framing).
+  [[nodiscard]] std::uint64_t skipped() const noexcept { return skipped_; }
 
  private:
   bool take(std::vector<std::byte>& out, std::string_view object);
+  bool take_line(std::vector<std::byte>& out);
   bool take_at_eof(std::vector<std::byte>& out, std::string_view object);
+  [[nodiscard]] bool corrupt_head() const noexcept;
+  [[nodiscard]] std::uint32_t header_length() const noexcept;
+  void drop_buffer() noexcept;
   void make_room();
 
   stream_framing framing_;
@@ -90,6 +110,8 @@ class frame_reader {
   std::size_t scan_ = 0;  // lines: where the '\n' search resumes
   std::size_t need_ = 0;  // bytes the current frame needs buffered from head_
   bool empty_ = false;    // the last read emptied the stream: a timed read polls first
+  bool skipping_ = false; // lines: inside an over-long line, dropping bytes up to its '\n'
+  std::uint64_t skipped_ = 0;
 };
 
 /// "a regular file", "a directory", … — what an fd or path turned out to be, for errors.
