@@ -31,6 +31,9 @@ class backoff {
     ++attempts_;
     return d;
   }
+  /// Makes the next delay at least d (a quarantine waits longer than a loss); the delay
+  /// after it is again at most `ceiling`. Never blocks.
+  void at_least(std::chrono::milliseconds d) noexcept { delay_ = std::max(delay_, d); }
   /// The delay next() returns next.
   [[nodiscard]] std::chrono::milliseconds delay() const noexcept { return delay_; }
   /// Data moved: the delay starts over at `first` and the throttle forgets.

@@ -115,7 +115,7 @@ class consumer {
     }
     if (ec) {
       reopen_pending_ = false;  // channel_lost reopens anyway
-      return channel_lost(ec);
+      return channel_lost(ec, ar_->last_error());
     }
     reopener_.progress();
     try {
@@ -129,7 +129,7 @@ class consumer {
     } catch (const sink_error& e) {
       return sink_failed(e);
     } catch (const std::system_error& e) {
-      return channel_lost(e.code());
+      return channel_lost(e.code(), e.what());
     }
     if (done_) return finish(exit_ok);
     if (stopping_) return drain_and_finish();
@@ -204,14 +204,16 @@ class consumer {
     finish(exit_sink);
   }
 
-  void channel_lost(std::error_code ec) {
-    close_channel();
+  void channel_lost(std::error_code ec, std::string what) {
+    if (what.empty()) what = ec.message();
+    ar_.reset();
+    const auto ch = std::move(ch_);  // held until the reopener has seen it: a corrupt one is discarded
     if (fd_mode_ || stopping_) {
       // pipe:fd=N cannot be reopened: EOF means the producer is gone and everything is read.
-      if (ec != errc::closed) loop_.say(priority::error, ec.message());
+      if (ec != errc::closed) loop_.say(priority::error, what);
       return finish(ec == errc::closed ? exit_ok : exit_failure);
     }
-    reopener_.lost(ec.message(), [this] { reopen(); });
+    reopener_.failed(ec, what, ch.get(), [this] { reopen(); });
   }
 
   void reopen() {
@@ -221,6 +223,9 @@ class consumer {
       ++f_.restarts;
       reopener_.reopened(ch_->name());
       arm();
+    } catch (const std::system_error& e) {
+      close_channel();
+      reopener_.failed(e.code(), std::string("reopen: ") + e.what(), nullptr, [this] { reopen(); });
     } catch (const std::exception& e) {
       close_channel();
       reopener_.lost(std::string("reopen: ") + e.what(), [this] { reopen(); });

@@ -1,9 +1,13 @@
 #include "daemon.hpp"
 
 #include <ipc/error.hpp>
+#include <ipc/sem_buffer.hpp>
+#include <ipc/shm_ring.hpp>
+#include <ipc/uri.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -130,13 +134,63 @@ int daemon_loop::run() {
   return code_;
 }
 
-reopener::reopener(daemon_loop& loop, std::string what) : loop_(loop), what_(std::move(what)), timer_(loop.io()) {}
+reopener::reopener(daemon_loop& loop, std::string uri, bool discards_on_open)
+    : loop_(loop), what_(std::move(uri)), discards_on_open_(discards_on_open), timer_(loop.io()) {}
 
 void reopener::lost(std::string_view why, std::function<void()> retry) {
   if (backoff_.may_log()) {
     loop_.say(priority::warning, what_, ": ", why, "; reopening in ", backoff_.delay().count(), " ms",
               backoff_.suppressed() > 0 ? " (" + std::to_string(backoff_.suppressed()) + " similar lines suppressed)" : "");
   }
+  schedule(std::move(retry));
+}
+
+void reopener::failed(std::error_code code, std::string_view what, channel* ch, std::function<void()> retry) {
+  if (code != errc::corrupt) return lost(what, std::move(retry));
+  ++quarantines_;
+  last_quarantine_ = steady::now();
+  backoff_.at_least(quarantine_delay_);
+  quarantine_delay_ = std::min(quarantine_delay_ * 2, max_quarantine_delay);
+  const bool discarding = ch != nullptr || discards_on_open_;
+  if (!in_streak_) {
+    in_streak_ = true;
+    streak_failures_ = 0;
+    damage_throttle_.reset();
+    (void)damage_throttle_.allow();  // the period of "one line per 10 s" starts now
+    loop_.say(priority::error, what_, ": corrupt: ", what,
+              discarding ? "; quarantined: discarded, the next open recreates it"
+                         : "; quarantined: waiting for the producer to recreate it",
+              "; next attempt in ", backoff_.delay().count(), " ms");
+  } else {
+    ++streak_failures_;
+    if (damage_throttle_.allow()) {
+      loop_.say(priority::warning, what_, ": still corrupt (", streak_failures_,
+                " more failures since the report); next attempt in ", backoff_.delay().count(), " ms");
+    }
+  }
+  if (discarding) discard(ch);
+  schedule(std::move(retry));
+}
+
+void reopener::discard(channel* ch) noexcept {
+  try {
+    if (ch != nullptr) {
+      ch->remove();
+    } else {
+      // The open found the damage: there is no handle, so the object is the one the URI names.
+      const auto u = channel_uri::parse(what_);
+      if (u.scheme == "sem") {
+        (void)sem_buffer::remove(u.name);
+      } else if (u.scheme == "shm") {
+        (void)shm_ring::remove(u.name);
+      }
+    }
+  } catch (const std::exception& e) {
+    if (damage_throttle_.allow()) loop_.say(priority::warning, what_, ": discarding the corrupt object: ", e.what());
+  }
+}
+
+void reopener::schedule(std::function<void()> retry) {
   pending_ = true;
   timer_.expires_after(backoff_.next());
   timer_.async_wait([this, retry = std::move(retry)](const boost::system::error_code& ec) {
@@ -147,6 +201,20 @@ void reopener::lost(std::string_view why, std::function<void()> retry) {
 
 void reopener::reopened(std::string_view name) {
   if (backoff_.may_log()) loop_.say(priority::info, name, " reopened");
+}
+
+void reopener::progress() noexcept {
+  if (in_streak_) {
+    in_streak_ = false;
+    if (streak_failures_ > 0) {
+      loop_.say(priority::info, what_, ": data flows again after the quarantine (", streak_failures_,
+                " further failures)");
+    }
+  }
+  if (quarantines_ > 0 && quarantine_delay_ > first_quarantine_delay && steady::now() - last_quarantine_ > std::chrono::seconds(10)) {
+    quarantine_delay_ = first_quarantine_delay;
+  }
+  backoff_.progress();
 }
 
 void reopener::cancel() noexcept {

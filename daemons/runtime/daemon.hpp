@@ -10,7 +10,7 @@
 //            .report = [&](bool final) { d.publish(figures, latency, final); }});
 //   return d.run();                      // the code given to finish()
 //
-// reopener is the channel-loss back-off: see below.
+// reopener is the channel-loss back-off and the quarantine of corrupt channels: see below.
 #pragma once
 
 #include "backoff.hpp"
@@ -18,6 +18,7 @@
 #include "log.hpp"
 #include "stats.hpp"
 
+#include <ipc/channel.hpp>
 #include <ipc/sd_notify.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -30,6 +31,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 namespace ipc::daemon {
 
@@ -118,25 +120,53 @@ class daemon_loop {
 /// Reopening a lost channel on the loop with the daemons' back-off (backoff.hpp): the delay doubles
 /// from 10 ms to 1 s and goes back to 10 ms only when data flows again (progress()), not when open()
 /// succeeds; every log line goes through its throttle (3, then one per 10 s).
+///
+/// A channel that failed with errc::corrupt is quarantined instead of reopened in a storm
+/// (docs/daemons.md, "Quarantine"): the damage is logged once, with the library's full text (which
+/// index, which slot), and later failures of the same streak (until data flows again) are only counted,
+/// one line per 10 s; the damaged object is discarded (channel::remove() on the handle that found it:
+/// by id for sem, by identity for shm, so never a newer object; or, when the open itself found it and the reopener
+/// `discards_on_open` - the producer - the object the URI names), so the next open recreates it; and
+/// the reopen waits at least the quarantine back-off, which doubles from 100 ms to 5 s with each
+/// quarantine and falls back only after 10 s of data flowing.
 class reopener {
  public:
-  reopener(daemon_loop& loop, std::string what);
+  static constexpr std::chrono::milliseconds first_quarantine_delay{100};
+  static constexpr std::chrono::milliseconds max_quarantine_delay{5000};
+
+  reopener(daemon_loop& loop, std::string uri, bool discards_on_open = false);
   /// Logs why (throttled) and calls retry on the loop after the current delay. Never blocks.
   void lost(std::string_view why, std::function<void()> retry);
+  /// The channel (or its open, when ch is null) failed with `code`; `what` is the exception's text.
+  /// errc::corrupt: quarantined as described above; anything else: lost(what). Calls retry on the loop
+  /// after the delay. Blocks only for the removal's system calls; never throws.
+  void failed(std::error_code code, std::string_view what, channel* ch, std::function<void()> retry);
   /// Logs that the channel is open again (throttled).
   void reopened(std::string_view name);
-  /// Data moved: the peer is back.
-  void progress() noexcept { backoff_.progress(); }
+  /// Data moved: the peer is back (ends a quarantine streak).
+  void progress() noexcept;
   void cancel() noexcept;
   [[nodiscard]] bool pending() const noexcept { return pending_; }
   /// Reopen attempts since the last progress().
   [[nodiscard]] std::uint64_t attempts() const noexcept { return backoff_.attempts(); }
+  /// Corrupt channels quarantined since the start.
+  [[nodiscard]] std::uint64_t quarantines() const noexcept { return quarantines_; }
 
  private:
+  void schedule(std::function<void()> retry);
+  void discard(channel* ch) noexcept;
+
   daemon_loop& loop_;
   std::string what_;
+  bool discards_on_open_;
   boost::asio::steady_timer timer_;
   backoff backoff_;
+  throttle damage_throttle_{0, std::chrono::seconds(10)};
+  std::chrono::milliseconds quarantine_delay_{first_quarantine_delay};
+  std::chrono::steady_clock::time_point last_quarantine_{};
+  std::uint64_t quarantines_ = 0;
+  std::uint64_t streak_failures_ = 0;  // corrupt failures since the streak's report
+  bool in_streak_ = false;             // a quarantine was reported and no data flowed since
   bool pending_ = false;
 };
 

@@ -106,7 +106,7 @@ class producer {
         pipe_mode_(channel_uri::parse(o_.uri).scheme == "pipe"),
         open_uri_(channel_uri_for(o_.format, channel_uri::parse(o_.uri))),
         loop_({"ipc-producer", "producer", o_.uri, std::move(status_file), o_.stats_interval}),
-        reopener_(loop_, o_.uri),
+        reopener_(loop_, o_.uri, /*discards_on_open=*/true),
         pace_timer_(loop_.io()),
         retry_timer_(loop_.io()),
         kill_timer_(loop_.io()),
@@ -232,14 +232,14 @@ class producer {
   }
 
   void channel_lost(const std::system_error& e) {
-    ch_.reset();
+    const auto ch = std::move(ch_);  // held until the reopener has seen it: a corrupt one is discarded
     if (pipe_mode_) {
       // The consumer closed its end: it is exiting. Its supervisor restarts it (and a new pipe
       // with it) or gives up; sending resumes on the new pipe.
       if (e.code() != errc::closed) loop_.say(priority::warning, "send: ", e.what());
       return;
     }
-    reopener_.lost(e.what(), [this] { reopen(); });
+    reopener_.failed(e.code(), e.what(), ch.get(), [this] { reopen(); });
   }
 
   void reopen() {
@@ -249,6 +249,8 @@ class producer {
       ++f_.restarts;
       reopener_.reopened(ch_->name());
       boost::asio::post(loop_.io(), [this] { pump(); });
+    } catch (const std::system_error& e) {
+      reopener_.failed(e.code(), std::string("reopen: ") + e.what(), nullptr, [this] { reopen(); });
     } catch (const std::exception& e) {
       reopener_.lost(std::string("reopen: ") + e.what(), [this] { reopen(); });
     }

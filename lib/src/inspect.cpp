@@ -179,6 +179,10 @@ proc_scan scan_proc(const std::vector<std::string>& prefixes) {
     return std::any_of(prefixes.begin(), prefixes.end(), [&](const std::string& x) { return p.starts_with(x); });
   };
   const pid_t self = ::getpid();
+  // System V ids mean something only inside one IPC namespace (a private one starts again at id 0):
+  // the System V facts of a process in another namespace are about other objects.
+  std::error_code ns_ec;
+  const auto own_ipc_ns = fs::read_symlink("/proc/self/ns/ipc", ns_ec);
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
     const std::string pid_text = e.path().filename().string();
@@ -186,6 +190,9 @@ proc_scan scan_proc(const std::vector<std::string>& prefixes) {
     if (!parse_int(pid_text, pid_ll) || pid_ll <= 0) continue;
     const auto pid = static_cast<pid_t>(pid_ll);
     if (pid == self) continue;
+    std::error_code their_ec;
+    const auto their_ipc_ns = fs::read_symlink(e.path() / "ns" / "ipc", their_ec);
+    const bool same_ipc_ns = ns_ec || their_ec || their_ipc_ns == own_ipc_ns;
     constexpr std::string_view deleted = " (deleted)";
     std::error_code fd_ec;
     for (const auto& f : fs::directory_iterator(e.path() / "fd", fd_ec)) {
@@ -213,7 +220,9 @@ proc_scan scan_proc(const std::vector<std::string>& prefixes) {
         std::istringstream f(line);
         std::string range, perms, offset, dev;
         long long shmid = -1;
-        if (f >> range >> perms >> offset >> dev >> shmid) s.sysv_attached[static_cast<int>(shmid)].insert(pid);
+        if (same_ipc_ns && f >> range >> perms >> offset >> dev >> shmid) {
+          s.sysv_attached[static_cast<int>(shmid)].insert(pid);
+        }
         continue;
       }
       if (target.ends_with(deleted)) {
@@ -230,7 +239,7 @@ proc_scan scan_proc(const std::vector<std::string>& prefixes) {
       }
       if (interesting(target)) s.open_or_mapped[target].insert(pid);
     }
-    scan_syscalls(e.path(), pid, s);
+    if (same_ipc_ns) scan_syscalls(e.path(), pid, s);
   }
   return s;
 }

@@ -20,26 +20,16 @@
 namespace ipc {
 namespace {
 
+using detail::sem_buffer_header;
 using detail::sem_buffer_magic;
 using detail::sem_buffer_version;
-
-
-// The segment: this header, then `slots` slots of `slot_size` bytes (u32 length + payload).
-// The indices run modulo 2 x slots (so full and empty differ) and are touched only under the
-// mutex; the counts live in the semaphore set. A holder killed between its index store and its
-// commit semop leaves `busy` raised, which the next holder sees (docs/semaphore-shm.md).
-struct sem_buffer_header {
-  detail::layout_header base;
-  std::uint32_t slots;
-  std::uint32_t slot_size;
-  std::uint32_t head;  // next message to read, mod 2 x slots
-  std::uint32_t tail;  // next slot to write, mod 2 x slots
-};
 
 // Every this many operations a handle checks the indices against the semaphores (one GETALL):
 // between these, the cheap checks on the indices it reads anyway catch a hostile or torn value.
 constexpr std::uint32_t full_check_every = 64;
-constexpr std::size_t header_bytes = (sizeof(sem_buffer_header) + 63) / 64 * 64;
+constexpr std::size_t header_bytes = detail::sem_buffer_header_bytes;
+// Opening retries this often when it finds half a unit (removed, then recreated by a peer meanwhile).
+constexpr int max_unit_attempts = 8;
 
 using op = semaphore_set::op;
 
@@ -54,6 +44,33 @@ void check_geometry(std::size_t slots, std::size_t slot_size, const std::string&
                                     std::to_string(sem_buffer::min_slot_size) + ".." +
                                     std::to_string(sem_buffer::max_slot_size) + ")",
                         object);
+  }
+}
+
+int segment_id(const layout_segment& seg) noexcept { return static_cast<const sysv_segment&>(seg.raw()).id(); }
+
+// True when the set with this id no longer exists (IPC_RMID).
+bool set_gone(int id) noexcept {
+  semid_ds ds{};
+  return ::semctl(id, 0, IPC_STAT, &ds) == -1 && (errno == EINVAL || errno == EIDRM);
+}
+
+// Removes the set under `key`, if any: a set a segment creator finds there belongs to a segment
+// that is gone. Its users get EIDRM at once and reopen onto the new unit.
+void remove_stale_set(key_t key, const std::string& object) {
+  const int id = ::semget(key, 0, 0);
+  if (id == -1) {
+    if (errno != ENOENT) ipc::throw_errno(errno, "semget", object);
+    return;
+  }
+  semid_ds ds{};
+  if (::semctl(id, 0, IPC_STAT, &ds) == -1) {
+    if (errno == EINVAL || errno == EIDRM) return;  // removed meanwhile
+    ipc::throw_errno(errno, "semctl(IPC_STAT)", object);
+  }
+  detail::check_owner(ds.sem_perm.uid, ds.sem_perm.mode, "semctl(IPC_RMID)", object);
+  if (::semctl(id, 0, IPC_RMID) == -1 && errno != EINVAL && errno != EIDRM) {
+    ipc::throw_errno(errno, "semctl(IPC_RMID)", object);
   }
 }
 
@@ -82,6 +99,36 @@ sem_buffer::sem_buffer(std::string_view name, role r, open_mode mode, geometry g
 }
 
 void sem_buffer::open(key_t sem_key, key_t shm_key, open_mode mode, geometry g, mode_t perms) {
+  for (int attempt = 1;; ++attempt) {
+    if (open_unit(sem_key, shm_key, mode, g, perms)) return;
+    if (attempt == max_unit_attempts) {
+      throw_error(errc::incompatible, "attach", key_file_,
+                  "segment and semaphore set still disagree after " + std::to_string(attempt) +
+                      " attempts (each removed half was recreated and removed again)");
+    }
+  }
+}
+
+// The segment's creator makes the unit's set (inside the segment's initialisation, so the segment is
+// published with the set's id in it): any set already under the key is a stale half.
+void sem_buffer::create_set(key_t sem_key, mode_t perms) {
+  const std::string object = key_file_ + " semaphores";
+  for (int attempt = 1;; ++attempt) {
+    remove_stale_set(sem_key, object);
+    try {
+      sems_.emplace(sem_key, object, open_mode::create_only,
+                    std::vector<unsigned short>{static_cast<unsigned short>(slots_), 0, 1, 0, 0}, perms);
+      return;
+    } catch (const std::system_error& e) {
+      if (e.code() != std::errc::file_exists || attempt == 3) throw;
+    }
+  }
+}
+
+// One attempt: false when the segment found was half a unit (its set gone); that half is removed.
+bool sem_buffer::open_unit(key_t sem_key, key_t shm_key, open_mode mode, geometry g, mode_t perms) {
+  seg_.reset();
+  sems_.reset();
   const bool explicit_geometry = g.slots != 0 || g.slot_size != 0;
   const std::size_t want_slots = g.slots != 0 ? g.slots : default_slots;
   const std::size_t want_slot_size = g.slot_size != 0 ? g.slot_size : default_slot_size;
@@ -92,59 +139,97 @@ void sem_buffer::open(key_t sem_key, key_t shm_key, open_mode mode, geometry g, 
     h->slot_size = static_cast<std::uint32_t>(want_slot_size);
     h->head = 0;
     h->tail = 0;
+    h->unused = 0;
+    slots_ = want_slots;
+    create_set(sem_key, perms);
+    h->sem_id = sems_->id();
   };
   auto attach = [&](open_mode m, const layout_spec& s) {
     auto size = m == open_mode::open_only ? layout_segment::total_bytes(s) : header_bytes + s.payload_bytes;
     seg_.emplace(std::make_unique<sysv_segment>(shm_key, key_file_ + " segment", m, size, perms), s, init);
   };
-  if (!explicit_geometry && mode == open_mode::open_or_create) {
-    // Without a geometry, attach to whatever exists; create with the defaults only if nothing does.
-    layout_spec any = spec;
-    any.payload_bytes = 0;
-    try {
-      attach(open_mode::open_only, any);
-    } catch (const std::system_error& e) {
-      if (e.code() != std::errc::no_such_file_or_directory) throw;
-      attach(open_mode::open_or_create, spec);
+  try {
+    if (!explicit_geometry && mode == open_mode::open_or_create) {
+      // Without a geometry, attach to whatever exists; create with the defaults only if nothing does.
+      layout_spec any = spec;
+      any.payload_bytes = 0;
+      try {
+        attach(open_mode::open_only, any);
+      } catch (const std::system_error& e) {
+        if (e.code() != std::errc::no_such_file_or_directory) throw;
+        attach(open_mode::open_or_create, spec);
+      }
+    } else {
+      if (mode == open_mode::open_only && !explicit_geometry) spec.payload_bytes = 0;
+      attach(mode, spec);
     }
-  } else {
-    if (mode == open_mode::open_only && !explicit_geometry) spec.payload_bytes = 0;
-    attach(mode, spec);
+  } catch (...) {
+    if (sems_ && sems_->created()) {  // the segment's init failed after making the set
+      try {
+        sems_->remove();
+      } catch (...) {  // NOLINT(bugprone-empty-catch): the original error is the one to report
+      }
+    }
+    throw;
   }
-
-  // Copy the geometry once and validate it against the mapping: never trust it again afterwards.
-  const auto* h = seg_->header_as<sem_buffer_header>();
-  slots_ = h->slots;
-  slot_size_ = h->slot_size;
-  if (slots_ < 1 || slots_ > max_slots || slot_size_ < min_slot_size || slot_size_ > max_slot_size ||
-      header_bytes + slots_ * slot_size_ != seg_->size()) {
-    throw_error(errc::incompatible, "attach", seg_->object(),
-                "geometry " + std::to_string(slots_) + " x " + std::to_string(slot_size_) + " does not fit the " +
-                    std::to_string(seg_->size()) + "-byte segment");
-  }
-  if (explicit_geometry && ((g.slots != 0 && g.slots != slots_) || (g.slot_size != 0 && g.slot_size != slot_size_))) {
-    throw_error(errc::incompatible, "attach", seg_->object(),
-                "buffer has " + std::to_string(slots_) + " slots of " + std::to_string(slot_size_) +
-                    " bytes, asked for " + std::to_string(want_slots) + " x " + std::to_string(want_slot_size));
-  }
-  max_message_size_ = slot_size_ - length_bytes;
-  indices_ = &seg_->header_as<sem_buffer_header>()->head;
 
   try {
-    // Whoever comes first creates the set, from the validated geometry.
-    sems_.emplace(sem_key, key_file_ + " semaphores",
-                  mode == open_mode::open_only ? open_mode::open_only : open_mode::open_or_create,
-                  std::vector<unsigned short>{static_cast<unsigned short>(slots_), 0, 1, 0, 0}, perms);
+    // Copy the geometry once and validate it against the mapping: never trust it again afterwards.
+    const auto* h = seg_->header_as<sem_buffer_header>();
+    slots_ = h->slots;
+    slot_size_ = h->slot_size;
+    if (slots_ < 1 || slots_ > max_slots || slot_size_ < min_slot_size || slot_size_ > max_slot_size ||
+        header_bytes + slots_ * slot_size_ != seg_->size()) {
+      throw_error(errc::incompatible, "attach", seg_->object(),
+                  "geometry " + std::to_string(slots_) + " x " + std::to_string(slot_size_) + " does not fit the " +
+                      std::to_string(seg_->size()) + "-byte segment");
+    }
+    if (explicit_geometry && ((g.slots != 0 && g.slots != slots_) || (g.slot_size != 0 && g.slot_size != slot_size_))) {
+      throw_error(errc::incompatible, "attach", seg_->object(),
+                  "buffer has " + std::to_string(slots_) + " slots of " + std::to_string(slot_size_) +
+                      " bytes, asked for " + std::to_string(want_slots) + " x " + std::to_string(want_slot_size));
+    }
+    max_message_size_ = slot_size_ - length_bytes;
+    indices_ = &seg_->header_as<sem_buffer_header>()->head;
+
+    if (!seg_->created()) {
+      // The set must be the one this segment was made with. Anything else means a half of the unit
+      // was removed: this segment's set is gone for good, so the segment is useless - remove it (by
+      // id: never a newer unit's) and start again.
+      const int recorded = h->sem_id;
+      const int current = ::semget(sem_key, 0, 0);
+      if (current == -1 && errno != ENOENT) ipc::throw_errno(errno, "semget", key_file_ + " semaphores");
+      if (current == recorded) {
+        try {
+          sems_.emplace(sem_key, key_file_ + " semaphores", open_mode::open_only, std::vector<unsigned short>(5, 0),
+                        perms);
+        } catch (const std::system_error& e) {
+          if (e.code() != std::errc::no_such_file_or_directory) throw;  // removed since semget: half a unit
+        }
+      }
+      if (!sems_ || sems_->id() != recorded) {
+        seg_->remove();
+        seg_.reset();
+        sems_.reset();
+        if (mode == open_mode::open_only) {
+          ipc::throw_errno(ENOENT, "semget", key_file_ + " semaphores (the buffer's set was removed; its segment too)");
+        }
+        return false;
+      }
+    }
     if (role_ == role::sender) clear_closed();
   } catch (...) {
-    if (seg_->created()) {
+    if (seg_ && seg_->created()) {
       try {
+        if (sems_) sems_->remove();
         seg_->remove();
       } catch (...) {  // NOLINT(bugprone-empty-catch): the original error is the one to report
       }
     }
     throw;
   }
+  next_unit_check_ = std::chrono::steady_clock::now() + unit_check_period;
+  return true;
 }
 
 // Deliberately no close() here: System V objects keep no per-process count across fork, so a
@@ -198,9 +283,14 @@ bool sem_buffer::lock(unsigned short unit, const deadline& d) {
 bool sem_buffer::recover(const deadline& d) {
   // Take the mutex alone (a live holder has it while busy is legitimately raised: then wait).
   if (!sems_->apply({{sem_mutex, -1, true}}, d)) return false;
-  const auto v = sems_->values();
+  std::vector<unsigned short> v;
+  try {
+    v = sems_->values();
+  } catch (const std::system_error& e) {
+    failed_holding(e, "semctl(GETALL)", {{sem_mutex, 1, true}});
+  }
   if (v[sem_busy] == 0) {
-    sems_->apply({{sem_mutex, 1, true}}, deadline::now());
+    give_back({{sem_mutex, 1, true}});
     return true;  // someone else recovered first
   }
   // The dead holder's unit and mutex came back by undo; its index store may or may not have
@@ -223,7 +313,11 @@ bool sem_buffer::recover(const deadline& d) {
     corrupt_locked("indices hold " + std::to_string(count) + " messages, the semaphores " + std::to_string(committed));
   }
   ++recoveries_;
-  sems_->apply({{sem_busy, static_cast<short>(-v[sem_busy]), false}, {sem_mutex, 1, true}}, deadline::now());
+  try {
+    sems_->apply({{sem_busy, static_cast<short>(-v[sem_busy]), false}, {sem_mutex, 1, true}}, deadline::now());
+  } catch (const std::system_error& e) {
+    failed_holding(e, "semop(end of recovery)", {{sem_mutex, 1, true}});
+  }
   return true;
 }
 
@@ -232,27 +326,104 @@ void sem_buffer::corrupt_locked(const std::string& what) {
   corrupt(what, {{sem_mutex, 1, true}});
 }
 
-void sem_buffer::cross_check(bool receiving, std::uint32_t count, std::initializer_list<semaphore_set::op> release) {
+void sem_buffer::cross_check(bool receiving, std::uint32_t count, held_ops held) {
   if (checks_++ % full_check_every != 0) return;
-  // Holding the mutex and a unit, so the semaphores are still: the committed messages (full, plus
-  // the unit a receiver holds, minus the close token) must be what the indices say.
-  const auto v = sems_->values();
+  // Holding the mutex, `busy` and a unit, so the semaphores are still: the committed messages (full,
+  // plus the unit a receiver holds, minus the close token) must be what the indices say; the mutex
+  // is 0 and busy 1 (ours) - anything else would let two holders in at once.
+  std::vector<unsigned short> v;
+  try {
+    v = sems_->values();
+  } catch (const std::system_error& e) {
+    failed_holding(e, "semctl(GETALL)", held);
+  }
   const std::size_t full = v[sem_full] + (receiving ? 1U : 0U);
   const std::size_t empty = v[sem_empty] + (receiving ? 0U : 1U);
-  if (v[sem_closed] > 1 || full < v[sem_closed] || full - v[sem_closed] != count || empty + count != slots_) {
+  if (v[sem_closed] > 1 || full < v[sem_closed] || full - v[sem_closed] != count || empty + count != slots_ ||
+      v[sem_mutex] != 0 || v[sem_busy] != 1) {
     corrupt("semaphores disagree with the indices: full=" + std::to_string(v[sem_full]) + " empty=" +
-                std::to_string(v[sem_empty]) + " closed=" + std::to_string(v[sem_closed]) + " messages=" +
-                std::to_string(count) + " slots=" + std::to_string(slots_),
-            release);
+                std::to_string(v[sem_empty]) + " closed=" + std::to_string(v[sem_closed]) + " mutex=" +
+                std::to_string(v[sem_mutex]) + " busy=" + std::to_string(v[sem_busy]) + " (held: mutex 0, busy 1)" +
+                " messages=" + std::to_string(count) + " slots=" + std::to_string(slots_),
+            held);
   }
 }
 
-void sem_buffer::corrupt(const std::string& what, std::initializer_list<semaphore_set::op> release) {
+void sem_buffer::give_back(held_ops held) noexcept {
   try {
-    sems_->apply(release, deadline::now());
-  } catch (...) {  // NOLINT(bugprone-empty-catch): the corruption is the error worth reporting
+    if (sems_->apply(held, deadline::now())) return;
+  } catch (...) {  // NOLINT(bugprone-empty-catch): e.g. ERANGE on a count out of range; the mutex alone below
   }
+  // What else we took stays with our undo adjustment (given back when we exit); the mutex and
+  // `busy` must go now, or every later operation would wait for ever.
+  const bool had_busy = std::any_of(held.begin(), held.end(), [](const op& o) { return o.index == sem_busy; });
+  try {
+    if (had_busy && sems_->apply({{sem_mutex, 1, true}, {sem_busy, -1, false}}, deadline::now())) return;
+  } catch (...) {  // NOLINT(bugprone-empty-catch): the mutex alone below
+  }
+  try {
+    sems_->apply({{sem_mutex, 1, true}}, deadline::now());
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a removed set holds nothing any more
+  }
+}
+
+void sem_buffer::corrupt(const std::string& what, held_ops held) {
+  give_back(held);
   throw_error(errc::corrupt, "sem_buffer", sems_->object(), what);
+}
+
+void sem_buffer::failed_holding(const std::system_error& e, std::string_view step, held_ops held) {
+  // A removed set holds no mutex any more: report it as it is.
+  if (e.code() == errc::closed) throw e;
+  corrupt(std::string(step) + " failed while holding the index mutex: " + e.what(), held);
+}
+
+// The commit of a send or receive, one atomic semop. When it fails (a count driven out of range:
+// ERANGE), the index store is undone and what we hold is given back: the channel is as before the
+// operation, and the error is errc::corrupt naming the counts.
+void sem_buffer::commit(held_ops ops, std::string_view step, held_ops held, std::uint32_t index, std::uint32_t old_value) {
+  try {
+    sems_->apply(ops, deadline::now());
+  } catch (const std::system_error& e) {
+    if (e.code() == errc::closed) throw;
+    indices_[index] = old_value;
+    std::string counts;
+    try {
+      const auto v = sems_->values();
+      counts = " (empty=" + std::to_string(v[sem_empty]) + " full=" + std::to_string(v[sem_full]) +
+               " closed=" + std::to_string(v[sem_closed]) + " slots=" + std::to_string(slots_) + ")";
+    } catch (const std::system_error&) {  // NOLINT(bugprone-empty-catch): the commit's error is the one to report
+    }
+    corrupt(std::string(step) + " failed: " + e.what() + counts, held);
+  }
+}
+
+void sem_buffer::discard_if_half() noexcept {
+  // The set is gone (ipcrm -s, a peer's quarantine): its segment is half a unit that nobody can use
+  // again. Removing it (by id) lets the next open, ours or a peer's, recreate both.
+  if (!sems_ || !set_gone(sems_->id()) || !seg_) return;
+  try {
+    seg_->remove();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): the closed error is the one to report
+  }
+}
+
+void sem_buffer::check_unit() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_unit_check_) return;
+  next_unit_check_ = now + unit_check_period;
+  shmid_ds ds{};
+  const int r = ::shmctl(segment_id(*seg_), IPC_STAT, &ds);
+  const bool gone = r == -1 ? errno == EINVAL || errno == EIDRM : (ds.shm_perm.mode & SHM_DEST) != 0;
+  if (!gone) return;
+  // The segment half was removed (ipcrm -m): a new opener would make a new segment and pair it with
+  // this set. Remove the set now, so every peer sees EIDRM at once and reopens onto one new unit.
+  try {
+    sems_->remove();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): the closed error is the one to report
+  }
+  throw_error(errc::closed, "sem_buffer", seg_->object(),
+              "the segment was removed; its semaphore set is removed with it and the next open recreates both");
 }
 
 // Why a woken process dying cannot strand the others (docs/crash-behaviour.md, "No process waits
@@ -261,92 +432,144 @@ void sem_buffer::corrupt(const std::string& what, std::initializer_list<semaphor
 // sleeper. A process killed right after being woken already holds what it waited for, and its exit
 // gives back the undoable part (slot and mutex), which runs the queue again. No baton is ever
 // left with a process that must run to pass it on.
-bool sem_buffer::do_send(std::span<const std::byte> message, const deadline& d) {
+bool sem_buffer::do_send(std::span<const std::byte> message, const deadline& d) try {
+  check_unit();
   // A free slot and the mutex in one semop: we hold both or neither. Both are undoable, so a
   // SIGKILL before the commit gives both back; `busy` tells the next holder to check the indices.
   if (!lock(sem_empty, d)) return false;
-  const std::initializer_list<semaphore_set::op> release = {{sem_empty, 1, true}, {sem_mutex, 1, true}, {sem_busy, -1, false}};
+  const held_ops held = {{sem_empty, 1, true}, {sem_mutex, 1, true}, {sem_busy, -1, false}};
   const std::uint32_t ring = 2 * static_cast<std::uint32_t>(slots_);
   const std::uint32_t head = indices_[0], tail = indices_[1];
   if (head >= ring || tail >= ring) {
     corrupt("indices out of range: head=" + std::to_string(head) + " tail=" + std::to_string(tail) +
                 " slots=" + std::to_string(slots_),
-            release);
+            held);
   }
   const std::uint32_t count = (tail + ring - head) % ring;
-  if (count >= slots_) corrupt("no free slot although one was reserved", release);
-  cross_check(false, count, release);
+  if (count >= slots_) corrupt("no free slot although one was reserved", held);
+  cross_check(false, count, held);
   std::byte* slot = seg_->payload() + (tail % slots_) * slot_size_;
   const auto len = static_cast<std::uint32_t>(message.size());
   std::memcpy(slot, &len, sizeof len);
   if (!message.empty()) std::memcpy(slot + length_bytes, message.data(), message.size());
   indices_[1] = (tail + 1) % ring;
-  // The commit, one atomic semop: cancel the undo of our empty unit (+1 undoable, -1 not), publish the
-  // message (full +1), release the mutex and lower busy.
-  sems_->apply({{sem_empty, 1, true}, {sem_empty, -1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}, {sem_busy, -1, false}},
-               deadline::now());
+  // The commit: cancel the undo of our empty unit (+1 undoable, -1 not), publish the message
+  // (full +1), release the mutex and lower busy.
+  commit({{sem_empty, 1, true}, {sem_empty, -1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}, {sem_busy, -1, false}},
+         "commit of send (semop)", held, 1, tail);
   return true;
+} catch (const std::system_error& e) {
+  if (e.code() == errc::closed) discard_if_half();
+  throw;
 }
 
-bool sem_buffer::do_receive(std::vector<std::byte>& out, const deadline& d) {
+bool sem_buffer::do_receive(std::vector<std::byte>& out, const deadline& d) try {
+  check_unit();
   if (!lock(sem_full, d)) return false;
-  const std::initializer_list<semaphore_set::op> release = {{sem_full, 1, true}, {sem_mutex, 1, true}, {sem_busy, -1, false}};
+  const held_ops held = {{sem_full, 1, true}, {sem_mutex, 1, true}, {sem_busy, -1, false}};
   const std::uint32_t ring = 2 * static_cast<std::uint32_t>(slots_);
   const std::uint32_t head = indices_[0], tail = indices_[1];
   if (head >= ring || tail >= ring) {
     corrupt("indices out of range: head=" + std::to_string(head) + " tail=" + std::to_string(tail) +
                 " slots=" + std::to_string(slots_),
-            release);
+            held);
   }
   const std::uint32_t count = (tail + ring - head) % ring;
   if (count == 0) {
     // No message although we hold a unit of full: the close token, or corruption.
-    if (sems_->value(sem_closed) != 1) corrupt("a unit of full without a message or the close token", release);
-    sems_->apply(release, deadline::now());  // give the token back for the other receivers
+    int closed = 0;
+    try {
+      closed = sems_->value(sem_closed);
+    } catch (const std::system_error& e) {
+      failed_holding(e, "semctl(GETVAL)", held);
+    }
+    if (closed != 1) corrupt("a unit of full without a message or the close token", held);
+    try {
+      sems_->apply(held, deadline::now());  // give the token back for the other receivers
+    } catch (const std::system_error& e) {
+      failed_holding(e, "give back of the close token (semop)", held);
+    }
     throw_error(errc::closed, "receive", name_, "sender closed the channel and it is drained");
   }
-  cross_check(true, count, release);
+  cross_check(true, count, held);
   const std::byte* slot = seg_->payload() + (head % slots_) * slot_size_;
   std::uint32_t len = 0;
   std::memcpy(&len, slot, sizeof len);
   if (len > slot_size_ - length_bytes) {
     corrupt("slot " + std::to_string(head % slots_) + " holds length " + std::to_string(len) + " > " +
                 std::to_string(slot_size_ - length_bytes),
-            release);
+            held);
   }
   try {
     out.resize(len);
   } catch (...) {
-    sems_->apply(release, deadline::now());
+    give_back(held);
     throw;
   }
   if (len != 0) std::memcpy(out.data(), slot + length_bytes, len);
   indices_[0] = (head + 1) % ring;
-  sems_->apply({{sem_full, 1, true}, {sem_full, -1, false}, {sem_empty, 1, false}, {sem_mutex, 1, true}, {sem_busy, -1, false}},
-               deadline::now());
+  commit({{sem_full, 1, true}, {sem_full, -1, false}, {sem_empty, 1, false}, {sem_mutex, 1, true}, {sem_busy, -1, false}},
+         "commit of receive (semop)", held, 0, head);
   return true;
+} catch (const std::system_error& e) {
+  if (e.code() == errc::closed) discard_if_half();
+  throw;
+}
+
+void sem_buffer::lock_alone(std::string_view step) {
+  // The mutex is held for a memcpy at most: one not given back within mutex_wait has a stopped
+  // holder or a corrupt count, and waiting for ever would only hide that (and wedge a new sender).
+  if (sems_->apply({{sem_mutex, -1, true}}, deadline::in(mutex_wait))) return;
+  int mutex = -1;
+  try {
+    mutex = sems_->value(sem_mutex);
+  } catch (const std::system_error&) {  // NOLINT(bugprone-empty-catch): the timeout is the error to report
+  }
+  throw_error(errc::corrupt, "sem_buffer", sems_->object(),
+              std::string(step) + ": index mutex not released within " + std::to_string(mutex_wait.count()) +
+                  " s (a stopped holder, or its count is corrupt: mutex=" + std::to_string(mutex) + ")");
 }
 
 void sem_buffer::clear_closed() {
-  sems_->apply({{sem_mutex, -1, true}});
-  const auto v = sems_->values();
-  if (v[sem_closed] == 0) {
-    sems_->apply({{sem_mutex, 1, true}}, deadline::now());
-  } else if (!sems_->apply({{sem_closed, -1, false}, {sem_full, -1, false}, {sem_mutex, 1, true}}, deadline::now())) {
-    corrupt("closed flag set without its token in full", {{sem_mutex, 1, true}});
+  lock_alone("clear_closed");
+  const held_ops held = {{sem_mutex, 1, true}};
+  std::vector<unsigned short> v;
+  try {
+    v = sems_->values();
+  } catch (const std::system_error& e) {
+    failed_holding(e, "semctl(GETALL)", held);
   }
+  bool released = false;
+  try {
+    released = v[sem_closed] == 0 ? sems_->apply(held, deadline::now())
+                                  : sems_->apply({{sem_closed, -1, false}, {sem_full, -1, false}, {sem_mutex, 1, true}},
+                                                 deadline::now());
+  } catch (const std::system_error& e) {
+    failed_holding(e, "clear of the closed flag (semop)", held);
+  }
+  if (!released) corrupt("closed flag set without its token in full", held);
   closed_ = false;
 }
 
 void sem_buffer::close() {
   if (role_ != role::sender || closed_) return;
-  sems_->apply({{sem_mutex, -1, true}});
-  const auto v = sems_->values();
-  if (v[sem_closed] == 0) {
+  lock_alone("close");
+  const held_ops held = {{sem_mutex, 1, true}};
+  std::vector<unsigned short> v;
+  try {
+    v = sems_->values();
+  } catch (const std::system_error& e) {
+    failed_holding(e, "semctl(GETALL)", held);
+  }
+  try {
     // The token: full counts one more than there are messages, so blocked receivers wake.
-    sems_->apply({{sem_closed, 1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}}, deadline::now());
-  } else {
-    sems_->apply({{sem_mutex, 1, true}}, deadline::now());
+    if (v[sem_closed] == 0) {
+      sems_->apply({{sem_closed, 1, false}, {sem_full, 1, false}, {sem_mutex, 1, true}}, deadline::now());
+    } else {
+      sems_->apply(held, deadline::now());
+    }
+  } catch (const std::system_error& e) {
+    failed_holding(e, "close (semop)", held);
   }
   closed_ = true;
 }
@@ -359,7 +582,14 @@ void sem_buffer::remove() {
   closed_ = true;  // nothing left to close
   sems_->remove();
   seg_->remove();
-  if (::unlink(key_file_.c_str()) == -1 && errno != ENOENT) ipc::throw_errno(errno, "unlink", key_file_);
+  // Both by id; the key file goes only if no newer unit was made under it meanwhile (its key
+  // would otherwise be lost, and the next open would pair a new key with nobody).
+  const key_t sem_key = sems_->key();
+  const key_t shm_key = static_cast<const sysv_segment&>(seg_->raw()).key();
+  if (::semget(sem_key, 0, 0) == -1 && errno == ENOENT && ::shmget(shm_key, 0, 0) == -1 && errno == ENOENT &&
+      ::unlink(key_file_.c_str()) == -1 && errno != ENOENT) {
+    ipc::throw_errno(errno, "unlink", key_file_);
+  }
 }
 
 bool sem_buffer::remove(std::string_view name) {

@@ -179,6 +179,10 @@ channel_limits shm_ring::limits() const {
 }
 
 void shm_ring::remove() {
+  // Only the ring this handle maps: a newer ring under the name (made by a peer after this one was
+  // discarded, e.g. by a daemon's quarantine) is left alone.
+  struct stat st {};
+  if (::stat(("/dev/shm/" + shm_name(base_name_)).c_str(), &st) == 0 && (st.st_dev != dev_ || st.st_ino != ino_)) return;
   // On purpose: every handle goes on with the anonymous ring (the sender's name check allows it).
   hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
   seg_->remove();

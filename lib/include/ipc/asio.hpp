@@ -27,7 +27,8 @@
 // executor, never inside async_receive. A pending handler is called with
 // std::errc::operation_canceled (ECANCELED, the value of asio::error::operation_aborted) after
 // cancel() or when the receiver is destroyed; a message that had already arrived is delivered
-// instead. Channel errors arrive as the error_code (errc::closed, std::system_error codes).
+// instead. Channel errors arrive as the error_code (errc::closed, std::system_error codes); the
+// exception's full text (e.g. which index was corrupt) is last_error() while the handler runs.
 //
 //   ipc::process child = ipc::process::exec({"/usr/bin/worker"});
 //   ipc::async_exit_waiter w(io.get_executor(), child);
@@ -71,6 +72,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <type_traits>
@@ -151,6 +153,9 @@ class async_receiver {
     s_->wake.notify_all();
   }
 
+  /// The what() of the channel error the latest completion reported; empty when it reported none.
+  /// Read it from the handler (the executor's thread). Never throws.
+  [[nodiscard]] const std::string& last_error() const noexcept { return s_->error_text; }
   /// True when readiness comes from the channel's fd (no waiter thread).
   [[nodiscard]] bool uses_fd() const noexcept { return s_->descriptor.has_value(); }
   [[nodiscard]] executor_type get_executor() const noexcept { return s_->ex; }
@@ -170,6 +175,7 @@ class async_receiver {
     std::vector<std::byte>* out = nullptr;
     std::atomic<bool> cancelled{false};
     executor_type work;  // tracks outstanding work while the waiter thread has an operation
+    std::string error_text;  // last_error()
 
     // Waiter thread.
     std::thread waiter;
@@ -183,7 +189,8 @@ class async_receiver {
 
     static std::error_code canceled() noexcept { return std::make_error_code(std::errc::operation_canceled); }
 
-    void complete(std::error_code ec, std::size_t n) {
+    void complete(std::error_code ec, std::size_t n, std::string text = {}) {
+      error_text = std::move(text);
       pending = false;
       work = executor_type{};
       auto h = std::move(handler);
@@ -198,7 +205,7 @@ class async_receiver {
       try {
         if (auto n = ch->try_receive(*out)) return complete({}, *n);
       } catch (const std::system_error& e) {
-        return complete(e.code(), 0);
+        return complete(e.code(), 0, e.what());
       }
       // Readiness without a message: half a frame, or the channel now reads from another open file
       // (a fifo's channel::reopen()) while we still watch a dup of the old one, which polls HUP for ever.
@@ -243,6 +250,7 @@ class async_receiver {
         std::vector<std::byte>* buf = out;
         lock.unlock();
         std::error_code ec = canceled();
+        std::string text;
         std::size_t got = 0;
         in_wait.store(true);
         while (!cancelled.load(std::memory_order_relaxed)) {
@@ -254,11 +262,14 @@ class async_receiver {
             }
           } catch (const std::system_error& e) {
             ec = e.code();
+            text = e.what();
             break;
           }
         }
         in_wait.store(false);
-        boost::asio::post(ex, [self = shared_from_this(), ec, got] { self->complete(ec, got); });
+        boost::asio::post(ex, [self = shared_from_this(), ec, got, text = std::move(text)]() mutable {
+          self->complete(ec, got, std::move(text));
+        });
         lock.lock();
       }
     }

@@ -12,6 +12,12 @@
 // Or by URI: open_channel("sem:jobs?slots=16&slot_size=4096", role::sender).
 // Key file runtime_dir()/NAME.sembuf; the semaphore set uses project id 'S', the segment 'H',
 // so `ipcs` lists both. Crash safety and the closing protocol are described in docs/semaphore-shm.md.
+//
+// Segment and semaphore set are one unit: the segment records the id of its set. Whoever finds one
+// half removed (ipcrm -m / ipcrm -s, a peer's quarantine) removes the other and gets errc::closed;
+// the next open recreates both, so two peers never share a set over two segments
+// (docs/crash-behaviour.md, "The sem channel is one unit"). Every failure inside a send or receive
+// gives the index mutex back: errc::corrupt with the detail, or errc::closed when the unit was removed.
 #pragma once
 
 #include <ipc/channel.hpp>
@@ -20,7 +26,9 @@
 #include <ipc/shared_memory.hpp>
 #include <ipc/uri.hpp>
 
+#include <chrono>
 #include <cstddef>
+#include <initializer_list>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -49,20 +57,30 @@ class IPC_API sem_buffer : public channel {
 
   using geometry = sem_geometry;
 
-  /// Creates or attaches. A sender clears a previous close(). Throws std::system_error (EINVAL for a bad
-  /// geometry), errc::incompatible (another geometry or layout), errc::not_owner, errc::corrupt.
+  /// The longest clear_closed()/close() wait for the index mutex: a mutex held longer belongs to a stopped
+  /// holder or has a corrupt count, reported as errc::corrupt instead of blocking for ever.
+  static constexpr std::chrono::seconds mutex_wait{5};
+  /// How often a send or receive checks that the segment half of the unit still exists (one IPC_STAT).
+  static constexpr std::chrono::milliseconds unit_check_period{250};
+
+  /// Creates or attaches. A sender clears a previous close() (blocks at most mutex_wait for the mutex).
+  /// A segment whose set is gone, or a set whose segment is gone, is removed and the unit recreated (not
+  /// with open_only: then ENOENT). Throws std::system_error (EINVAL for a bad geometry, ENOENT), errc::incompatible
+  /// (another geometry or layout), errc::not_owner, errc::corrupt (the mutex not free within mutex_wait).
   sem_buffer(std::string_view name, role r, open_mode mode = open_mode::open_or_create, geometry g = {},
              mode_t perms = 0600);
   /// Detaches only: neither close() nor remove() (a forked copy going away must not end the stream).
   ~sem_buffer() override;
 
   /// Sender: marks the stream ended (explicitly; the destructor does not); receivers drain what is left,
-  /// then get errc::closed. Blocks only for the index mutex. Throws errc::closed if the objects were removed.
+  /// then get errc::closed. Blocks at most mutex_wait for the index mutex. Throws errc::closed if the objects
+  /// were removed, errc::corrupt (mutex not free within mutex_wait, counts out of range).
   void close() override;
 
   [[nodiscard]] channel_limits limits() const override;
   [[nodiscard]] std::string_view kind() const noexcept override { return "sem"; }
-  /// Destroys semaphores (blocked peers get errc::closed), segment and key file; pending messages are lost.
+  /// Destroys this handle's semaphores (blocked peers get errc::closed) and segment, by id, never a newer unit
+  /// under the same name; the key file too unless a newer unit uses it. Pending messages are lost.
   void remove() override;
   /// Removes the named buffer's objects; false if there were none. Throws std::system_error.
   static bool remove(std::string_view name);
@@ -79,11 +97,20 @@ class IPC_API sem_buffer : public channel {
   bool do_receive(std::vector<std::byte>& out, const deadline& d) override;
 
  private:
+  using held_ops = std::initializer_list<semaphore_set::op>;
+  bool open_unit(key_t sem_key, key_t shm_key, open_mode mode, geometry g, mode_t perms);
+  void create_set(key_t sem_key, mode_t perms);
   bool lock(unsigned short unit, const deadline& d);
   bool recover(const deadline& d);
-  void cross_check(bool receiving, std::uint32_t count, std::initializer_list<semaphore_set::op> release);
-  [[noreturn]] void corrupt(const std::string& what, std::initializer_list<semaphore_set::op> release);
+  void lock_alone(std::string_view step);
+  void check_unit();
+  void cross_check(bool receiving, std::uint32_t count, held_ops held);
+  void commit(held_ops ops, std::string_view step, held_ops held, std::uint32_t index, std::uint32_t old_value);
+  void give_back(held_ops held) noexcept;
+  [[noreturn]] void corrupt(const std::string& what, held_ops held);
   [[noreturn]] void corrupt_locked(const std::string& what);
+  [[noreturn]] void failed_holding(const std::system_error& e, std::string_view step, held_ops held);
+  void discard_if_half() noexcept;
   void open(key_t sem_key, key_t shm_key, open_mode mode, geometry g, mode_t perms);
   void clear_closed();
 
@@ -94,6 +121,7 @@ class IPC_API sem_buffer : public channel {
   std::uint32_t* indices_ = nullptr;  // head, tail in the segment header
   std::uint32_t checks_ = 0;
   std::uint64_t recoveries_ = 0;
+  std::chrono::steady_clock::time_point next_unit_check_{};
   std::string key_file_;
   std::optional<layout_segment> seg_;
   std::optional<semaphore_set> sems_;

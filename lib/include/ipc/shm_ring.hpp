@@ -64,9 +64,9 @@ class IPC_API shm_ring final : public channel {
   [[nodiscard]] channel_limits limits() const override;
   /// "shm".
   [[nodiscard]] std::string_view kind() const noexcept override { return "shm"; }
-  /// Unlinks /dev/shm/libipc.NAME (absent is fine); attached handles keep working, on purpose (the
-  /// ring is marked so that the sender's name check does not report it). Throws std::system_error
-  /// naming the object.
+  /// Unlinks /dev/shm/libipc.NAME if the name still refers to this handle's ring (absent or a newer ring
+  /// under the name: nothing is done); attached handles keep working, on purpose (the ring is marked so
+  /// that the sender's name check does not report it). Throws std::system_error naming the object.
   void remove() override;
   /// Re-attaches when the ring this handle holds was unlinked (st_nlink 0, by remove() or rm):
   /// to the ring the name denotes now, or a new one with this ring's capacity, max_message and
