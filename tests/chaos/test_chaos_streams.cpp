@@ -318,6 +318,7 @@ channel_kind make_kind(const std::string& kind) {
   if (kind == "fifo") return {kind, "fifo:" + name + ".fifo", stream_bound};
   if (kind == "msgq") return {kind, "msgq:" + name, 1};
   if (kind == "sem") return {kind, "sem:" + name + "?slots=16&slot_size=128", 1};
+  if (kind == "shm_mpmc") return {kind, "shm:" + name + "?mode=mpmc&slots=64&max_message=1024", 1};
   return {kind, "shm:" + name + "?capacity=65536&max_message=1024", 1};
 }
 
@@ -634,4 +635,9 @@ TEST_CASE("chaos: a sem producer and consumer SIGKILLed 36 times lose at most on
 TEST_CASE("chaos: an shm producer and consumer SIGKILLed 36 times lose at most one record per consumer kill",
           "[chaos_streams]") {
   run_stream_chaos("shm");
+}
+
+TEST_CASE("chaos: an shm work queue (mode=mpmc) producer and consumer SIGKILLed 36 times lose at most one record per consumer kill",
+          "[chaos_streams]") {
+  run_stream_chaos("shm_mpmc");
 }
