@@ -465,7 +465,11 @@ TEST_CASE("async_exit_waiter: a child's end arrives on the executor with its sta
 
 TEST_CASE("async_exit_waiter: a child killed by a signal reports the signal", "[asio]") {
   boost::asio::io_context io;
-  ipc::process child({.daemon = true}, [] { ::pause(); });
+  // A forked child inherits the test runner's handlers (Catch catches SIGTERM): the default action here.
+  ipc::process child({.daemon = true}, [] {
+    ::signal(SIGTERM, SIG_DFL);
+    ::pause();
+  });
   child.start();
   ipc::async_exit_waiter w(io.get_executor(), child);
   exit_outcome o;
