@@ -25,6 +25,14 @@ namespace ipc::bench {
 
 std::atomic<bool> stop_requested{false};
 
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double percentile(const std::vector<double>& sorted, double q) noexcept {
+  return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(q * static_cast<double>(sorted.size())))];
+}
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -332,10 +340,9 @@ latency_figures measure_latency(transport& t, std::size_t size, double seconds) 
     stamp(msg, end_marker);
     ping.send();
     std::sort(rtt.begin(), rtt.end());
-    auto pct = [&](double q) { return rtt[std::min(rtt.size() - 1, static_cast<std::size_t>(q * static_cast<double>(rtt.size())))]; };
     out.round_trips = rtt.size();
-    out.p50_us = pct(0.50);
-    out.p99_us = pct(0.99);
+    out.p50_us = percentile(rtt, 0.50);
+    out.p99_us = percentile(rtt, 0.99);
   };
   run_forked(t, size, {side::parent, side::child}, seconds, child, parent);
   return out;

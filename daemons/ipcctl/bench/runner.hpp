@@ -24,6 +24,13 @@ struct latency_figures {
   double p99_us = 0;
 };
 
+/// steady_clock (CLOCK_MONOTONIC, the same in every process) now, in nanoseconds: what the
+/// children stamp and the parent compares across processes.
+std::int64_t now_ns() noexcept;
+
+/// The q-quantile (0 … 1) of `sorted` (ascending, not empty): the sample at index ⌊q·n⌋, the last at most.
+double percentile(const std::vector<double>& sorted, double q) noexcept;
+
 /// Set by the SIGINT/SIGTERM handler: the running cell ends (child killed, objects removed) and the
 /// run stops.
 extern std::atomic<bool> stop_requested;

@@ -1,5 +1,10 @@
 #include "transport_modes.hpp"
 
+#include "numbers.hpp"
+#include "report.hpp"
+#include "runner.hpp"
+#include "table.hpp"
+
 #include <ipc/channel.hpp>
 #include <ipc/error.hpp>
 #include <ipc/process.hpp>
@@ -13,16 +18,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 namespace ipc::bench {
 namespace {
 
 using clock = std::chrono::steady_clock;
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch()).count();
-}
 
 // Shared by the parent and its children (an anonymous shared mapping made before the forks).
 struct control {
@@ -32,6 +34,7 @@ struct control {
   std::atomic<std::int64_t> stop_ns;
   std::atomic<std::uint64_t> received;
   std::atomic<std::int64_t> last_end_ns;
+  std::atomic<unsigned> senders_done;
 };
 
 class shared_control {
@@ -59,40 +62,57 @@ std::int64_t wait_for_start(control& c) {
   }
 }
 
-int sender_body(control& c, const std::string& uri, std::size_t size) {
-  auto ch = open_channel(uri, role::sender);
+int sender_body(control& c, const mode_opener& open, std::size_t size, unsigned senders, unsigned receivers) {
+  auto end = open(role::sender);
   std::vector<std::byte> msg(size, std::byte{0x5a});
   c.ready.fetch_add(1);
   if (wait_for_start(c) == 0) return 1;
   const std::int64_t stop = c.stop_ns.load();
   for (std::uint64_t seq = 0;; ++seq) {
     std::memcpy(msg.data(), &seq, sizeof seq);
-    ch->send(msg);
-    if ((seq & 63U) == 0 && now_ns() >= stop) return 0;
+    end->send(msg);
+    if ((seq & 63U) == 0 && now_ns() >= stop) break;
   }
+  end->finish(c.senders_done.fetch_add(1) + 1 == senders, receivers);
+  return 0;
 }
 
-int receiver_body(control& c, const std::string& uri, std::size_t size) {
-  auto ch = open_channel(uri, role::receiver);
+int receiver_body(control& c, const mode_opener& open, std::size_t size) {
+  auto end = open(role::receiver);
   std::vector<std::byte> buf;
   c.ready.fetch_add(1);
   if (wait_for_start(c) == 0) return 1;
   std::uint64_t n = 0;
-  try {
-    for (;;) {
-      if (ch->receive(buf) != size) return 2;
-      ++n;
-    }
-  } catch (const std::system_error& e) {
-    if (e.code() != ipc::errc::closed) throw;
+  while (end->receive(buf)) {
+    if (buf.size() != size) return 2;
+    ++n;
   }
   c.received.fetch_add(n);
-  std::int64_t end = now_ns();
+  std::int64_t end_ns = now_ns();
   std::int64_t prev = c.last_end_ns.load();
-  while (prev < end && !c.last_end_ns.compare_exchange_weak(prev, end)) {
+  while (prev < end_ns && !c.last_end_ns.compare_exchange_weak(prev, end_ns)) {
   }
   return 0;
 }
+
+// An end through open_channel(uri): the stream ends when the last sender detaches.
+class channel_end final : public mode_end {
+ public:
+  explicit channel_end(std::unique_ptr<channel> ch) : ch_(std::move(ch)) {}
+  void send(std::span<const std::byte> message) override { ch_->send(message); }
+  bool receive(std::vector<std::byte>& buf) override {
+    try {
+      ch_->receive(buf);
+      return true;
+    } catch (const std::system_error& e) {
+      if (e.code() != ipc::errc::closed) throw;
+      return false;
+    }
+  }
+
+ private:
+  std::unique_ptr<channel> ch_;
+};
 
 // The ring's default 1 MiB, or more for messages above its 64 KiB limit.
 std::size_t ring_capacity(std::size_t size) {
@@ -103,8 +123,8 @@ std::size_t ring_capacity(std::size_t size) {
 
 }  // namespace
 
-mode_figures measure_mode(const std::string& uri, unsigned senders, unsigned receivers, std::size_t size,
-                          double seconds) {
+mode_figures run_mode(const mode_opener& open, unsigned senders, unsigned receivers, std::size_t size, double seconds,
+                      const std::string& what) {
   shared_control c;
   std::vector<process> kids;
   // Receivers first: the object exists (and has its receivers) before anyone sends.
@@ -113,7 +133,10 @@ mode_figures measure_mode(const std::string& uri, unsigned senders, unsigned rec
     // As the bench's other children: killed with the handle, and with us (the parent ends the run).
     process& kid = kids.emplace_back(process_options{.name = rx ? "modes receiver" : "modes sender", .daemon = true,
                                                      .setup = {.parent_death_signal = SIGKILL}},
-                                     [&, rx] { return rx ? receiver_body(c.get(), uri, size) : sender_body(c.get(), uri, size); });
+                                     [&, rx] {
+                                       return rx ? receiver_body(c.get(), open, size)
+                                                 : sender_body(c.get(), open, size, senders, receivers);
+                                     });
     kid.start();
   }
   const auto ready_by = clock::now() + std::chrono::seconds(10);
@@ -122,29 +145,53 @@ mode_figures measure_mode(const std::string& uri, unsigned senders, unsigned rec
     for (auto& k : kids) dead = dead || !k.is_alive();
     if (dead || clock::now() > ready_by) {
       c->failed.store(1);
-      throw_error(errc::closed, "bench", uri, "a child ended or did not open the channel within 10 s");
+      throw_error(errc::closed, "bench", what, "a child ended or did not open the channel within 10 s");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   const std::int64_t start = now_ns();
   c->stop_ns.store(start + static_cast<std::int64_t>(seconds * 1e9));
   c->start_ns.store(start, std::memory_order_release);
+  // Every child is reaped here; the first failure (or the deadline) kills the rest, which may be
+  // waiting for a stream that will never end.
+  const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds + 30));
   std::string failure;
-  for (auto& k : kids) {
-    auto st = k.join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(seconds + 30)));
-    if (!st) {
-      k.kill(SIGKILL);
-      st = k.join();
-      failure = "a child did not finish within the run + 30 s";
-    } else if (!st->success() && failure.empty()) {
-      failure = "a child " + st->to_string();
+  for (std::size_t running = kids.size(); running > 0;) {
+    running = 0;
+    for (auto& k : kids) {
+      if (!k.joinable()) continue;
+      const auto st = k.try_join();
+      if (!st) {
+        ++running;
+      } else if (!st->success() && failure.empty()) {
+        failure = std::string("a child ") + st->to_string();
+      }
     }
+    if (running > 0 && (!failure.empty() || clock::now() > deadline)) {
+      if (failure.empty()) failure = "a child did not finish within the run + 30 s";
+      for (auto& k : kids) {
+        if (k.joinable()) {
+          k.kill(SIGKILL);
+          k.join();
+        }
+      }
+      break;
+    }
+    if (running > 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  if (!failure.empty()) throw_error(errc::corrupt, "bench", uri, failure);
+  if (!failure.empty()) throw_error(errc::corrupt, "bench", what, failure);
   mode_figures f;
   f.messages = c->received.load();
   f.seconds = static_cast<double>(c->last_end_ns.load() - start) / 1e9;
   return f;
+}
+
+mode_figures measure_mode(const std::string& uri, unsigned senders, unsigned receivers, std::size_t size,
+                          double seconds) {
+  const mode_opener open = [&uri](role r) -> std::unique_ptr<mode_end> {
+    return std::make_unique<channel_end>(open_channel(uri, r));
+  };
+  return run_mode(open, senders, receivers, size, seconds, uri);
 }
 
 std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, double seconds, const std::string& prefix) {
@@ -167,6 +214,8 @@ std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, d
                                      : "shm:" + name + "?capacity=" + std::to_string(ring_capacity(size)) +
                                            "&max_message=" + std::to_string(size);
       mode_row r{s.label, size, {}, 0, {}};
+      r.senders = s.senders;
+      r.receivers = s.receivers;
       try {
         r.figures = measure_mode(uri, s.senders, s.receivers, size, seconds);
         if (!s.mpmc) spsc = r.figures.rate();
@@ -182,32 +231,39 @@ std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, d
       }
       rows.push_back(std::move(r));
     }
+    // The same layouts through a well-known library: Boost's message_queue is MPMC (a mutex and
+    // two conditions in the segment), with the MPMC rows' slots.
+    for (const unsigned n_to_n : {1U, 2U}) {
+      mode_row r{"boost_mq " + std::to_string(n_to_n) + "→" + std::to_string(n_to_n), size, {}, 0, {}};
+      r.senders = r.receivers = n_to_n;
+      try {
+        r.figures = measure_boost_mode(prefix + "." + std::to_string(++n), slots, n_to_n, n_to_n, size, seconds);
+        r.vs_spsc = spsc > 0 ? r.figures.rate() / spsc : 0;
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+      rows.push_back(std::move(r));
+    }
   }
   return rows;
 }
 
 std::string mode_table(const std::vector<mode_row>& rows, double seconds) {
-  std::string s;
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "\nshm modes: N senders → M receivers, each its own process, one object; total messages "
-                "received per second over %.2f s of sending (until the last receiver drained)\n",
-                seconds);
-  s += line;
-  std::snprintf(line, sizeof line, "%-10s %8s %14s %10s %8s\n", "mode", "size", "total msg/s", "MB/s", "×spsc");
-  s += line;
+  std::string s = "\nmodes: N senders → M receivers, each its own process, one object; total messages received per "
+                  "second over " + daemon::fmt(seconds, 2) + " s of sending (until the last receiver drained); "
+                  "×spsc = row ÷ shm spsc 1→1\n";
+  daemon::table t({"mode", "size", "total msg/s", "per receiver", "MB/s", "×spsc", ""},
+                  {false, true, true, true, true, true, false});
   for (const auto& r : rows) {
-    const std::string size = r.size >= 1024 ? std::to_string(r.size / 1024) + "K" : std::to_string(r.size);
     if (!r.error.empty()) {
-      std::snprintf(line, sizeof line, "%-12s %8s  failed: %.100s\n", r.label.c_str(), size.c_str(), r.error.c_str());
-    } else {
-      const double rate = r.figures.rate();
-      std::snprintf(line, sizeof line, "%-12s %8s %14.0f %10.1f %8.2f\n", r.label.c_str(), size.c_str(), rate,
-                    rate * static_cast<double>(r.size) / 1e6, r.vs_spsc);
+      t.add({r.label, size_label(r.size), "—", "—", "—", "", "failed: " + r.error});
+      continue;
     }
-    s += line;
+    t.add({r.label, size_label(r.size), rate_label(r.figures.rate()), rate_label(r.per_receiver()),
+           daemon::fmt(r.figures.rate() * static_cast<double>(r.size) / 1e6, 1),
+           times(r.vs_spsc > 0 ? std::optional<double>(r.vs_spsc) : std::nullopt), ""});
   }
-  return s;
+  return s + t.render();
 }
 
 }  // namespace ipc::bench
