@@ -216,6 +216,7 @@ std::string to_json(const config& cfg, const machine_info& m, const std::vector<
                       {"size", x.size},
                       {"senders", x.senders},
                       {"receivers", x.receivers},
+                      {"sent", ok ? json(x.figures.sent) : json(nullptr)},
                       {"messages", ok ? json(x.figures.messages) : json(nullptr)},
                       {"seconds", fig(x.figures.seconds)},
                       {"msgs_per_s", fig(x.figures.rate())},
@@ -235,7 +236,7 @@ namespace {
 constexpr const char* csv_columns[] = {
     "section", "channel", "impl", "label", "size", "skipped", "messages", "seconds", "msgs_per_s", "mb_per_s",
     "ratio_raw_throughput", "ratio_boost_throughput", "round_trips", "p50_us", "p99_us", "ratio_raw_p50",
-    "ratio_boost_p50", "senders", "receivers", "per_receiver_msgs_per_s", "ratio_spsc", "wakeups_per_s",
+    "ratio_boost_p50", "senders", "receivers", "sent", "per_receiver_msgs_per_s", "ratio_spsc", "wakeups_per_s",
     "cpu_ms_per_s", "error"};
 
 std::string csv_cell(const std::string& v) {
@@ -309,6 +310,7 @@ std::string to_csv(const config& cfg, const std::vector<cell_result>& r, const s
                                               {"error", x.error}};
     if (x.error.empty()) {
       row.insert({{"messages", std::to_string(x.figures.messages)},
+                  {"sent", std::to_string(x.figures.sent)},
                   {"seconds", format("%.6f", x.figures.seconds)},
                   {"msgs_per_s", format("%.1f", x.figures.rate())},
                   {"mb_per_s", format("%.3f", x.figures.rate() * static_cast<double>(x.size) / 1e6)},
@@ -466,10 +468,11 @@ void check_sections(const nlohmann::json& root, const config& cfg, std::vector<s
         if (!v.at("error").is_null()) {
           problems.push_back(where + ": failed: " + v.at("error").get<std::string>());
         } else if (v.at("senders").get<unsigned>() == 0 || v.at("receivers").get<unsigned>() == 0 ||
-                   v.at("messages").get<std::uint64_t>() == 0 || !(v.at("msgs_per_s").get<double>() > 0) ||
+                   v.at("sent").get<std::uint64_t>() == 0 || v.at("messages").get<std::uint64_t>() == 0 ||
+                   !(v.at("msgs_per_s").get<double>() > 0) ||
                    !(v.at("per_receiver_msgs_per_s").get<double>() > 0) || v.at("ratio_spsc").is_null() ||
                    !(v.at("ratio_spsc").get<double>() > 0)) {
-          problems.push_back(where + ": no figures (senders, receivers, messages, msg/s, per receiver, ×spsc)");
+          problems.push_back(where + ": no figures (senders, receivers, sent, messages, msg/s, per receiver, ×spsc)");
         }
       }
       for (const auto& [size, n] : per_size) {

@@ -89,7 +89,7 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
 /// channel's libipc and raw rows and boost_mq must have, for at least one size, a measured cell,
 /// and every measured cell non-zero msgs/s, round trips and latency; with --idle, --rate, --modes
 /// every section row its figures (idle: a row per channel and impl, wake-ups and CPU ≥ 0; rate:
-/// messages, p50 > 0, p99 ≥ p50; modes: rows at every size, each with messages, msg/s, per-receiver
+/// messages, p50 > 0, p99 ≥ p50; modes: rows at every size, each with senders, receivers, sent and received messages, msg/s, per-receiver
 /// msg/s and ×spsc > 0) and no error. Empty when all is well.
 std::vector<std::string> check_json(const std::string& json, const config& cfg);
 

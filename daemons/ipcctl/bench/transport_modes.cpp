@@ -35,6 +35,7 @@ struct control {
   std::atomic<std::uint64_t> received;
   std::atomic<std::int64_t> last_end_ns;
   std::atomic<unsigned> senders_done;
+  std::atomic<std::uint64_t> sent;
 };
 
 class shared_control {
@@ -71,7 +72,10 @@ int sender_body(control& c, const mode_opener& open, std::size_t size, unsigned 
   for (std::uint64_t seq = 0;; ++seq) {
     std::memcpy(msg.data(), &seq, sizeof seq);
     end->send(msg);
-    if ((seq & 63U) == 0 && now_ns() >= stop) break;
+    if ((seq & 63U) == 0 && now_ns() >= stop) {
+      c.sent.fetch_add(seq + 1);
+      break;
+    }
   }
   end->finish(c.senders_done.fetch_add(1) + 1 == senders, receivers);
   return 0;
@@ -182,6 +186,7 @@ mode_figures run_mode(const mode_opener& open, unsigned senders, unsigned receiv
   if (!failure.empty()) throw_error(errc::corrupt, "bench", what, failure);
   mode_figures f;
   f.messages = c->received.load();
+  f.sent = c->sent.load();
   f.seconds = static_cast<double>(c->last_end_ns.load() - start) / 1e9;
   return f;
 }

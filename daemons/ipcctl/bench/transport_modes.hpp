@@ -24,6 +24,7 @@ namespace ipc::bench {
 
 struct mode_figures {
   std::uint64_t messages = 0;  ///< received by all receivers
+  std::uint64_t sent = 0;      ///< sent by all senders (= messages for a work queue; × receivers for broadcast)
   double seconds = 0;          ///< from the start signal to the last receiver's end
   [[nodiscard]] double rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
 };
