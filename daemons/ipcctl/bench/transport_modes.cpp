@@ -11,10 +11,12 @@
 #include <ipc/shm_mpmc.hpp>
 #include <ipc/shm_ring.hpp>
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -156,23 +158,25 @@ mode_figures run_mode(const mode_opener& open, unsigned senders, unsigned receiv
   const std::int64_t start = now_ns();
   c->stop_ns.store(start + static_cast<std::int64_t>(seconds * 1e9));
   c->start_ns.store(start, std::memory_order_release);
-  // Every child is reaped here; the first failure (or the deadline) kills the rest, which may be
-  // waiting for a stream that will never end.
+  // Every child is reaped here; the first failure, the deadline or ^C kills the rest, which may be
+  // waiting for a stream that will never end. The wait sleeps in poll() on the pidfds (no wake-ups
+  // of ours on the CPUs the children measure), looking at ^C every 100 ms.
   const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds + 30));
   std::string failure;
-  for (std::size_t running = kids.size(); running > 0;) {
-    running = 0;
+  for (;;) {
+    std::vector<pollfd> running;
     for (auto& k : kids) {
       if (!k.joinable()) continue;
-      const auto st = k.try_join();
-      if (!st) {
-        ++running;
-      } else if (!st->success() && failure.empty()) {
-        failure = std::string("a child ") + st->to_string();
+      if (const auto st = k.try_join()) {
+        if (!st->success() && failure.empty()) failure = std::string("a child ") + st->to_string();
+      } else {
+        running.push_back({k.pidfd(), POLLIN, 0});
       }
     }
-    if (running > 0 && (!failure.empty() || clock::now() > deadline)) {
-      if (failure.empty()) failure = "a child did not finish within the run + 30 s";
+    if (running.empty()) break;
+    if (failure.empty() && stop_requested.load()) failure = "interrupted";
+    if (failure.empty() && clock::now() > deadline) failure = "a child did not finish within the run + 30 s";
+    if (!failure.empty()) {
       for (auto& k : kids) {
         if (k.joinable()) {
           k.kill(SIGKILL);
@@ -181,7 +185,7 @@ mode_figures run_mode(const mode_opener& open, unsigned senders, unsigned receiv
       }
       break;
     }
-    if (running > 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (::poll(running.data(), running.size(), 100) < 0 && errno != EINTR) ipc::throw_errno(errno, "poll", "bench children");
   }
   if (!failure.empty()) throw_error(errc::corrupt, "bench", what, failure);
   mode_figures f;
