@@ -217,6 +217,7 @@ std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, d
     };
     double spsc = 0;
     for (const spec& s : {spec{"spsc 1→1", false, 1, 1}, spec{"mpmc 1→1", true, 1, 1}, spec{"mpmc 2→2", true, 2, 2}}) {
+      if (stop_requested.load()) return rows;
       const std::string name = prefix + "." + std::to_string(++n);
       const std::string uri = s.mpmc ? "shm:" + name + "?mode=mpmc&slots=" + std::to_string(slots) +
                                            "&max_message=" + std::to_string(size)
@@ -243,6 +244,7 @@ std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, d
     // The same layouts through a well-known library: Boost's message_queue is MPMC (a mutex and
     // two conditions in the segment), with the MPMC rows' slots.
     for (const unsigned n_to_n : {1U, 2U}) {
+      if (stop_requested.load()) return rows;
       mode_row r{"boost_mq " + std::to_string(n_to_n) + "→" + std::to_string(n_to_n), size, {}, 0, {}};
       r.senders = r.receivers = n_to_n;
       try {
