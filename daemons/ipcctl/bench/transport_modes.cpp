@@ -136,13 +136,10 @@ mode_figures run_mode(const mode_opener& open, unsigned senders, unsigned receiv
   // Receivers first: the object exists (and has its receivers) before anyone sends.
   for (unsigned i = 0; i < receivers + senders; ++i) {
     const bool rx = i < receivers;
-    // As the bench's other children: killed with the handle, and with us (the parent ends the run).
-    process& kid = kids.emplace_back(process_options{.name = rx ? "modes receiver" : "modes sender", .daemon = true,
-                                                     .setup = {.parent_death_signal = SIGKILL}},
-                                     [&, rx] {
-                                       return rx ? receiver_body(c.get(), open, size)
-                                                 : sender_body(c.get(), open, size, senders, receivers);
-                                     });
+    process& kid = kids.emplace_back(child_options(rx ? "modes receiver" : "modes sender"), [&, rx] {
+      child_signals();
+      return rx ? receiver_body(c.get(), open, size) : sender_body(c.get(), open, size, senders, receivers);
+    });
     kid.start();
   }
   const auto ready_by = clock::now() + std::chrono::seconds(10);
