@@ -408,6 +408,63 @@ TEST_CASE("shm_broadcast: a subscriber that dies mid-read holds the publisher up
   CHECK(tx.subscribers() == 1);
 }
 
+TEST_CASE("shm_broadcast: subscribers SIGKILLed mid-read hold the publisher up only until found dead, and the others get everything",
+          "[shm_broadcast]") {
+  channel_name n;
+  constexpr std::size_t big = 1 << 20;  // most of a subscriber's time goes into copying it out
+  constexpr std::uint32_t total = 200;
+  const auto o = sized(4, big);  // policy=block: a dead subscriber's cursor stops the publisher
+  auto survivor = subscriber_child(n.name, o, 0ms);
+  REQUIRE(survivor.wait_for_line("joined", 10s));
+  auto pub = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    shm_broadcast tx(n.name, role::sender, o);
+    r.say("publishing");
+    std::chrono::nanoseconds longest{0};
+    for (std::uint32_t seq = 0; seq < total; ++seq) {
+      const auto t0 = steady::now();
+      if (!tx.send_for(numbered(seq, big), 30s)) {
+        r.say("send_for timed out at ", seq);
+        return 1;
+      }
+      longest = std::max<std::chrono::nanoseconds>(longest, steady::now() - t0);
+    }
+    r.say("longest send ms ", std::chrono::duration_cast<std::chrono::milliseconds>(longest).count());
+    return 0;
+  });
+  REQUIRE(pub.wait_for_line("publishing", 10s));
+  std::size_t victims_broken = 0;
+  for (int k = 0; k < 5; ++k) {
+    auto victim = ipc::test::fork_child([&](ipc::test::reporter& r) {
+      shm_broadcast sub(n.name, role::receiver);
+      r.say("joined");
+      std::vector<std::byte> buf;
+      while (sub.receive_for(buf, 30s)) {
+        if (!read_tag(buf).intact) r.say("bad");
+      }
+      return 1;
+    });
+    REQUIRE(victim.wait_for_line("joined", 10s));
+    std::this_thread::sleep_for(30ms);
+    victim.kill(SIGKILL);
+    auto res = victim.wait(10s);
+    CHECK(res.signal == SIGKILL);
+    if (res.report.find("bad") != std::string::npos) ++victims_broken;
+  }
+  auto sent = pub.wait(60s);
+  INFO(sent.report);
+  CHECK(sent.exit_code == 0);
+  auto got = survivor.wait(60s);
+  INFO(got.report);
+  CHECK(got.exit_code == 0);
+  CHECK(got.report.find("got 200 in_order 200 dropped 0 broken 0") != std::string::npos);
+  CHECK(victims_broken == 0);
+  // Each kill holds the publisher up for one detection at most (a probe every 10 ms, sleeps of
+  // at most 100 ms), plus the scheduling of a loaded machine.
+  const auto at = sent.report.find("longest send ms ");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stol(sent.report.substr(at + 16)) < 2000);
+}
+
 TEST_CASE("shm_broadcast: a blocked publisher goes on within the detection time when the lagging subscriber is SIGKILLed",
           "[shm_broadcast]") {
   channel_name n;
