@@ -52,8 +52,10 @@ std::byte* shm_broadcast::cell_at(std::uint64_t pos) const noexcept { return cel
 // Waits until changed(), a verdict (a dead claimer, the end of the stream), or `d`. Spins ~20 µs
 // first (a publisher mid-copy, or a peer on the other core), then sleeps on data_seq (waiting for
 // a cell) or space_seq (a publisher waiting for subscribers) in slices; verdict(probe) is asked
-// before each sleep, with probe true at most every 10 ms (a liveness probe reads /proc). A sleeper counts itself, fences, re-checks, then sleeps;
-// the waker changes the state, fences, and wakes when it sees a sleeper: one of them sees the other.
+// before each sleep, with probe true at most every 10 ms (a liveness probe reads /proc).
+// A sleeper arms its flag (arm()), fences, re-checks, then sleeps; a waker changes the state,
+// fences, and takes the flag (exchange) before it wakes: one of them sees the other, and one
+// sleeping episode costs one wake-up however many messages pass meanwhile.
 template <class Changed, class Verdict>
 shm_broadcast::cell_wait shm_broadcast::wait_until(bool on_data, const Changed& changed, const Verdict& verdict,
                                                    const deadline& d) {
@@ -84,23 +86,13 @@ shm_broadcast::cell_wait shm_broadcast::wait_until(bool on_data, const Changed& 
     }
   }
   auto& seq = on_data ? h.data_seq : h.space_seq;
-  auto& sleepers = on_data ? h.data_sleepers : h.space_sleepers;
   for (;;) {
     if (auto v = probe()) return *v;
     const std::uint32_t before = seq.load(std::memory_order_acquire);
-    sleepers.fetch_add(1, std::memory_order_seq_cst);
+    arm(on_data);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (changed()) {
-      sleepers.fetch_sub(1, std::memory_order_relaxed);
-      return cell_wait::ready;
-    }
-    try {
-      sleep_once(seq, before, d, name_);
-    } catch (...) {
-      sleepers.fetch_sub(1, std::memory_order_relaxed);
-      throw;
-    }
-    sleepers.fetch_sub(1, std::memory_order_relaxed);
+    if (changed()) return cell_wait::ready;
+    sleep_once(seq, before, d, name_);
     if (changed()) return cell_wait::ready;
     if (d.expired()) {
       next_probe_ = {};
@@ -132,13 +124,28 @@ std::uint64_t shm_broadcast::slowest_subscriber() const noexcept {
   return slowest;
 }
 
+void shm_broadcast::arm(bool on_data) noexcept {
+  auto& h = *hdr_;
+  if (on_data) {
+    h.data_waiting.store(1, std::memory_order_seq_cst);
+  } else {
+    h.space_wanted.store(wanted_, std::memory_order_seq_cst);
+    h.space_waiting.store(1, std::memory_order_seq_cst);
+  }
+}
+
+// Publishes the cursor; under block, wakes a sleeping publisher when this move crosses the cursor it
+// waits for (each subscriber crosses it once, so a sleep costs at most one wake per subscriber).
 void shm_broadcast::advance_cursor(std::uint64_t next) {
+  const std::uint64_t prev = next_;
   next_ = next;
   auto& h = *hdr_;
   h.cursors[holder_].next.store(next, std::memory_order_release);
   if (drop_oldest_) return;  // no publisher ever waits for a subscriber
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (h.space_sleepers.load(std::memory_order_relaxed) != 0) wake(h.space_seq);
+  if (h.space_waiting.load(std::memory_order_relaxed) == 0) return;
+  const std::uint64_t wanted = h.space_wanted.load(std::memory_order_relaxed);
+  if (prev < wanted && wanted <= next && h.space_waiting.exchange(0, std::memory_order_seq_cst) != 0) wake(h.space_seq);
 }
 
 bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& d) {
@@ -183,6 +190,10 @@ bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& 
       // Overwriting position pos - slots needs every live subscriber past it.
       limit_ = slowest_subscriber() + slots;
       if (pos >= limit_) {
+        // Sleep until the slowest subscriber has made room for an eighth of the ring (or one cell
+        // of a small one), so a publisher held up by one subscriber wakes once per batch, not once
+        // per message; the slices still re-check for a single free cell.
+        wanted_ = pos - slots + 1 + slots / 8;
         const auto why = wait_until(
             false,
             [&] {
@@ -212,7 +223,9 @@ bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& 
     }
     cell->state.store(slot_state{lap + 1, slot_phase::full, 0}.encode(), std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (h.data_sleepers.load(std::memory_order_relaxed) != 0) wake(h.data_seq);
+    if (h.data_waiting.load(std::memory_order_relaxed) != 0 && h.data_waiting.exchange(0, std::memory_order_seq_cst) != 0) {
+      wake(h.data_seq);
+    }
     return true;
   }
 }

@@ -119,6 +119,7 @@ class IPC_API shm_broadcast final : public channel {
   cell_wait wait_until(bool on_data, const Changed& changed, const Verdict& verdict, const deadline& d);
   std::uint64_t slowest_subscriber() const noexcept;
   void advance_cursor(std::uint64_t next);
+  void arm(bool on_data) noexcept;
   void wake(std::atomic<std::uint32_t>& seq);
   [[nodiscard]] std::byte* cell_at(std::uint64_t pos) const noexcept;
   [[noreturn]] void corrupt(const std::string& what) const;
@@ -134,6 +135,7 @@ class IPC_API shm_broadcast final : public channel {
   bool drop_oldest_ = false;
   std::uint64_t next_ = 0;         // subscriber: the next position to read
   std::uint64_t limit_ = 0;        // publisher (block): positions below this need no cursor scan
+  std::uint64_t wanted_ = 0;       // publisher (block) about to sleep: the cursor it waits for
   std::uint64_t dropped_ = 0;
   unsigned holder_ = 0;            // our place in the holder table
   std::uint32_t place_gen_ = 0;    // its generation (odd while ours)

@@ -59,10 +59,11 @@ struct bcast_header {
   std::uint32_t policy;       // bcast_policy
   std::uint32_t reserved0;
   alignas(64) std::atomic<std::uint64_t> head;       // next position a publisher claims (helped forward)
-  alignas(64) std::atomic<std::uint32_t> data_seq;   // futex: bumped when a cell was published or skipped
-  std::atomic<std::uint32_t> data_sleepers;          // processes that may sleep on data_seq
-  alignas(64) std::atomic<std::uint32_t> space_seq;  // futex: bumped when a subscriber moved on or left
-  std::atomic<std::uint32_t> space_sleepers;         // publishers that may sleep on space_seq
+  alignas(64) std::atomic<std::uint32_t> data_seq;   // futex: bumped when a sleeper must look again
+  std::atomic<std::uint32_t> data_waiting;           // 1: someone may sleep on data_seq (cleared by its waker)
+  alignas(64) std::atomic<std::uint32_t> space_seq;  // futex: bumped when a waiting publisher must look again
+  std::atomic<std::uint32_t> space_waiting;          // 1: a publisher may sleep on space_seq (cleared by its waker)
+  std::atomic<std::uint64_t> space_wanted;           // the cursor a sleeping publisher waits for subscribers to reach
   alignas(64) std::atomic<std::uint32_t> live[2];    // registered holders per role (publisher, subscriber)
   std::atomic<std::uint32_t> ever[2];                // 1 once the role was attached
   std::atomic<std::uint64_t> torn_skipped;           // cells a dead publisher left half-written
