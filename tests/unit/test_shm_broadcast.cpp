@@ -40,20 +40,6 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-// Unlinks the test's channel whatever happens.
-struct channel_name {
-  std::string name = ipc::test::unique_name("bcast");
-  channel_name() = default;
-  channel_name(const channel_name&) = delete;
-  channel_name& operator=(const channel_name&) = delete;
-  ~channel_name() {
-    try {
-      shm_broadcast::remove(name);
-    } catch (...) {
-    }
-  }
-};
-
 shm_broadcast_options sized(std::size_t slots, std::size_t max_message, broadcast_policy p = broadcast_policy::block) {
   shm_broadcast_options o;
   o.slots = slots;
@@ -117,16 +103,17 @@ ipc::test::child subscriber_child(const std::string& name, const shm_broadcast_o
 
 TEST_CASE("shm_broadcast: three subscriber processes each get all 3000 messages of a publisher process, in order",
           "[shm_broadcast]") {
-  channel_name n;
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
   constexpr std::uint32_t count = 3000;
   const auto o = sized(16, 2048);  // a small ring: the publisher waits for the slowest subscriber often
   std::vector<ipc::test::child> subs;
   for (int i = 0; i < 3; ++i) {
-    subs.push_back(subscriber_child(n.name, o, i == 0 ? 1ms : 0ms));
+    subs.push_back(subscriber_child(name, o, i == 0 ? 1ms : 0ms));
     REQUIRE(subs.back().wait_for_line("joined", 10s));
   }
   auto pub = ipc::test::fork_child([&](ipc::test::reporter& r) {
-    shm_broadcast tx(n.name, role::sender, o);
+    shm_broadcast tx(name, role::sender, o);
     for (std::uint32_t seq = 0; seq < count; ++seq) {
       if (!tx.send_for(numbered(seq, 8 + (seq * 37U) % 2000), 30s)) {
         r.say("send_for timed out at ", seq);
@@ -148,11 +135,12 @@ TEST_CASE("shm_broadcast: three subscriber processes each get all 3000 messages 
 
 TEST_CASE("shm_broadcast: a late subscriber starts at the head, and one that leaves stops holding the publisher",
           "[shm_broadcast]") {
-  channel_name n;
-  shm_broadcast tx(n.name, role::sender, sized(4, 64));
-  auto early = std::make_unique<shm_broadcast>(n.name, role::receiver);
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast tx(name, role::sender, sized(4, 64));
+  auto early = std::make_unique<shm_broadcast>(name, role::receiver);
   for (std::uint32_t seq = 0; seq < 2; ++seq) REQUIRE(tx.try_send(numbered(seq, 16)));
-  shm_broadcast late(n.name, role::receiver);
+  shm_broadcast late(name, role::receiver);
   CHECK(tx.subscribers() == 2);
   REQUIRE(tx.try_send(numbered(2, 16)));
   REQUIRE(tx.try_send(numbered(3, 16)));
@@ -174,10 +162,11 @@ TEST_CASE("shm_broadcast: a late subscriber starts at the head, and one that lea
 
 TEST_CASE("shm_broadcast: policy=block makes send_for wait for the slowest subscriber and time out, then proceed",
           "[shm_broadcast]") {
-  channel_name n;
-  shm_broadcast tx(n.name, role::sender, sized(8, 128));
-  shm_broadcast fast(n.name, role::receiver);
-  shm_broadcast slow(n.name, role::receiver);
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast tx(name, role::sender, sized(8, 128));
+  shm_broadcast fast(name, role::receiver);
+  shm_broadcast slow(name, role::receiver);
   CHECK(tx.policy() == broadcast_policy::block);
   std::vector<std::byte> buf;
   for (std::uint32_t seq = 0; seq < 8; ++seq) {
@@ -207,10 +196,11 @@ TEST_CASE("shm_broadcast: policy=block makes send_for wait for the slowest subsc
 
 TEST_CASE("shm_broadcast: policy=drop_oldest overwrites, and a subscriber a lap behind counts exactly what it missed",
           "[shm_broadcast]") {
-  channel_name n;
-  shm_broadcast tx(n.name, role::sender, sized(8, 64, broadcast_policy::drop_oldest));
-  shm_broadcast lagging(n.name, role::receiver);
-  shm_broadcast keeping_up(n.name, role::receiver);
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast tx(name, role::sender, sized(8, 64, broadcast_policy::drop_oldest));
+  shm_broadcast lagging(name, role::receiver);
+  shm_broadcast keeping_up(name, role::receiver);
   CHECK(lagging.policy() == broadcast_policy::drop_oldest);
   std::vector<std::byte> buf;
   for (std::uint32_t seq = 0; seq < 100; ++seq) {
@@ -236,13 +226,14 @@ TEST_CASE("shm_broadcast: policy=drop_oldest overwrites, and a subscriber a lap 
 
 TEST_CASE("shm_broadcast: under drop_oldest a slow subscriber process never gets a torn message, and got + dropped = sent",
           "[shm_broadcast]") {
-  channel_name n;
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
   constexpr std::uint32_t count = 20000;
   const auto o = sized(16, 4096, broadcast_policy::drop_oldest);
-  auto sub = subscriber_child(n.name, o, 2ms);  // pauses every 100 messages: overwritten under it
+  auto sub = subscriber_child(name, o, 2ms);  // pauses every 100 messages: overwritten under it
   REQUIRE(sub.wait_for_line("joined", 10s));
   auto pub = ipc::test::fork_child([&](ipc::test::reporter& r) {
-    shm_broadcast tx(n.name, role::sender, o);
+    shm_broadcast tx(name, role::sender, o);
     for (std::uint32_t seq = 0; seq < count; ++seq) {
       if (!tx.try_send(numbered(seq, 1000 + seq % 3000))) {
         r.say("try_send refused at ", seq);
@@ -270,17 +261,18 @@ TEST_CASE("shm_broadcast: under drop_oldest a slow subscriber process never gets
 
 TEST_CASE("shm_broadcast: a publisher that dies mid-write exposes no torn message and the next one arrives",
           "[shm_broadcast]") {
-  channel_name n;
-  shm_broadcast rx(n.name, role::receiver, sized(8, 8192));
-  shm_broadcast other(n.name, role::receiver);
-  shm_broadcast tx(n.name, role::sender);
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast rx(name, role::receiver, sized(8, 8192));
+  shm_broadcast other(name, role::receiver);
+  shm_broadcast tx(name, role::sender);
   // The child's message runs into a page it cannot read: the copy into the cell faults halfway,
   // after the cell was claimed, and the process dies holding the claim.
   auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
     const rlimit no_core{0, 0};
     ::setrlimit(RLIMIT_CORE, &no_core);
     ::signal(SIGSEGV, SIG_DFL);  // die at once, as a killed process would: no test framework handler
-    shm_broadcast dying(n.name, role::sender);
+    shm_broadcast dying(name, role::sender);
     const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     void* mem = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return 2;
@@ -315,11 +307,12 @@ TEST_CASE("shm_broadcast: a publisher that dies mid-write exposes no torn messag
 
 TEST_CASE("shm_broadcast: publishers SIGKILLed mid-stream never leave a torn message nor block the subscriber",
           "[shm_broadcast]") {
-  channel_name n;
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
   constexpr std::size_t big = 1 << 20;  // most of a publisher's time goes into copying it in
-  auto rx = std::make_unique<shm_broadcast>(n.name, role::receiver, sized(4, big));
+  auto rx = std::make_unique<shm_broadcast>(name, role::receiver, sized(4, big));
   // A publisher that stays: without one, each kill would end the stream (every publisher gone).
-  auto anchor = std::make_unique<shm_broadcast>(n.name, role::sender);
+  auto anchor = std::make_unique<shm_broadcast>(name, role::sender);
   std::uint64_t received = 0;
   std::size_t broken = 0;
   std::vector<std::byte> buf;
@@ -327,7 +320,7 @@ TEST_CASE("shm_broadcast: publishers SIGKILLed mid-stream never leave a torn mes
     auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
       rx.reset();  // the child's copy would be a subscriber of its own, holding its publisher up
       anchor.reset();
-      shm_broadcast tx(n.name, role::sender);
+      shm_broadcast tx(name, role::sender);
       r.say("sending");
       for (std::uint32_t seq = 0;; ++seq) {
         if (!tx.send_for(numbered(seq, big), 30s)) return 1;
@@ -361,11 +354,12 @@ TEST_CASE("shm_broadcast: publishers SIGKILLed mid-stream never leave a torn mes
 
 TEST_CASE("shm_broadcast: a subscriber that dies mid-read holds the publisher up only until it is found dead",
           "[shm_broadcast]") {
-  channel_name n;
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
   constexpr std::size_t size = 64 * 1024;
-  shm_broadcast tx(n.name, role::sender, sized(4, size));
-  auto rx = std::make_unique<shm_broadcast>(n.name, role::receiver);
-  auto dying = std::make_unique<shm_broadcast>(n.name, role::receiver);
+  shm_broadcast tx(name, role::sender, sized(4, size));
+  auto rx = std::make_unique<shm_broadcast>(name, role::receiver);
+  auto dying = std::make_unique<shm_broadcast>(name, role::receiver);
   tx.send(numbered(0, size));
   // The child's buffer already has the message's size (so receive() does not resize it) and a
   // page in its middle it cannot write: the copy out of the cell faults halfway.
@@ -410,14 +404,15 @@ TEST_CASE("shm_broadcast: a subscriber that dies mid-read holds the publisher up
 
 TEST_CASE("shm_broadcast: subscribers SIGKILLed mid-read hold the publisher up only until found dead, and the others get everything",
           "[shm_broadcast]") {
-  channel_name n;
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
   constexpr std::size_t big = 1 << 20;  // most of a subscriber's time goes into copying it out
   constexpr std::uint32_t total = 200;
   const auto o = sized(4, big);  // policy=block: a dead subscriber's cursor stops the publisher
-  auto survivor = subscriber_child(n.name, o, 0ms);
+  auto survivor = subscriber_child(name, o, 0ms);
   REQUIRE(survivor.wait_for_line("joined", 10s));
   auto pub = ipc::test::fork_child([&](ipc::test::reporter& r) {
-    shm_broadcast tx(n.name, role::sender, o);
+    shm_broadcast tx(name, role::sender, o);
     r.say("publishing");
     std::chrono::nanoseconds longest{0};
     for (std::uint32_t seq = 0; seq < total; ++seq) {
@@ -435,7 +430,7 @@ TEST_CASE("shm_broadcast: subscribers SIGKILLed mid-read hold the publisher up o
   std::size_t victims_broken = 0;
   for (int k = 0; k < 5; ++k) {
     auto victim = ipc::test::fork_child([&](ipc::test::reporter& r) {
-      shm_broadcast sub(n.name, role::receiver);
+      shm_broadcast sub(name, role::receiver);
       r.say("joined");
       std::vector<std::byte> buf;
       while (sub.receive_for(buf, 30s)) {
@@ -467,10 +462,11 @@ TEST_CASE("shm_broadcast: subscribers SIGKILLed mid-read hold the publisher up o
 
 TEST_CASE("shm_broadcast: a blocked publisher goes on within the detection time when the lagging subscriber is SIGKILLed",
           "[shm_broadcast]") {
-  channel_name n;
-  shm_broadcast tx(n.name, role::sender, sized(2, 64));
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast tx(name, role::sender, sized(2, 64));
   auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
-    shm_broadcast sub(n.name, role::receiver);
+    shm_broadcast sub(name, role::receiver);
     r.say("joined");
     ::pause();
     return 0;
@@ -489,12 +485,13 @@ TEST_CASE("shm_broadcast: a blocked publisher goes on within the detection time 
 
 TEST_CASE("shm_broadcast: when every publisher is gone (one SIGKILLed) subscribers read what is left, then closed",
           "[shm_broadcast]") {
-  channel_name n;
-  shm_broadcast rx(n.name, role::receiver, sized(8, 64));
-  auto tx = std::make_unique<shm_broadcast>(n.name, role::sender);
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast rx(name, role::receiver, sized(8, 64));
+  auto tx = std::make_unique<shm_broadcast>(name, role::sender);
   auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
     tx.reset();
-    shm_broadcast killed(n.name, role::sender);
+    shm_broadcast killed(name, role::sender);
     killed.send(ipc::as_bytes("from the killed one"));
     r.say("sent");
     ::pause();
@@ -516,15 +513,16 @@ TEST_CASE("shm_broadcast: when every publisher is gone (one SIGKILLed) subscribe
     FAIL("no throw");
   } catch (const std::system_error& e) {
     CHECK(closed(e));
-    CHECK_THAT(e.what(), Catch::Contains(n.name));
+    CHECK_THAT(e.what(), Catch::Contains(name));
   }
   CHECK(steady::now() - t0 < 2s);
 }
 
 TEST_CASE("shm_broadcast: a fork child goes on from its parent's position as a subscriber of its own", "[shm_broadcast]") {
-  channel_name n;
-  auto tx = std::make_unique<shm_broadcast>(n.name, role::sender, sized(8, 64));
-  shm_broadcast rx(n.name, role::receiver);
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  auto tx = std::make_unique<shm_broadcast>(name, role::sender, sized(8, 64));
+  shm_broadcast rx(name, role::receiver);
   tx->send(ipc::as_bytes("a"));
   tx->send(ipc::as_bytes("b"));
   std::vector<std::byte> buf;
@@ -554,8 +552,9 @@ TEST_CASE("shm_broadcast: a fork child goes on from its parent's position as a s
 }
 
 TEST_CASE("shm_broadcast: URIs choose the mode and the policy; bad values are refused naming them", "[shm_broadcast]") {
-  channel_name n;
-  auto rx = ipc::open_channel("shm:" + n.name + "?mode=broadcast,0640&slots=8&max_message=100&policy=drop_oldest",
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  auto rx = ipc::open_channel("shm:" + name + "?mode=broadcast,0640&slots=8&max_message=100&policy=drop_oldest",
                               role::receiver);
   auto* b = dynamic_cast<shm_broadcast*>(rx.get());
   REQUIRE(b != nullptr);
@@ -563,10 +562,10 @@ TEST_CASE("shm_broadcast: URIs choose the mode and the policy; bad values are re
   CHECK(rx->limits().capacity_messages == 8);
   CHECK(rx->max_message_size() == 100);
   struct stat st {};
-  REQUIRE(::stat(("/dev/shm/" + ipc::posix_segment::posix_name(n.name)).c_str(), &st) == 0);
+  REQUIRE(::stat(("/dev/shm/" + ipc::posix_segment::posix_name(name)).c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0640);
-  auto tx = ipc::open_channel("shm:" + n.name + "?mode=broadcast", role::sender);
-  auto tx2 = ipc::open_channel("shm:" + n.name + "?mode=broadcast", role::sender);  // several publishers
+  auto tx = ipc::open_channel("shm:" + name + "?mode=broadcast", role::sender);
+  auto tx2 = ipc::open_channel("shm:" + name + "?mode=broadcast", role::sender);  // several publishers
   tx->send(ipc::as_bytes("one"));
   tx2->send(ipc::as_bytes("two"));
   std::vector<std::byte> buf;
@@ -594,10 +593,11 @@ TEST_CASE("shm_broadcast: URIs choose the mode and the policy; bad values are re
 
 TEST_CASE("shm_broadcast: a work queue and a broadcast channel of one name refuse each other as incompatible",
           "[shm_broadcast]") {
-  channel_name n;
-  shm_broadcast b(n.name, role::receiver, sized(4, 64));
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast b(name, role::receiver, sized(4, 64));
   try {
-    ipc::shm_mpmc q(n.name, role::sender);
+    ipc::shm_mpmc q(name, role::sender);
     FAIL("no throw");
   } catch (const std::system_error& e) {
     CHECK(e.code() == ipc::errc::incompatible);
@@ -606,9 +606,10 @@ TEST_CASE("shm_broadcast: a work queue and a broadcast channel of one name refus
 
 TEST_CASE("shm_broadcast: a header whose sizes do not match its mapping is corrupt, named, and never used",
           "[shm_broadcast]") {
-  channel_name n;
-  shm_broadcast b(n.name, role::receiver, sized(4, 64));
-  const std::string path = "/dev/shm/" + ipc::posix_segment::posix_name(n.name);
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast b(name, role::receiver, sized(4, 64));
+  const std::string path = "/dev/shm/" + ipc::posix_segment::posix_name(name);
   {
     const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     REQUIRE(fd >= 0);
@@ -620,7 +621,7 @@ TEST_CASE("shm_broadcast: a header whose sizes do not match its mapping is corru
     ::munmap(p, 4096);
   }
   try {
-    shm_broadcast again(n.name, role::sender);
+    shm_broadcast again(name, role::sender);
     FAIL("no throw");
   } catch (const std::system_error& e) {
     CHECK(e.code() == ipc::errc::corrupt);
