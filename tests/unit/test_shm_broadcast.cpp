@@ -56,6 +56,14 @@ std::vector<std::byte> numbered(std::uint32_t seq, std::size_t size) {
   return v;
 }
 
+// Message `seq` of publisher `id` (1 or 2): the number, the id, then the numbered pattern.
+std::vector<std::byte> from(unsigned id, std::uint32_t seq, std::size_t size) {
+  auto v = numbered(seq * 2 + id, size);
+  std::memcpy(v.data(), &seq, 4);
+  v[4] = static_cast<std::byte>(id);
+  return v;
+}
+
 struct tag {
   std::uint32_t seq = 0;
   bool intact = false;
@@ -130,6 +138,68 @@ TEST_CASE("shm_broadcast: three subscriber processes each get all 3000 messages 
     INFO(res.report);
     CHECK(res.exit_code == 0);
     CHECK(res.report.find("got 3000 in_order 3000 dropped 0 broken 0") != std::string::npos);
+  }
+}
+
+TEST_CASE("shm_broadcast: two publisher processes and two subscriber processes: each subscriber gets both streams whole, each in order",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  constexpr std::uint32_t per_publisher = 2000;
+  const auto o = sized(8, 256);  // publishers meet at the same cells and wait for the subscribers
+  std::vector<ipc::test::child> subs;
+  for (int i = 0; i < 2; ++i) {
+    subs.push_back(ipc::test::fork_child([&](ipc::test::reporter& r) {
+      shm_broadcast sub(name, role::receiver, o);
+      r.say("joined");
+      std::vector<std::byte> buf;
+      std::int64_t last[3] = {-1, -1, -1};
+      std::uint64_t got = 0, bad = 0;
+      try {
+        while (sub.receive_for(buf, 30s)) {
+          std::uint32_t seq = 0;
+          const unsigned id = buf.size() >= 16 ? std::to_integer<unsigned>(buf[4]) : 0U;
+          if (id == 1 || id == 2) std::memcpy(&seq, buf.data(), 4);
+          if ((id != 1 && id != 2) || buf != from(id, seq, buf.size()) || static_cast<std::int64_t>(seq) != last[id] + 1) {
+            ++bad;
+          } else {
+            last[id] = seq;
+          }
+          ++got;
+        }
+        return 1;
+      } catch (const std::system_error& e) {
+        if (!closed(e)) throw;
+      }
+      r.say("got ", got, " bad ", bad, " dropped ", sub.dropped());
+      return 0;
+    }));
+    REQUIRE(subs.back().wait_for_line("joined", 10s));
+  }
+  std::vector<ipc::test::child> pubs;
+  for (unsigned id = 1; id <= 2; ++id) {
+    pubs.push_back(ipc::test::fork_child([&, id](ipc::test::reporter& r) {
+      shm_broadcast tx(name, role::sender, o);
+      r.say("attached");
+      for (std::uint32_t seq = 0; seq < per_publisher; ++seq) {
+        if (!tx.send_for(from(id, seq, 16 + seq % 200), 30s)) {
+          r.say("send_for timed out at ", seq);
+          return 1;
+        }
+      }
+      return 0;
+    }));
+  }
+  for (auto& p : pubs) {
+    auto res = p.wait(60s);
+    INFO(res.report);
+    CHECK(res.exit_code == 0);
+  }
+  for (auto& c : subs) {
+    auto res = c.wait(60s);
+    INFO(res.report);
+    CHECK(res.exit_code == 0);
+    CHECK(res.report.find("got 4000 bad 0 dropped 0") != std::string::npos);
   }
 }
 
