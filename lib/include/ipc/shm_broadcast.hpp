@@ -20,6 +20,9 @@
 // Crash safety: a publisher killed mid-write exposes nothing (its cell is skipped, torn_skipped());
 // a subscriber killed anywhere holds the publishers up only until its death is detected (~100 ms).
 // When every publisher has gone, subscribers read what is left and then get errc::closed.
+// The channel calls keep their meaning: send blocks (policy block) while the slowest live subscriber
+// is a whole ring behind, and reaches nobody when there is no subscriber; receive on a publisher
+// handle throws std::system_error(EBADF).
 // A handle serves one thread at a time; a fork() child inherits the caller's handles as endpoints
 // of its own (a subscriber handle continues from the parent's position). docs/shm-broadcast.md
 // has the protocol and its limits.
