@@ -216,11 +216,12 @@ std::string to_json(const config& cfg, const machine_info& m, const std::vector<
                       {"size", x.size},
                       {"senders", x.senders},
                       {"receivers", x.receivers},
+                      {"broadcast", x.broadcast},
                       {"sent", ok ? json(x.figures.sent) : json(nullptr)},
                       {"messages", ok ? json(x.figures.messages) : json(nullptr)},
                       {"seconds", fig(x.figures.seconds)},
                       {"msgs_per_s", fig(x.figures.rate())},
-                      {"per_receiver_msgs_per_s", fig(x.per_receiver())},
+                      {"per_receiver_msgs_per_s", fig(x.per_receiver_rate())},
                       {"mb_per_s", fig(x.figures.rate() * static_cast<double>(x.size) / 1e6)},
                       {"ratio_spsc", ok && x.vs_spsc > 0 ? json(x.vs_spsc) : json(nullptr)},
                       {"error", error(x.error)}});
@@ -314,7 +315,7 @@ std::string to_csv(const config& cfg, const std::vector<cell_result>& r, const s
                   {"seconds", format("%.6f", x.figures.seconds)},
                   {"msgs_per_s", format("%.1f", x.figures.rate())},
                   {"mb_per_s", format("%.3f", x.figures.rate() * static_cast<double>(x.size) / 1e6)},
-                  {"per_receiver_msgs_per_s", format("%.1f", x.per_receiver())},
+                  {"per_receiver_msgs_per_s", format("%.1f", x.per_receiver_rate())},
                   {"ratio_spsc", x.vs_spsc > 0 ? format("%.4f", x.vs_spsc) : std::string()}});
     }
     out += csv_row(row);

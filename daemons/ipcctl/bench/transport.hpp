@@ -73,6 +73,7 @@ struct uri_channel {
 };
 inline constexpr uri_channel uri_channels[] = {
     {"shm mpmc", "shm", "mode=mpmc&slots=64"},
+    {"shm broadcast", "shm", "mode=broadcast&slots=64"},
 };
 
 /// The reference row's channel and implementation names.
