@@ -235,6 +235,7 @@ class consumer {
       return finish(ec == errc::closed ? exit_ok : exit_failure);
     }
     reopener_.failed(ec, what, lost_.get(), [this] { reopen(); });
+    if (!reopener_.will_reopen_in_place()) lost_.reset();  // its object was discarded: let it go now
   }
 
   void reopen() {

@@ -170,6 +170,10 @@ class reopener {
   [[nodiscard]] std::uint64_t quarantines() const noexcept { return quarantines_; }
   /// Whether the last resume() returned the lost handle itself (its counters go on) rather than a new one.
   [[nodiscard]] bool resumed_in_place() const noexcept { return resumer_.in_place(); }
+  /// Whether the next resume() will try reopen() on the lost handle: when not, the caller drops it now
+  /// (a discarded shm ring held on would keep its sender's name check slow: it looks at every send
+  /// only while no receiver is attached).
+  [[nodiscard]] bool will_reopen_in_place() const noexcept { return resumer_.may_reopen(); }
 
  private:
   void schedule(std::function<void()> retry);

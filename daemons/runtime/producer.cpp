@@ -244,6 +244,7 @@ class producer {
       return;
     }
     reopener_.failed(e.code(), e.what(), lost_.get(), [this] { reopen(); });
+    if (!reopener_.will_reopen_in_place()) lost_.reset();  // its object was discarded: let it go now
   }
 
   void reopen() {

@@ -45,6 +45,8 @@ class resumer {
   /// reopen() that threw is described in `*why` (when given), for the caller's log. `lost` may be null:
   /// open(). Blocks only as reopen() and open() do (neither waits for a peer). Throws what open() throws.
   std::unique_ptr<channel> resume(std::unique_ptr<channel> lost, const opener& open, std::string* why = nullptr);
+  /// Whether the next resume() tries reopen() on the lost handle (else the handle is only in the way).
+  [[nodiscard]] bool may_reopen() const noexcept { return may_reopen_; }
   /// Whether the last resume() returned the lost handle itself (its counters go on).
   [[nodiscard]] bool in_place() const noexcept { return in_place_; }
   /// resume() calls that returned the lost handle, since the start.
