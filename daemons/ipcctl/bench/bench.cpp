@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace ipc::bench {
@@ -61,16 +62,16 @@ std::optional<int> parse(int argc, char** argv, config& cfg) {
       ->type_name("LIST");
   app.add_option("--channels", channels, "any of pipe,fifo,msgq,sem,shm (default: all); boost_mq always runs")->type_name("LIST");
   bool json = false, csv = false;
-  auto* j = app.add_flag("--json", json, "print the results as JSON instead of the table");
-  app.add_flag("--csv", csv, "print the results as CSV instead of the table")->excludes(j);
+  auto* j = app.add_flag("--json", json, "print the results (every section) as JSON instead of the tables");
+  app.add_flag("--csv", csv, "print the results (every section) as one CSV table instead of the tables")->excludes(j);
   app.add_option("--plot", cfg.plot_file, "also draw throughput and latency with gnuplot")->type_name("FILE.png");
-  app.add_flag("--check", cfg.check, "exit 1 unless every channel, baseline and boost_mq has a figure");
+  app.add_flag("--check", cfg.check, "exit 1 unless every channel, baseline, boost_mq and section row has its figures");
   app.add_flag("--quiet", cfg.quiet, "no progress lines on stderr");
-  ipc::daemon::add_seconds(app, "--idle", cfg.idle_seconds, 0.001, 60, "also watch a receiver blocked on each idle channel for S seconds");
-  app.add_option("--rate", cfg.rate, "also measure one-way latency at N msg/s of 64 B (e.g. 20000)")
+  ipc::daemon::add_seconds(app, "--idle", cfg.idle_seconds, 0.001, 60, "also watch a receiver blocked on each idle channel (libipc, raw, and the shm modes) for S seconds");
+  app.add_option("--rate", cfg.rate, "also measure one-way latency at N msg/s of 64 B for --duration (e.g. 20000)")
       ->check(CLI::Range(10.0, 1e7))
       ->type_name("N");
-  app.add_flag("--modes", cfg.modes, "also measure the shm modes with several processes: SPSC 1→1, MPMC 1→1 and 2→2");
+  app.add_flag("--modes", cfg.modes, "also measure the shm modes with several processes (SPSC 1→1, MPMC 1→1 and 2→2) next to Boost message_queue 1→1 and 2→2");
   if (auto rc = ipc::daemon::parse(app, argc, argv)) return rc;
   if (json) cfg.format = output_format::json;
   if (csv) cfg.format = output_format::csv;
@@ -137,42 +138,36 @@ class signal_scope {
   struct sigaction old_pipe_ {};
 };
 
-// The --idle section: every channel, libipc and raw, one blocked receiver each.
-std::vector<idle_row> measure_idle_rows(const config& cfg, bool progress, unsigned& counter) {
-  std::vector<idle_row> rows;
+// The channels of the --idle and --rate sections: every selected channel, libipc and raw, then
+// the uri_channels whose scheme is selected (libipc only).
+std::vector<std::pair<std::string, std::string>> section_rows(const config& cfg) {
+  std::vector<std::pair<std::string, std::string>> rows;
   for (const auto& ch : cfg.channels) {
-    for (std::string_view impl : {"libipc", "raw"}) {
-      idle_row r{ch, std::string(impl), {}, {}};
-      if (progress) std::fprintf(stderr, "\r\033[K  %s/%s idle ...", ch.c_str(), r.impl.c_str());
-      try {
-        r.figures = measure_idle(*make_transport(ch, impl, "ipc-bench." + std::to_string(::getpid()) + "." + std::to_string(++counter)),
-                                 cfg.idle_seconds);
-      } catch (const std::exception& e) {
-        r.error = e.what();
-      }
-      rows.push_back(std::move(r));
-      if (stop_requested.load()) return rows;
+    for (const char* impl : {"libipc", "raw"}) rows.emplace_back(ch, impl);
+  }
+  for (const auto& u : uri_channels) {
+    for (const auto& ch : cfg.channels) {
+      if (ch == u.scheme) rows.emplace_back(u.label, "libipc");
     }
   }
   return rows;
 }
 
-// The --rate section: every channel, libipc and raw, at the fixed rate for --duration.
-std::vector<rate_row> measure_rate_rows(const config& cfg, bool progress, unsigned& counter) {
-  std::vector<rate_row> rows;
-  for (const auto& ch : cfg.channels) {
-    for (std::string_view impl : {"libipc", "raw"}) {
-      rate_row r{ch, std::string(impl), {}, {}};
-      if (progress) std::fprintf(stderr, "\r\033[K  %s/%s rate ...", ch.c_str(), r.impl.c_str());
-      try {
-        r.figures = measure_rate(*make_transport(ch, impl, "ipc-bench." + std::to_string(::getpid()) + "." + std::to_string(++counter)),
-                                 cfg.rate, cfg.seconds);
-      } catch (const std::exception& e) {
-        r.error = e.what();
-      }
-      rows.push_back(std::move(r));
-      if (stop_requested.load()) return rows;
+// Measures one section: one row per section_rows() entry, each in its own transport. Never throws
+// (a failed row says why).
+template <class Row, class Measure>
+std::vector<Row> measure_section(const config& cfg, const char* what, bool progress, unsigned& counter, Measure measure) {
+  std::vector<Row> rows;
+  for (const auto& [ch, impl] : section_rows(cfg)) {
+    Row r{ch, impl, {}, {}};
+    if (progress) std::fprintf(stderr, "\r\033[K  %s/%s %s ...", ch.c_str(), impl.c_str(), what);
+    try {
+      r.figures = measure(*make_transport(ch, impl, "ipc-bench." + std::to_string(::getpid()) + "." + std::to_string(++counter)));
+    } catch (const std::exception& e) {
+      r.error = e.what();
     }
+    rows.push_back(std::move(r));
+    if (stop_requested.load()) return rows;
   }
   return rows;
 }
@@ -217,35 +212,43 @@ int run(const config& cfg) {
     }
     if (!measure(boost_channel, boost_impl, size)) return stop_requested.load() ? 130 : 1;
   }
-  std::vector<idle_row> idle;
-  if (cfg.idle_seconds > 0) idle = measure_idle_rows(cfg, progress, counter);
-  std::vector<rate_row> rated;
-  if (cfg.rate > 0) rated = measure_rate_rows(cfg, progress, counter);
-  std::vector<mode_row> modes;
+  sections more;
+  auto& [idle, rated, modes] = more;
+  if (cfg.idle_seconds > 0) {
+    idle = measure_section<idle_row>(cfg, "idle", progress, counter,
+                                     [&](transport& t) { return measure_idle(t, cfg.idle_seconds); });
+  }
+  if (cfg.rate > 0) {
+    rated = measure_section<rate_row>(cfg, "rate", progress, counter,
+                                      [&](transport& t) { return measure_rate(t, cfg.rate, cfg.seconds); });
+  }
   if (cfg.modes) {
     if (progress) std::fprintf(stderr, "\r\033[K  shm modes ...");
     modes = measure_mode_rows(cfg.sizes, cfg.seconds, "ipc-bench." + std::to_string(::getpid()) + ".modes");
   }
   if (progress) std::fprintf(stderr, "\r\033[K");
+  if (stop_requested.load()) return 130;
   machine.load_after = probe_machine().load_before;
 
-  const std::string json = to_json(cfg, machine, results);
+  const std::string json = to_json(cfg, machine, results, more);
   if (cfg.format == output_format::json) std::fputs(json.c_str(), stdout);
-  else if (cfg.format == output_format::csv) std::fputs(to_csv(results).c_str(), stdout);
+  else if (cfg.format == output_format::csv) std::fputs(to_csv(cfg, results, more).c_str(), stdout);
   else std::fputs((to_table(cfg, machine, results) + (idle.empty() ? "" : idle_table(idle, cfg.idle_seconds)) +
                    (rated.empty() ? "" : rate_table(rated, cfg.rate, cfg.seconds)) +
                    (modes.empty() ? "" : mode_table(modes, cfg.seconds))).c_str(), stdout);
   std::fflush(stdout);
   if (!cfg.plot_file.empty()) plot(cfg, machine, results, cfg.plot_file);
-  for (const auto& m : modes) {
-    if (!m.error.empty()) return 1;  // the table says which and why
+  for (const std::string& failed : more.failures()) {
+    std::fprintf(stderr, "%s: %s\n", cfg.prog.c_str(), failed.c_str());  // a broken channel posts no figure
   }
+  if (!more.failures().empty()) return 1;
   if (cfg.check) {
     const std::vector<std::string> problems = check_json(json, cfg);
     for (const auto& p : problems) std::fprintf(stderr, "ipc-bench: check: %s\n", p.c_str());
     if (!problems.empty()) return 1;
-    std::fprintf(stderr, "ipc-bench: check: ok (%zu results, every channel, baseline and boost_mq measured)\n",
-                 results.size());
+    std::fprintf(stderr, "ipc-bench: check: ok (%zu results, every channel, baseline and boost_mq measured; "
+                 "%zu idle, %zu rate, %zu modes rows with figures)\n",
+                 results.size(), idle.size(), rated.size(), modes.size());
   }
   return 0;
 }

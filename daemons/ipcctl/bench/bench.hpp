@@ -4,6 +4,7 @@
 //
 //   ipc-bench                                  // table: 5 channels x {libipc, raw} + boost, 64 B, 1 KiB, 16 KiB
 //   ipc-bench --duration 0.2 --sizes 64,4K --channels pipe,shm --json
+//   ipc-bench --idle 2 --rate 20000 --modes --json   // and the sections after the table, every figure in the JSON
 //   ipc-bench --plot bench.png                 // needs gnuplot (apt-get install gnuplot-nox)
 //
 // ipcctl runs it as `ipcctl bench [options]`: pass the arguments after "bench" with argv[0] set to

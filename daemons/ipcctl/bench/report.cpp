@@ -1,5 +1,6 @@
 #include "report.hpp"
 
+#include "numbers.hpp"
 #include "transport.hpp"
 
 #include <ipc/error.hpp>
@@ -74,20 +75,6 @@ ratios ratios_of(const cell_result& c, const std::vector<cell_result>& all) {
   return r;
 }
 
-std::string rate_label(double v) {
-  if (v >= 1e6) return format("%.2f M", v / 1e6);
-  if (v >= 1e3) return format("%.1f k", v / 1e3);
-  return format("%.0f", v);
-}
-
-
-std::string times(const std::optional<double>& v) {
-  if (!v) return {};
-  return *v < 0.1 ? format("%.3f×", *v) : format("%.2f×", *v);
-}
-
-
-
 }  // namespace
 
 std::string size_label(std::size_t n) {
@@ -144,9 +131,24 @@ std::string to_table(const config& cfg, const machine_info& m, const std::vector
   return out;
 }
 
-std::string to_json(const config& cfg, const machine_info& m, const std::vector<cell_result>& r) {
+std::vector<std::string> sections::failures() const {
+  std::vector<std::string> out;
+  for (const auto& r : idle) {
+    if (!r.error.empty()) out.push_back("idle " + r.channel + "/" + r.impl + ": " + r.error);
+  }
+  for (const auto& r : rate) {
+    if (!r.error.empty()) out.push_back("rate " + r.channel + "/" + r.impl + ": " + r.error);
+  }
+  for (const auto& r : modes) {
+    if (!r.error.empty()) out.push_back("modes " + r.label + " " + size_label(r.size) + ": " + r.error);
+  }
+  return out;
+}
+
+std::string to_json(const config& cfg, const machine_info& m, const std::vector<cell_result>& r, const sections& more) {
   using json = nlohmann::ordered_json;
   auto number = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  auto error = [](const std::string& e) { return e.empty() ? json(nullptr) : json(e); };
   json results = json::array();
   for (const auto& c : r) {
     json cell = {{"channel", c.channel}, {"impl", c.impl}, {"size", c.size}, {"skipped", c.skipped}};
@@ -164,34 +166,159 @@ std::string to_json(const config& cfg, const machine_info& m, const std::vector<
     }
     results.push_back(std::move(cell));
   }
-  const json doc = {{"tool", "ipc-bench"},
-                    {"machine",
-                     {{"cpus", m.cpus},
-                      {"cpu_model", m.cpu_model},
-                      {"kernel", m.kernel},
-                      {"load_before", m.load_before},
-                      {"load_after", m.load_after}}},
-                    {"config", {{"duration_s", cfg.seconds}, {"sizes", cfg.sizes}, {"channels", cfg.channels}}},
-                    {"results", std::move(results)}};
+  json doc = {{"tool", "ipc-bench"},
+              {"machine",
+               {{"cpus", m.cpus},
+                {"cpu_model", m.cpu_model},
+                {"kernel", m.kernel},
+                {"load_before", m.load_before},
+                {"load_after", m.load_after}}},
+              {"config",
+               {{"duration_s", cfg.seconds},
+                {"sizes", cfg.sizes},
+                {"channels", cfg.channels},
+                {"idle_s", cfg.idle_seconds},
+                {"rate", cfg.rate},
+                {"modes", cfg.modes}}},
+              {"results", std::move(results)}};
+  // A failed row keeps its place, with null figures and its error.
+  if (cfg.idle_seconds > 0) {
+    json rows = json::array();
+    for (const auto& i : more.idle) {
+      const bool ok = i.error.empty();
+      rows.push_back({{"channel", i.channel},
+                      {"impl", i.impl},
+                      {"wakeups_per_s", ok ? json(i.figures.wakeups_per_s) : json(nullptr)},
+                      {"cpu_ms_per_s", ok ? json(i.figures.cpu_ms_per_s) : json(nullptr)},
+                      {"error", error(i.error)}});
+    }
+    doc["idle"] = {{"seconds", cfg.idle_seconds}, {"rows", std::move(rows)}};
+  }
+  if (cfg.rate > 0) {
+    json rows = json::array();
+    for (const auto& t : more.rate) {
+      const bool ok = t.error.empty();
+      rows.push_back({{"channel", t.channel},
+                      {"impl", t.impl},
+                      {"messages", ok ? json(t.figures.messages) : json(nullptr)},
+                      {"p50_us", ok ? json(t.figures.p50_us) : json(nullptr)},
+                      {"p99_us", ok ? json(t.figures.p99_us) : json(nullptr)},
+                      {"error", error(t.error)}});
+    }
+    doc["rate"] = {{"msgs_per_s", cfg.rate}, {"size", 64}, {"seconds", cfg.seconds}, {"rows", std::move(rows)}};
+  }
+  if (cfg.modes) {
+    json rows = json::array();
+    for (const auto& x : more.modes) {
+      const bool ok = x.error.empty();
+      auto fig = [ok](double v) { return ok ? json(v) : json(nullptr); };
+      rows.push_back({{"label", x.label},
+                      {"size", x.size},
+                      {"senders", x.senders},
+                      {"receivers", x.receivers},
+                      {"broadcast", x.broadcast},
+                      {"sent", ok ? json(x.figures.sent) : json(nullptr)},
+                      {"messages", ok ? json(x.figures.messages) : json(nullptr)},
+                      {"seconds", fig(x.figures.seconds)},
+                      {"msgs_per_s", fig(x.figures.rate())},
+                      {"per_receiver_msgs_per_s", fig(x.per_receiver_rate())},
+                      {"mb_per_s", fig(x.figures.rate() * static_cast<double>(x.size) / 1e6)},
+                      {"ratio_spsc", ok && x.vs_spsc > 0 ? json(x.vs_spsc) : json(nullptr)},
+                      {"error", error(x.error)}});
+    }
+    doc["modes"] = {{"seconds", cfg.seconds}, {"rows", std::move(rows)}};
+  }
   return doc.dump(2) + "\n";
 }
 
-std::string to_csv(const std::vector<cell_result>& r) {
-  std::string out =
-      "channel,impl,size,skipped,messages,seconds,msgs_per_s,mb_per_s,ratio_raw_throughput,ratio_boost_throughput,"
-      "round_trips,p50_us,p99_us,ratio_raw_p50,ratio_boost_p50\n";
+namespace {
+
+// One CSV row by column name; write() puts the cells in `csv_columns` order, quoted where needed.
+constexpr const char* csv_columns[] = {
+    "section", "channel", "impl", "label", "size", "skipped", "messages", "seconds", "msgs_per_s", "mb_per_s",
+    "ratio_raw_throughput", "ratio_boost_throughput", "round_trips", "p50_us", "p99_us", "ratio_raw_p50",
+    "ratio_boost_p50", "senders", "receivers", "sent", "per_receiver_msgs_per_s", "ratio_spsc", "wakeups_per_s",
+    "cpu_ms_per_s", "error"};
+
+std::string csv_cell(const std::string& v) {
+  if (v.find_first_of(",\"\n\r") == std::string::npos) return v;
+  std::string q = "\"";
+  for (char ch : v) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return q + "\"";
+}
+
+std::string csv_row(const std::map<std::string, std::string>& cells) {
+  std::string out;
+  for (const char* col : csv_columns) {
+    if (col != csv_columns[0]) out += ",";
+    if (auto it = cells.find(col); it != cells.end()) out += csv_cell(it->second);
+  }
+  return out + "\n";
+}
+
+}  // namespace
+
+std::string to_csv(const config& cfg, const std::vector<cell_result>& r, const sections& more) {
+  std::string out;
+  for (const char* col : csv_columns) out += std::string(col == csv_columns[0] ? "" : ",") + col;
+  out += "\n";
   auto opt = [](const std::optional<double>& v) { return v ? format("%.4f", *v) : std::string(); };
   for (const auto& c : r) {
-    out += c.channel + "," + c.impl + "," + std::to_string(c.size) + "," + (c.skipped ? "1" : "0");
-    if (c.skipped) {
-      out += ",,,,,,,,,,,\n";
-      continue;
+    std::map<std::string, std::string> row = {{"section", "table"}, {"channel", c.channel}, {"impl", c.impl},
+                                               {"size", std::to_string(c.size)}, {"skipped", c.skipped ? "1" : "0"}};
+    if (!c.skipped) {
+      const ratios q = ratios_of(c, r);
+      row.insert({{"messages", std::to_string(c.throughput.messages)},
+                  {"seconds", format("%.6f", c.throughput.seconds)},
+                  {"msgs_per_s", format("%.1f", c.msgs_per_s())},
+                  {"mb_per_s", format("%.3f", c.mb_per_s())},
+                  {"ratio_raw_throughput", opt(q.raw_throughput)},
+                  {"ratio_boost_throughput", opt(q.boost_throughput)},
+                  {"round_trips", std::to_string(c.latency.round_trips)},
+                  {"p50_us", format("%.3f", c.latency.p50_us)},
+                  {"p99_us", format("%.3f", c.latency.p99_us)},
+                  {"ratio_raw_p50", opt(q.raw_p50)},
+                  {"ratio_boost_p50", opt(q.boost_p50)}});
     }
-    const ratios q = ratios_of(c, r);
-    out += "," + std::to_string(c.throughput.messages) + format(",%.6f,%.1f,%.3f,", c.throughput.seconds, c.msgs_per_s(),
-                                                                  c.mb_per_s()) +
-           opt(q.raw_throughput) + "," + opt(q.boost_throughput) + "," + std::to_string(c.latency.round_trips) +
-           format(",%.3f,%.3f,", c.latency.p50_us, c.latency.p99_us) + opt(q.raw_p50) + "," + opt(q.boost_p50) + "\n";
+    out += csv_row(row);
+  }
+  for (const auto& i : more.idle) {
+    std::map<std::string, std::string> row = {{"section", "idle"}, {"channel", i.channel}, {"impl", i.impl},
+                                              {"size", "64"}, {"seconds", format("%.3f", cfg.idle_seconds)}, {"error", i.error}};
+    if (i.error.empty()) {
+      row.insert({{"wakeups_per_s", format("%.3f", i.figures.wakeups_per_s)}, {"cpu_ms_per_s", format("%.4f", i.figures.cpu_ms_per_s)}});
+    }
+    out += csv_row(row);
+  }
+  for (const auto& t : more.rate) {
+    // msgs_per_s and seconds: the rate asked for and how long it was held.
+    std::map<std::string, std::string> row = {{"section", "rate"}, {"channel", t.channel}, {"impl", t.impl},
+                                              {"size", "64"}, {"msgs_per_s", format("%.1f", cfg.rate)},
+                                              {"seconds", format("%.3f", cfg.seconds)}, {"error", t.error}};
+    if (t.error.empty()) {
+      row.insert({{"messages", std::to_string(t.figures.messages)},
+                  {"p50_us", format("%.3f", t.figures.p50_us)},
+                  {"p99_us", format("%.3f", t.figures.p99_us)}});
+    }
+    out += csv_row(row);
+  }
+  for (const auto& x : more.modes) {
+    std::map<std::string, std::string> row = {{"section", "modes"},
+                                              {"label", x.label},
+                                              {"size", std::to_string(x.size)},
+                                              {"senders", std::to_string(x.senders)},
+                                              {"receivers", std::to_string(x.receivers)},
+                                              {"error", x.error}};
+    if (x.error.empty()) {
+      row.insert({{"messages", std::to_string(x.figures.messages)},
+                  {"sent", std::to_string(x.figures.sent)},
+                  {"seconds", format("%.6f", x.figures.seconds)},
+                  {"msgs_per_s", format("%.1f", x.figures.rate())},
+                  {"mb_per_s", format("%.3f", x.figures.rate() * static_cast<double>(x.size) / 1e6)},
+                  {"per_receiver_msgs_per_s", format("%.1f", x.per_receiver_rate())},
+                  {"ratio_spsc", x.vs_spsc > 0 ? format("%.4f", x.vs_spsc) : std::string()}});
+    }
+    out += csv_row(row);
   }
   return out;
 }
@@ -277,6 +404,89 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
   ipc::daemon::write_file_atomically(file, ipc::read_all(png.get(), png_path));
 }
 
+namespace {
+
+// --check for the sections after the table: each ran as asked, and every row has its figures.
+void check_sections(const nlohmann::json& root, const config& cfg, std::vector<std::string>& problems) {
+  // The section's rows, or null (and a problem) when the section is missing or empty.
+  auto rows_of = [&](const char* section, bool asked) -> const nlohmann::json* {
+    if (!asked) {
+      if (root.contains(section)) problems.push_back(std::string(section) + ": present but not asked for");
+      return nullptr;
+    }
+    if (!root.contains(section) || !root[section].contains("rows") || root[section]["rows"].empty()) {
+      problems.push_back(std::string(section) + ": no rows");
+      return nullptr;
+    }
+    return &root[section]["rows"];
+  };
+  // Every selected channel's libipc and raw row (and the uri_channels rows) in --idle and --rate.
+  auto check_channels = [&](const char* section, const nlohmann::json& rows) {
+    std::map<std::string, int> want;
+    for (const auto& ch : cfg.channels) {
+      ++want[ch + "/libipc"];
+      ++want[ch + "/raw"];
+      for (const auto& u : uri_channels) {
+        if (u.scheme == ch) ++want[std::string(u.label) + "/libipc"];
+      }
+    }
+    for (const auto& v : rows) --want[v.at("channel").get<std::string>() + "/" + v.at("impl").get<std::string>()];
+    for (const auto& [key, n] : want) {
+      if (n != 0) problems.push_back(std::string(section) + " " + key + ": " + (n > 0 ? "missing" : "more than one row"));
+    }
+  };
+  try {
+    if (const auto* rows = rows_of("idle", cfg.idle_seconds > 0)) {
+      check_channels("idle", *rows);
+      for (const auto& v : *rows) {
+        const std::string where = "idle " + v.at("channel").get<std::string>() + "/" + v.at("impl").get<std::string>();
+        if (!v.at("error").is_null()) problems.push_back(where + ": failed: " + v.at("error").get<std::string>());
+        else if (!(v.at("wakeups_per_s").get<double>() >= 0) || !(v.at("cpu_ms_per_s").get<double>() >= 0)) {
+          problems.push_back(where + ": no wake-up or CPU figure");
+        }
+      }
+    }
+    if (const auto* rows = rows_of("rate", cfg.rate > 0)) {
+      check_channels("rate", *rows);
+      for (const auto& v : *rows) {
+        const std::string where = "rate " + v.at("channel").get<std::string>() + "/" + v.at("impl").get<std::string>();
+        if (!v.at("error").is_null()) {
+          problems.push_back(where + ": failed: " + v.at("error").get<std::string>());
+        } else if (v.at("messages").get<std::uint64_t>() == 0 || !(v.at("p50_us").get<double>() > 0) ||
+                   v.at("p99_us").get<double>() < v.at("p50_us").get<double>()) {
+          problems.push_back(where + ": no latency figure (or p99 below p50)");
+        }
+      }
+    }
+    if (const auto* rows = rows_of("modes", cfg.modes)) {
+      std::map<std::size_t, std::size_t> per_size;
+      for (const auto& size : cfg.sizes) per_size[size] = 0;
+      for (const auto& v : *rows) {
+        const auto size = v.at("size").get<std::size_t>();
+        const std::string where = "modes " + v.at("label").get<std::string>() + " " + std::to_string(size) + " B";
+        if (per_size.count(size) == 0) problems.push_back(where + ": not a selected size");
+        ++per_size[size];
+        if (!v.at("error").is_null()) {
+          problems.push_back(where + ": failed: " + v.at("error").get<std::string>());
+        } else if (v.at("senders").get<unsigned>() == 0 || v.at("receivers").get<unsigned>() == 0 ||
+                   v.at("sent").get<std::uint64_t>() == 0 || v.at("messages").get<std::uint64_t>() == 0 ||
+                   !(v.at("msgs_per_s").get<double>() > 0) ||
+                   !(v.at("per_receiver_msgs_per_s").get<double>() > 0) || v.at("ratio_spsc").is_null() ||
+                   !(v.at("ratio_spsc").get<double>() > 0)) {
+          problems.push_back(where + ": no figures (senders, receivers, sent, messages, msg/s, per receiver, ×spsc)");
+        }
+      }
+      for (const auto& [size, n] : per_size) {
+        if (n == 0) problems.push_back("modes: no row at " + std::to_string(size) + " B");
+      }
+    }
+  } catch (const std::exception& e) {
+    problems.push_back(std::string("the JSON output lacks a section field: ") + e.what());
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> check_json(const std::string& text, const config& cfg) {
   std::vector<std::string> problems;
   nlohmann::json root;
@@ -327,6 +537,7 @@ std::vector<std::string> check_json(const std::string& text, const config& cfg) 
     }
     if (t.measured == 0) problems.push_back(key + ": not measured at any size");
   }
+  check_sections(root, cfg, problems);
   return problems;
 }
 

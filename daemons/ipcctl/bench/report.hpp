@@ -1,8 +1,13 @@
 // Internal to the benchmark: the result set and its four renderings (table, JSON, CSV, gnuplot
-// PNG), and --check, which reads the JSON back and checks that every figure is there.
+// PNG), and --check, which reads the JSON back and checks that every figure is there. The sections
+// after the table (--idle, --rate, --modes) print their own tables (transport_*.cpp); their JSON and
+// CSV are written here, from their rows, so a new row is in every output without more code.
 #pragma once
 
 #include "runner.hpp"
+#include "transport_idle.hpp"
+#include "transport_modes.hpp"
+#include "transport_rate.hpp"
 
 #include <cstddef>
 #include <string>
@@ -49,6 +54,15 @@ struct cell_result {
   [[nodiscard]] double mb_per_s() const noexcept { return msgs_per_s() * static_cast<double>(size) / 1e6; }
 };
 
+/// The sections after the table, each empty when not asked for.
+struct sections {
+  std::vector<idle_row> idle;
+  std::vector<rate_row> rate;
+  std::vector<mode_row> modes;
+  /// "idle pipe/raw: <error>" for every failed row, in order.
+  [[nodiscard]] std::vector<std::string> failures() const;
+};
+
 /// "64 B", "16 KiB", "1 MiB".
 std::string size_label(std::size_t n);
 
@@ -56,8 +70,12 @@ std::string size_label(std::size_t n);
 machine_info probe_machine() noexcept;
 
 std::string to_table(const config& cfg, const machine_info& m, const std::vector<cell_result>& r);
-std::string to_json(const config& cfg, const machine_info& m, const std::vector<cell_result>& r);
-std::string to_csv(const std::vector<cell_result>& r);
+/// The whole run as one JSON document: "results" (the table's cells), then "idle", "rate" and "modes"
+/// when those sections ran (docs/benchmarks.md lists the fields).
+std::string to_json(const config& cfg, const machine_info& m, const std::vector<cell_result>& r, const sections& more);
+/// The whole run as one CSV table, a row per cell and per section row; the first column says which
+/// section ("table", "idle", "rate", "modes"), a column a section does not fill is empty.
+std::string to_csv(const config& cfg, const std::vector<cell_result>& r, const sections& more);
 
 /// gnuplot's path from $PATH, or "" when it is not installed.
 std::string find_gnuplot();
@@ -69,7 +87,10 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
 
 /// Parses `json` back (nlohmann-json) and lists what is missing or wrong: every selected
 /// channel's libipc and raw rows and boost_mq must have, for at least one size, a measured cell,
-/// and every measured cell non-zero msgs/s, round trips and latency. Empty when all is well.
+/// and every measured cell non-zero msgs/s, round trips and latency; with --idle, --rate, --modes
+/// every section row its figures (idle: a row per channel and impl, wake-ups and CPU ≥ 0; rate:
+/// messages, p50 > 0, p99 ≥ p50; modes: rows at every size, each with senders, receivers, sent and received messages, msg/s, per-receiver
+/// msg/s and ×spsc > 0) and no error. Empty when all is well.
 std::vector<std::string> check_json(const std::string& json, const config& cfg);
 
 }  // namespace ipc::bench

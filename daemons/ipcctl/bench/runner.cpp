@@ -25,6 +25,23 @@ namespace ipc::bench {
 
 std::atomic<bool> stop_requested{false};
 
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+process_options child_options(std::string name) {
+  return {.name = std::move(name), .daemon = true, .setup = {.parent_death_signal = SIGKILL}};
+}
+
+void child_signals() noexcept {
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_DFL);
+}
+
+double percentile(const std::vector<double>& sorted, double q) noexcept {
+  return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(q * static_cast<double>(sorted.size())))];
+}
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -178,10 +195,9 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
   unique_fd ctl_rd(ctl[0]);
   unique_fd ctl_wr(ctl[1]);
   // The parent ends the run: the child dies with it (SIGKILL), and a handle dropped early kills it.
-  process child({.name = "bench child", .daemon = true, .setup = {.parent_death_signal = SIGKILL}}, [&]() -> int {
+  process child(child_options("bench child"), [&]() -> int {
     ctl_rd.reset();
-    ::signal(SIGINT, SIG_IGN);  // ^C is the parent's to handle
-    ::signal(SIGTERM, SIG_DFL);
+    child_signals();
     try {
       t.open_child();
       write_text(ctl_wr.get(), "R");
@@ -332,10 +348,9 @@ latency_figures measure_latency(transport& t, std::size_t size, double seconds) 
     stamp(msg, end_marker);
     ping.send();
     std::sort(rtt.begin(), rtt.end());
-    auto pct = [&](double q) { return rtt[std::min(rtt.size() - 1, static_cast<std::size_t>(q * static_cast<double>(rtt.size())))]; };
     out.round_trips = rtt.size();
-    out.p50_us = pct(0.50);
-    out.p99_us = pct(0.99);
+    out.p50_us = percentile(rtt, 0.50);
+    out.p99_us = percentile(rtt, 0.99);
   };
   run_forked(t, size, {side::parent, side::child}, seconds, child, parent);
   return out;

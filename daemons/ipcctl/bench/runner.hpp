@@ -5,6 +5,8 @@
 
 #include "transport.hpp"
 
+#include <ipc/process.hpp>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -23,6 +25,20 @@ struct latency_figures {
   double p50_us = 0;
   double p99_us = 0;
 };
+
+/// steady_clock (CLOCK_MONOTONIC, the same in every process) now, in nanoseconds: what the
+/// children stamp and the parent compares across processes.
+std::int64_t now_ns() noexcept;
+
+/// The q-quantile (0 … 1) of `sorted` (ascending, not empty): the sample at index ⌊q·n⌋, the last at most.
+double percentile(const std::vector<double>& sorted, double q) noexcept;
+
+/// How every child of the benchmark is made (run_forked's, the modes' N + M): named `name`, killed
+/// with its handle and with this process (SIGKILL at parent death). Never throws but bad_alloc.
+process_options child_options(std::string name);
+/// The first call in such a child: ^C goes to the whole terminal's group, and is the parent's to
+/// handle (it ends the run and kills the children), so the child ignores it; SIGTERM kills. Never throws.
+void child_signals() noexcept;
 
 /// Set by the SIGINT/SIGTERM handler: the running cell ends (child killed, objects removed) and the
 /// run stops.

@@ -61,6 +61,21 @@ class transport {
 
 /// The five channels, in table order.
 inline constexpr std::string_view channel_names[] = {"pipe", "fifo", "msgq", "sem", "shm"};
+/// Channels named by URI that the --idle and --rate sections measure after channel_names' (libipc
+/// only; there is no raw twin): one line each. Selected by --channels through their scheme; the
+/// bench makes the URI "<scheme>:<unique name>?<options>&open=create_only&max_message=64" (the
+/// creator) or "...?<options>&open=open_only" (the other process), and removes the object by the
+/// creator's remove().
+struct uri_channel {
+  std::string_view label;    ///< the row's channel column, e.g. "shm mpmc"
+  std::string_view scheme;   ///< "shm"
+  std::string_view options;  ///< the rest of the query, e.g. "mode=mpmc&slots=64"
+};
+inline constexpr uri_channel uri_channels[] = {
+    {"shm mpmc", "shm", "mode=mpmc&slots=64"},
+    {"shm broadcast", "shm", "mode=broadcast&slots=64"},
+};
+
 /// The reference row's channel and implementation names.
 inline constexpr std::string_view boost_channel = "boost_mq";
 inline constexpr std::string_view boost_impl = "boost";
@@ -76,7 +91,8 @@ message_limit max_message(std::string_view channel, std::string_view impl);
 /// What the implementation is, in one line (for --help and docs).
 std::string describe(std::string_view channel, std::string_view impl);
 
-/// A transport for channel (pipe, fifo, msgq, sem, shm or boost_mq) and impl (libipc, raw, boost);
+/// A transport for channel (pipe, fifo, msgq, sem, shm, boost_mq or a uri_channels label) and impl
+/// (libipc, raw, boost);
 /// every object it makes is named from `prefix`, which must be unique to the cell.
 std::unique_ptr<transport> make_transport(std::string_view channel, std::string_view impl, std::string prefix);
 

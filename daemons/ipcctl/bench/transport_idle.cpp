@@ -1,6 +1,7 @@
 #include "transport_idle.hpp"
 
 #include "runner.hpp"
+#include "table.hpp"
 
 #include <ipc/error.hpp>
 
@@ -87,25 +88,14 @@ idle_figures measure_idle(transport& t, double seconds) {
 }
 
 std::string idle_table(const std::vector<idle_row>& rows, double seconds) {
-  std::string s;
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "\nidle receiver: blocked in receive() on an empty channel; voluntary context switches "
-                "(/proc/PID/status) over %.1f s after 0.2 s to settle, CPU over the whole wait\n",
-                seconds);
-  s += line;
-  std::snprintf(line, sizeof line, "%-9s %-8s %12s %12s\n", "channel", "impl", "wake-ups/s", "CPU ms/s");
-  s += line;
+  std::string s = "\nidle receiver: blocked in receive() on an empty channel; voluntary context switches "
+                  "(/proc/PID/status) over " + daemon::fmt(seconds, 1) + " s after 0.2 s to settle, CPU over the whole wait\n";
+  daemon::table t({"channel", "impl", "wake-ups/s", "CPU ms/s", ""}, {false, false, true, true, false});
   for (const auto& r : rows) {
-    if (!r.error.empty()) {
-      std::snprintf(line, sizeof line, "%-9s %-8s  failed: %.100s\n", r.channel.c_str(), r.impl.c_str(), r.error.c_str());
-    } else {
-      std::snprintf(line, sizeof line, "%-9s %-8s %12.1f %12.3f\n", r.channel.c_str(), r.impl.c_str(),
-                    r.figures.wakeups_per_s, r.figures.cpu_ms_per_s);
-    }
-    s += line;
+    if (!r.error.empty()) t.add({r.channel, r.impl, "—", "—", "failed: " + r.error});
+    else t.add({r.channel, r.impl, daemon::fmt(r.figures.wakeups_per_s, 1), daemon::fmt(r.figures.cpu_ms_per_s, 3), ""});
   }
-  return s;
+  return s + t.render();
 }
 
 }  // namespace ipc::bench

@@ -205,6 +205,22 @@ class lib_shm final : public lib_named {
   void remove_leftovers(std::size_t i) override { shm_ring::remove(link_name(i)); }
 };
 
+// ---- a uri_channels entry: any channel open_channel() makes by name --------------------------
+
+class lib_uri final : public lib_named {
+ public:
+  lib_uri(std::string prefix, const uri_channel& u) : lib_named(std::move(prefix), u.scheme), options_(u.options) {}
+  // The channel notices a dead peer by itself, as every open_channel() channel must.
+  void interrupt() noexcept override {}
+
+ private:
+  std::string uri(std::size_t i, bool create) const override {
+    return std::string(scheme_) + ":" + link_name(i) + "?" + std::string(options_) +
+           (create ? "&open=create_only&max_message=" + std::to_string(size_) : std::string("&open=open_only"));
+  }
+  std::string_view options_;
+};
+
 }  // namespace
 
 std::unique_ptr<transport> make_libipc_transport(std::string_view channel, std::string prefix) {
@@ -213,6 +229,9 @@ std::unique_ptr<transport> make_libipc_transport(std::string_view channel, std::
   if (channel == "msgq") return std::make_unique<lib_msgq>(std::move(prefix));
   if (channel == "sem") return std::make_unique<lib_sem>(std::move(prefix));
   if (channel == "shm") return std::make_unique<lib_shm>(std::move(prefix));
+  for (const auto& u : uri_channels) {
+    if (channel == u.label) return std::make_unique<lib_uri>(std::move(prefix), u);
+  }
   return nullptr;
 }
 

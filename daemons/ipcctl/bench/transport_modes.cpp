@@ -1,5 +1,10 @@
 #include "transport_modes.hpp"
 
+#include "numbers.hpp"
+#include "report.hpp"
+#include "runner.hpp"
+#include "table.hpp"
+
 #include <ipc/channel.hpp>
 #include <ipc/error.hpp>
 #include <ipc/process.hpp>
@@ -7,23 +12,22 @@
 #include <ipc/shm_mpmc.hpp>
 #include <ipc/shm_ring.hpp>
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 namespace ipc::bench {
 namespace {
 
 using clock = std::chrono::steady_clock;
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch()).count();
-}
 
 // Shared by the parent and its children (an anonymous shared mapping made before the forks).
 struct control {
@@ -33,6 +37,8 @@ struct control {
   std::atomic<std::int64_t> stop_ns;
   std::atomic<std::uint64_t> received;
   std::atomic<std::int64_t> last_end_ns;
+  std::atomic<unsigned> senders_done;
+  std::atomic<std::uint64_t> sent;
 };
 
 class shared_control {
@@ -60,40 +66,60 @@ std::int64_t wait_for_start(control& c) {
   }
 }
 
-int sender_body(control& c, const std::string& uri, std::size_t size) {
-  auto ch = open_channel(uri, role::sender);
+int sender_body(control& c, const mode_opener& open, std::size_t size, unsigned senders, unsigned receivers) {
+  auto end = open(role::sender);
   std::vector<std::byte> msg(size, std::byte{0x5a});
   c.ready.fetch_add(1);
   if (wait_for_start(c) == 0) return 1;
   const std::int64_t stop = c.stop_ns.load();
   for (std::uint64_t seq = 0;; ++seq) {
     std::memcpy(msg.data(), &seq, sizeof seq);
-    ch->send(msg);
-    if ((seq & 63U) == 0 && now_ns() >= stop) return 0;
+    end->send(msg);
+    if ((seq & 63U) == 0 && now_ns() >= stop) {
+      c.sent.fetch_add(seq + 1);
+      break;
+    }
   }
+  end->finish(c.senders_done.fetch_add(1) + 1 == senders, receivers);
+  return 0;
 }
 
-int receiver_body(control& c, const std::string& uri, std::size_t size) {
-  auto ch = open_channel(uri, role::receiver);
+int receiver_body(control& c, const mode_opener& open, std::size_t size) {
+  auto end = open(role::receiver);
   std::vector<std::byte> buf;
   c.ready.fetch_add(1);
   if (wait_for_start(c) == 0) return 1;
   std::uint64_t n = 0;
-  try {
-    for (;;) {
-      if (ch->receive(buf) != size) return 2;
-      ++n;
-    }
-  } catch (const std::system_error& e) {
-    if (e.code() != ipc::errc::closed) throw;
+  while (end->receive(buf)) {
+    if (buf.size() != size) return 2;
+    ++n;
   }
   c.received.fetch_add(n);
-  std::int64_t end = now_ns();
+  std::int64_t end_ns = now_ns();
   std::int64_t prev = c.last_end_ns.load();
-  while (prev < end && !c.last_end_ns.compare_exchange_weak(prev, end)) {
+  while (prev < end_ns && !c.last_end_ns.compare_exchange_weak(prev, end_ns)) {
   }
   return 0;
 }
+
+// An end through open_channel(uri): the stream ends when the last sender detaches.
+class channel_end final : public mode_end {
+ public:
+  explicit channel_end(std::unique_ptr<channel> ch) : ch_(std::move(ch)) {}
+  void send(std::span<const std::byte> message) override { ch_->send(message); }
+  bool receive(std::vector<std::byte>& buf) override {
+    try {
+      ch_->receive(buf);
+      return true;
+    } catch (const std::system_error& e) {
+      if (e.code() != ipc::errc::closed) throw;
+      return false;
+    }
+  }
+
+ private:
+  std::unique_ptr<channel> ch_;
+};
 
 // The ring's default 1 MiB, or more for messages above its 64 KiB limit.
 std::size_t ring_capacity(std::size_t size) {
@@ -104,17 +130,17 @@ std::size_t ring_capacity(std::size_t size) {
 
 }  // namespace
 
-mode_figures measure_mode(const std::string& uri, unsigned senders, unsigned receivers, std::size_t size,
-                          double seconds) {
+mode_figures run_mode(const mode_opener& open, unsigned senders, unsigned receivers, std::size_t size, double seconds,
+                      const std::string& what) {
   shared_control c;
   std::vector<process> kids;
   // Receivers first: the object exists (and has its receivers) before anyone sends.
   for (unsigned i = 0; i < receivers + senders; ++i) {
     const bool rx = i < receivers;
-    // As the bench's other children: killed with the handle, and with us (the parent ends the run).
-    process& kid = kids.emplace_back(process_options{.name = rx ? "modes receiver" : "modes sender", .daemon = true,
-                                                     .setup = {.parent_death_signal = SIGKILL}},
-                                     [&, rx] { return rx ? receiver_body(c.get(), uri, size) : sender_body(c.get(), uri, size); });
+    process& kid = kids.emplace_back(child_options(rx ? "modes receiver" : "modes sender"), [&, rx] {
+      child_signals();
+      return rx ? receiver_body(c.get(), open, size) : sender_body(c.get(), open, size, senders, receivers);
+    });
     kid.start();
   }
   const auto ready_by = clock::now() + std::chrono::seconds(10);
@@ -123,29 +149,56 @@ mode_figures measure_mode(const std::string& uri, unsigned senders, unsigned rec
     for (auto& k : kids) dead = dead || !k.is_alive();
     if (dead || clock::now() > ready_by) {
       c->failed.store(1);
-      throw_error(errc::closed, "bench", uri, "a child ended or did not open the channel within 10 s");
+      throw_error(errc::closed, "bench", what, "a child ended or did not open the channel within 10 s");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   const std::int64_t start = now_ns();
   c->stop_ns.store(start + static_cast<std::int64_t>(seconds * 1e9));
   c->start_ns.store(start, std::memory_order_release);
+  // Every child is reaped here; the first failure, the deadline or ^C kills the rest, which may be
+  // waiting for a stream that will never end. The wait sleeps in poll() on the pidfds (no wake-ups
+  // of ours on the CPUs the children measure), looking at ^C every 100 ms.
+  const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds + 30));
   std::string failure;
-  for (auto& k : kids) {
-    auto st = k.join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(seconds + 30)));
-    if (!st) {
-      k.kill(SIGKILL);
-      st = k.join();
-      failure = "a child did not finish within the run + 30 s";
-    } else if (!st->success() && failure.empty()) {
-      failure = "a child " + st->to_string();
+  for (;;) {
+    std::vector<pollfd> running;
+    for (auto& k : kids) {
+      if (!k.joinable()) continue;
+      if (const auto st = k.try_join()) {
+        if (!st->success() && failure.empty()) failure = std::string("a child ") + st->to_string();
+      } else {
+        running.push_back({k.pidfd(), POLLIN, 0});
+      }
     }
+    if (running.empty()) break;
+    if (failure.empty() && stop_requested.load()) failure = "interrupted";
+    if (failure.empty() && clock::now() > deadline) failure = "a child did not finish within the run + 30 s";
+    if (!failure.empty()) {
+      for (auto& k : kids) {
+        if (k.joinable()) {
+          k.kill(SIGKILL);
+          k.join();
+        }
+      }
+      break;
+    }
+    if (::poll(running.data(), running.size(), 100) < 0 && errno != EINTR) ipc::throw_errno(errno, "poll", "bench children");
   }
-  if (!failure.empty()) throw_error(errc::corrupt, "bench", uri, failure);
+  if (!failure.empty()) throw_error(errc::corrupt, "bench", what, failure);
   mode_figures f;
   f.messages = c->received.load();
+  f.sent = c->sent.load();
   f.seconds = static_cast<double>(c->last_end_ns.load() - start) / 1e9;
   return f;
+}
+
+mode_figures measure_mode(const std::string& uri, unsigned senders, unsigned receivers, std::size_t size,
+                          double seconds) {
+  const mode_opener open = [&uri](role r) -> std::unique_ptr<mode_end> {
+    return std::make_unique<channel_end>(open_channel(uri, r));
+  };
+  return run_mode(open, senders, receivers, size, seconds, uri);
 }
 
 std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, double seconds, const std::string& prefix) {
@@ -165,6 +218,7 @@ std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, d
     for (const spec& s : {spec{"spsc 1→1", kind::spsc, 1, 1}, spec{"mpmc 1→1", kind::mpmc, 1, 1},
                           spec{"mpmc 2→2", kind::mpmc, 2, 2}, spec{"broadcast 1→1", kind::broadcast, 1, 1},
                           spec{"broadcast 1→4", kind::broadcast, 1, 4}}) {
+      if (stop_requested.load()) return rows;
       const std::string name = prefix + "." + std::to_string(++n);
       const std::string cells = "&slots=" + std::to_string(slots) + "&max_message=" + std::to_string(size);
       const std::string uri = s.k == kind::mpmc        ? "shm:" + name + "?mode=mpmc" + cells
@@ -172,6 +226,7 @@ std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, d
                                                        : "shm:" + name + "?capacity=" + std::to_string(ring_capacity(size)) +
                                                              "&max_message=" + std::to_string(size);
       mode_row r{s.label, size, {}, 0, {}, s.receivers, s.k == kind::broadcast};
+      r.senders = s.senders;
       try {
         r.figures = measure_mode(uri, s.senders, s.receivers, size, seconds);
         if (s.k == kind::spsc) spsc = r.figures.rate();
@@ -189,34 +244,41 @@ std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, d
       }
       rows.push_back(std::move(r));
     }
+    // The same layouts through a well-known library: Boost's message_queue is MPMC (a mutex and
+    // two conditions in the segment), with the MPMC rows' slots.
+    for (const unsigned n_to_n : {1U, 2U}) {
+      if (stop_requested.load()) return rows;
+      mode_row r{"boost_mq " + std::to_string(n_to_n) + "→" + std::to_string(n_to_n), size, {}, 0, {}};
+      r.senders = r.receivers = n_to_n;
+      try {
+        r.figures = measure_boost_mode(prefix + "." + std::to_string(++n), slots, n_to_n, n_to_n, size, seconds);
+        r.vs_spsc = spsc > 0 ? r.figures.rate() / spsc : 0;
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+      rows.push_back(std::move(r));
+    }
   }
   return rows;
 }
 
 std::string mode_table(const std::vector<mode_row>& rows, double seconds) {
-  std::string s;
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "\nshm modes: N senders → M receivers, each its own process, one object; total messages "
-                "received per second over %.2f s of sending (until the last receiver drained); broadcast "
-                "(policy=block): every receiver gets every message, ×spsc compares the rate per receiver\n",
-                seconds);
-  s += line;
-  std::snprintf(line, sizeof line, "%-14s %8s %14s %14s %10s %8s\n", "mode", "size", "total msg/s", "msg/s per rx",
-                "MB/s", "×spsc");
-  s += line;
+  std::string s = "\nmodes: N senders → M receivers, each its own process, one object; total messages received per "
+                  "second over " + daemon::fmt(seconds, 2) + " s of sending (until the last receiver drained); "
+                  "×spsc = row ÷ shm spsc 1→1; broadcast (policy=block): every receiver gets every message, "
+                  "×spsc compares the rate per receiver\n";
+  daemon::table t({"mode", "size", "total msg/s", "per receiver", "MB/s", "×spsc", ""},
+                  {false, true, true, true, true, true, false});
   for (const auto& r : rows) {
-    const std::string size = r.size >= 1024 ? std::to_string(r.size / 1024) + "K" : std::to_string(r.size);
     if (!r.error.empty()) {
-      std::snprintf(line, sizeof line, "%-16s %8s  failed: %.100s\n", r.label.c_str(), size.c_str(), r.error.c_str());
-    } else {
-      const double rate = r.figures.rate();
-      std::snprintf(line, sizeof line, "%-16s %8s %14.0f %14.0f %10.1f %8.2f\n", r.label.c_str(), size.c_str(), rate,
-                    r.per_receiver_rate(), rate * static_cast<double>(r.size) / 1e6, r.vs_spsc);
+      t.add({r.label, size_label(r.size), "—", "—", "—", "", "failed: " + r.error});
+      continue;
     }
-    s += line;
+    t.add({r.label, size_label(r.size), rate_label(r.figures.rate()), rate_label(r.per_receiver_rate()),
+           daemon::fmt(r.figures.rate() * static_cast<double>(r.size) / 1e6, 1),
+           times(r.vs_spsc > 0 ? std::optional<double>(r.vs_spsc) : std::nullopt), ""});
   }
-  return s;
+  return s + t.render();
 }
 
 }  // namespace ipc::bench

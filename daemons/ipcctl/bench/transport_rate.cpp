@@ -1,6 +1,7 @@
 #include "transport_rate.hpp"
 
 #include "runner.hpp"
+#include "table.hpp"
 
 #include <ipc/error.hpp>
 
@@ -16,13 +17,8 @@
 namespace ipc::bench {
 namespace {
 
-using clock_type = std::chrono::steady_clock;
 constexpr std::size_t rate_message = 64;
 constexpr std::uint64_t end_marker = ~std::uint64_t{0};
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch()).count();
-}
 
 }  // namespace
 
@@ -71,34 +67,27 @@ rate_figures measure_rate(transport& t, double rate, double seconds) {
     }
     if (lat.size() < 10) throw_error(errc::corrupt, "receive", "fixed rate", "fewer than 10 messages arrived");
     std::sort(lat.begin(), lat.end());
-    auto pct = [&](double q) { return lat[std::min(lat.size() - 1, static_cast<std::size_t>(q * static_cast<double>(lat.size())))]; };
     out.messages = lat.size();
-    out.p50_us = pct(0.50);
-    out.p99_us = pct(0.99);
+    out.p50_us = percentile(lat, 0.50);
+    out.p99_us = percentile(lat, 0.99);
   };
   run_forked(t, rate_message, {side::child}, seconds, child, parent);
   return out;
 }
 
 std::string rate_table(const std::vector<rate_row>& rows, double rate, double seconds) {
-  std::string s;
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "\nfixed rate: %.0f msg/s of 64 B for %.1f s, one way (steady_clock stamp before send -> after receive)\n",
-                rate, seconds);
-  s += line;
-  std::snprintf(line, sizeof line, "%-9s %-8s %10s %10s %10s\n", "channel", "impl", "messages", "p50 µs", "p99 µs");
-  s += line;
+  std::string s = "\nfixed rate: " + daemon::fmt(rate, 0) + " msg/s of 64 B for " + daemon::fmt(seconds, 2) +
+                  " s, one way (steady_clock stamp before send -> after receive)\n";
+  daemon::table t({"channel", "impl", "messages", "p50 µs", "p99 µs", ""}, {false, false, true, true, true, false});
   for (const auto& r : rows) {
     if (!r.error.empty()) {
-      std::snprintf(line, sizeof line, "%-9s %-8s  failed: %.200s\n", r.channel.c_str(), r.impl.c_str(), r.error.c_str());
+      t.add({r.channel, r.impl, "—", "—", "—", "failed: " + r.error});
     } else {
-      std::snprintf(line, sizeof line, "%-9s %-8s %10llu %10.1f %10.1f\n", r.channel.c_str(), r.impl.c_str(),
-                    static_cast<unsigned long long>(r.figures.messages), r.figures.p50_us, r.figures.p99_us);
+      t.add({r.channel, r.impl, std::to_string(r.figures.messages), daemon::fmt(r.figures.p50_us, 1),
+             daemon::fmt(r.figures.p99_us, 1), ""});
     }
-    s += line;
   }
-  return s;
+  return s + t.render();
 }
 
 }  // namespace ipc::bench
