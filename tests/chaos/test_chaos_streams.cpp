@@ -164,8 +164,13 @@ void take(ledger& l, std::uint32_t gen, std::span<const std::byte> msg) {
   l.consumer_logged[gen].fetch_add(1);
 }
 
-// A consumer: takes records until stopped. On errc::closed (the producer gone) it reopens, as the
-// daemon does, unless `reopen` is false (pipe: the stream ended, exit). Exits 0, or 3 on an error.
+// A consumer: takes records until stopped. On errc::closed (the producer gone) it resumes the same
+// handle with reopen(), as the daemon does (daemons/runtime/resume.hpp), unless `reopen` is false
+// (pipe: the stream ended, exit). Never close and open anew: a FIFO's reopen() opens its new read fd
+// before closing the old one. A consumer that closed first would leave the FIFO without a reader, and
+// a new producer that connected while the old fd was still open (after the EOF) would have its next
+// write refused (EPIPE), close, and so free the pipe with the records it had already sent: lost by a
+// live consumer. Exits 0, or 3 on an error.
 int consume(ledger& l, std::uint32_t gen, const opener& open, bool reopen) {
   std::unique_ptr<ipc::channel> ch;
   std::vector<std::byte> buf;
@@ -174,7 +179,6 @@ int consume(ledger& l, std::uint32_t gen, const opener& open, bool reopen) {
       if (!ch && !(ch = open_patiently(l, open, l.stop_consumer))) return l.stop_consumer.load() != 0 ? 0 : 3;
       if (ch->receive_for(buf, 20ms)) take(l, gen, buf);
     } catch (const std::system_error& e) {
-      ch.reset();
       if (e.code() == ipc::errc::corrupt) {
         l.corrupt.fetch_add(1);
         l.fail(std::string("receive: ") + e.what());
@@ -183,7 +187,12 @@ int consume(ledger& l, std::uint32_t gen, const opener& open, bool reopen) {
         return 3;
       }
       if (!reopen) return 0;
-      std::this_thread::sleep_for(1ms);
+      try {
+        ch->reopen();
+      } catch (const std::system_error& r) {
+        l.fail(std::string("reopen: ") + r.what());
+        return 3;
+      }
     }
   }
   return 0;

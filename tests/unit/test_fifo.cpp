@@ -209,6 +209,39 @@ TEST_CASE("fifo: a writer that goes away is seen as closed, and reopen waits for
   CHECK(second.wait(10s).exit_code == 0);
 }
 
+TEST_CASE("fifo: what a writer sent after the reader saw the end is kept through reopen(), even once that writer is gone",
+          "[fifo]") {
+  // A restarted producer can connect while the receiver still holds the fd that reported the end
+  // (errc::closed), send, and die before the receiver resumes. The kernel frees a FIFO's buffer when
+  // its last open end closes: only a reopen() that opens the new read fd before closing the old one
+  // keeps what that writer sent.
+  const std::string path = fifo_path("between");
+  auto rx = ipc::fifo_channel::open(path, ipc::role::receiver);
+  auto writer = [&](const char* msg) {
+    return ipc::test::fork_child([&path, msg](ipc::test::reporter&) {
+      auto tx = ipc::fifo_channel::open(path, ipc::role::sender);
+      return tx->send_for(ipc::as_bytes(msg), 10s) ? 0 : 1;
+    });
+  };
+  std::vector<std::byte> buf;
+  REQUIRE(writer("first").wait(10s).exit_code == 0);
+  REQUIRE(rx->receive_for(buf, 10s));
+  CHECK(text(buf) == "first");
+  CHECK(thrown_by([&] { (void)rx->receive_for(buf, 10s); }).code() == ipc::errc::closed);
+  REQUIRE(writer("between").wait(10s).exit_code == 0);  // sent and gone before the receiver resumes
+  SECTION("reopen() keeps it: the FIFO never lacked an open end") {
+    rx->reopen();
+    REQUIRE(rx->receive_for(buf, 10s));
+    CHECK(text(buf) == "between");
+  }
+  SECTION("closing and opening anew loses it: the kernel freed the buffer with the last end") {
+    rx.reset();
+    rx = ipc::fifo_channel::open(path, ipc::role::receiver);
+    CHECK_FALSE(rx->receive_for(buf, 50ms));
+  }
+  rx->remove();
+}
+
 TEST_CASE("fifo: the writer gets closed, not SIGPIPE, when the reader leaves", "[fifo]") {
   const std::string path = fifo_path("gone");
   auto rx = ipc::fifo_channel::open(path, ipc::role::receiver);
