@@ -46,8 +46,8 @@ struct ring_name {
   [[nodiscard]] std::string path() const { return "/dev/shm/" + shm_ring::shm_name(name); }
 };
 
-// A raw read-write mapping of a ring, for planting corruption. Layout v2 offsets
-// (static_asserted in detail/shm_ring_layout.hpp): magic 4, capacity 48, head 64, tail 128, data 576.
+// A raw read-write mapping of a ring, for planting corruption. Layout v3 offsets
+// (static_asserted in detail/shm_ring_layout.hpp): magic 4, capacity 48, head 64, tail 128, data 1216.
 struct raw_mapping {
   ipc::unique_fd fd;
   void* base = MAP_FAILED;
@@ -79,7 +79,7 @@ struct raw_mapping {
     return v;
   }
 };
-constexpr std::size_t magic_at = 4, capacity_at = 48, head_at = 64, tail_at = 128, data_at = 576;
+constexpr std::size_t magic_at = 4, capacity_at = 48, head_at = 64, tail_at = 128, data_at = 1216;
 
 std::vector<std::byte> pattern(std::uint64_t seq, std::size_t len) {
   std::vector<std::byte> v(len);
