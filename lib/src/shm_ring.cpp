@@ -267,7 +267,10 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   if ((++sends_unchecked_ & 63U) == 0 || woke_receiver_ || h.receiver.closed.load(std::memory_order_relaxed) != 0 ||
       h.receiver.attaches.load(std::memory_order_relaxed) == 0) {
     woke_receiver_ = false;
-    if (coarse_now_ns() >= next_link_check_ns_) check_linked("send");
+    if (coarse_now_ns() >= next_link_check_ns_) {
+      check_linked("send");
+      detail::retake_endpoint_lock(h, role_, pid_);  // the thread that held it may have exited
+    }
   }
   const std::uint64_t len = message.size();
   const std::uint64_t rec = detail::record_header + round8(len);
