@@ -4,11 +4,14 @@
 #include <ipc/inspect.hpp>
 #include <ipc/shm_mpmc.hpp>
 
+#include "detail/futex.hpp"
+
 #include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -35,6 +38,17 @@ bool free_place(mpmc_header& h, unsigned i, std::uint32_t gen) noexcept {
   return true;
 }
 
+// Bumps both futex words and wakes everyone: a waiter then watches a new endpoint's lock too.
+void wake_all_waiters(mpmc_header& h) noexcept {
+  for (auto* seq : {&h.data_seq, &h.space_seq}) {
+    seq->fetch_add(1, std::memory_order_release);
+    try {
+      futex_wake(*seq, INT_MAX, "");
+    } catch (...) {  // NOLINT(bugprone-empty-catch): they look again at their next wake
+    }
+  }
+}
+
 // Reaps place i when its holder is dead; true when it was reaped (by us).
 bool reap_if_dead(mpmc_header& h, unsigned i, const segment_id& seg) noexcept {
   auto& e = h.holders[i];
@@ -45,7 +59,10 @@ bool reap_if_dead(mpmc_header& h, unsigned i, const segment_id& seg) noexcept {
   if (holder_alive(pid, st, seg)) return false;
   // Judged on a consistent snapshot only: an adoption in progress changes gen first.
   if (e.gen.load(std::memory_order_acquire) != g) return false;
-  return free_place(h, i, g);
+  if (!free_place(h, i, g)) return false;
+  // Other sleepers may be waiting (in slices) on this holder's unheld lock: let them judge now.
+  wake_all_waiters(h);
+  return true;
 }
 
 }  // namespace
@@ -58,12 +75,26 @@ mpmc_place register_holder(mpmc_header& h, role r, pid_t pid, std::uint64_t star
       auto& e = h.holders[i];
       std::int32_t none = 0;
       if (!e.pid.compare_exchange_strong(none, pid, std::memory_order_acq_rel)) continue;
+      // A lock still held sits on a live thread's robust list (its release failed): not this place.
+      if (lock_held(h.endpoint_locks[i])) {
+        e.pid.store(0, std::memory_order_release);
+        continue;
+      }
+      if (!fork_pending) {
+        try {
+          take_lock(h.endpoint_locks[i], object);
+        } catch (...) {
+          e.pid.store(0, std::memory_order_release);
+          throw;
+        }
+      }
       e.start_time.store(start_time, std::memory_order_relaxed);
       e.role.store(ri, std::memory_order_relaxed);
       e.fork_pending.store(fork_pending ? 1U : 0U, std::memory_order_relaxed);
       h.live[ri].fetch_add(1, std::memory_order_acq_rel);
       h.ever[ri].store(1, std::memory_order_release);
       const std::uint32_t g = e.gen.fetch_add(1, std::memory_order_acq_rel) + 1;  // even -> odd: published
+      if (!fork_pending) wake_all_waiters(h);
       return {i, g};
     }
     for (unsigned i = 0; i < mpmc_max_holders; ++i) reap_if_dead(h, i, seg);
@@ -72,8 +103,13 @@ mpmc_place register_holder(mpmc_header& h, role r, pid_t pid, std::uint64_t star
                                    " endpoint places are held by live processes");
 }
 
-bool release_holder(mpmc_header& h, const mpmc_place& p) noexcept {
+bool release_holder(mpmc_header& h, const mpmc_place& p, bool* lock_released) noexcept {
   if (p.index >= mpmc_max_holders || (p.gen & 1U) == 0) return false;
+  // Unlocked before the place is freed, so no new holder finds it held. A place reaped already
+  // (we were judged dead: a stopped process) has a lock that is still ours: release it all the same.
+  auto& lock = h.endpoint_locks[p.index];
+  const bool released = !lock_held(lock) || release_lock(lock);
+  if (lock_released != nullptr) *lock_released = released;
   const unsigned r = h.holders[p.index].role.load(std::memory_order_relaxed) & 1U;
   if (!free_place(h, p.index, p.gen)) return false;
   return h.live[r].load(std::memory_order_acquire) == 0;
@@ -84,6 +120,10 @@ mpmc_place adopt_pending(mpmc_header& h, const mpmc_place& pending, pid_t child,
   std::uint32_t g = pending.gen;
   // odd -> even while the fields change, so no reaper judges a half-written pid/start time.
   if (!e.gen.compare_exchange_strong(g, pending.gen + 1, std::memory_order_acq_rel)) return {pending.index, 0};
+  try {
+    if (!lock_held(h.endpoint_locks[pending.index])) take_lock(h.endpoint_locks[pending.index], "");
+  } catch (...) {  // NOLINT(bugprone-empty-catch): left unheld, waiters look at this place in slices
+  }
   e.start_time.store(start_time, std::memory_order_relaxed);
   e.pid.store(child, std::memory_order_relaxed);
   e.fork_pending.store(0, std::memory_order_relaxed);
@@ -98,6 +138,21 @@ bool token_alive(mpmc_header& h, std::uint32_t token, const segment_id& seg) noe
   const std::uint32_t g = h.holders[i].gen.load(std::memory_order_acquire);
   if ((g & slot_state::gen_mask) != s.holder_gen()) return false;  // released or reaped since the claim
   return !reap_if_dead(h, i, seg) && h.holders[i].gen.load(std::memory_order_acquire) == g;
+}
+
+void retake_endpoint_lock(mpmc_header& h, const mpmc_place& p, pid_t me) noexcept {
+  if (p.index >= mpmc_max_holders || h.holders[p.index].pid.load(std::memory_order_relaxed) != me) return;
+  if (h.holders[p.index].gen.load(std::memory_order_acquire) != p.gen) return;
+  if (retake_if_orphaned(h.endpoint_locks[p.index])) wake_all_waiters(h);
+}
+
+int watch_list(mpmc_header& h, unsigned self, const endpoint_lock* (&out)[mpmc_max_holders]) noexcept {
+  int n = 0;
+  for (unsigned i = 0; i < mpmc_max_holders; ++i) {
+    if (i == self) continue;
+    if ((h.holders[i].gen.load(std::memory_order_acquire) & 1U) != 0) out[n++] = &h.endpoint_locks[i];
+  }
+  return n;
 }
 
 std::uint32_t reap_role(mpmc_header& h, role r, const segment_id& seg) noexcept {

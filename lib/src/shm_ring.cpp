@@ -325,6 +325,7 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
     return false;
   }
   if (spin_until(enough)) return true;
+  unsigned unheld_streak = 0;
   for (;;) {
     if (gone()) throw_error(errc::closed, "send", name_, "the receiver is gone and the ring is full");
     // A full ring whose name was removed may never drain: the receiver may have moved on.
@@ -336,7 +337,7 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
       h.sender_wants.store(0, std::memory_order_relaxed);
       return true;
     }
-    const auto woke = sleep_on(h.space_seq, seq, role::receiver, d);
+    const auto woke = sleep_on(h.space_seq, seq, role::receiver, d, unheld_streak);
     h.sender_wants.store(0, std::memory_order_relaxed);
     if (enough()) return true;
     if (woke == detail::death_wait::interrupted || d.expired()) return false;
@@ -392,11 +393,12 @@ bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
 // own lock if the thread that held it has exited (so the peer need not sleep in slices for us).
 // After a peer's lock changed, the next liveness probe runs at once.
 detail::death_wait shm_ring::sleep_on(const std::atomic<std::uint32_t>& seq, std::uint32_t seen, role peer,
-                                      const deadline& d) {
+                                      const deadline& d, unsigned& unheld_streak) {
   detail::retake_endpoint_lock(*hdr_, role_, pid_);
   const detail::endpoint_lock* locks[detail::max_holders];
   const int n = detail::watch_list(*hdr_, peer, locks);
-  const auto woke = detail::wait_data_or_death(seq, seen, {locks, static_cast<std::size_t>(n)}, d, name_);
+  const auto woke =
+      detail::wait_data_or_death(seq, seen, {locks, static_cast<std::size_t>(n)}, d, name_, unheld_streak);
   if (woke == detail::death_wait::peer_changed) next_liveness_probe_ = {};
   return woke;
 }
@@ -418,6 +420,7 @@ bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
     return false;
   }
   if (spin_until(ready)) return true;
+  unsigned unheld_streak = 0;
   for (;;) {
     if (drained_and_gone()) throw_error(errc::closed, "receive", name_, "the sender is gone and the ring is empty");
     if (cached_peer_index_ != tail) return true;
@@ -428,7 +431,7 @@ bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
       h.receiver_sleeping.store(0, std::memory_order_relaxed);
       return true;
     }
-    const auto woke = sleep_on(h.data_seq, seq, role::sender, d);
+    const auto woke = sleep_on(h.data_seq, seq, role::sender, d, unheld_streak);
     h.receiver_sleeping.store(0, std::memory_order_relaxed);
     if (ready()) return true;
     if (woke == detail::death_wait::interrupted || d.expired()) return false;

@@ -92,7 +92,8 @@ class IPC_API shm_ring final : public channel {
 
   bool wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d);
   bool wait_for_data(std::uint64_t tail, const deadline& d);
-  detail::death_wait sleep_on(const std::atomic<std::uint32_t>& seq, std::uint32_t seen, role peer, const deadline& d);
+  detail::death_wait sleep_on(const std::atomic<std::uint32_t>& seq, std::uint32_t seen, role peer, const deadline& d,
+                              unsigned& unheld_streak);
   [[noreturn]] void corrupt(const std::string& what) const;
   int segment_fd() const noexcept;
   void check_linked(std::string_view call);

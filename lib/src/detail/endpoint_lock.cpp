@@ -7,7 +7,9 @@
 
 #include <linux/futex.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstddef>
 #include <mutex>
@@ -64,7 +66,7 @@ void park_until_exit(std::shared_ptr<void> mapping) noexcept {
 
 death_wait wait_data_or_death(const std::atomic<std::uint32_t>& data, std::uint32_t seen,
                               std::span<const endpoint_lock* const> peers, const deadline& until,
-                              std::string_view object) {
+                              std::string_view object, unsigned& unheld_streak) {
   constexpr std::size_t max_peers = 120;
   if (peers.size() > max_peers) throw_errno(EINVAL, "futex_waitv", object, "too many endpoints to watch");
   futex_watch w[max_peers + 2];
@@ -89,7 +91,16 @@ death_wait wait_data_or_death(const std::atomic<std::uint32_t>& data, std::uint3
     w[n++] = {&word, v | FUTEX_WAITERS};
   }
   deadline limit = until;
-  if (sliced) limit = deadline::at(std::min(until.time_point(), deadline::clock::now() + wait_slice));
+  if (sliced) {
+    // A killed process is often still exiting when its lock wakes us (it still looks alive): look
+    // again after 1 ms, then back off to the slice that bounds a thread-exit's cost.
+    const auto slice = std::min<std::chrono::milliseconds>(
+        wait_slice, std::chrono::milliseconds(std::int64_t{1} << std::min(unheld_streak, 7U)));
+    ++unheld_streak;
+    limit = deadline::at(std::min(until.time_point(), deadline::clock::now() + slice));
+  } else {
+    unheld_streak = 0;
+  }
   const int r = futex_wait_any({w, n}, limit, object);
   if (interruptible && take_interrupt()) return death_wait::interrupted;
   if (r >= 2 && static_cast<std::size_t>(r) < n) {

@@ -75,11 +75,13 @@ enum class death_wait {
 
 /// Sleeps while data == seen, every lock in `peers` is unchanged and the calling thread is not
 /// interrupted, until `until` (never(): no limit). No time slices while every peer lock is held;
-/// while one is not (its thread exited, or a fork child has not taken its own yet) the sleep is at
-/// most wait_slice so the caller probes that peer's liveness. At most 120 peers. Throws
-/// std::system_error naming futex_waitv and object.
+/// while one is not (a process still exiting after the kernel released its lock, a thread that
+/// exited, a fork child that has not taken its own yet) the sleep is a slice so the caller probes
+/// that peer's liveness: 1 ms, doubling over the consecutive sliced sleeps counted in
+/// `unheld_streak` (the caller's, 0 at the start of its wait) up to wait_slice. At most 120 peers.
+/// Throws std::system_error naming futex_waitv and object.
 death_wait wait_data_or_death(const std::atomic<std::uint32_t>& data, std::uint32_t seen,
                               std::span<const endpoint_lock* const> peers, const deadline& until,
-                              std::string_view object);
+                              std::string_view object, unsigned& unheld_streak);
 
 }  // namespace ipc::detail

@@ -38,17 +38,30 @@ struct mpmc_place {
   std::uint32_t gen = 0;  // odd while registered
 };
 
-/// Takes a free place for pid as role r (dead holders are reaped first when the table is full).
-/// Throws std::system_error EBUSY naming object when 64 live endpoints hold every place.
+/// Takes a free place for pid as role r (dead holders are reaped first when the table is full),
+/// holding its endpoint lock on the calling thread unless fork_pending (the child takes it), and
+/// wakes every waiter so it watches the new lock too. Throws std::system_error EBUSY naming
+/// object when 64 live endpoints hold every place.
 mpmc_place register_holder(mpmc_header& h, role r, pid_t pid, std::uint64_t start_time, bool fork_pending,
                            const segment_id& seg, std::string_view object);
 
-/// Gives the place back. Returns true when it was the last holder of its role. Never throws;
-/// false when the place was already reaped.
-bool release_holder(mpmc_header& h, const mpmc_place& p) noexcept;
+/// Gives the place back, releasing its endpoint lock. Returns true when it was the last holder of
+/// its role; false when the place was already reaped. *lock_released (if given) is false when the
+/// lock stays held by another thread of ours: the caller keeps the mapping (park_until_exit).
+/// Never throws.
+bool release_holder(mpmc_header& h, const mpmc_place& p, bool* lock_released = nullptr) noexcept;
+
+/// Takes back the endpoint lock of place p when the thread that held it has exited (then wakes
+/// the waiters). Never blocks, never throws.
+void retake_endpoint_lock(mpmc_header& h, const mpmc_place& p, pid_t me) noexcept;
+
+/// The endpoint locks of every registered place but `self`, for wait_data_or_death. Returns how
+/// many. Never throws.
+int watch_list(mpmc_header& h, unsigned self, const endpoint_lock* (&out)[mpmc_max_holders]) noexcept;
 
 /// Turns a fork-pending place (reserved by the parent) into the calling child's own: new pid,
-/// start time and generation. Returns the place, or nullopt-like {index, 0} when it was reaped.
+/// start time, generation and its endpoint lock, held by the calling thread. Returns the place,
+/// or nullopt-like {index, 0} when it was reaped (or its lock could not be taken).
 mpmc_place adopt_pending(mpmc_header& h, const mpmc_place& pending, pid_t child, std::uint64_t start_time) noexcept;
 
 /// Whether the holder a claim token names is still attached and alive. A dead one is reaped.
