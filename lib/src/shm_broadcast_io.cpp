@@ -5,6 +5,7 @@
 #include <ipc/shm_broadcast.hpp>
 
 #include "detail/cpu_relax.hpp"
+#include "detail/endpoint_lock.hpp"
 #include "detail/futex.hpp"
 #include "detail/shm_broadcast_layout.hpp"
 #include "detail/shm_mpmc_holders.hpp"
@@ -39,10 +40,13 @@ void help_advance(std::atomic<std::uint64_t>& head, std::uint64_t pos) noexcept 
 
 // The one call that sleeps: on `seq` until it moves, `until` passes, or one slice (detail::wait_slice)
 // is over, whichever is first. The slice bounds how late a death or a lost wake-up is noticed; an
-// idle-free wait replaces this function alone.
-void sleep_once(const std::atomic<std::uint32_t>& seq, std::uint32_t before, const deadline& until, std::string_view object) {
+// idle-free wait replaces this function alone. Returns false when ipc::interrupt_wait ended it
+// (the word it changes is part of the wait): the caller ends the wait as a timeout (ipc/asio.hpp).
+bool sleep_once(const std::atomic<std::uint32_t>& seq, std::uint32_t before, const deadline& until, std::string_view object) {
   const auto slice = std::min(until.time_point(), deadline::clock::now() + detail::wait_slice);
-  detail::futex_wait(seq, before, deadline::at(slice), object);
+  unsigned unheld_streak = 0;
+  return detail::wait_data_or_death(seq, before, {}, deadline::at(slice), object, unheld_streak) !=
+         detail::death_wait::interrupted;
 }
 
 }  // namespace
@@ -92,8 +96,9 @@ shm_broadcast::cell_wait shm_broadcast::wait_until(bool on_data, const Changed& 
     arm(on_data);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (changed()) return cell_wait::ready;
-    sleep_once(seq, before, d, name_);
+    const bool not_interrupted = sleep_once(seq, before, d, name_);
     if (changed()) return cell_wait::ready;
+    if (!not_interrupted) return cell_wait::timeout;
     if (d.expired()) {
       next_probe_ = {};
       if (auto v = probe()) return *v;

@@ -3,6 +3,7 @@
 #include <ipc/shm_mpmc.hpp>
 
 #include "detail/cpu_relax.hpp"
+#include "detail/endpoint_lock.hpp"
 #include "detail/futex.hpp"
 #include "detail/shm_mpmc_holders.hpp"
 #include "detail/shm_mpmc_layout.hpp"
@@ -19,6 +20,7 @@
 #include <climits>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 
 namespace ipc {
@@ -123,7 +125,18 @@ shm_mpmc::shm_mpmc(std::string_view name, role r, const shm_mpmc_options& option
 shm_mpmc::~shm_mpmc() {
   shm_mpmc_fork_registry::erase(this);
   if (hdr_ == nullptr) return;
-  if (detail::release_holder(*hdr_, {holder_, place_gen_})) {
+  bool lock_released = true;
+  const bool last = detail::release_holder(*hdr_, {holder_, place_gen_}, &lock_released);
+  // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
+  // than the one that attached it): that list points into the header, so it stays mapped.
+  if (!lock_released) {
+    try {
+      detail::park_until_exit(std::make_shared<layout_segment>(std::move(*seg_)));
+    } catch (...) {  // NOLINT(bugprone-empty-catch): no memory to park it: leak the mapping instead
+      new (std::nothrow) std::optional<layout_segment>(std::move(seg_));
+    }
+  }
+  if (last) {
     // The last of our role: wake the other side so an empty (or full) queue reads as closed now.
     auto& seq = role_ == role::sender ? hdr_->data_seq : hdr_->space_seq;
     seq.fetch_add(1, std::memory_order_release);
@@ -299,8 +312,10 @@ void shm_mpmc::wake_all() {
 
 // Waits until the slot at `pos` no longer holds `seen` (or the position moved on), its claimer is
 // found dead, the other side is gone for good, or `d` passes. Spins ~20 µs first (a claimer
-// mid-copy, or a peer on the other core), then sleeps on the futex in slices of
-// detail::wait_slice: the slice bounds how late a claimer's death or a lost wake-up is noticed.
+// mid-copy, or a peer on the other core), then sleeps on the futex word and every other
+// endpoint's lock at once (detail::wait_data_or_death): no time slices, and the kernel wakes a
+// sleeper when any endpoint (a claimer, the waker of a lost wake-up) dies or execs; whoever it
+// wakes wakes the other sleepers on that lock, and the verdict runs at once.
 shm_mpmc::slot_wait shm_mpmc::wait_for(bool for_data, std::uint64_t pos, std::uint64_t seen, const deadline& d) {
   auto& h = *hdr_;
   auto& position = for_data ? h.dequeue_pos : h.enqueue_pos;
@@ -348,6 +363,7 @@ shm_mpmc::slot_wait shm_mpmc::wait_for(bool for_data, std::uint64_t pos, std::ui
   }
   auto& seq = for_data ? h.data_seq : h.space_seq;
   auto& sleeping = for_data ? h.receivers_sleeping : h.senders_sleeping;
+  unsigned unheld_streak = 0;
   for (;;) {
     if (auto v = verdict()) return *v;
     const std::uint32_t before = seq.load(std::memory_order_acquire);
@@ -357,15 +373,20 @@ shm_mpmc::slot_wait shm_mpmc::wait_for(bool for_data, std::uint64_t pos, std::ui
       sleeping.fetch_sub(1, std::memory_order_relaxed);
       return slot_wait::ready;
     }
-    const auto slice = std::min(d.time_point(), deadline::clock::now() + detail::wait_slice);
+    detail::death_wait woke{};
     try {
-      detail::futex_wait(seq, before, deadline::at(slice), name_);
+      detail::retake_endpoint_lock(h, {holder_, place_gen_}, pid_);
+      const detail::endpoint_lock* locks[detail::mpmc_max_holders];
+      const int n = detail::watch_list(h, holder_, locks);
+      woke = detail::wait_data_or_death(seq, before, {locks, static_cast<std::size_t>(n)}, d, name_, unheld_streak);
     } catch (...) {
       sleeping.fetch_sub(1, std::memory_order_relaxed);
       throw;
     }
     sleeping.fetch_sub(1, std::memory_order_relaxed);
+    if (woke == detail::death_wait::peer_changed) next_probe_ = {};
     if (changed()) return slot_wait::ready;
+    if (woke == detail::death_wait::interrupted) return slot_wait::timeout;
     if (d.expired()) {
       if (auto v = verdict()) return *v;
       return slot_wait::timeout;

@@ -4,11 +4,14 @@
 #include <ipc/inspect.hpp>
 #include <ipc/shm_mpmc.hpp>
 
+#include "detail/futex.hpp"
+
 #include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -36,6 +39,19 @@ bool free_place(const holder_table& t, unsigned i, std::uint32_t gen) noexcept {
   return true;
 }
 
+// Bumps the layout's futex words and wakes everyone: a sleeper then watches a new endpoint's lock,
+// or judges a reaped one, at once.
+void wake_all_waiters(const holder_table& t) noexcept {
+  for (auto* seq : t.wake) {
+    if (seq == nullptr) continue;
+    seq->fetch_add(1, std::memory_order_release);
+    try {
+      futex_wake(*seq, INT_MAX, "");
+    } catch (...) {  // NOLINT(bugprone-empty-catch): they look again at their next wake
+    }
+  }
+}
+
 // Reaps place i when its holder is dead; true when it was reaped (by us).
 bool reap_if_dead(const holder_table& t, unsigned i, const segment_id& seg) noexcept {
   auto& e = t.holders[i];
@@ -46,7 +62,10 @@ bool reap_if_dead(const holder_table& t, unsigned i, const segment_id& seg) noex
   if (holder_alive(pid, st, seg)) return false;
   // Judged on a consistent snapshot only: an adoption in progress changes gen first.
   if (e.gen.load(std::memory_order_acquire) != g) return false;
-  return free_place(t, i, g);
+  if (!free_place(t, i, g)) return false;
+  // Other sleepers may be waiting (in slices) on this holder's unheld lock: let them judge now.
+  wake_all_waiters(t);
+  return true;
 }
 
 }  // namespace
@@ -76,6 +95,21 @@ mpmc_place register_holder(const holder_table& t, role r, pid_t pid, std::uint64
       auto& e = t.holders[i];
       std::int32_t none = 0;
       if (!e.pid.compare_exchange_strong(none, pid, std::memory_order_acq_rel)) continue;
+      if (t.endpoint_locks != nullptr) {
+        // A lock still held sits on a live thread's robust list (its release failed): not this place.
+        if (lock_held(t.endpoint_locks[i])) {
+          e.pid.store(0, std::memory_order_release);
+          continue;
+        }
+        if (!fork_pending) {
+          try {
+            take_lock(t.endpoint_locks[i], object);
+          } catch (...) {
+            e.pid.store(0, std::memory_order_release);
+            throw;
+          }
+        }
+      }
       if (init.call != nullptr) init.call(init.context, i);
       e.start_time.store(start_time, std::memory_order_relaxed);
       e.role.store(ri, std::memory_order_relaxed);
@@ -83,6 +117,7 @@ mpmc_place register_holder(const holder_table& t, role r, pid_t pid, std::uint64
       t.live[ri].fetch_add(1, std::memory_order_acq_rel);
       t.ever[ri].store(1, std::memory_order_release);
       const std::uint32_t g = e.gen.fetch_add(1, std::memory_order_seq_cst) + 1;  // even -> odd: published
+      if (!fork_pending) wake_all_waiters(t);
       return {i, g};
     }
     for (unsigned i = 0; i < mpmc_max_holders; ++i) reap_if_dead(t, i, seg);
@@ -91,8 +126,16 @@ mpmc_place register_holder(const holder_table& t, role r, pid_t pid, std::uint64
                                    " endpoint places are held by live processes");
 }
 
-bool release_holder(const holder_table& t, const mpmc_place& p) noexcept {
+bool release_holder(const holder_table& t, const mpmc_place& p, bool* lock_released) noexcept {
   if (p.index >= mpmc_max_holders || (p.gen & 1U) == 0) return false;
+  // Unlocked before the place is freed, so no new holder finds it held. A place reaped already
+  // (we were judged dead: a stopped process) has a lock that is still ours: release it all the same.
+  bool released = true;
+  if (t.endpoint_locks != nullptr) {
+    auto& lock = t.endpoint_locks[p.index];
+    released = !lock_held(lock) || release_lock(lock);
+  }
+  if (lock_released != nullptr) *lock_released = released;
   const unsigned r = t.holders[p.index].role.load(std::memory_order_relaxed) & 1U;
   if (!free_place(t, p.index, p.gen)) return false;
   return t.live[r].load(std::memory_order_acquire) == 0;
@@ -103,6 +146,12 @@ mpmc_place adopt_pending(const holder_table& t, const mpmc_place& pending, pid_t
   std::uint32_t g = pending.gen;
   // odd -> even while the fields change, so no reaper judges a half-written pid/start time.
   if (!e.gen.compare_exchange_strong(g, pending.gen + 1, std::memory_order_acq_rel)) return {pending.index, 0};
+  if (t.endpoint_locks != nullptr) {
+    try {
+      if (!lock_held(t.endpoint_locks[pending.index])) take_lock(t.endpoint_locks[pending.index], "");
+    } catch (...) {  // NOLINT(bugprone-empty-catch): left unheld, sleepers look at this place in slices
+    }
+  }
   e.start_time.store(start_time, std::memory_order_relaxed);
   e.pid.store(child, std::memory_order_relaxed);
   e.gen.store(pending.gen + 2, std::memory_order_release);
@@ -117,6 +166,23 @@ bool token_alive(const holder_table& t, std::uint32_t token, const segment_id& s
   const std::uint32_t g = t.holders[i].gen.load(std::memory_order_acquire);
   if ((g & slot_state::gen_mask) != s.holder_gen()) return false;  // released or reaped since the claim
   return !reap_if_dead(t, i, seg) && t.holders[i].gen.load(std::memory_order_acquire) == g;
+}
+
+void retake_endpoint_lock(const holder_table& t, const mpmc_place& p, pid_t me) noexcept {
+  if (t.endpoint_locks == nullptr || p.index >= mpmc_max_holders) return;
+  if (t.holders[p.index].pid.load(std::memory_order_relaxed) != me) return;
+  if (t.holders[p.index].gen.load(std::memory_order_acquire) != p.gen) return;
+  if (retake_if_orphaned(t.endpoint_locks[p.index])) wake_all_waiters(t);
+}
+
+int watch_list(const holder_table& t, unsigned self, const endpoint_lock* (&out)[mpmc_max_holders]) noexcept {
+  if (t.endpoint_locks == nullptr) return 0;
+  int n = 0;
+  for (unsigned i = 0; i < mpmc_max_holders; ++i) {
+    if (i == self) continue;
+    if ((t.holders[i].gen.load(std::memory_order_acquire) & 1U) != 0) out[n++] = &t.endpoint_locks[i];
+  }
+  return n;
 }
 
 std::uint32_t reap_role(const holder_table& t, role r, const segment_id& seg) noexcept {

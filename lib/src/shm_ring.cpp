@@ -3,6 +3,7 @@
 
 #include "detail/channel_factories.hpp"
 #include "detail/cpu_relax.hpp"
+#include "detail/endpoint_lock.hpp"
 #include "detail/futex.hpp"
 #include "detail/shm_ring_layout.hpp"
 #include "detail/shm_ring_roles.hpp"
@@ -160,7 +161,17 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
 shm_ring::~shm_ring() {
   shm_ring_fork_registry::erase(this);
   if (hdr_ == nullptr) return;
-  if (detail::detach_role(*hdr_, role_, pid_, name_)) {
+  const auto left = detail::detach_role(*hdr_, role_, pid_, name_);
+  // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
+  // than the one that attached it): that list points into the header, so it stays mapped.
+  if (!left.lock_released) {
+    try {
+      detail::park_until_exit(std::make_shared<layout_segment>(std::move(*seg_)));
+    } catch (...) {  // NOLINT(bugprone-empty-catch): no memory to park it: leak the mapping instead
+      new (std::nothrow) std::optional<layout_segment>(std::move(seg_));
+    }
+  }
+  if (left.closed) {
     // Wake the peer wherever it sleeps so it sees `closed` now, not at its next liveness check.
     auto& seq = role_ == role::sender ? hdr_->data_seq : hdr_->space_seq;
     seq.fetch_add(1, std::memory_order_release);
@@ -263,7 +274,10 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   if ((++sends_unchecked_ & 63U) == 0 || woke_receiver_ || h.receiver.closed.load(std::memory_order_relaxed) != 0 ||
       h.receiver.attaches.load(std::memory_order_relaxed) == 0) {
     woke_receiver_ = false;
-    if (coarse_now_ns() >= next_link_check_ns_) check_linked("send");
+    if (coarse_now_ns() >= next_link_check_ns_) {
+      check_linked("send");
+      detail::retake_endpoint_lock(h, role_, pid_);  // the thread that held it may have exited
+    }
   }
   const std::uint64_t len = message.size();
   const std::uint64_t rec = detail::record_header + round8(len);
@@ -297,11 +311,12 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   return true;
 }
 
-// Why a woken process dying cannot strand anyone here (docs/crash-behaviour.md, "No process waits
-// for ever"): each side has one process (SPSC), so a wake-up is never a baton passed to one of
-// several waiters; what is ready lives in head/tail, not in the wake; and the sleeper wakes at
-// least every 100 ms to re-read them and probe the peer's liveness. A lost FUTEX_WAKE (the waker
-// killed between publishing and waking) costs at most one slice.
+// Why nobody is stranded here (docs/crash-behaviour.md, "No process waits for ever"): each side has
+// one process (SPSC), so a wake-up is never a baton passed to one of several waiters; what is ready
+// lives in head/tail, not in the wake; and the sleep includes the peer holders' endpoint locks
+// (detail::wait_data_or_death), which the kernel marks and wakes when a holder dies or execs. A
+// waker killed between publishing and waking has died: its lock wakes us. No time slices while
+// every peer holder's lock is held, so an idle waiter makes no syscalls at all.
 bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d) {
   auto& h = *hdr_;
   auto enough = [&] {
@@ -317,6 +332,7 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
     return false;
   }
   if (spin_until(enough)) return true;
+  unsigned unheld_streak = 0;
   for (;;) {
     if (gone()) throw_error(errc::closed, "send", name_, "the receiver is gone and the ring is full");
     // A full ring whose name was removed may never drain: the receiver may have moved on.
@@ -328,12 +344,10 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
       h.sender_wants.store(0, std::memory_order_relaxed);
       return true;
     }
-    // Sleep in slices so a receiver that died without a word is noticed within ~100 ms.
-    const auto slice = std::min(d.time_point(), deadline::clock::now() + std::chrono::milliseconds(100));
-    detail::futex_wait(h.space_seq, seq, deadline::at(slice), name_);
+    const auto woke = sleep_on(h.space_seq, seq, role::receiver, d, unheld_streak);
     h.sender_wants.store(0, std::memory_order_relaxed);
     if (enough()) return true;
-    if (d.expired()) return false;
+    if (woke == detail::death_wait::interrupted || d.expired()) return false;
   }
 }
 
@@ -382,6 +396,20 @@ bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
   return true;
 }
 
+// Sleeps on seq (== seen) and the endpoint locks of the peer role's holders, first taking back our
+// own lock if the thread that held it has exited (so the peer need not sleep in slices for us).
+// After a peer's lock changed, the next liveness probe runs at once.
+detail::death_wait shm_ring::sleep_on(const std::atomic<std::uint32_t>& seq, std::uint32_t seen, role peer,
+                                      const deadline& d, unsigned& unheld_streak) {
+  detail::retake_endpoint_lock(*hdr_, role_, pid_);
+  const detail::endpoint_lock* locks[detail::max_holders];
+  const int n = detail::watch_list(*hdr_, peer, locks);
+  const auto woke =
+      detail::wait_data_or_death(seq, seen, {locks, static_cast<std::size_t>(n)}, d, name_, unheld_streak);
+  if (woke == detail::death_wait::peer_changed) next_liveness_probe_ = {};
+  return woke;
+}
+
 // The receiver's side of the same argument as wait_for_space.
 bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
   auto& h = *hdr_;
@@ -399,6 +427,7 @@ bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
     return false;
   }
   if (spin_until(ready)) return true;
+  unsigned unheld_streak = 0;
   for (;;) {
     if (drained_and_gone()) throw_error(errc::closed, "receive", name_, "the sender is gone and the ring is empty");
     if (cached_peer_index_ != tail) return true;
@@ -409,11 +438,10 @@ bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
       h.receiver_sleeping.store(0, std::memory_order_relaxed);
       return true;
     }
-    const auto slice = std::min(d.time_point(), deadline::clock::now() + std::chrono::milliseconds(100));
-    detail::futex_wait(h.data_seq, seq, deadline::at(slice), name_);
+    const auto woke = sleep_on(h.data_seq, seq, role::sender, d, unheld_streak);
     h.receiver_sleeping.store(0, std::memory_order_relaxed);
     if (ready()) return true;
-    if (d.expired()) return false;
+    if (woke == detail::death_wait::interrupted || d.expired()) return false;
   }
 }
 

@@ -6,12 +6,14 @@
 #include <ipc/shm_ring.hpp>
 
 #include "detail/cpu_relax.hpp"
+#include "detail/futex.hpp"
 
 #include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -74,18 +76,30 @@ pid_t reap_locked(role_block& b, const segment_id& seg) noexcept {
   return live;
 }
 
-bool add_locked(role_block& b, pid_t pid, std::uint64_t start_time, bool fork_pending = false) noexcept {
-  for (auto& h : b.holders) {
-    if (h.pid.load(std::memory_order_relaxed) == 0) {
-      h.start_time.store(start_time, std::memory_order_relaxed);
-      h.fork_pending.store(fork_pending ? 1 : 0, std::memory_order_relaxed);
-      h.pid.store(pid, std::memory_order_relaxed);
-      b.closed.store(0, std::memory_order_release);
-      b.attaches.fetch_add(1, std::memory_order_relaxed);
-      return true;
+// Under the lock: takes a free slot for pid (one whose endpoint lock no live thread holds: a lock
+// whose release_lock() failed stays on its thread's robust list and must not be initialised
+// again). Its endpoint lock is taken on the calling thread first, unless fork_pending (the child
+// takes it). Returns the slot's index, or -1 when none is free or the lock could not be taken.
+int add_locked(role_block& b, pid_t pid, std::uint64_t start_time, std::string_view object,
+               bool fork_pending = false) noexcept {
+  for (int i = 0; i < max_holders; ++i) {
+    auto& h = b.holders[i];
+    if (h.pid.load(std::memory_order_relaxed) != 0 || lock_held(b.endpoint_locks[i])) continue;
+    if (!fork_pending) {
+      try {
+        take_lock(b.endpoint_locks[i], object);
+      } catch (...) {
+        return -1;
+      }
     }
+    h.start_time.store(start_time, std::memory_order_relaxed);
+    h.fork_pending.store(fork_pending ? 1 : 0, std::memory_order_relaxed);
+    h.pid.store(pid, std::memory_order_release);
+    b.closed.store(0, std::memory_order_release);
+    b.attaches.fetch_add(1, std::memory_order_relaxed);
+    return i;
   }
-  return false;
+  return -1;
 }
 
 // Under the lock: the slot of pid (its own, or a fork-pending one it reserved), or nullptr.
@@ -99,15 +113,29 @@ holder_slot* find_locked(role_block& b, pid_t pid, bool fork_pending) noexcept {
   return nullptr;
 }
 
-// Under the lock: removes pid's own slot; sets closed when nobody is left.
-void remove_locked(role_block& b, pid_t pid) noexcept {
+// Under the lock: removes pid's own slot and releases its endpoint lock; sets closed when nobody
+// is left. Returns false when the lock could not be released (held by another thread of ours).
+bool remove_locked(role_block& b, pid_t pid) noexcept {
   holder_slot* h = find_locked(b, pid, false);
-  if (h == nullptr) return;
+  if (h == nullptr) return true;
+  auto& lock = b.endpoint_locks[h - b.holders];
+  const bool released = !lock_held(lock) || release_lock(lock);
   h->pid.store(0, std::memory_order_relaxed);
   for (auto& o : b.holders) {
-    if (o.pid.load(std::memory_order_relaxed) != 0) return;
+    if (o.pid.load(std::memory_order_relaxed) != 0) return released;
   }
   b.closed.store(1, std::memory_order_release);
+  return released;
+}
+
+// Wakes the other role's waiters after a holder joined r, so they watch its endpoint lock too.
+void wake_watchers_of(ring_header& h, role r, std::string_view object) noexcept {
+  auto& seq = r == role::sender ? h.data_seq : h.space_seq;
+  seq.fetch_add(1, std::memory_order_release);
+  try {
+    futex_wake(seq, INT_MAX, object);
+  } catch (...) {  // NOLINT(bugprone-empty-catch): they look again at their next slice or message
+  }
 }
 
 }  // namespace
@@ -124,19 +152,46 @@ void attach_role(ring_header& h, role r, const segment_id& seg, pid_t me, std::s
     throw_errno(EBUSY, std::string("attach ") + role_name(r),
                 std::string(object) + ": the " + role_name(r) + " role is held by pid " + std::to_string(holder));
   }
-  add_locked(mine, me, self.start_time);
+  if (add_locked(mine, me, self.start_time, object) < 0) {
+    throw_errno(EBUSY, std::string("attach ") + role_name(r),
+                std::string(object) + ": no free " + role_name(r) + " slot (its endpoint locks are held)");
+  }
+  wake_watchers_of(h, r, object);
 }
 
-bool detach_role(ring_header& h, role r, pid_t me, std::string_view object) noexcept {
+detach_result detach_role(ring_header& h, role r, pid_t me, std::string_view object) noexcept {
+  detach_result out;
+  auto& mine = block_of(h, r);
   try {
-    auto& mine = block_of(h, r);
     role_lock lock(mine, me, object);
-    remove_locked(mine, me);
-    return mine.closed.load(std::memory_order_relaxed) != 0;
+    out.lock_released = remove_locked(mine, me);
+    out.closed = mine.closed.load(std::memory_order_relaxed) != 0;
   } catch (...) {
     // A stuck role lock (live holder stopped for 2 s): the peer falls back on its liveness checks.
-    return false;
+    // Our endpoint lock stays held (the slot is still ours): keep the mapping it lives in.
+    out.lock_released = false;
   }
+  return out;
+}
+
+void retake_endpoint_lock(ring_header& h, role r, pid_t me) noexcept {
+  auto& mine = block_of(h, r);
+  for (int i = 0; i < max_holders; ++i) {
+    auto& slot = mine.holders[i];
+    if (slot.pid.load(std::memory_order_relaxed) == me && slot.fork_pending.load(std::memory_order_relaxed) == 0) {
+      if (retake_if_orphaned(mine.endpoint_locks[i])) wake_watchers_of(h, r, "");
+      return;
+    }
+  }
+}
+
+int watch_list(ring_header& h, role r, const endpoint_lock* (&out)[max_holders]) noexcept {
+  auto& peer = block_of(h, r);
+  int n = 0;
+  for (int i = 0; i < max_holders; ++i) {
+    if (peer.holders[i].pid.load(std::memory_order_acquire) != 0) out[n++] = &peer.endpoint_locks[i];
+  }
+  return n;
 }
 
 bool peer_gone(role_block& b, const segment_id& seg, pid_t me, std::string_view object,
@@ -230,7 +285,7 @@ void shm_ring::on_fork(fork_step step) noexcept {
       case fork_step::prepare: {
         detail::role_lock lock(mine, pid_, name_);
         const auto* own = detail::find_locked(mine, pid_, false);
-        detail::add_locked(mine, pid_, own ? own->start_time.load(std::memory_order_relaxed) : 0, true);
+        detail::add_locked(mine, pid_, own ? own->start_time.load(std::memory_order_relaxed) : 0, name_, true);
         break;
       }
       case fork_step::failed: {
@@ -243,11 +298,14 @@ void shm_ring::on_fork(fork_step step) noexcept {
         const auto st = process_identity(child);
         detail::role_lock lock(mine, child, name_);
         if (auto* h = detail::find_locked(mine, pid_, true)) {
+          // The child's own endpoint lock, held by this (its only) thread; the parent's stays the parent's.
+          auto& own_lock = mine.endpoint_locks[h - mine.holders];
+          if (!detail::lock_held(own_lock)) detail::take_lock(own_lock, name_);
           h->start_time.store(st.start_time, std::memory_order_relaxed);
           h->fork_pending.store(0, std::memory_order_relaxed);
-          h->pid.store(child, std::memory_order_relaxed);
+          h->pid.store(child, std::memory_order_release);
         } else {
-          detail::add_locked(mine, child, st.start_time);
+          detail::add_locked(mine, child, st.start_time, name_);
         }
         pid_ = child;
         break;

@@ -372,9 +372,9 @@ long process_voluntary_switches() {
   return ru.ru_nvcsw;
 }
 
-// msgq and sem: the waiter sleeps in the kernel with no slices, and cancel() interrupts it at once.
+// msgq, sem and shm: the waiter sleeps in the kernel with no slices, and cancel() interrupts it at once.
 void check_idle_then_cancel(const std::string& uri) {
-  auto rx = ipc::open_channel(uri + "?open=create_only", ipc::role::receiver);
+  auto rx = ipc::open_channel(uri + (uri.find('?') == std::string::npos ? "?" : "&") + "open=create_only", ipc::role::receiver);
   boost::asio::io_context io;
   std::error_code got;
   int calls = 0;
@@ -415,6 +415,14 @@ TEST_CASE("async_receiver: an idle msgq waiter makes no wake-ups and cancels at 
 
 TEST_CASE("async_receiver: an idle sem waiter makes no wake-ups and cancels at once", "[asio]") {
   check_idle_then_cancel("sem:" + ipc::test::unique_name("asio"));
+}
+
+TEST_CASE("async_receiver: an idle shm ring waiter makes no wake-ups and cancels at once", "[asio]") {
+  check_idle_then_cancel("shm:" + ipc::test::unique_name("asio"));
+}
+
+TEST_CASE("async_receiver: an idle shm work-queue waiter makes no wake-ups and cancels at once", "[asio]") {
+  check_idle_then_cancel("shm:" + ipc::test::unique_name("asio") + "?mode=mpmc");
 }
 
 // --- async_exit_waiter: a child's end on the executor ---------------------------------------

@@ -425,6 +425,69 @@ TEST_CASE("shm_mpmc: a receiver blocked on an empty queue is woken by a send fro
   CHECK(c.wait(10s).exit_code == 0);
 }
 
+namespace {
+
+long thread_voluntary_switches() {
+  rusage ru{};
+  ::getrusage(RUSAGE_THREAD, &ru);
+  return ru.ru_nvcsw;
+}
+
+}  // namespace
+
+TEST_CASE("shm_mpmc: two idle receivers sleep without wake-ups and both learn of the last sender's SIGKILL at once",
+          "[shm_mpmc]") {
+  queue_name n;
+  shm_mpmc rx1(n.name, role::receiver, sized(4, 64));
+  shm_mpmc rx2(n.name, role::receiver);
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    shm_mpmc tx(n.name, role::sender);
+    r.say("attached");
+    ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("attached", 10s));
+  struct outcome {
+    long idle_switches = -1;
+    bool idle_timed_out = false;
+    bool closed = false;
+    std::chrono::steady_clock::time_point at{};
+  };
+  outcome o1, o2;
+  auto run = [](shm_mpmc& rx, outcome& o) {
+    std::vector<std::byte> buf;
+    const long s0 = thread_voluntary_switches();
+    o.idle_timed_out = !rx.receive_for(buf, 1s);
+    o.idle_switches = thread_voluntary_switches() - s0;
+    try {
+      (void)rx.receive_for(buf, 10s);
+    } catch (const std::system_error& e) {
+      o.closed = e.code() == ipc::errc::closed;
+    }
+    o.at = std::chrono::steady_clock::now();
+  };
+  std::thread t1(run, std::ref(rx1), std::ref(o1));
+  std::thread t2(run, std::ref(rx2), std::ref(o2));
+  std::this_thread::sleep_for(1500ms);  // both are in their second, 10 s wait by now
+  const auto killed = std::chrono::steady_clock::now();
+  c.kill(SIGKILL);
+  t1.join();
+  t2.join();
+  CHECK(c.wait(5s).signal == SIGKILL);
+  INFO("idle switches " << o1.idle_switches << " and " << o2.idle_switches);
+  CHECK(o1.idle_timed_out);
+  CHECK(o2.idle_timed_out);
+  CHECK(o1.idle_switches <= 3);  // one futex_waitv each (a 100 ms slice would make ten)
+  CHECK(o2.idle_switches <= 3);
+  CHECK(o1.closed);
+  CHECK(o2.closed);
+  // The kernel wakes one of them; it wakes the other. Generous bounds for a loaded machine.
+  CHECK(o1.at - killed < 1s);
+  CHECK(o2.at - killed < 1s);
+  WARN("closed after " << std::chrono::duration_cast<std::chrono::microseconds>(o1.at - killed).count() << " and "
+                       << std::chrono::duration_cast<std::chrono::microseconds>(o2.at - killed).count() << " us");
+}
+
 TEST_CASE("shm_mpmc: a sender blocked on a full queue fails with closed when the last receiver is SIGKILLed",
           "[shm_mpmc]") {
   queue_name n;

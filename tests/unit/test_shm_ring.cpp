@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,8 +47,8 @@ struct ring_name {
   [[nodiscard]] std::string path() const { return "/dev/shm/" + shm_ring::shm_name(name); }
 };
 
-// A raw read-write mapping of a ring, for planting corruption. Layout v2 offsets
-// (static_asserted in detail/shm_ring_layout.hpp): magic 4, capacity 48, head 64, tail 128, data 576.
+// A raw read-write mapping of a ring, for planting corruption. Layout v3 offsets
+// (static_asserted in detail/shm_ring_layout.hpp): magic 4, capacity 48, head 64, tail 128, data 1216.
 struct raw_mapping {
   ipc::unique_fd fd;
   void* base = MAP_FAILED;
@@ -79,7 +80,7 @@ struct raw_mapping {
     return v;
   }
 };
-constexpr std::size_t magic_at = 4, capacity_at = 48, head_at = 64, tail_at = 128, data_at = 576;
+constexpr std::size_t magic_at = 4, capacity_at = 48, head_at = 64, tail_at = 128, data_at = 1216;
 
 std::vector<std::byte> pattern(std::uint64_t seq, std::size_t len) {
   std::vector<std::byte> v(len);
@@ -262,6 +263,165 @@ TEST_CASE("shm_ring: a sender blocked on a full ring gets closed when the receiv
   CHECK(std::chrono::steady_clock::now() - t0 < 1500ms);
   killer.join();
   CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+long voluntary_switches() {
+  rusage ru{};
+  ::getrusage(RUSAGE_THREAD, &ru);
+  return ru.ru_nvcsw;
+}
+
+TEST_CASE("shm_ring: an idle receive_for with a live sender sleeps until its deadline without wake-ups",
+          "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    shm_ring tx(n.name, role::sender);
+    r.say("ready");
+    ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("ready", 10s));
+  std::vector<std::byte> buf;
+  const long switches0 = voluntary_switches();
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(rx.receive_for(buf, 1s));
+  const auto wall = std::chrono::steady_clock::now() - t0;
+  const long switches = voluntary_switches() - switches0;
+  INFO(switches << " voluntary switches over " << std::chrono::duration_cast<std::chrono::milliseconds>(wall).count()
+                << " ms");
+  CHECK(wall >= 995ms);
+  // One futex_waitv until the deadline (a 100 ms sliced wait would make about ten, a few yields more).
+  CHECK(switches <= 3);
+  c.kill(SIGKILL);
+  CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+TEST_CASE("shm_ring: a send_for on a full ring with a live receiver sleeps until its deadline without wake-ups",
+          "[shm_ring]") {
+  ring_name n;
+  shm_ring tx(n.name, role::sender, small_ring());
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    shm_ring rx(n.name, role::receiver);
+    r.say("ready");
+    ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("ready", 10s));
+  const auto msg = pattern(0, 1000);
+  while (tx.try_send(msg)) {
+  }
+  const long switches0 = voluntary_switches();
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(tx.send_for(msg, 1s));
+  CHECK(std::chrono::steady_clock::now() - t0 >= 995ms);
+  CHECK(voluntary_switches() - switches0 <= 3);
+  c.kill(SIGKILL);
+  CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+TEST_CASE("shm_ring: an idle receiver learns of its sender's SIGKILL from the kernel, well within 100 ms",
+          "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    shm_ring tx(n.name, role::sender);
+    r.say("ready");
+    ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("ready", 10s));
+  std::atomic<std::int64_t> killed_at{0};
+  std::thread killer([&] {
+    std::this_thread::sleep_for(300ms);
+    killed_at = std::chrono::steady_clock::now().time_since_epoch().count();
+    c.kill(SIGKILL);
+  });
+  std::vector<std::byte> buf;
+  const long switches0 = voluntary_switches();
+  CHECK(errc_of([&] { rx.receive_for(buf, 10s); }) == ipc::errc::closed);
+  const auto noticed = std::chrono::steady_clock::now().time_since_epoch().count();
+  const long switches = voluntary_switches() - switches0;
+  killer.join();
+  const auto after = std::chrono::nanoseconds(noticed - killed_at.load());
+  WARN("closed " << std::chrono::duration_cast<std::chrono::microseconds>(after).count() << " us after the kill, "
+                 << switches << " voluntary switches while waiting");
+  // Generous for a loaded machine: the point is that no liveness poll was needed (few switches).
+  CHECK(after < 1s);
+  CHECK(switches <= 8);
+  CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+TEST_CASE("shm_ring: a receiver notices a sender killed after the thread that attached it exited",
+          "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    std::unique_ptr<shm_ring> tx;
+    std::thread([&] { tx = std::make_unique<shm_ring>(n.name, role::sender); }).join();
+    // The attaching thread is gone, the process lives: the receiver falls back on sliced waits.
+    r.say("ready");
+    ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("ready", 10s));
+  std::vector<std::byte> buf;
+  CHECK_FALSE(rx.receive_for(buf, 300ms));  // alive: a timeout, not closed
+  std::thread killer([&] {
+    std::this_thread::sleep_for(200ms);
+    c.kill(SIGKILL);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(errc_of([&] { rx.receive_for(buf, 10s); }) == ipc::errc::closed);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1500ms);
+  killer.join();
+  CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+TEST_CASE("shm_ring: the next thread that sends takes over the endpoint lock of an exited attaching thread",
+          "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  std::unique_ptr<shm_ring> tx;
+  std::thread([&] { tx = std::make_unique<shm_ring>(n.name, role::sender); }).join();
+  tx->send(ipc::as_bytes("from the main thread"));
+  std::vector<std::byte> buf;
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(ipc::as_text(buf) == "from the main thread");
+  // The sender's lock is held again (by this thread): the idle receiver sleeps without slices.
+  const long switches0 = voluntary_switches();
+  CHECK_FALSE(rx.receive_for(buf, 1s));
+  CHECK(voluntary_switches() - switches0 <= 3);
+}
+
+TEST_CASE("shm_ring: a sender destroyed on another thread than the one that attached it frees the role",
+          "[shm_ring]") {
+  ring_name n;
+  shm_ring rx(n.name, role::receiver);
+  std::unique_ptr<shm_ring> tx;
+  std::atomic<bool> attached{false}, release{false};
+  std::thread attacher([&] {
+    tx = std::make_unique<shm_ring>(n.name, role::sender);
+    attached = true;
+    while (!release) std::this_thread::sleep_for(1ms);  // alive while the handle dies elsewhere
+  });
+  while (!attached) std::this_thread::sleep_for(1ms);
+  tx->send(ipc::as_bytes("one"));
+  tx.reset();  // its endpoint lock stays on the attacher's robust list: the mapping is kept
+  std::vector<std::byte> buf;
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(ipc::as_text(buf) == "one");
+  CHECK(errc_of([&] { rx.receive_for(buf, 1s); }) == ipc::errc::closed);
+  {
+    shm_ring again(n.name, role::sender);  // the role is free again
+    again.send(ipc::as_bytes("two"));
+    REQUIRE(rx.receive_for(buf, 1s));
+    CHECK(ipc::as_text(buf) == "two");
+  }
+  release = true;
+  attacher.join();  // the kernel marks the old lock's owner dead: its slot may be reused
+  for (int i = 0; i < 10; ++i) shm_ring(n.name, role::sender).send(ipc::as_bytes("more"));
+  for (int i = 0; i < 10; ++i) REQUIRE(rx.receive_for(buf, 1s));
 }
 
 TEST_CASE("shm_ring: a second sender is refused naming the pid that holds the role", "[shm_ring]") {

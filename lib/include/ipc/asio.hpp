@@ -16,10 +16,11 @@
 // posix::stream_descriptor, then take messages with try_receive (a readable fd may hold several,
 // and these receivers buffer, so try_receive is always tried before waiting again). Channels
 // without one (msgq, sem, shm) get a waiter thread that calls receive_for and posts the completion
-// back to the executor. msgq and sem waits sleep in the kernel and end at once on
+// back to the executor. Their waits sleep in the kernel with no time slices and end at once on
 // ipc::interrupt_wait (ipc/interrupt.hpp), which cancel() and the destructor send: the waiter
-// wakes only for messages (and every 10 s, in case an interrupt landed just before it slept).
-// shm waits in short slices (`slice`); cancel() and the destructor are seen within one.
+// wakes only for messages (msgq and sem also every 10 s, in case an interrupt landed just before
+// they slept; shm's futex wait includes a word the interrupt changes, so it needs no such look).
+// Other channels without an fd wait in short slices (`slice`); cancel() is seen within one.
 //
 // Rules: one operation at a time (a second async_receive while one is pending completes with
 // std::errc::operation_in_progress); call async_receive/cancel from the executor's thread; do
@@ -88,6 +89,9 @@ class async_receiver {
   static constexpr std::chrono::milliseconds default_slice{50};
   /// How long a msgq or sem waiter sleeps before it looks again without an interrupt.
   static constexpr std::chrono::milliseconds interruptible_slice{10'000};
+  /// shm: an interrupt can never be missed (it changes a word the futex wait includes), so the
+  /// waiter looks again only this rarely: an idle shm waiter makes no wake-ups.
+  static constexpr std::chrono::milliseconds shm_slice{86'400'000};
 
   /// Binds `ch` (which must outlive this receiver) to `ex`. Never blocks.
   /// Throws std::system_error if the fd cannot be duplicated or the thread cannot start.
@@ -104,8 +108,8 @@ class async_receiver {
     }
   }
 
-  /// Cancels a pending operation and joins the waiter thread (at once for msgq and sem, within
-  /// one slice for shm). Never throws.
+  /// Cancels a pending operation and joins the waiter thread (at once for msgq, sem and shm).
+  /// Never throws.
   ~async_receiver() {
     cancel();
     {
@@ -230,17 +234,17 @@ class async_receiver {
       if (!ec) (void)fresh.release();  // the stream_descriptor owns it now
     }
 
-    // Waiter thread: one request at a time, receive_for (interrupted by cancel() for msgq and sem,
-    // in slices for shm) until a message, an error, cancel() or shutdown; the completion is posted
-    // to the executor.
+    // Waiter thread: one request at a time, receive_for (interrupted by cancel() for msgq, sem and
+    // shm) until a message, an error, cancel() or shutdown; the completion is posted to the executor.
     void waiter_loop() {
       struct mark_exit {
         std::atomic<bool>& exited;
         ~mark_exit() { exited.store(true); }
       } on_exit{exited};
-      // msgq and sem waits sleep in the kernel and end on ipc::interrupt_wait: no slices needed.
-      const bool interruptible = ch->kind() == "msgq" || ch->kind() == "sem";
-      const std::chrono::milliseconds my_slice = interruptible ? interruptible_slice : slice;
+      // msgq, sem and shm waits sleep in the kernel and end on ipc::interrupt_wait: no slices needed.
+      const bool shm = ch->kind() == "shm";
+      const bool interruptible = shm || ch->kind() == "msgq" || ch->kind() == "sem";
+      const std::chrono::milliseconds my_slice = shm ? shm_slice : interruptible ? interruptible_slice : slice;
       if (interruptible) waiter_tid.store(ipc::wait_thread_id());
       std::unique_lock lock(mutex);
       for (;;) {

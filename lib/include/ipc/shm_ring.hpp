@@ -24,6 +24,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -38,6 +39,7 @@ namespace ipc {
 
 namespace detail {
 struct ring_header;
+enum class death_wait;
 }  // namespace detail
 
 /// How a ring is made when this call creates it (an opener adopts the existing ring's sizes).
@@ -95,6 +97,8 @@ class IPC_API shm_ring final : public channel {
 
   bool wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d);
   bool wait_for_data(std::uint64_t tail, const deadline& d);
+  detail::death_wait sleep_on(const std::atomic<std::uint32_t>& seq, std::uint32_t seen, role peer, const deadline& d,
+                              unsigned& unheld_streak);
   [[noreturn]] void corrupt(const std::string& what) const;
   int segment_fd() const noexcept;
   void check_linked(std::string_view call);

@@ -18,9 +18,15 @@ namespace {
 // (SI_TIMER) only end the call, their deadline says the rest. Initial-exec: libipc is never
 // dlopen'ed lazily here, and a handler must not allocate TLS.
 __attribute__((tls_model("initial-exec"))) thread_local volatile sig_atomic_t interrupted = 0;
+// Bumped with the flag, so a futex wait that includes it (shm) ends: the kernel restarts the wait
+// after the SA_RESTART handler and finds the word changed.
+__attribute__((tls_model("initial-exec"))) thread_local std::atomic<std::uint32_t> interrupt_seq{0};
 
 void on_interrupt(int, siginfo_t* si, void*) noexcept {
-  if (si != nullptr && si->si_code == SI_TKILL) interrupted = 1;
+  if (si != nullptr && si->si_code == SI_TKILL) {
+    interrupted = 1;
+    interrupt_seq.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void forget_timer_in_child() noexcept;
@@ -103,6 +109,8 @@ bool interrupt_thread(pid_t tid) noexcept {
   install_handler();
   return ::syscall(SYS_tgkill, ::getpid(), tid, interrupt_signal()) == 0;
 }
+
+const std::atomic<std::uint32_t>& interrupt_word() noexcept { return interrupt_seq; }
 
 bool take_interrupt() noexcept {
   if (interrupted == 0) return false;

@@ -19,6 +19,9 @@
 
 #include <sys/types.h>
 
+#include <atomic>
+#include <cstdint>
+
 namespace ipc::detail {
 
 /// The real-time signal the timers send (SIGRTMAX - 1). An application handler already installed
@@ -47,6 +50,10 @@ bool interrupt_thread(pid_t tid) noexcept;
 
 /// True (once) if interrupt_thread() hit the calling thread since the last call. Never throws.
 bool take_interrupt() noexcept;
+
+/// A word of the calling thread that interrupt_thread() changes (after setting the flag), for
+/// futex waits to include: read it, check take_interrupt(), then sleep while it is unchanged.
+const std::atomic<std::uint32_t>& interrupt_word() noexcept;
 
 /// The calling thread's id (gettid) for interrupt_thread().
 pid_t current_thread_id() noexcept;

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstdint>
 #include <climits>
 #include <ctime>
 
@@ -40,6 +42,35 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, 
       return false;
     default:
       throw_errno(errno, "futex(FUTEX_WAIT_BITSET)", object);
+  }
+}
+
+int futex_wait_any(std::span<const futex_watch> watches, const deadline& until, std::string_view object) {
+  constexpr std::size_t max_watches = FUTEX_WAITV_MAX;
+  if (watches.empty() || watches.size() > max_watches) throw_errno(EINVAL, "futex_waitv", object);
+  futex_waitv v[max_watches]{};
+  for (std::size_t i = 0; i < watches.size(); ++i) {
+    v[i].val = watches[i].expected;
+    v[i].uaddr = reinterpret_cast<std::uintptr_t>(watches[i].word);
+    v[i].flags = FUTEX_32;  // no FUTEX_PRIVATE_FLAG: the words live in MAP_SHARED mappings
+  }
+  timespec abs{};
+  const timespec* ts = nullptr;
+  if (!until.is_never()) {
+    if (until.expired()) return -1;
+    abs = until.monotonic_timespec();
+    ts = &abs;
+  }
+  const long r = ::syscall(SYS_futex_waitv, v, static_cast<unsigned>(watches.size()), 0U, ts, CLOCK_MONOTONIC);
+  if (r >= 0) return static_cast<int>(r);
+  switch (errno) {
+    case EAGAIN:  // a word changed before we slept
+    case EINTR:
+      return static_cast<int>(watches.size());
+    case ETIMEDOUT:
+      return -1;
+    default:
+      throw_errno(errno, "futex_waitv", object);
   }
 }
 

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace ipc::detail {
@@ -33,6 +34,19 @@ inline constexpr std::chrono::milliseconds wait_slice{100};
 /// EINTR (the caller re-checks its condition and calls again). Throws std::system_error naming object.
 bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, const deadline& until,
                 std::string_view object);
+
+/// One word of a futex_wait_any: sleep while *word == expected.
+struct futex_watch {
+  const std::atomic<std::uint32_t>* word;
+  std::uint32_t expected;
+};
+
+/// Sleeps while every watched word equals its expected value (futex_waitv, Linux >= 5.16), until
+/// one is woken or differs, or `until` passes (never(): no time limit). Returns the index of the
+/// word that was woken, watches.size() when a word already differed or a signal arrived (the
+/// caller re-checks), -1 only when `until` passed. At most 128 words. Throws std::system_error
+/// naming the call and object (ENOSYS on a kernel older than 5.16).
+int futex_wait_any(std::span<const futex_watch> watches, const deadline& until, std::string_view object);
 
 /// Wakes up to `count` processes sleeping on word. Never blocks. Throws std::system_error naming object.
 void futex_wake(const std::atomic<std::uint32_t>& word, int count, std::string_view object);

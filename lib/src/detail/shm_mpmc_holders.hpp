@@ -61,12 +61,19 @@ struct mpmc_place {
 
 /// A layout's holder table: mpmc_max_holders places and the per-role counts (index 0 sender,
 /// 1 receiver), wherever the layout keeps them.
+/// endpoint_locks (null: a layout without them) are held by the places' holders from attach to
+/// detach (endpoint_lock.hpp); wake are the layout's two futex words its sleepers wait on, bumped and
+/// woken when a holder joins or is reaped so they watch the right locks.
 struct holder_table {
   mpmc_holder* holders;
   std::atomic<std::uint32_t>* live;  // [2] registered holders per role
   std::atomic<std::uint32_t>* ever;  // [2] 1 once the role was attached
+  endpoint_lock* endpoint_locks = nullptr;               // [mpmc_max_holders]
+  std::atomic<std::uint32_t>* wake[2] = {nullptr, nullptr};
 };
-inline holder_table table_of(mpmc_header& h) noexcept { return {h.holders, h.live, h.ever}; }
+inline holder_table table_of(mpmc_header& h) noexcept {
+  return {h.holders, h.live, h.ever, h.endpoint_locks, {&h.data_seq, &h.space_seq}};
+}
 
 /// Called with a place's index after it was taken and before it is published (gen made odd), so
 /// a layout can initialise what it keeps per place (the broadcast channel's cursor). Never throws.
@@ -80,17 +87,29 @@ struct before_publish {
 /// shm_ring does). Throws std::system_error naming the object (EEXIST, ENOENT, ...).
 std::unique_ptr<segment> create_or_open_segment(std::string_view name, open_mode open, mode_t mode, std::size_t total);
 
-/// Takes a free place for pid as role r (dead holders are reaped first when the table is full).
-/// Throws std::system_error EBUSY naming object when 64 live endpoints hold every place.
+/// Takes a free place for pid as role r (dead holders are reaped first when the table is full),
+/// holding its endpoint lock on the calling thread unless fork_pending (the child takes it), and
+/// wakes every sleeper so it watches the new lock too. Throws std::system_error EBUSY naming
+/// object when 64 live endpoints hold every place.
 mpmc_place register_holder(const holder_table& t, role r, pid_t pid, std::uint64_t start_time, bool fork_pending,
                            const segment_id& seg, std::string_view object, before_publish init = {});
 
-/// Gives the place back. Returns true when it was the last holder of its role. Never throws;
-/// false when the place was already reaped.
-bool release_holder(const holder_table& t, const mpmc_place& p) noexcept;
+/// Gives the place back, releasing its endpoint lock. Returns true when it was the last holder of
+/// its role; false when the place was already reaped. *lock_released (if given) is false when the
+/// lock stays held by another thread of ours: the caller keeps the mapping (park_until_exit).
+/// Never throws.
+bool release_holder(const holder_table& t, const mpmc_place& p, bool* lock_released = nullptr) noexcept;
+
+/// Takes back the endpoint lock of place p when the thread that held it has exited (then wakes
+/// the sleepers). Never blocks, never throws.
+void retake_endpoint_lock(const holder_table& t, const mpmc_place& p, pid_t me) noexcept;
+
+/// The endpoint locks of every registered place but `self`, for wait_data_or_death. Returns how
+/// many (0 for a layout without locks). Never throws.
+int watch_list(const holder_table& t, unsigned self, const endpoint_lock* (&out)[mpmc_max_holders]) noexcept;
 
 /// Turns a fork-pending place (reserved by the parent) into the calling child's own: new pid,
-/// start time and generation. Returns the place, or nullopt-like {index, 0} when it was reaped.
+/// start time, generation and endpoint lock (held by the calling thread). Returns the place, or nullopt-like {index, 0} when it was reaped.
 /// fork_pending stays set until the new generation is published, so a reader that sees an even
 /// generation with fork_pending set knows the place is changing hands, not free.
 mpmc_place adopt_pending(const holder_table& t, const mpmc_place& pending, pid_t child, std::uint64_t start_time) noexcept;
@@ -106,7 +125,15 @@ inline mpmc_place register_holder(mpmc_header& h, role r, pid_t pid, std::uint64
                                   const segment_id& seg, std::string_view object) {
   return register_holder(table_of(h), r, pid, start_time, fork_pending, seg, object);
 }
-inline bool release_holder(mpmc_header& h, const mpmc_place& p) noexcept { return release_holder(table_of(h), p); }
+inline bool release_holder(mpmc_header& h, const mpmc_place& p, bool* lock_released = nullptr) noexcept {
+  return release_holder(table_of(h), p, lock_released);
+}
+inline void retake_endpoint_lock(mpmc_header& h, const mpmc_place& p, pid_t me) noexcept {
+  retake_endpoint_lock(table_of(h), p, me);
+}
+inline int watch_list(mpmc_header& h, unsigned self, const endpoint_lock* (&out)[mpmc_max_holders]) noexcept {
+  return watch_list(table_of(h), self, out);
+}
 inline mpmc_place adopt_pending(mpmc_header& h, const mpmc_place& pending, pid_t child, std::uint64_t start_time) noexcept {
   return adopt_pending(table_of(h), pending, child, start_time);
 }

@@ -6,6 +6,7 @@
 // protocol; the static_asserts below hold the offsets it documents.
 #pragma once
 
+#include "detail/endpoint_lock.hpp"
 #include "detail/layout_header.hpp"
 
 #include <atomic>
@@ -15,7 +16,7 @@
 namespace ipc::detail {
 
 inline constexpr std::uint32_t mpmc_magic = 0x4d435049;  // "IPCM" in memory order
-inline constexpr std::uint32_t mpmc_version = 1;
+inline constexpr std::uint32_t mpmc_version = 2;  // 2: endpoint locks
 inline constexpr int mpmc_max_holders = 64;
 inline constexpr std::uint64_t mpmc_min_slots = 2;
 inline constexpr std::uint64_t mpmc_max_slots = std::uint64_t{1} << 16;
@@ -94,6 +95,9 @@ struct mpmc_header {
   std::atomic<std::uint64_t> torn_skipped;             // slots a dead producer left half-written
   std::atomic<std::uint64_t> lost_in_receivers;        // messages a receiver died while copying out
   alignas(64) mpmc_holder holders[mpmc_max_holders];
+  // endpoint_locks[i] is held by holders[i] while registered (endpoint_lock.hpp): every waiter's
+  // sleep includes the others' locks, so the kernel wakes it when any endpoint dies or execs.
+  endpoint_lock endpoint_locks[mpmc_max_holders];
 };
 static_assert(sizeof(mpmc_header) % 64 == 0);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
@@ -101,6 +105,7 @@ static_assert(offsetof(mpmc_header, slots) == 48);
 static_assert(offsetof(mpmc_header, enqueue_pos) == 128);
 static_assert(offsetof(mpmc_header, dequeue_pos) == 192);
 static_assert(offsetof(mpmc_header, holders) == 448);
-static_assert(sizeof(mpmc_header) == 448 + 64 * 32);
+static_assert(offsetof(mpmc_header, endpoint_locks) == 448 + 64 * 32);
+static_assert(sizeof(mpmc_header) == 448 + 64 * 32 + 64 * 40);
 
 }  // namespace ipc::detail

@@ -5,6 +5,7 @@
 // the static_asserts below hold them.
 #pragma once
 
+#include "detail/endpoint_lock.hpp"
 #include "detail/layout_header.hpp"
 
 #include <atomic>
@@ -14,7 +15,7 @@
 namespace ipc::detail {
 
 inline constexpr std::uint32_t ring_magic = 0x52435049;  // "IPCR" in memory order
-inline constexpr std::uint32_t ring_version = 2;  // 2: layout_header records the creator's start time
+inline constexpr std::uint32_t ring_version = 3;  // 2: the creator's start time; 3: endpoint locks
 inline constexpr std::uint32_t wrap_marker = 0xffffffffU;
 inline constexpr std::uint64_t record_header = 8;
 inline constexpr int max_holders = 7;
@@ -33,12 +34,15 @@ struct holder_slot {
 
 // Who holds one role. The holders change only under `lock` (a pid, taken over when it is dead);
 // `closed` is set when the last holder leaves or is found dead, and cleared by the next attach.
+// endpoint_locks[i] is held by holders[i] from attach to detach (endpoint_lock.hpp): the word the
+// peer's idle wait includes, so the kernel wakes it when that holder dies.
 struct alignas(64) role_block {
   std::atomic<std::int32_t> lock;
   std::atomic<std::uint32_t> closed;
   std::atomic<std::uint32_t> attaches;
   std::uint32_t reserved;
   holder_slot holders[max_holders];
+  endpoint_lock endpoint_locks[max_holders];
 };
 
 // The whole layout: this header, then `capacity` bytes of records. head and tail count bytes
@@ -64,11 +68,13 @@ static_assert(sizeof(ring_header) % 64 == 0);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 
-// Layout v2 offsets, relied on by docs/shm_ring.md and the corruption tests that edit a raw mapping.
+// Layout v3 offsets, relied on by docs/shm_ring.md and the corruption tests that edit a raw mapping.
 static_assert(offsetof(ring_header, capacity) == 48);
 static_assert(offsetof(ring_header, head) == 64);
 static_assert(offsetof(ring_header, tail) == 128);
 static_assert(offsetof(ring_header, unlinked_on_purpose) == 264);
-static_assert(sizeof(ring_header) == 576);
+static_assert(offsetof(ring_header, sender) == 320);
+static_assert(sizeof(role_block) == 448);
+static_assert(sizeof(ring_header) == 1216);
 
 }  // namespace ipc::detail

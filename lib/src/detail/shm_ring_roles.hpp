@@ -38,14 +38,28 @@ namespace detail {
 [[nodiscard]] role_block& block_of(ring_header& h, role r) noexcept;
 [[nodiscard]] const char* role_name(role r) noexcept;
 
-/// Registers `me` (with its start time) as a holder of r. Dead holders are dropped first.
+/// Registers `me` (with its start time) as a holder of r, holding a slot's endpoint lock on the
+/// calling thread, and wakes the other role's waiters so they watch it. Dead holders are dropped first.
 /// Throws std::system_error EBUSY naming object and the pid of a live holder, or when the role
 /// lock is held for 2 s by a live (stopped) process.
 void attach_role(ring_header& h, role r, const segment_id& seg, pid_t me, std::string_view object);
 
-/// Removes `me` from r. Returns true when nobody holds r any more (the peer must be woken to see
-/// `closed`). Never throws: a stuck role lock leaves the slot for the peer's liveness checks.
-bool detach_role(ring_header& h, role r, pid_t me, std::string_view object) noexcept;
+struct detach_result {
+  bool closed = false;         // nobody holds r any more: the peer must be woken to see `closed`
+  bool lock_released = true;   // false: our endpoint lock is still held (by another thread of
+                               // ours, or a stuck role lock): keep the mapping (park_until_exit)
+};
+
+/// Removes `me` from r and releases its endpoint lock. Never throws: a stuck role lock leaves the
+/// slot for the peer's liveness checks.
+detach_result detach_role(ring_header& h, role r, pid_t me, std::string_view object) noexcept;
+
+/// When the thread that held `me`'s endpoint lock for r has exited, takes it on the calling thread
+/// (and wakes the peer's waiters so they stop sleeping in slices). Never blocks, never throws.
+void retake_endpoint_lock(ring_header& h, role r, pid_t me) noexcept;
+
+/// The endpoint locks of r's current holders, for wait_data_or_death. Returns how many. Never throws.
+int watch_list(ring_header& h, role r, const endpoint_lock* (&out)[max_holders]) noexcept;
 
 /// Whether the role in b is gone for good: attached once and now nobody holds it, or every holder
 /// is dead. A role never attached is not gone (the receiver may start first). The /proc probes run
