@@ -37,15 +37,9 @@ unsigned chaos_seed() {
   return std::random_device{}();
 }
 
-struct cleanup {
-  std::string name;
-  ~cleanup() {
-    try {
-      sem_buffer::remove(name);
-    } catch (...) {  // NOLINT(bugprone-empty-catch): best effort at test exit
-    }
-  }
-};
+ipc::test::on_exit removing(const std::string& name) {
+  return ipc::test::on_exit([=] { sem_buffer::remove(name); });
+}
 
 // Every byte of a message is its number (mod 251): a torn message shows mixed bytes.
 bool whole(const std::vector<std::byte>& m, std::size_t size) {
@@ -77,7 +71,7 @@ TEST_CASE("chaos: a sem-channel sender killed inside its critical section 50 tim
   std::printf("chaos seed %u (replay: IPC_CHAOS_SEED=%u)\n", seed, seed);
   std::mt19937 rng(seed);
   const auto name = ipc::test::unique_name("chaos-sem-tx");
-  cleanup c{name};
+  auto c = removing(name);
   sem_buffer rx(name, role::receiver, ipc::open_mode::create_only, {.slots = slots, .slot_size = sem_buffer::max_slot_size});
   const std::size_t size = rx.max_message_size();
   int inside = 0, kills = 0;
@@ -119,7 +113,7 @@ TEST_CASE("chaos: a sem-channel receiver killed inside its critical section 50 t
   std::printf("chaos seed %u (replay: IPC_CHAOS_SEED=%u)\n", seed, seed);
   std::mt19937 rng(seed);
   const auto name = ipc::test::unique_name("chaos-sem-rx");
-  cleanup c{name};
+  auto c = removing(name);
   sem_buffer tx(name, role::sender, ipc::open_mode::create_only, {.slots = slots, .slot_size = sem_buffer::max_slot_size});
   const std::size_t size = tx.max_message_size();
   int inside = 0, kills = 0;

@@ -84,4 +84,24 @@ child spawn(const std::vector<std::string>& argv, const std::vector<std::string>
 /// Path of a program built in this build tree, e.g. build_path("daemons/ipc-producer").
 std::string build_path(std::string_view relative);
 
+/// Runs `remove` when the scope ends, whatever happened, and swallows what it throws: a test's kernel
+/// objects are removed at its end, and a failed removal never hides the test's own failure.
+///
+///   auto gone = ipc::test::on_exit([&] { ipc::sem_buffer::remove(name); });
+class on_exit {
+ public:
+  explicit on_exit(std::function<void()> remove) : remove_(std::move(remove)) {}
+  ~on_exit() {
+    try {
+      remove_();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): best effort at test exit
+    }
+  }
+  on_exit(const on_exit&) = delete;
+  on_exit& operator=(const on_exit&) = delete;
+
+ private:
+  std::function<void()> remove_;
+};
+
 }  // namespace ipc::test

@@ -28,15 +28,9 @@ using ipc::sem_geometry;
 
 namespace {
 
-struct sembuf_cleanup {
-  std::string name;
-  ~sembuf_cleanup() {
-    try {
-      sem_buffer::remove(name);
-    } catch (...) {  // NOLINT(bugprone-empty-catch): best effort at test exit
-    }
-  }
-};
+ipc::test::on_exit sembuf_cleanup(const std::string& name) {
+  return ipc::test::on_exit([=] { sem_buffer::remove(name); });
+}
 
 template <class Code>
 auto has_code(Code code) {
@@ -50,7 +44,7 @@ std::string text_of(const std::vector<std::byte>& b) { return std::string(ipc::a
 
 TEST_CASE("sem_buffer: messages of every size arrive whole and in order", "[sem_buffer]") {
   auto name = ipc::test::unique_name("sb");
-  sembuf_cleanup cleanup{name};
+  auto cleanup = sembuf_cleanup(name);
   sem_buffer tx(name, role::sender, open_mode::create_only);
   sem_buffer rx(name, role::receiver, open_mode::open_only);
   CHECK(tx.kind() == "sem");
@@ -82,7 +76,7 @@ TEST_CASE("sem_buffer: messages of every size arrive whole and in order", "[sem_
 
 TEST_CASE("sem_buffer: a full buffer times out senders and an empty one receivers", "[sem_buffer]") {
   auto name = ipc::test::unique_name("sbfull");
-  sembuf_cleanup cleanup{name};
+  auto cleanup = sembuf_cleanup(name);
   sem_buffer tx(name, role::sender, open_mode::create_only, {2, 64});
   sem_buffer rx(name, role::receiver);  // adopts the existing geometry
   CHECK(rx.slots() == 2);
@@ -114,7 +108,7 @@ TEST_CASE("sem_buffer: a full buffer times out senders and an empty one receiver
 
 TEST_CASE("sem_buffer: URIs choose the geometry and bad ones are refused", "[sem_buffer]") {
   auto name = ipc::test::unique_name("sburi");
-  sembuf_cleanup cleanup{name};
+  auto cleanup = sembuf_cleanup(name);
   auto tx = ipc::open_channel("sem:" + name + "?slots=4&max_message=100&mode=0600&open=create_only", role::sender);
   CHECK(tx->kind() == "sem");
   CHECK(tx->limits().max_message_size == 100);
@@ -125,7 +119,7 @@ TEST_CASE("sem_buffer: URIs choose the geometry and bad ones are refused", "[sem
                        has_code(ipc::errc::incompatible));
 
   auto cap = ipc::test::unique_name("sbcap");
-  sembuf_cleanup cap_cleanup{cap};
+  auto cap_cleanup = sembuf_cleanup(cap);
   auto c = ipc::open_channel("sem:" + cap + "?capacity=1000&max_message=100", role::receiver);
   CHECK(c->limits().capacity_messages == 10);
 
@@ -140,7 +134,7 @@ TEST_CASE("sem_buffer: URIs choose the geometry and bad ones are refused", "[sem
 
 TEST_CASE("sem_buffer: create_only, open_only and bad geometries fail clearly, leaving nothing", "[sem_buffer]") {
   auto name = ipc::test::unique_name("sbmode");
-  sembuf_cleanup cleanup{name};
+  auto cleanup = sembuf_cleanup(name);
   CHECK_THROWS_MATCHES(sem_buffer(name, role::receiver, open_mode::open_only), std::system_error,
                        has_code(std::errc::no_such_file_or_directory));
   CHECK_THROWS_MATCHES(sem_buffer(name, role::sender, open_mode::create_only, {40000, 64}), std::system_error,
@@ -157,7 +151,7 @@ TEST_CASE("sem_buffer: create_only, open_only and bad geometries fail clearly, l
 TEST_CASE("sem_buffer: a corrupt index or stored length is errc::corrupt, never an out-of-bounds read",
           "[sem_buffer]") {
   auto name = ipc::test::unique_name("sbcorrupt");
-  sembuf_cleanup cleanup{name};
+  auto cleanup = sembuf_cleanup(name);
   sem_buffer tx(name, role::sender, open_mode::create_only, {4, 64});
   sem_buffer rx(name, role::receiver);
   ipc::semaphore_set raw(rx.semaphores().key(), "test", open_mode::open_only, {0, 0, 0, 0, 0});
@@ -191,7 +185,7 @@ TEST_CASE("sem_buffer: a corrupt index or stored length is errc::corrupt, never 
 
 TEST_CASE("sem_buffer: after close the receiver drains, then gets closed until a sender returns", "[sem_buffer]") {
   auto name = ipc::test::unique_name("sbclose");
-  sembuf_cleanup cleanup{name};
+  auto cleanup = sembuf_cleanup(name);
   sem_buffer rx(name, role::receiver, open_mode::create_only, {4, 64});
   auto is_closed = has_code(ipc::errc::closed);
   std::vector<std::byte> buf;
@@ -242,7 +236,7 @@ TEST_CASE("sem_buffer: after close the receiver drains, then gets closed until a
 
 TEST_CASE("sem_buffer: removing the objects wakes a blocked peer with errc::closed", "[sem_buffer]") {
   auto name = ipc::test::unique_name("sbrm");
-  sembuf_cleanup cleanup{name};
+  auto cleanup = sembuf_cleanup(name);
   sem_buffer rx(name, role::receiver, open_mode::create_only, {2, 64});
   sem_buffer tx(name, role::sender);
   std::atomic<int> outcome{0};
@@ -267,7 +261,7 @@ TEST_CASE("sem_buffer: removing the objects wakes a blocked peer with errc::clos
 TEST_CASE("sem_buffer: a producer SIGKILLed mid-stream leaves the counts consistent", "[sem_buffer]") {
   for (int round = 0; round < 5; ++round) {
     auto name = ipc::test::unique_name("sbkill");
-    sembuf_cleanup cleanup{name};
+    auto cleanup = sembuf_cleanup(name);
     sem_buffer rx(name, role::receiver, open_mode::create_only, {3, 32});
     auto kid = ipc::test::fork_child([&](ipc::test::reporter& r) -> int {
       sem_buffer tx(name, role::sender, open_mode::open_only);
@@ -313,7 +307,7 @@ int die_between_index_and_commit(int semid, std::uint32_t* index, std::uint32_t 
 
 TEST_CASE("sem_buffer: a holder that dies between its index store and its commit is repaired by the next", "[sem_buffer]") {
   auto name = ipc::test::unique_name("sbdie");
-  sembuf_cleanup cleanup{name};
+  auto cleanup = sembuf_cleanup(name);
   sem_buffer tx(name, role::sender, open_mode::create_only, {4, 64});
   sem_buffer rx(name, role::receiver);
   auto* indices = reinterpret_cast<std::uint32_t*>(rx.segment().data() + sizeof(ipc::detail::layout_header) + 8);
@@ -351,7 +345,7 @@ TEST_CASE("sem_buffer: a holder that dies between its index store and its commit
 
 TEST_CASE("sem_buffer: 10,000 messages cross from a producer process to a consumer in order", "[sem_buffer]") {
   auto name = ipc::test::unique_name("sbxproc");
-  sembuf_cleanup cleanup{name};
+  auto cleanup = sembuf_cleanup(name);
   sem_buffer rx(name, role::receiver, open_mode::create_only, {8, 256});
   constexpr int count = 10'000;
   auto kid = ipc::test::fork_child([&](ipc::test::reporter&) {

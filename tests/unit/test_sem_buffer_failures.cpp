@@ -32,15 +32,9 @@ using ipc::sem_buffer;
 
 namespace {
 
-struct cleanup {
-  std::string name;
-  ~cleanup() {
-    try {
-      sem_buffer::remove(name);
-    } catch (...) {  // NOLINT(bugprone-empty-catch): best effort at test exit
-    }
-  }
-};
+ipc::test::on_exit removing(const std::string& name) {
+  return ipc::test::on_exit([=] { sem_buffer::remove(name); });
+}
 
 // A second handle on the channel's semaphore set, to damage its counts as a hostile peer would.
 ipc::semaphore_set counts_of(const sem_buffer& b) {
@@ -80,7 +74,7 @@ char process_state(pid_t pid) {
 TEST_CASE("sem_buffer: a receive whose commit fails with ERANGE is errc::corrupt and gives every lock back",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbf-erange-rx");
-  cleanup c{name};
+  auto c = removing(name);
   sem_buffer tx(name, role::sender, open_mode::create_only, {.slots = 4, .slot_size = 64});
   sem_buffer rx(name, role::receiver, open_mode::open_only);
   tx.send(ipc::as_bytes("first"));
@@ -108,7 +102,7 @@ TEST_CASE("sem_buffer: a receive whose commit fails with ERANGE is errc::corrupt
 TEST_CASE("sem_buffer: a send whose commit fails with ERANGE gives the slot, the mutex and busy back",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbf-erange-tx");
-  cleanup c{name};
+  auto c = removing(name);
   sem_buffer tx(name, role::sender, open_mode::create_only, {.slots = 4, .slot_size = 64});
   sem_buffer rx(name, role::receiver, open_mode::open_only);
   tx.send(ipc::as_bytes("a"));  // the handle's periodic full check is behind it now
@@ -133,7 +127,7 @@ TEST_CASE("sem_buffer: a send whose commit fails with ERANGE gives the slot, the
 TEST_CASE("sem_buffer: a mutex count above 1 is errc::corrupt for send and receive, and is left as found",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbf-mutex");
-  cleanup c{name};
+  auto c = removing(name);
   {
     sem_buffer tx(name, role::sender, open_mode::create_only, {.slots = 4, .slot_size = 64});
     tx.send(ipc::as_bytes("a"));
@@ -156,7 +150,7 @@ TEST_CASE("sem_buffer: a mutex count above 1 is errc::corrupt for send and recei
 TEST_CASE("sem_buffer: a mutex nobody releases makes a new sender and close() fail within 5 s, not hang",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbf-held");
-  cleanup c{name};
+  auto c = removing(name);
   sem_buffer tx(name, role::sender, open_mode::create_only, {.slots = 4, .slot_size = 64});
   auto counts = counts_of(tx);
   counts.set_value(sem_buffer::sem_mutex, 0);  // held, by nobody
@@ -178,7 +172,7 @@ TEST_CASE("sem_buffer: a mutex nobody releases makes a new sender and close() fa
 TEST_CASE("sem_buffer: a set removed while a receiver sleeps in it (EIDRM) is errc::closed, and takes its segment along",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbf-eidrm");
-  cleanup c{name};
+  auto c = removing(name);
   sem_buffer rx(name, role::receiver, open_mode::create_only, {.slots = 2, .slot_size = 64});
   const int semid = rx.semaphores().id();
   const int shmid = segment_id(rx);
@@ -282,7 +276,7 @@ stopped_holder_outcome damage_inside_critical_section(const std::string& name,
 TEST_CASE("sem_buffer: a holder whose counts are driven out of range mid-operation gives every lock back",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbf-mid-erange");
-  cleanup c{name};
+  auto c = removing(name);
   const auto out = damage_inside_critical_section(
       name, [](int semid) { REQUIRE(::semctl(semid, sem_buffer::sem_full, SETVAL, int{ipc::semaphore_set::max_value}) == 0); });
   INFO("child: " << out.report);
@@ -295,7 +289,7 @@ TEST_CASE("sem_buffer: a holder whose counts are driven out of range mid-operati
 TEST_CASE("sem_buffer: a set removed while a sender holds the mutex (EINVAL) is errc::closed; a new pair starts within 1 s",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbf-mid-rmid");
-  cleanup c{name};
+  auto c = removing(name);
   const auto out = damage_inside_critical_section(
       name, [](int semid) { REQUIRE(::semctl(semid, 0, IPC_RMID) == 0); });  // ipcrm -s
 

@@ -25,15 +25,9 @@ using ipc::sem_buffer;
 
 namespace {
 
-struct cleanup {
-  std::string name;
-  ~cleanup() {
-    try {
-      sem_buffer::remove(name);
-    } catch (...) {  // NOLINT(bugprone-empty-catch): best effort at test exit
-    }
-  }
-};
+ipc::test::on_exit removing(const std::string& name) {
+  return ipc::test::on_exit([=] { sem_buffer::remove(name); });
+}
 
 int segment_id(const sem_buffer& b) { return static_cast<const ipc::sysv_segment&>(b.segment().raw()).id(); }
 
@@ -89,7 +83,7 @@ void require_one_working_unit(sem_buffer& tx, sem_buffer& rx) {
 TEST_CASE("sem_buffer: the segment removed under a running pair (ipcrm -m) takes its set along; both reopen onto one new unit",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbu-rmm");
-  cleanup c{name};
+  auto c = removing(name);
   sem_buffer tx(name, role::sender, open_mode::create_only, {.slots = 4, .slot_size = 64});
   sem_buffer rx(name, role::receiver, open_mode::open_only);
   const int old_shm = segment_id(tx);
@@ -109,7 +103,7 @@ TEST_CASE("sem_buffer: the segment removed under a running pair (ipcrm -m) takes
 
 TEST_CASE("sem_buffer: a peer opening after ipcrm -m never pairs a new segment with the old set", "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbu-late");
-  cleanup c{name};
+  auto c = removing(name);
   sem_buffer tx(name, role::sender, open_mode::create_only, {.slots = 4, .slot_size = 64});
   REQUIRE(tx.send_for(ipc::as_bytes("on the old unit"), 1s));
   const int old_shm = segment_id(tx);
@@ -130,7 +124,7 @@ TEST_CASE("sem_buffer: a peer opening after ipcrm -m never pairs a new segment w
 TEST_CASE("sem_buffer: the set removed under a running pair (ipcrm -s) takes its segment along; both reopen onto one new unit",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbu-rms");
-  cleanup c{name};
+  auto c = removing(name);
   sem_buffer tx(name, role::sender, open_mode::create_only, {.slots = 4, .slot_size = 64});
   sem_buffer rx(name, role::receiver, open_mode::open_only);
   REQUIRE(tx.send_for(ipc::as_bytes("lost with the unit"), 1s));
@@ -150,7 +144,7 @@ TEST_CASE("sem_buffer: the set removed under a running pair (ipcrm -s) takes its
 TEST_CASE("sem_buffer: opening a segment whose set was removed recreates the unit (open_only: ENOENT, the half removed)",
           "[sem_buffer]") {
   const auto name = ipc::test::unique_name("sbu-half");
-  cleanup c{name};
+  auto c = removing(name);
   int old_shm = -1;
   {
     sem_buffer tx(name, role::sender, open_mode::create_only, {.slots = 4, .slot_size = 64});

@@ -25,15 +25,9 @@ using ipc::semaphore_set;
 namespace {
 
 // Removes the named set (and key file) however the test ends.
-struct sem_cleanup {
-  std::string name;
-  ~sem_cleanup() {
-    try {
-      semaphore_set::remove(name);
-    } catch (...) {  // NOLINT(bugprone-empty-catch): best effort at test exit
-    }
-  }
-};
+ipc::test::on_exit sem_cleanup(const std::string& name) {
+  return ipc::test::on_exit([=] { semaphore_set::remove(name); });
+}
 
 union semun_arg {
   int val;
@@ -53,7 +47,7 @@ semid_ds stat_of(int id) {
 
 TEST_CASE("semaphore_set: a new set holds its initial values under an ftok-compatible key", "[semaphore]") {
   auto name = ipc::test::unique_name("sem");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   semaphore_set s(name, open_mode::create_only, {3, 1});
   CHECK(s.created());
   CHECK(s.size() == 2);
@@ -75,7 +69,7 @@ TEST_CASE("semaphore_set: a new set holds its initial values under an ftok-compa
 TEST_CASE("semaphore_set: openers racing the creator never see an uninitialised set", "[semaphore]") {
   for (int round = 0; round < 10; ++round) {
     auto name = ipc::test::unique_name("race");
-    sem_cleanup cleanup{name};
+    auto cleanup = sem_cleanup(name);
     auto key_file = ipc::runtime_dir() / (name + ".sem");
     (void)ipc::detail::sysv_key(key_file, 'S', true);
     int gate[2];
@@ -115,7 +109,7 @@ TEST_CASE("semaphore_set: openers racing the creator never see an uninitialised 
 
 TEST_CASE("semaphore_set: a unit taken with undo by a SIGKILLed process comes back", "[semaphore]") {
   auto name = ipc::test::unique_name("undo");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   semaphore_set s(name, open_mode::create_only, {1, 0});
   auto kid = ipc::test::fork_child([&](ipc::test::reporter& r) {
     semaphore_set mine(name, open_mode::open_only, {1, 0});
@@ -137,7 +131,7 @@ TEST_CASE("semaphore_set: a unit taken with undo by a SIGKILLed process comes ba
 
 TEST_CASE("semaphore_set: wait_for returns false after its timeout", "[semaphore]") {
   auto name = ipc::test::unique_name("timeout");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   semaphore_set s(name, open_mode::create_only, {0});
   auto t0 = std::chrono::steady_clock::now();
   CHECK_FALSE(s.wait_for(0, 100ms));
@@ -153,7 +147,7 @@ TEST_CASE("semaphore_set: wait_for returns false after its timeout", "[semaphore
 
 TEST_CASE("semaphore_set: apply takes every operation or none", "[semaphore]") {
   auto name = ipc::test::unique_name("apply");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   semaphore_set s(name, open_mode::create_only, {1, 0, 4});
   CHECK_FALSE(s.apply({{0, -1}, {1, -1}}, ipc::deadline::now()));
   CHECK(s.values() == std::vector<unsigned short>{1, 0, 4});
@@ -165,7 +159,7 @@ TEST_CASE("semaphore_set: apply takes every operation or none", "[semaphore]") {
 
 TEST_CASE("semaphore_set: a blocked waiter gets errc::closed when the set is removed", "[semaphore]") {
   auto name = ipc::test::unique_name("rmid");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   semaphore_set s(name, open_mode::create_only, {0});
   std::atomic<int> outcome{0};  // 1 closed, 2 returned, 3 other error
   std::thread waiter([&] {
@@ -190,7 +184,7 @@ TEST_CASE("semaphore_set: a blocked waiter gets errc::closed when the set is rem
 
 TEST_CASE("semaphore_set: a set owned by another user or world-writable is refused", "[semaphore]") {
   auto name = ipc::test::unique_name("owner");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   semaphore_set s(name, open_mode::create_only, {1});
   auto ds = stat_of(s.id());
   auto restore = [&] {
@@ -221,7 +215,7 @@ TEST_CASE("semaphore_set: a set owned by another user or world-writable is refus
 
 TEST_CASE("semaphore_set: another semaphore count is incompatible and names the set", "[semaphore]") {
   auto name = ipc::test::unique_name("count");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   semaphore_set s(name, open_mode::create_only, {1, 1});
   CHECK_THROWS_MATCHES(semaphore_set(name, open_mode::open_only, {1, 1, 1}), std::system_error,
                        Catch::Predicate<std::system_error>([&](auto& e) {
@@ -232,7 +226,7 @@ TEST_CASE("semaphore_set: another semaphore count is incompatible and names the 
 
 TEST_CASE("semaphore_set: a set its creator never initialised is refused after a bounded wait", "[semaphore]") {
   auto name = ipc::test::unique_name("uninit");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   key_t key = ipc::detail::sysv_key(ipc::runtime_dir() / (name + ".sem"), 'S', true);
   int id = ::semget(key, 1, IPC_CREAT | IPC_EXCL | 0600);  // a creator that died before initialising
   REQUIRE(id >= 0);
@@ -249,7 +243,7 @@ TEST_CASE("semaphore_set: a set its creator never initialised is refused after a
 
 TEST_CASE("semaphore_set: create_only, open_only and bad values fail with clear errors", "[semaphore]") {
   auto name = ipc::test::unique_name("modes");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   CHECK_THROWS_WITH(semaphore_set(name, open_mode::open_only, {1}), Catch::Contains(name + ".sem"));
   semaphore_set s(name, open_mode::create_only, {1});
   CHECK_THROWS_MATCHES(semaphore_set(name, open_mode::create_only, {1}), std::system_error,
@@ -267,7 +261,7 @@ TEST_CASE("semaphore_set: create_only, open_only and bad values fail with clear 
 
 TEST_CASE("semaphore_set: guard holds a unit for its scope", "[semaphore]") {
   auto name = ipc::test::unique_name("guard");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   semaphore_set s(name, open_mode::create_only, {1});
   {
     semaphore_set::guard g(s, 0);
@@ -330,7 +324,7 @@ TEST_CASE("semaphore_set: the empty/full producer and consumer written the obvio
           "[semaphore]") {
   auto sem_name = ipc::test::unique_name("pc-sem");
   auto shm_name = ipc::test::unique_name("pc-shm");
-  sem_cleanup cleanup{sem_name};
+  auto cleanup = sem_cleanup(sem_name);
   semaphore_set s(sem_name, open_mode::create_only, {slots, 0});
   ipc::shared_array<int> buf(shm_name, slots, open_mode::create_only, -1, {.with_lock = false});
   struct shm_cleanup {
@@ -364,7 +358,7 @@ TEST_CASE("semaphore_set: the empty/full producer and consumer written the obvio
 TEST_CASE("semaphore_set: undo::yes on a producer's posts takes them back when it exits", "[semaphore]") {
   // Why undo is not the default: the kernel reverses every undoable operation of an exiting process.
   auto name = ipc::test::unique_name("undo-post");
-  sem_cleanup cleanup{name};
+  auto cleanup = sem_cleanup(name);
   semaphore_set s(name, open_mode::create_only, {0});
   auto kid = ipc::test::fork_child([&](ipc::test::reporter&) {
     semaphore_set mine(name, open_mode::open_only, {0});

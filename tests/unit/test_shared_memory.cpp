@@ -30,16 +30,9 @@ using ipc::sysv_segment;
 
 namespace {
 
-struct segment_cleanup {
-  segment_backing backing;
-  std::string name;
-  ~segment_cleanup() {
-    try {
-      layout_segment::remove(backing, name);
-    } catch (...) {  // NOLINT(bugprone-empty-catch): best effort at test exit
-    }
-  }
-};
+ipc::test::on_exit segment_cleanup(segment_backing backing, const std::string& name) {
+  return ipc::test::on_exit([=] { layout_segment::remove(backing, name); });
+}
 
 template <class Code>
 auto has_code(Code code) {
@@ -57,7 +50,7 @@ constexpr layout_spec test_spec{0x54455354, 3, sizeof(test_header), 1000};
 
 TEST_CASE("posix_segment: a new segment is /dev/shm/libipc.NAME, 0600, and shared between handles", "[segment]") {
   auto name = ipc::test::unique_name("pseg");
-  segment_cleanup cleanup{segment_backing::posix, name};
+  auto cleanup = segment_cleanup(segment_backing::posix, name);
   posix_segment a(name, open_mode::create_only, 8192);
   CHECK(a.created());
   CHECK(a.size() == 8192);
@@ -82,7 +75,7 @@ TEST_CASE("posix_segment: a new segment is /dev/shm/libipc.NAME, 0600, and share
 
 TEST_CASE("posix_segment: an opener waits for the creator to size the segment", "[segment]") {
   auto name = ipc::test::unique_name("psize");
-  segment_cleanup cleanup{segment_backing::posix, name};
+  auto cleanup = segment_cleanup(segment_backing::posix, name);
   // A creator between shm_open and ftruncate.
   ipc::unique_fd fd{::shm_open(("/" + posix_segment::posix_name(name)).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
                                0600)};
@@ -100,7 +93,7 @@ TEST_CASE("posix_segment: an opener waits for the creator to size the segment", 
 
 TEST_CASE("posix_segment: a segment never sized is refused after a bounded wait", "[segment]") {
   auto name = ipc::test::unique_name("pzero");
-  segment_cleanup cleanup{segment_backing::posix, name};
+  auto cleanup = segment_cleanup(segment_backing::posix, name);
   ipc::unique_fd fd{::shm_open(("/" + posix_segment::posix_name(name)).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
                                0600)};
   REQUIRE(fd);
@@ -112,7 +105,7 @@ TEST_CASE("posix_segment: a segment never sized is refused after a bounded wait"
 
 TEST_CASE("posix_segment: a world-writable or foreign segment is refused with not_owner", "[segment]") {
   auto name = ipc::test::unique_name("powner");
-  segment_cleanup cleanup{segment_backing::posix, name};
+  auto cleanup = segment_cleanup(segment_backing::posix, name);
   posix_segment s(name, open_mode::create_only, 4096);
   REQUIRE(::chmod(s.object().c_str(), 0666) == 0);
   CHECK_THROWS_MATCHES(posix_segment(name, open_mode::open_only, 0), std::system_error,
@@ -129,7 +122,7 @@ TEST_CASE("posix_segment: a world-writable or foreign segment is refused with no
 
 TEST_CASE("posix_segment: zero, absurd or mismatched sizes and bad names fail clearly", "[segment]") {
   auto name = ipc::test::unique_name("pbad");
-  segment_cleanup cleanup{segment_backing::posix, name};
+  auto cleanup = segment_cleanup(segment_backing::posix, name);
   CHECK_THROWS_MATCHES(posix_segment(name, open_mode::create_only, 0), std::system_error,
                        has_code(std::errc::invalid_argument));
   CHECK_THROWS_WITH(posix_segment(name, open_mode::create_only, std::size_t{1} << 50), Catch::Contains("size"));
@@ -147,7 +140,7 @@ TEST_CASE("posix_segment: zero, absurd or mismatched sizes and bad names fail cl
 
 TEST_CASE("sysv_segment: a segment under key NAME.shm is shared, counted and owner-checked", "[segment]") {
   auto name = ipc::test::unique_name("vseg");
-  segment_cleanup cleanup{segment_backing::sysv, name};
+  auto cleanup = segment_cleanup(segment_backing::sysv, name);
   sysv_segment a(name, open_mode::create_only, 10000);
   auto key_file = ipc::runtime_dir() / (name + ".shm");
   CHECK(a.key() == ::ftok(key_file.c_str(), 'H'));
@@ -191,7 +184,7 @@ TEST_CASE("sysv_segment: a segment under key NAME.shm is shared, counted and own
 TEST_CASE("layout_segment: the creator initialises and publishes, openers validate", "[segment]") {
   for (auto backing : {segment_backing::posix, segment_backing::sysv}) {
     auto name = ipc::test::unique_name("layout");
-    segment_cleanup cleanup{backing, name};
+    auto cleanup = segment_cleanup(backing, name);
     int calls = 0;
     layout_segment c(backing, name, open_mode::create_only, test_spec, [&](std::byte* base, std::size_t total) {
       ++calls;
@@ -231,7 +224,7 @@ TEST_CASE("layout_segment: the creator initialises and publishes, openers valida
 TEST_CASE("layout_segment: a hostile header (wrong magic, absurd total_size) is incompatible, not a crash",
           "[segment]") {
   auto name = ipc::test::unique_name("hostile");
-  segment_cleanup cleanup{segment_backing::posix, name};
+  auto cleanup = segment_cleanup(segment_backing::posix, name);
   const std::size_t bytes = sizeof(test_header) + 1000;
   posix_segment raw(name, open_mode::create_only, bytes);
   auto* h = reinterpret_cast<ipc::detail::layout_header*>(raw.data());
@@ -249,7 +242,7 @@ TEST_CASE("layout_segment: a hostile header (wrong magic, absurd total_size) is 
 
   // Too small to even hold a header.
   auto tiny = ipc::test::unique_name("tiny");
-  segment_cleanup tiny_cleanup{segment_backing::posix, tiny};
+  auto tiny_cleanup = segment_cleanup(segment_backing::posix, tiny);
   posix_segment t(tiny, open_mode::create_only, 8);
   layout_spec any = test_spec;
   any.payload_bytes = 0;
@@ -259,7 +252,7 @@ TEST_CASE("layout_segment: a hostile header (wrong magic, absurd total_size) is 
 
 TEST_CASE("layout_segment: a header never published is refused after a bounded wait", "[segment]") {
   auto name = ipc::test::unique_name("unpub");
-  segment_cleanup cleanup{segment_backing::sysv, name};
+  auto cleanup = segment_cleanup(segment_backing::sysv, name);
   sysv_segment raw(name, open_mode::create_only, sizeof(test_header) + 1000);  // zero-filled: state 0
   auto t0 = std::chrono::steady_clock::now();
   CHECK_THROWS_WITH(layout_segment(segment_backing::sysv, name, open_mode::open_only, test_spec),
@@ -270,7 +263,7 @@ TEST_CASE("layout_segment: a header never published is refused after a bounded w
 TEST_CASE("layout_segment: a failing init or a bad spec leaves nothing behind", "[segment]") {
   for (auto backing : {segment_backing::posix, segment_backing::sysv}) {
     auto name = ipc::test::unique_name("initfail");
-    segment_cleanup cleanup{backing, name};
+    auto cleanup = segment_cleanup(backing, name);
     CHECK_THROWS_WITH(layout_segment(backing, name, open_mode::create_only, test_spec,
                                      [](std::byte*, std::size_t) { throw std::runtime_error("init failed"); }),
                       "init failed");

@@ -22,15 +22,9 @@ using namespace std::chrono_literals;
 namespace {
 
 // Removes the named segment when a test ends, whatever happened.
-struct segment_cleanup {
-  std::string name;
-  ~segment_cleanup() {
-    try {
-      ipc::remove_shared(name);
-    } catch (...) {
-    }
-  }
-};
+ipc::test::on_exit segment_cleanup(const std::string& name) {
+  return ipc::test::on_exit([=] { ipc::remove_shared(name); });
+}
 
 // Two exec'd shared-counter helpers increment one shared_value<int64_t> 100000 times each, released
 // together by a start barrier in a second segment, with or without the built-in lock.
@@ -44,8 +38,8 @@ struct contention_run {
 contention_run run_contention(bool with_lock) {
   auto name = ipc::test::unique_name(with_lock ? "counter" : "counter-nolock");
   auto control_name = ipc::test::unique_name("counter-start");
-  segment_cleanup cleanup{name};
-  segment_cleanup control_cleanup{control_name};
+  auto cleanup = segment_cleanup(name);
+  auto control_cleanup = segment_cleanup(control_name);
   ipc::shared_value<std::int64_t> counter(name, ipc::open_mode::create_only, 0);
   ipc::shared_array<std::int64_t> control(control_name, 2, ipc::open_mode::create_only, 0);  // ready, go
 
@@ -108,7 +102,7 @@ TEST_CASE("shared_value: the same two processes without the lock lose updates, s
 
 TEST_CASE("shared_value: a segment holding another type is refused as incompatible", "[shared_value]") {
   auto name = ipc::test::unique_name("typed");
-  segment_cleanup cleanup{name};
+  auto cleanup = segment_cleanup(name);
   ipc::shared_value<std::int32_t> v(name, ipc::open_mode::create_only, 5);
 
   try {
@@ -132,7 +126,7 @@ TEST_CASE("shared_value: a segment holding another type is refused as incompatib
 
 TEST_CASE("shared_value: a lock choice other than the creator's is refused", "[shared_value]") {
   auto name = ipc::test::unique_name("lockchoice");
-  segment_cleanup cleanup{name};
+  auto cleanup = segment_cleanup(name);
   ipc::shared_value<std::int64_t> locked(name);
   ipc::shared_options no_lock;
   no_lock.with_lock = false;
@@ -143,7 +137,7 @@ TEST_CASE("shared_value: a lock choice other than the creator's is refused", "[s
 TEST_CASE("shared_value: without a lock load and store are plain copies and get_lock is refused",
           "[shared_value]") {
   auto name = ipc::test::unique_name("nolock");
-  segment_cleanup cleanup{name};
+  auto cleanup = segment_cleanup(name);
   ipc::shared_options no_lock;
   no_lock.with_lock = false;
   ipc::shared_value<double> v(name, ipc::open_mode::create_only, 1.5, no_lock);
@@ -162,7 +156,7 @@ TEST_CASE("shared_value: without a lock load and store are plain copies and get_
 
 TEST_CASE("shared_array: elements are shared by name and at() checks bounds", "[shared_value]") {
   auto name = ipc::test::unique_name("array");
-  segment_cleanup cleanup{name};
+  auto cleanup = segment_cleanup(name);
   ipc::shared_array<std::int32_t> arr(name, 8, ipc::open_mode::create_only, 7);
   REQUIRE(arr.size() == 8);
   for (std::size_t i = 0; i < arr.size(); ++i) CHECK(arr[i] == 7);
@@ -193,7 +187,7 @@ TEST_CASE("shared_array: elements are shared by name and at() checks bounds", "[
 TEST_CASE("shared_value: a process killed holding the built-in lock does not block the others",
           "[shared_value]") {
   auto name = ipc::test::unique_name("killed");
-  segment_cleanup cleanup{name};
+  auto cleanup = segment_cleanup(name);
   ipc::shared_value<std::int64_t> v(name, ipc::open_mode::create_only, 10);
   auto c = ipc::test::fork_child([&](ipc::test::reporter&) {
     ipc::shared_value<std::int64_t> mine(name, ipc::open_mode::open_only);
@@ -213,7 +207,7 @@ TEST_CASE("shared_value: bad names, counts and corrupt headers are refused", "[s
   CHECK_THROWS_AS(ipc::shared_value<int>(missing, ipc::open_mode::open_only), std::system_error);
 
   auto name = ipc::test::unique_name("corrupt");
-  segment_cleanup cleanup{name};
+  auto cleanup = segment_cleanup(name);
   REQUIRE_THROWS_WITH(ipc::shared_array<int>(name, 0, ipc::open_mode::create_only), Catch::Contains("count 0"));
 
   ipc::shared_array<int> arr(name, 4, ipc::open_mode::create_only);
