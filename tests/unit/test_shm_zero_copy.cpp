@@ -32,18 +32,10 @@ using ipc::shm_view;
 
 namespace {
 
-// Unlinks the test's ring whatever happens.
+// The test's ring name, unlinked at the end whatever happens.
 struct ring_name {
   std::string name = ipc::test::unique_name("shmzc");
-  ring_name() = default;
-  ring_name(const ring_name&) = delete;
-  ring_name& operator=(const ring_name&) = delete;
-  ~ring_name() {
-    try {
-      shm_ring::remove(name);
-    } catch (...) {
-    }
-  }
+  ipc::test::on_exit gone{[n = name] { shm_ring::remove(n); }};
 };
 
 shm_ring_options small_ring() { return {.capacity = 4096, .max_message = 2040}; }
