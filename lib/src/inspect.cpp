@@ -8,6 +8,7 @@
 #include "detail/eintr.hpp"
 #include "detail/layout_header.hpp"
 #include "detail/shared_array_header.hpp"
+#include "detail/shm_broadcast_layout.hpp"
 #include "detail/shm_mpmc_layout.hpp"
 #include "detail/shm_ring_layout.hpp"
 #include "detail/sysv_key.hpp"
@@ -44,9 +45,10 @@ struct known_layout {
   std::uint32_t version;
   const char* kind;
 };
-constexpr std::array<known_layout, 4> known_layouts = {{
+constexpr std::array<known_layout, 5> known_layouts = {{
     {detail::ring_magic, detail::ring_version, "shm_ring"},
     {detail::mpmc_magic, detail::mpmc_version, "shm_mpmc"},
+    {detail::bcast_magic, detail::bcast_version, "shm_broadcast"},
     {detail::shared_array_header::magic, detail::shared_array_header::version, "shared_value"},
     {detail::sem_buffer_magic, detail::sem_buffer_version, "sem_buffer"},
 }};

@@ -41,28 +41,6 @@ void help_advance(std::atomic<std::uint64_t>& position, std::uint64_t pos) noexc
   position.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel, std::memory_order_relaxed);
 }
 
-// Creates (create_only) or opens (open_only, whatever size it has) the segment; open_or_create
-// tries both until one wins, so an opener adopts the existing queue's sizes (as shm_ring does).
-std::unique_ptr<segment> create_or_open(std::string_view name, const shm_mpmc_options& options, std::size_t total) {
-  for (int attempt = 0;; ++attempt) {
-    if (options.open != open_mode::open_only) {
-      try {
-        return std::make_unique<posix_segment>(name, open_mode::create_only, total, options.mode);
-      } catch (const std::system_error& e) {
-        if (options.open == open_mode::create_only || e.code() != std::errc::file_exists) throw;
-      }
-    }
-    try {
-      return std::make_unique<posix_segment>(name, open_mode::open_only, 0);
-    } catch (const std::system_error& e) {
-      if (options.open == open_mode::open_only || e.code() != std::errc::no_such_file_or_directory ||
-          attempt >= 100) {
-        throw;
-      }
-    }
-  }
-}
-
 unsigned log2_of(std::uint64_t power_of_two) noexcept {
   unsigned s = 0;
   while ((std::uint64_t{1} << s) < power_of_two) ++s;
@@ -99,7 +77,7 @@ shm_mpmc::shm_mpmc(std::string_view name, role r, const shm_mpmc_options& option
     }
     spec.payload_bytes = n * stride;
   }
-  auto seg = create_or_open(base_name_, options, sizeof(detail::mpmc_header) + spec.payload_bytes);
+  auto seg = detail::create_or_open_segment(base_name_, options.open, options.mode, sizeof(detail::mpmc_header) + spec.payload_bytes);
   const bool created = seg->created();
   {
     struct stat st {};

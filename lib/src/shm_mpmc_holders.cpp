@@ -25,19 +25,20 @@ bool holder_alive(pid_t pid, std::uint64_t start_time, const segment_id& seg) no
 
 // Frees place i if it is still registration `gen` (odd). The CAS on gen decides between racing
 // reapers, a releasing owner and a fork child adopting the place: exactly one of them wins.
-bool free_place(mpmc_header& h, unsigned i, std::uint32_t gen) noexcept {
-  auto& e = h.holders[i];
+bool free_place(const holder_table& t, unsigned i, std::uint32_t gen) noexcept {
+  auto& e = t.holders[i];
   std::uint32_t g = gen;
   if (!e.gen.compare_exchange_strong(g, gen + 1, std::memory_order_acq_rel)) return false;
   const unsigned r = e.role.load(std::memory_order_relaxed) & 1U;
+  e.fork_pending.store(0, std::memory_order_relaxed);  // a free place is never "changing hands"
   e.pid.store(0, std::memory_order_release);
-  h.live[r].fetch_sub(1, std::memory_order_acq_rel);
+  t.live[r].fetch_sub(1, std::memory_order_acq_rel);
   return true;
 }
 
 // Reaps place i when its holder is dead; true when it was reaped (by us).
-bool reap_if_dead(mpmc_header& h, unsigned i, const segment_id& seg) noexcept {
-  auto& e = h.holders[i];
+bool reap_if_dead(const holder_table& t, unsigned i, const segment_id& seg) noexcept {
+  auto& e = t.holders[i];
   const std::uint32_t g = e.gen.load(std::memory_order_acquire);
   if ((g & 1U) == 0) return false;  // free, or being registered / adopted
   const pid_t pid = e.pid.load(std::memory_order_acquire);
@@ -45,67 +46,85 @@ bool reap_if_dead(mpmc_header& h, unsigned i, const segment_id& seg) noexcept {
   if (holder_alive(pid, st, seg)) return false;
   // Judged on a consistent snapshot only: an adoption in progress changes gen first.
   if (e.gen.load(std::memory_order_acquire) != g) return false;
-  return free_place(h, i, g);
+  return free_place(t, i, g);
 }
 
 }  // namespace
 
-mpmc_place register_holder(mpmc_header& h, role r, pid_t pid, std::uint64_t start_time, bool fork_pending,
-                           const segment_id& seg, std::string_view object) {
+std::unique_ptr<segment> create_or_open_segment(std::string_view name, open_mode open, mode_t mode, std::size_t total) {
+  for (int attempt = 0;; ++attempt) {
+    if (open != open_mode::open_only) {
+      try {
+        return std::make_unique<posix_segment>(name, open_mode::create_only, total, mode);
+      } catch (const std::system_error& e) {
+        if (open == open_mode::create_only || e.code() != std::errc::file_exists) throw;
+      }
+    }
+    try {
+      return std::make_unique<posix_segment>(name, open_mode::open_only, 0);
+    } catch (const std::system_error& e) {
+      if (open == open_mode::open_only || e.code() != std::errc::no_such_file_or_directory || attempt >= 100) throw;
+    }
+  }
+}
+
+mpmc_place register_holder(const holder_table& t, role r, pid_t pid, std::uint64_t start_time, bool fork_pending,
+                           const segment_id& seg, std::string_view object, before_publish init) {
   const unsigned ri = role_index(r);
   for (int attempt = 0; attempt < 2; ++attempt) {
     for (unsigned i = 0; i < mpmc_max_holders; ++i) {
-      auto& e = h.holders[i];
+      auto& e = t.holders[i];
       std::int32_t none = 0;
       if (!e.pid.compare_exchange_strong(none, pid, std::memory_order_acq_rel)) continue;
+      if (init.call != nullptr) init.call(init.context, i);
       e.start_time.store(start_time, std::memory_order_relaxed);
       e.role.store(ri, std::memory_order_relaxed);
-      e.fork_pending.store(fork_pending ? 1U : 0U, std::memory_order_relaxed);
-      h.live[ri].fetch_add(1, std::memory_order_acq_rel);
-      h.ever[ri].store(1, std::memory_order_release);
-      const std::uint32_t g = e.gen.fetch_add(1, std::memory_order_acq_rel) + 1;  // even -> odd: published
+      e.fork_pending.store(fork_pending ? 1U : 0U, std::memory_order_release);
+      t.live[ri].fetch_add(1, std::memory_order_acq_rel);
+      t.ever[ri].store(1, std::memory_order_release);
+      const std::uint32_t g = e.gen.fetch_add(1, std::memory_order_seq_cst) + 1;  // even -> odd: published
       return {i, g};
     }
-    for (unsigned i = 0; i < mpmc_max_holders; ++i) reap_if_dead(h, i, seg);
+    for (unsigned i = 0; i < mpmc_max_holders; ++i) reap_if_dead(t, i, seg);
   }
   throw_errno(EBUSY, "attach", std::string(object) + ": all " + std::to_string(mpmc_max_holders) +
                                    " endpoint places are held by live processes");
 }
 
-bool release_holder(mpmc_header& h, const mpmc_place& p) noexcept {
+bool release_holder(const holder_table& t, const mpmc_place& p) noexcept {
   if (p.index >= mpmc_max_holders || (p.gen & 1U) == 0) return false;
-  const unsigned r = h.holders[p.index].role.load(std::memory_order_relaxed) & 1U;
-  if (!free_place(h, p.index, p.gen)) return false;
-  return h.live[r].load(std::memory_order_acquire) == 0;
+  const unsigned r = t.holders[p.index].role.load(std::memory_order_relaxed) & 1U;
+  if (!free_place(t, p.index, p.gen)) return false;
+  return t.live[r].load(std::memory_order_acquire) == 0;
 }
 
-mpmc_place adopt_pending(mpmc_header& h, const mpmc_place& pending, pid_t child, std::uint64_t start_time) noexcept {
-  auto& e = h.holders[pending.index];
+mpmc_place adopt_pending(const holder_table& t, const mpmc_place& pending, pid_t child, std::uint64_t start_time) noexcept {
+  auto& e = t.holders[pending.index];
   std::uint32_t g = pending.gen;
   // odd -> even while the fields change, so no reaper judges a half-written pid/start time.
   if (!e.gen.compare_exchange_strong(g, pending.gen + 1, std::memory_order_acq_rel)) return {pending.index, 0};
   e.start_time.store(start_time, std::memory_order_relaxed);
   e.pid.store(child, std::memory_order_relaxed);
-  e.fork_pending.store(0, std::memory_order_relaxed);
   e.gen.store(pending.gen + 2, std::memory_order_release);
+  e.fork_pending.store(0, std::memory_order_release);  // after the new generation: never "free" in between
   return {pending.index, pending.gen + 2};
 }
 
-bool token_alive(mpmc_header& h, std::uint32_t token, const segment_id& seg) noexcept {
+bool token_alive(const holder_table& t, std::uint32_t token, const segment_id& seg) noexcept {
   const slot_state s{0, slot_phase::writing, token};
   const unsigned i = s.holder_index();
   if (i >= mpmc_max_holders) return false;
-  const std::uint32_t g = h.holders[i].gen.load(std::memory_order_acquire);
+  const std::uint32_t g = t.holders[i].gen.load(std::memory_order_acquire);
   if ((g & slot_state::gen_mask) != s.holder_gen()) return false;  // released or reaped since the claim
-  return !reap_if_dead(h, i, seg) && h.holders[i].gen.load(std::memory_order_acquire) == g;
+  return !reap_if_dead(t, i, seg) && t.holders[i].gen.load(std::memory_order_acquire) == g;
 }
 
-std::uint32_t reap_role(mpmc_header& h, role r, const segment_id& seg) noexcept {
+std::uint32_t reap_role(const holder_table& t, role r, const segment_id& seg) noexcept {
   const unsigned ri = role_index(r);
   for (unsigned i = 0; i < mpmc_max_holders; ++i) {
-    if ((h.holders[i].role.load(std::memory_order_relaxed) & 1U) == ri) reap_if_dead(h, i, seg);
+    if ((t.holders[i].role.load(std::memory_order_relaxed) & 1U) == ri) reap_if_dead(t, i, seg);
   }
-  return h.live[ri].load(std::memory_order_acquire);
+  return t.live[ri].load(std::memory_order_acquire);
 }
 
 }  // namespace detail
@@ -114,64 +133,76 @@ std::uint32_t reap_role(mpmc_header& h, role r, const segment_id& seg) noexcept 
 
 namespace {
 
-struct mpmc_registry_state {
-  std::mutex mutex;
-  std::vector<shm_mpmc*> queues;
+struct fork_entry {
+  void* endpoint;
+  detail::shm_fork_registry::hook hook;
 };
 
-mpmc_registry_state& registry() {
-  static auto* r = new mpmc_registry_state;  // never destroyed: atfork handlers outlive statics
+struct registry_state {
+  std::mutex mutex;
+  std::vector<fork_entry> endpoints;
+};
+
+registry_state& registry() {
+  static auto* r = new registry_state;  // never destroyed: atfork handlers outlive statics
   return *r;
+}
+
+void prepare_all() noexcept {
+  auto& g = registry();
+  g.mutex.lock();
+  for (const auto& e : g.endpoints) e.hook(e.endpoint, detail::fork_step::prepare);
+  errno = 0;
+}
+
+void parent_all() noexcept {
+  auto& g = registry();
+  const int err = errno;
+  for (const auto& e : g.endpoints) e.hook(e.endpoint, err != 0 ? detail::fork_step::failed : detail::fork_step::parent);
+  g.mutex.unlock();
+  errno = err;
+}
+
+void child_all() noexcept {
+  auto& g = registry();
+  for (const auto& e : g.endpoints) e.hook(e.endpoint, detail::fork_step::child);
+  g.mutex.unlock();
 }
 
 // Installed while the library loads, for the reason shm_ring_roles.cpp gives; errno is cleared
 // before fork so the parent handler can tell a failed fork and take back the reserved places.
-[[maybe_unused]] const bool g_mpmc_fork_hooks_installed = [] {
+[[maybe_unused]] const bool g_shm_fork_hooks_installed = [] {
   registry();
-  ::pthread_atfork(&shm_mpmc_fork_registry::prepare, &shm_mpmc_fork_registry::parent,
-                   &shm_mpmc_fork_registry::child);
+  ::pthread_atfork(&prepare_all, &parent_all, &child_all);
   return true;
 }();
 
 }  // namespace
 
-void shm_mpmc_fork_registry::add(shm_mpmc* q) {
+void detail::shm_fork_registry::add(void* endpoint, hook h) {
   auto& g = registry();
   std::lock_guard lock(g.mutex);
-  g.queues.push_back(q);
+  g.endpoints.push_back({endpoint, h});
 }
 
-void shm_mpmc_fork_registry::erase(shm_mpmc* q) noexcept {
+void detail::shm_fork_registry::erase(void* endpoint) noexcept {
   auto& g = registry();
   std::lock_guard lock(g.mutex);
-  g.queues.erase(std::remove(g.queues.begin(), g.queues.end(), q), g.queues.end());
+  std::erase_if(g.endpoints, [endpoint](const fork_entry& e) { return e.endpoint == endpoint; });
 }
 
-void shm_mpmc_fork_registry::prepare() noexcept {
-  auto& g = registry();
-  g.mutex.lock();
-  for (auto* q : g.queues) q->on_fork(shm_mpmc::fork_step::prepare);
-  errno = 0;
-}
+void shm_mpmc_fork_registry::add(shm_mpmc* q) { detail::shm_fork_registry::add(q, &shm_mpmc_fork_registry::on_fork); }
 
-void shm_mpmc_fork_registry::parent() noexcept {
-  auto& g = registry();
-  const int err = errno;
-  for (auto* q : g.queues) {
-    if (err != 0) {
-      q->on_fork(shm_mpmc::fork_step::failed);
-    } else {
-      q->pending_ = -1;  // the reserved place is the child's now
-    }
+void shm_mpmc_fork_registry::erase(shm_mpmc* q) noexcept { detail::shm_fork_registry::erase(q); }
+
+void shm_mpmc_fork_registry::on_fork(void* endpoint, detail::fork_step step) noexcept {
+  auto* q = static_cast<shm_mpmc*>(endpoint);
+  switch (step) {
+    case detail::fork_step::prepare: q->on_fork(shm_mpmc::fork_step::prepare); break;
+    case detail::fork_step::parent: q->pending_ = -1; break;  // the reserved place is the child's now
+    case detail::fork_step::failed: q->on_fork(shm_mpmc::fork_step::failed); break;
+    case detail::fork_step::child: q->on_fork(shm_mpmc::fork_step::child); break;
   }
-  g.mutex.unlock();
-  errno = err;
-}
-
-void shm_mpmc_fork_registry::child() noexcept {
-  auto& g = registry();
-  for (auto* q : g.queues) q->on_fork(shm_mpmc::fork_step::child);
-  g.mutex.unlock();
 }
 
 void shm_mpmc::on_fork(fork_step step) noexcept {

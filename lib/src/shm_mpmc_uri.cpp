@@ -1,5 +1,5 @@
-// shm: URIs choose their mode: ?mode=spsc (the ring, the default) or ?mode=mpmc (the work
-// queue). `mode` also carries permissions (mode=0660) for every channel, and a URI gives an option
+// shm: URIs choose their mode: ?mode=spsc (the ring, the default), ?mode=mpmc (the work
+// queue) or ?mode=broadcast (publish/subscribe, shm_broadcast_uri.cpp). `mode` also carries permissions (mode=0660) for every channel, and a URI gives an option
 // once, so the value is a comma-separated list whose items' form decides: a word names the channel
 // mode, octal digits are permissions (shm:jobs?mode=mpmc,0660).
 #include <ipc/error.hpp>
@@ -57,8 +57,9 @@ std::unique_ptr<channel> open_shm_mode_uri(const channel_uri& uri, role r) {
   }
   if (mode == "spsc") return open_shm_uri(rest, r);
   if (mode == "mpmc") return open_shm_mpmc_uri(rest, r);
+  if (mode == "broadcast") return open_shm_broadcast_uri(rest, r);
   throw_error(errc::bad_uri, "open_channel", uri.text,
-              "option 'mode=" + mode + "' is neither a shm mode (spsc, mpmc) nor an octal permission");
+              "option 'mode=" + mode + "' is neither a shm mode (spsc, mpmc, broadcast) nor an octal permission");
 }
 
 }  // namespace ipc::detail

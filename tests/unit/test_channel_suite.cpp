@@ -10,6 +10,7 @@
 #include "pair_pipe.hpp"
 #include "pair_sem.hpp"
 #include "pair_shm.hpp"
+#include "pair_shm_broadcast.hpp"
 #include "pair_shm_mpmc.hpp"
 #include "test_support.hpp"
 
@@ -31,7 +32,7 @@ using namespace std::chrono_literals;
 using namespace ipc::test;
 
 // Every channel kind the suite runs over: add a kind's pair here (and its include above).
-#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, msgq_pair, sem_pair, shm_pair, shm_mpmc_pair
+#define IPC_CHANNEL_KINDS pipe_pair, fifo_pair, msgq_pair, sem_pair, shm_pair, shm_mpmc_pair, shm_broadcast_pair
 // The kinds whose semantics reach across hosts too (pair_nats.hpp says which tests leave nats out).
 #define IPC_ANY_HOST_KINDS IPC_CHANNEL_KINDS IPC_NATS_KINDS
 
@@ -290,7 +291,7 @@ TEMPLATE_TEST_CASE("channel: reopen() after the peer left needs no cast: fifo an
     // Nothing to resume: an anonymous pipe has no name, a removed queue is gone.
     CHECK_THROWS_WITH(p.receiver->receive_for(buf, 10s), Catch::Contains("peer closed"));
   } else {
-    // sem, shm?mode=mpmc: reopen() is the default (nothing); the receiver answers at once, closed or empty.
+    // sem, shm?mode=mpmc|broadcast: reopen() is the default (nothing); the receiver answers at once, closed or empty.
     const auto t1 = steady::now();
     std::optional<std::size_t> got;
     bool closed = false;

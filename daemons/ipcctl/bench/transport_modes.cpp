@@ -3,6 +3,7 @@
 #include <ipc/channel.hpp>
 #include <ipc/error.hpp>
 #include <ipc/process.hpp>
+#include <ipc/shm_broadcast.hpp>
 #include <ipc/shm_mpmc.hpp>
 #include <ipc/shm_ring.hpp>
 
@@ -154,28 +155,34 @@ std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, d
     // The ring's default 1 MiB against a queue of about the same bytes (at least 16 slots).
     std::size_t slots = 16;
     while (slots < 65536 && slots * 2 * (size + 64) <= (std::size_t{1} << 20)) slots *= 2;
+    enum class kind { spsc, mpmc, broadcast };
     struct spec {
       const char* label;
-      bool mpmc;
+      kind k;
       unsigned senders, receivers;
     };
     double spsc = 0;
-    for (const spec& s : {spec{"spsc 1→1", false, 1, 1}, spec{"mpmc 1→1", true, 1, 1}, spec{"mpmc 2→2", true, 2, 2}}) {
+    for (const spec& s : {spec{"spsc 1→1", kind::spsc, 1, 1}, spec{"mpmc 1→1", kind::mpmc, 1, 1},
+                          spec{"mpmc 2→2", kind::mpmc, 2, 2}, spec{"broadcast 1→1", kind::broadcast, 1, 1},
+                          spec{"broadcast 1→4", kind::broadcast, 1, 4}}) {
       const std::string name = prefix + "." + std::to_string(++n);
-      const std::string uri = s.mpmc ? "shm:" + name + "?mode=mpmc&slots=" + std::to_string(slots) +
-                                           "&max_message=" + std::to_string(size)
-                                     : "shm:" + name + "?capacity=" + std::to_string(ring_capacity(size)) +
-                                           "&max_message=" + std::to_string(size);
-      mode_row r{s.label, size, {}, 0, {}};
+      const std::string cells = "&slots=" + std::to_string(slots) + "&max_message=" + std::to_string(size);
+      const std::string uri = s.k == kind::mpmc        ? "shm:" + name + "?mode=mpmc" + cells
+                              : s.k == kind::broadcast ? "shm:" + name + "?mode=broadcast&policy=block" + cells
+                                                       : "shm:" + name + "?capacity=" + std::to_string(ring_capacity(size)) +
+                                                             "&max_message=" + std::to_string(size);
+      mode_row r{s.label, size, {}, 0, {}, s.receivers, s.k == kind::broadcast};
       try {
         r.figures = measure_mode(uri, s.senders, s.receivers, size, seconds);
-        if (!s.mpmc) spsc = r.figures.rate();
-        r.vs_spsc = spsc > 0 ? r.figures.rate() / spsc : 0;
+        if (s.k == kind::spsc) spsc = r.figures.rate();
+        const double rate = r.broadcast ? r.per_receiver_rate() : r.figures.rate();
+        r.vs_spsc = spsc > 0 ? rate / spsc : 0;
       } catch (const std::exception& e) {
         r.error = e.what();
       }
       try {
-        if (s.mpmc) shm_mpmc::remove(name);
+        if (s.k == kind::mpmc) shm_mpmc::remove(name);
+        else if (s.k == kind::broadcast) shm_broadcast::remove(name);
         else shm_ring::remove(name);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "ipc-bench: cleanup: %s: %s\n", name.c_str(), e.what());
@@ -191,19 +198,21 @@ std::string mode_table(const std::vector<mode_row>& rows, double seconds) {
   char line[512];
   std::snprintf(line, sizeof line,
                 "\nshm modes: N senders → M receivers, each its own process, one object; total messages "
-                "received per second over %.2f s of sending (until the last receiver drained)\n",
+                "received per second over %.2f s of sending (until the last receiver drained); broadcast "
+                "(policy=block): every receiver gets every message, ×spsc compares the rate per receiver\n",
                 seconds);
   s += line;
-  std::snprintf(line, sizeof line, "%-10s %8s %14s %10s %8s\n", "mode", "size", "total msg/s", "MB/s", "×spsc");
+  std::snprintf(line, sizeof line, "%-14s %8s %14s %14s %10s %8s\n", "mode", "size", "total msg/s", "msg/s per rx",
+                "MB/s", "×spsc");
   s += line;
   for (const auto& r : rows) {
     const std::string size = r.size >= 1024 ? std::to_string(r.size / 1024) + "K" : std::to_string(r.size);
     if (!r.error.empty()) {
-      std::snprintf(line, sizeof line, "%-12s %8s  failed: %.100s\n", r.label.c_str(), size.c_str(), r.error.c_str());
+      std::snprintf(line, sizeof line, "%-16s %8s  failed: %.100s\n", r.label.c_str(), size.c_str(), r.error.c_str());
     } else {
       const double rate = r.figures.rate();
-      std::snprintf(line, sizeof line, "%-12s %8s %14.0f %10.1f %8.2f\n", r.label.c_str(), size.c_str(), rate,
-                    rate * static_cast<double>(r.size) / 1e6, r.vs_spsc);
+      std::snprintf(line, sizeof line, "%-16s %8s %14.0f %14.0f %10.1f %8.2f\n", r.label.c_str(), size.c_str(), rate,
+                    r.per_receiver_rate(), rate * static_cast<double>(r.size) / 1e6, r.vs_spsc);
     }
     s += line;
   }

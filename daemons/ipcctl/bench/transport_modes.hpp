@@ -27,14 +27,19 @@ mode_figures measure_mode(const std::string& uri, unsigned senders, unsigned rec
 
 /// One row of the modes section.
 struct mode_row {
-  std::string label;      ///< "spsc 1→1", "mpmc 2→2", ...
+  std::string label;      ///< "spsc 1→1", "mpmc 2→2", "broadcast 1→4", ...
   std::size_t size = 0;
   mode_figures figures;
-  double vs_spsc = 0;     ///< this row's msg/s ÷ the SPSC row's at the same size
+  double vs_spsc = 0;     ///< this row's msg/s ÷ the SPSC row's at the same size (broadcast: per subscriber)
   std::string error;      ///< set when the measurement failed
+  unsigned receivers = 1;
+  bool broadcast = false; ///< every receiver gets every message: the rate that matters is per receiver
+  /// Messages per second each receiver got: the total divided among the receivers.
+  [[nodiscard]] double per_receiver_rate() const { return receivers > 0 ? figures.rate() / receivers : 0; }
 };
 
-/// The --modes section: at each size, shm SPSC 1→1 (the ring), MPMC 1→1 and MPMC 2→2. Never throws.
+/// The --modes section: at each size, shm SPSC 1→1 (the ring), MPMC 1→1, MPMC 2→2, and broadcast
+/// (policy=block) 1→1 and 1→4. Never throws.
 std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, double seconds, const std::string& prefix);
 std::string mode_table(const std::vector<mode_row>& rows, double seconds);
 

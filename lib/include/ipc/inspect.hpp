@@ -57,7 +57,7 @@ struct layout_info {
   process_ref creator;
   uid_t creator_uid = 0;
   std::uint64_t created_unix_ns = 0;
-  std::string kind;  ///< "shm_ring", "shm_mpmc", "shared_value", "sem_buffer", or "unknown" for another magic
+  std::string kind;  ///< "shm_ring", "shm_mpmc", "shm_broadcast", "shared_value", "sem_buffer", or "unknown" for another magic
 };
 
 /// Reads the published header at offset 0 of fd (e.g. a /dev/shm file opened read-only) with

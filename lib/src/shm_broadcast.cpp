@@ -1,0 +1,235 @@
+// shm_broadcast's lifetime: creating or attaching the segment, validating its header, joining the
+// holder table (a subscriber's cursor is set before its place is published), leaving it, and
+// becoming an endpoint of its own in a fork() child. The data path is shm_broadcast_io.cpp.
+#include <ipc/error.hpp>
+#include <ipc/inspect.hpp>
+#include <ipc/shm_broadcast.hpp>
+#include <ipc/uri.hpp>
+
+#include "detail/futex.hpp"
+#include "detail/shm_broadcast_layout.hpp"
+#include "detail/shm_mpmc_holders.hpp"
+#include "detail/sysv_key.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+
+namespace ipc {
+namespace {
+
+constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t a) noexcept { return (n + a - 1) / a * a; }
+
+constexpr std::uint64_t stride_for(std::uint64_t max_message) noexcept {
+  return round_up(detail::bcast_cell_header + max_message, 64);
+}
+
+unsigned log2_of(std::uint64_t power_of_two) noexcept {
+  unsigned s = 0;
+  while ((std::uint64_t{1} << s) < power_of_two) ++s;
+  return s;
+}
+
+detail::holder_table table(detail::bcast_header& h) noexcept { return {h.holders, h.live, h.ever}; }
+
+// What a new place's cursor starts at, written before the place counts as a subscriber.
+struct cursor_start {
+  detail::bcast_header* header;
+  std::uint64_t next;
+};
+
+void set_cursor(void* context, unsigned index) noexcept {
+  const auto* c = static_cast<const cursor_start*>(context);
+  c->header->cursors[index].next.store(c->next, std::memory_order_seq_cst);
+}
+
+}  // namespace
+
+shm_broadcast::shm_broadcast(std::string_view name, role r, const shm_broadcast_options& options)
+    : channel("shm:" + std::string(name) + "?mode=broadcast", 0), base_name_(name), role_(r) {
+  {
+    channel_uri u;
+    u.text = name_;
+    u.scheme = "shm";
+    u.name = base_name_;
+    u.require_plain_name();
+  }
+  const std::string object = "/dev/shm/" + posix_segment::posix_name(base_name_);
+  layout_spec spec{detail::bcast_magic, detail::bcast_version, sizeof(detail::bcast_header), 0};
+  if (options.open != open_mode::open_only) {
+    detail::check_new_mode(options.mode, "shm_open", object);
+    const std::uint64_t n = options.slots;
+    if (n < detail::bcast_min_slots || n > detail::bcast_max_slots || (n & (n - 1)) != 0) {
+      throw_error(errc::bad_uri, "shm_broadcast", name_,
+                  "slots " + std::to_string(n) + " is not a power of two between 2 and 65536");
+    }
+    if (options.max_message == 0 || options.max_message > detail::bcast_max_message) {
+      throw_error(errc::bad_uri, "shm_broadcast", name_,
+                  "max_message " + std::to_string(options.max_message) + " is outside 1 .. 16 MiB");
+    }
+    if (n * stride_for(options.max_message) > detail::bcast_max_total) {
+      throw_error(errc::bad_uri, "shm_broadcast", name_,
+                  std::to_string(n) + " slots of " + std::to_string(stride_for(options.max_message)) +
+                      " bytes exceed 1 GiB");
+    }
+    spec.payload_bytes = n * stride_for(options.max_message);
+  }
+  auto seg = detail::create_or_open_segment(base_name_, options.open, options.mode,
+                                            sizeof(detail::bcast_header) + spec.payload_bytes);
+  {
+    struct stat st {};
+    ipc::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+  }
+  if (!seg->created()) spec.payload_bytes = 0;  // an opener adopts the creator's sizes, validated below
+  // Everything else starts as the zero bytes the reservation gave: head 0, every cell "lap -1, empty".
+  seg_.emplace(std::move(seg), spec, [&](std::byte* base, std::size_t) {
+    auto* h = reinterpret_cast<detail::bcast_header*>(base);
+    h->slots = options.slots;
+    h->max_message = options.max_message;
+    h->slot_stride = stride_for(options.max_message);
+    h->policy = static_cast<std::uint32_t>(options.policy == broadcast_policy::drop_oldest ? detail::bcast_policy::drop_oldest
+                                                                                          : detail::bcast_policy::block);
+  });
+  auto* h = seg_->header_as<detail::bcast_header>();
+  const std::uint64_t n = h->slots;
+  const std::uint64_t maxm = h->max_message;
+  const std::uint64_t stride = h->slot_stride;
+  const std::uint32_t policy = h->policy;
+  // Untrusted when opened: every later offset rests on these, so check them against the mapping.
+  if (n < detail::bcast_min_slots || n > detail::bcast_max_slots || (n & (n - 1)) != 0 || maxm == 0 ||
+      maxm > detail::bcast_max_message || stride != stride_for(maxm) ||
+      h->base.total_size != sizeof(detail::bcast_header) + n * stride || policy > 1) {
+    throw_error(errc::corrupt, "attach", seg_->object(),
+                std::to_string(n) + " slots of " + std::to_string(stride) + " bytes (max_message " + std::to_string(maxm) +
+                    ", policy " + std::to_string(policy) + ") do not match the " + std::to_string(h->base.total_size) +
+                    "-byte layout");
+  }
+  hdr_ = h;
+  cells_ = seg_->payload();
+  mask_ = n - 1;
+  shift_ = log2_of(n);
+  stride_ = stride;
+  drop_oldest_ = policy == static_cast<std::uint32_t>(detail::bcast_policy::drop_oldest);
+  max_message_size_ = static_cast<std::size_t>(maxm);
+
+  pid_ = ::getpid();
+  // A subscriber's place counts once published, with its cursor already at the head then; the head
+  // read again after publishing (seq_cst on both sides) is at least any position a publisher
+  // claimed without seeing us, so starting there never asks for a cell that was overwritten.
+  cursor_start start{hdr_, hdr_->head.load(std::memory_order_seq_cst)};
+  const detail::before_publish init{r == role::receiver ? &set_cursor : nullptr, &start};
+  const auto place = detail::register_holder(table(*hdr_), r, pid_, process_identity(pid_).start_time, false,
+                                             {dev_, ino_}, name_, init);
+  holder_ = place.index;
+  place_gen_ = place.gen;
+  token_ = detail::slot_state::make_token(place.index, place.gen);
+  if (r == role::receiver) {
+    next_ = std::max(start.next, hdr_->head.load(std::memory_order_seq_cst));
+    hdr_->cursors[holder_].next.store(next_, std::memory_order_seq_cst);
+  }
+  try {
+    detail::shm_fork_registry::add(this, &shm_broadcast::fork_hook);
+  } catch (...) {
+    detail::release_holder(table(*hdr_), place);
+    throw;
+  }
+}
+
+shm_broadcast::~shm_broadcast() {
+  detail::shm_fork_registry::erase(this);
+  if (hdr_ == nullptr) return;
+  const bool last = detail::release_holder(table(*hdr_), {holder_, place_gen_});
+  try {
+    // A subscriber leaving may be the one a blocked publisher waits for; the last publisher leaving
+    // ends the stream for the subscribers.
+    if (role_ == role::receiver) wake(hdr_->space_seq);
+    if (role_ == role::sender && last) wake(hdr_->data_seq);
+  } catch (...) {  // NOLINT(bugprone-empty-catch): the others fall back on their liveness checks
+  }
+}
+
+channel_limits shm_broadcast::limits() const {
+  channel_limits l;
+  l.max_message_size = max_message_size_;
+  l.capacity_messages = static_cast<std::size_t>(mask_ + 1);
+  l.capacity_bytes = static_cast<std::size_t>((mask_ + 1) * max_message_size_);
+  return l;
+}
+
+void shm_broadcast::remove() { seg_->remove(); }
+
+bool shm_broadcast::remove(std::string_view name) { return posix_segment::remove(name); }
+
+broadcast_policy shm_broadcast::policy() const noexcept {
+  return drop_oldest_ ? broadcast_policy::drop_oldest : broadcast_policy::block;
+}
+
+std::uint64_t shm_broadcast::torn_skipped() const noexcept {
+  return hdr_->torn_skipped.load(std::memory_order_relaxed);
+}
+
+std::size_t shm_broadcast::subscribers() const noexcept { return hdr_->live[1].load(std::memory_order_acquire); }
+
+void shm_broadcast::corrupt(const std::string& what) const { throw_error(errc::corrupt, "shm_broadcast", name_, what); }
+
+void shm_broadcast::wake(std::atomic<std::uint32_t>& seq) {
+  seq.fetch_add(1, std::memory_order_release);
+  detail::futex_wake(seq, INT_MAX, name_);
+}
+
+// ---------------------------------------------------------------- fork
+
+void shm_broadcast::fork_hook(void* self, detail::fork_step step) noexcept { static_cast<shm_broadcast*>(self)->on_fork(step); }
+
+// The parent reserves a place for the child before fork() (a subscriber's with the parent's
+// cursor, so the child goes on from where the parent is and no publisher overwrites what it has
+// yet to read); the child adopts it. Same model as shm_mpmc (docs/shm-modes.md, "Holders").
+void shm_broadcast::on_fork(detail::fork_step step) noexcept {
+  if (hdr_ == nullptr) return;
+  cursor_start start{hdr_, next_};
+  const detail::before_publish init{role_ == role::receiver ? &set_cursor : nullptr, &start};
+  try {
+    switch (step) {
+      case detail::fork_step::prepare: {
+        const auto st = hdr_->holders[holder_].start_time.load(std::memory_order_relaxed);
+        const auto p = detail::register_holder(table(*hdr_), role_, pid_, st, true, {dev_, ino_}, name_, init);
+        pending_ = static_cast<int>(p.index);
+        pending_gen_ = p.gen;
+        break;
+      }
+      case detail::fork_step::parent:
+        pending_ = -1;  // the reserved place is the child's now
+        break;
+      case detail::fork_step::failed:
+        if (pending_ >= 0) detail::release_holder(table(*hdr_), {static_cast<unsigned>(pending_), pending_gen_});
+        pending_ = -1;
+        break;
+      case detail::fork_step::child: {
+        const pid_t child = ::getpid();
+        const auto id = process_identity(child);
+        detail::mpmc_place p{};
+        if (pending_ >= 0) {
+          p = detail::adopt_pending(table(*hdr_), {static_cast<unsigned>(pending_), pending_gen_}, child, id.start_time);
+        }
+        if (p.gen == 0) p = detail::register_holder(table(*hdr_), role_, child, id.start_time, false, {dev_, ino_}, name_, init);
+        holder_ = p.index;
+        place_gen_ = p.gen;
+        token_ = detail::slot_state::make_token(p.index, p.gen);
+        pid_ = child;
+        pending_ = -1;
+        break;
+      }
+    }
+  } catch (...) {
+    // No place left for the child: its claims carry the parent's token, which stays alive as long
+    // as the parent does; only the liveness bookkeeping is weaker.
+    pending_ = -1;
+    if (step == detail::fork_step::child) pid_ = ::getpid();
+  }
+}
+
+}  // namespace ipc
