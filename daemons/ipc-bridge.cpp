@@ -18,6 +18,7 @@
 #include "format.hpp"
 #include "limits.hpp"
 #include "log.hpp"
+#include "resume.hpp"
 #include "stats.hpp"
 
 #include <ipc/channel.hpp>
@@ -70,6 +71,8 @@ class forwarder {
     // Destroying the channels acknowledges the last forwarded message (nats) and detaches.
     src_.reset();
     dst_.reset();
+    src_end_.lost.reset();
+    dst_end_.lost.reset();
     p_.done = true;
   }
 
@@ -110,6 +113,8 @@ class forwarder {
       // Data flows: the back-off and its log throttle start over (an end that opens fine and fails
       // at once must not become a busy loop).
       backoff_.progress();
+      src_end_.policy.progress();
+      dst_end_.policy.progress();
       p_.forwarded.fetch_add(1);
       p_.bytes.fetch_add(buf_.size());
     }
@@ -119,8 +124,9 @@ class forwarder {
   bool open_both() {
     try {
       // The bridge carries the daemons' records: on a msgq end they keep the record mtype (format.hpp).
-      if (!dst_) dst_ = open_channel(channel_uri_for(payload_format::record, channel_uri::parse(o_.to)), role::sender);
-      if (!src_) src_ = open_channel(channel_uri_for(payload_format::record, channel_uri::parse(o_.from)), role::receiver);
+      // A lost end is resumed through channel::reopen() where that resumes it (resume.hpp), else opened anew.
+      if (!dst_) dst_ = resume(dst_end_, o_.to, role::sender);
+      if (!src_) src_ = resume(src_end_, o_.from, role::receiver);
     } catch (const std::system_error& e) {
       // A URI its mechanism refuses (an unknown option, a bad size) never gets better: a usage error.
       if (e.code() == errc::bad_uri) {
@@ -147,9 +153,26 @@ class forwarder {
     return true;
   }
 
+  // One end of the bridge: the handle that failed, kept until resume(), and its resume policy.
+  struct end {
+    std::unique_ptr<channel> lost;
+    resumer policy;
+  };
+
+  std::unique_ptr<channel> resume(end& e, const std::string& uri, role r) {
+    std::string why;
+    auto ch = e.policy.resume(std::move(e.lost), [&] {
+      if (!why.empty() && backoff_.may_log()) log(priority::warning, "ipc-bridge: reopen(", uri, "): ", why, "; opening it anew");
+      return open_channel(channel_uri_for(payload_format::record, channel_uri::parse(uri)), r);
+    }, &why);
+    return ch;
+  }
+
   void lost(std::unique_ptr<channel>& ch, const char* side, const std::string& uri, const std::system_error& e) {
     if (backoff_.may_log()) log(priority::warning, "ipc-bridge: ", side, " ", uri, ": ", e.what(), "; reopening");
-    ch.reset();
+    end& which = &ch == &src_ ? src_end_ : dst_end_;
+    which.policy.failed(ch.get());
+    which.lost = std::move(ch);
     reopened_ = true;
     pause(backoff_.next());
   }
@@ -168,6 +191,7 @@ class forwarder {
   progress& p_;
   std::atomic<bool>& stop_;
   std::unique_ptr<channel> src_, dst_;
+  end src_end_, dst_end_;
   std::vector<std::byte> buf_;
   bool in_hand_ = false, reopened_ = false;
   backoff backoff_;  // the skeleton's reopen policy (backoff.hpp), on this blocking thread

@@ -57,9 +57,9 @@ int cmd_status() {
     std::cout << "no daemon status files in " << (dir / "status").string() << '\n';
     return exit_ok;
   }
-  ipcctl::table t({"channel", "role", "pid", "state", "records", "rec/s", "MB/s", "lost", "corrupt", "p50 us", "p99 us",
-                   "restarts", "age s"},
-                  {false, false, true, false, true, true, true, true, true, true, true, true, true});
+  ipcctl::table t({"channel", "role", "pid", "state", "records", "rec/s", "MB/s", "lost", "corrupt", "skipped", "p50 us",
+                   "p99 us", "restarts", "age s"},
+                  {false, false, true, false, true, true, true, true, true, true, true, true, true, true});
   for (const auto& e : entries) {
     if (!e.figures) {
       t.add({e.file.filename().string(), "?", "-", "unreadable"});
@@ -68,7 +68,7 @@ int cmd_status() {
     const auto& s = *e.figures;
     t.add({s.channel, s.role, std::to_string(s.pid), e.alive ? (s.final ? "exiting" : "running") : "dead",
            std::to_string(s.records), ipcctl::fmt(s.rate, 0), ipcctl::fmt(s.mbps, 2), std::to_string(s.lost),
-           std::to_string(s.corrupt), std::to_string(s.p50_us), std::to_string(s.p99_us), std::to_string(s.restarts),
+           std::to_string(s.corrupt), std::to_string(s.skipped), std::to_string(s.p50_us), std::to_string(s.p99_us), std::to_string(s.restarts),
            std::to_string(e.age_seconds)});
   }
   std::cout << t.render();

@@ -52,17 +52,33 @@ class consumer {
   }
 
  private:
-  void open() {
-    ch_ = open_channel(open_uri_, role::receiver);
+  void open() { adopt(open_channel(open_uri_, role::receiver), false); }
+
+  // Receives from `ch` from now on: a new handle, or the lost one resumed through channel::reopen()
+  // (`same`: its counters go on). A fifo's reopen() changes its fd: the async receiver is made anew.
+  void adopt(std::unique_ptr<channel> ch, bool same) {
+    ch_ = std::move(ch);
+    if (!same) handle_skipped_ = 0;
+    note_skipped();  // a torn frame the fifo's reopen() dropped
     buf_.reserve(ch_->max_message_size());
     ar_.emplace(loop_.io().get_executor(), *ch_);
     ++generation_;
   }
 
+  // Adds what the current handle skipped since the last look to skipped= (summed over every handle).
+  void note_skipped() noexcept {
+    if (!ch_) return;
+    const std::uint64_t n = ch_->counters().messages_skipped;
+    f_.skipped += n - handle_skipped_;
+    handle_skipped_ = n;
+  }
+
   void close_channel() noexcept {
     // Only called with no receive pending; were one pending, its handler would see an old generation.
+    note_skipped();
     ar_.reset();
     ch_.reset();
+    lost_.reset();
   }
 
   void on_stop() {
@@ -126,6 +142,7 @@ class consumer {
       sink_.flush();
       for (int i = 0; i < 255 && !done_ && ch_->try_receive(buf_); ++i) handle(buf_);
       sink_.flush();
+      note_skipped();
     } catch (const sink_error& e) {
       return sink_failed(e);
     } catch (const std::system_error& e) {
@@ -206,20 +223,26 @@ class consumer {
 
   void channel_lost(std::error_code ec, std::string what) {
     if (what.empty()) what = ec.message();
+    note_skipped();
     ar_.reset();
-    const auto ch = std::move(ch_);  // held until the reopener has seen it: a corrupt one is discarded
+    // Kept until the retry: the reopener resumes it through channel::reopen() (a fifo keeps its reader,
+    // its buffered frames and its skip state meanwhile), or discards a corrupt object through it.
+    lost_ = std::move(ch_);
     if (fd_mode_ || stopping_) {
       // pipe:fd=N cannot be reopened: EOF means the producer is gone and everything is read.
+      lost_.reset();
       if (ec != errc::closed) loop_.say(priority::error, what);
       return finish(ec == errc::closed ? exit_ok : exit_failure);
     }
-    reopener_.failed(ec, what, ch.get(), [this] { reopen(); });
+    reopener_.failed(ec, what, lost_.get(), [this] { reopen(); });
+    if (!reopener_.will_reopen_in_place()) lost_.reset();  // its object was discarded: let it go now
   }
 
   void reopen() {
     if (stopping_ || loop_.finished()) return;
     try {
-      open();
+      auto ch = reopener_.resume(std::move(lost_), [this] { return open_channel(open_uri_, role::receiver); });
+      adopt(std::move(ch), reopener_.resumed_in_place());
       ++f_.restarts;
       reopener_.reopened(ch_->name());
       arm();
@@ -280,6 +303,7 @@ class consumer {
   }
 
   void report(bool final) {
+    note_skipped();
     update_figures();
     loop_.publish(f_, latency_, final);
   }
@@ -292,6 +316,8 @@ class consumer {
   sink sink_;
   throttle corrupt_throttle_;
   std::unique_ptr<channel> ch_;
+  std::unique_ptr<channel> lost_;      // the handle that failed, until the reopener resumes or drops it
+  std::uint64_t handle_skipped_ = 0;   // ch_'s messages_skipped already in f_.skipped
   std::optional<async_receiver> ar_;
   std::uint64_t generation_ = 0;
   std::vector<std::byte> buf_;

@@ -146,20 +146,23 @@ void reopener::lost(std::string_view why, std::function<void()> retry) {
 }
 
 void reopener::failed(std::error_code code, std::string_view what, channel* ch, std::function<void()> retry) {
+  const bool stream = ch != nullptr && is_byte_stream(*ch);
+  resumer_.failed(ch);
   if (code != errc::corrupt) return lost(what, std::move(retry));
   ++quarantines_;
   last_quarantine_ = steady::now();
   backoff_.at_least(quarantine_delay_);
   quarantine_delay_ = std::min(quarantine_delay_ * 2, max_quarantine_delay);
-  const bool discarding = ch != nullptr || discards_on_open_;
+  const bool discarding = !stream && (ch != nullptr || discards_on_open_);
   if (!in_streak_) {
     in_streak_ = true;
     streak_failures_ = 0;
     damage_throttle_.reset();
     (void)damage_throttle_.allow();  // the period of "one line per 10 s" starts now
     loop_.say(priority::error, what_, ": corrupt: ", what,
-              discarding ? "; quarantined: discarded, the next open recreates it"
-                         : "; quarantined: waiting for the producer to recreate it",
+              stream       ? "; quarantined: the broken stream is dropped (reopen), the FIFO kept"
+              : discarding ? "; quarantined: discarded, the next open recreates it"
+                           : "; quarantined: waiting for the producer to recreate it",
               "; next attempt in ", backoff_.delay().count(), " ms");
   } else {
     ++streak_failures_;
@@ -168,16 +171,35 @@ void reopener::failed(std::error_code code, std::string_view what, channel* ch, 
                 " more failures since the report); next attempt in ", backoff_.delay().count(), " ms");
     }
   }
-  if (discarding) discard(ch);
+  if (discarding) {
+    discard(ch);
+    resumer_.discarded();  // the handle's object is gone: open anew
+  }
   schedule(std::move(retry));
+}
+
+std::unique_ptr<channel> reopener::resume(std::unique_ptr<channel> lost, const opener& open) {
+  std::string why;
+  auto ch = resumer_.resume(std::move(lost), [&] {
+    if (!why.empty() && backoff_.may_log()) loop_.say(priority::warning, what_, ": reopen(): ", why, "; opening it anew");
+    return open();
+  }, &why);
+  return ch;
 }
 
 void reopener::discard(channel* ch) noexcept {
   try {
     if (ch != nullptr) {
-      ch->remove();
+      // A shm ring is unlinked *not* on purpose: its attached sender notices within its ~100 ms name
+      // check (errc::removed) and reopens onto the new ring, instead of filling this one unread.
+      if (auto* ring = dynamic_cast<shm_ring*>(ch)) {
+        ring->discard();
+      } else {
+        ch->remove();
+      }
     } else {
-      // The open found the damage: there is no handle, so the object is the one the URI names.
+      // The open found the damage: there is no handle, so the object is the one the URI names (a plain
+      // unlink for shm: never "on purpose", so an attached sender notices it as above).
       const auto u = channel_uri::parse(what_);
       if (u.scheme == "sem") {
         (void)sem_buffer::remove(u.name);
@@ -214,6 +236,7 @@ void reopener::progress() noexcept {
   if (quarantines_ > 0 && quarantine_delay_ > first_quarantine_delay && steady::now() - last_quarantine_ > std::chrono::seconds(10)) {
     quarantine_delay_ = first_quarantine_delay;
   }
+  resumer_.progress();
   backoff_.progress();
 }
 

@@ -16,6 +16,7 @@
 #include "backoff.hpp"
 #include "exit_status.hpp"
 #include "log.hpp"
+#include "resume.hpp"
 #include "stats.hpp"
 
 #include <ipc/channel.hpp>
@@ -29,6 +30,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -121,18 +123,29 @@ class daemon_loop {
 /// from 10 ms to 1 s and goes back to 10 ms only when data flows again (progress()), not when open()
 /// succeeds; every log line goes through its throttle (3, then one per 10 s).
 ///
+/// A lost channel is resumed through channel::reopen() on the handle that failed (resume(), resume.hpp:
+/// a fifo keeps its reader, buffered frames and skip state; a shm ring re-attaches by name to the ring
+/// its peer moved to), and opened anew only when reopen() cannot resume it (docs/daemons.md, "Restart
+/// semantics").
+///
 /// A channel that failed with errc::corrupt is quarantined instead of reopened in a storm
 /// (docs/daemons.md, "Quarantine"): the damage is logged once, with the library's full text (which
 /// index, which slot), and later failures of the same streak (until data flows again) are only counted,
-/// one line per 10 s; the damaged object is discarded (channel::remove() on the handle that found it:
-/// by id for sem, by identity for shm, so never a newer object; or, when the open itself found it and the reopener
-/// `discards_on_open` - the producer - the object the URI names), so the next open recreates it; and
-/// the reopen waits at least the quarantine back-off, which doubles from 100 ms to 5 s with each
-/// quarantine and falls back only after 10 s of data flowing.
+/// one line per 10 s; and the reopen waits at least the quarantine back-off, which doubles from 100 ms to
+/// 5 s with each quarantine and falls back only after 10 s of data flowing. Where the damage lives decides
+/// what is thrown away:
+///  - a byte stream (fifo): in the bytes in flight, which the fifo's reopen() drops (a broken stream, a
+///    frame torn by a writer that died mid-frame); the FIFO itself is kept, with its peers;
+///  - an object (shm ring, sem unit, msgq): the object is discarded so that the next open recreates it -
+///    on the handle that found it (a shm ring by identity and *not* on purpose, shm_ring::discard(), so its
+///    attached sender notices the unlinked name and moves to the new ring; a sem unit by id; so never a
+///    newer object), or, when the open itself found it and the reopener `discards_on_open` (the producer),
+///    the object the URI names.
 class reopener {
  public:
   static constexpr std::chrono::milliseconds first_quarantine_delay{100};
   static constexpr std::chrono::milliseconds max_quarantine_delay{5000};
+  using opener = resumer::opener;
 
   reopener(daemon_loop& loop, std::string uri, bool discards_on_open = false);
   /// Logs why (throttled) and calls retry on the loop after the current delay. Never blocks.
@@ -141,9 +154,13 @@ class reopener {
   /// errc::corrupt: quarantined as described above; anything else: lost(what). Calls retry on the loop
   /// after the delay. Blocks only for the removal's system calls; never throws.
   void failed(std::error_code code, std::string_view what, channel* ch, std::function<void()> retry);
+  /// The handle to go on with after a loss: `lost` after lost->reopen(), or open() when reopen() cannot
+  /// resume it (resumer::resume(); a reopen() that threw is logged, throttled). `lost` may be null (the
+  /// open failed): open(). Throws what open() throws.
+  std::unique_ptr<channel> resume(std::unique_ptr<channel> lost, const opener& open);
   /// Logs that the channel is open again (throttled).
   void reopened(std::string_view name);
-  /// Data moved: the peer is back (ends a quarantine streak).
+  /// Data moved: the peer is back (ends a quarantine streak; reopen() is tried first again).
   void progress() noexcept;
   void cancel() noexcept;
   [[nodiscard]] bool pending() const noexcept { return pending_; }
@@ -151,6 +168,12 @@ class reopener {
   [[nodiscard]] std::uint64_t attempts() const noexcept { return backoff_.attempts(); }
   /// Corrupt channels quarantined since the start.
   [[nodiscard]] std::uint64_t quarantines() const noexcept { return quarantines_; }
+  /// Whether the last resume() returned the lost handle itself (its counters go on) rather than a new one.
+  [[nodiscard]] bool resumed_in_place() const noexcept { return resumer_.in_place(); }
+  /// Whether the next resume() will try reopen() on the lost handle: when not, the caller drops it now
+  /// (a discarded shm ring held on would keep its sender's name check slow: it looks at every send
+  /// only while no receiver is attached).
+  [[nodiscard]] bool will_reopen_in_place() const noexcept { return resumer_.may_reopen(); }
 
  private:
   void schedule(std::function<void()> retry);
@@ -168,6 +191,7 @@ class reopener {
   std::uint64_t streak_failures_ = 0;  // corrupt failures since the streak's report
   bool in_streak_ = false;             // a quarantine was reported and no data flowed since
   bool pending_ = false;
+  resumer resumer_;
 };
 
 /// The directory of this executable (/proc/self/exe), where the sibling daemons live. Throws.

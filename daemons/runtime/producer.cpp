@@ -154,6 +154,7 @@ class producer {
     } else if (!finishing_) {
       loop_.say(priority::info, "SIGHUP, reopening ", o_.uri);
       ch_.reset();
+      lost_.reset();  // an operator's reopen opens anew
       reopen();
     }
   }
@@ -232,20 +233,24 @@ class producer {
   }
 
   void channel_lost(const std::system_error& e) {
-    const auto ch = std::move(ch_);  // held until the reopener has seen it: a corrupt one is discarded
+    // Kept until the retry: the reopener resumes it through channel::reopen() (a shm ring whose name was
+    // unlinked re-attaches to the ring its consumer moved to), or discards a corrupt object through it.
+    lost_ = std::move(ch_);
     if (pipe_mode_) {
+      lost_.reset();
       // The consumer closed its end: it is exiting. Its supervisor restarts it (and a new pipe
       // with it) or gives up; sending resumes on the new pipe.
       if (e.code() != errc::closed) loop_.say(priority::warning, "send: ", e.what());
       return;
     }
-    reopener_.failed(e.code(), e.what(), ch.get(), [this] { reopen(); });
+    reopener_.failed(e.code(), e.what(), lost_.get(), [this] { reopen(); });
+    if (!reopener_.will_reopen_in_place()) lost_.reset();  // its object was discarded: let it go now
   }
 
   void reopen() {
     if (finishing_) return;
     try {
-      ch_ = open_channel(open_uri_, role::sender);
+      ch_ = reopener_.resume(std::move(lost_), [this] { return open_channel(open_uri_, role::sender); });
       ++f_.restarts;
       reopener_.reopened(ch_->name());
       boost::asio::post(loop_.io(), [this] { pump(); });
@@ -336,6 +341,7 @@ class producer {
     pace_timer_.cancel();
     retry_timer_.cancel();
     reopener_.cancel();
+    lost_.reset();
     ch_.reset();  // the consumer of a pipe/fifo sees EOF after what is buffered
     if (consumer_ && consumer_->active()) {
       consumer_->stop(by_signal ? SIGTERM : 0);
@@ -365,6 +371,7 @@ class producer {
   boost::asio::steady_timer retry_timer_, kill_timer_;
   std::optional<supervisor> consumer_;
   std::unique_ptr<channel> ch_;
+  std::unique_ptr<channel> lost_;  // the handle that failed, until the reopener resumes or drops it
   std::optional<line_source> source_;
   std::chrono::steady_clock::time_point started_{};
   std::uint64_t session_;

@@ -131,7 +131,7 @@ std::string stats_reporter::report(const figures& f, latency_histogram& latency,
                         .records = f.records, .bytes = f.bytes, .rate = rate, .mbps = mbps,
                         .lost = f.lost, .dup = f.dup, .reorder = f.reorder, .corrupt = f.corrupt,
                         .p50_us = p50, .p99_us = p99, .restarts = f.restarts,
-                        .session = f.session, .first_seq = f.first_seq, .seq = f.seq, .final = final};
+                        .session = f.session, .first_seq = f.first_seq, .seq = f.seq, .skipped = f.skipped, .final = final};
     const std::string line = sl.format();
     char buf[256];
     log_line(priority::info, line);

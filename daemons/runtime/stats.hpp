@@ -84,6 +84,8 @@ struct figures {
   /// Sequence numbers of one producer session (0 = none yet): the producer's own, or the one of the
   /// consumer's latest record — its first (baseline) and highest. ipcctl counts loss across restarts from them.
   std::uint64_t session = 0, first_seq = 0, seq = 0;
+  /// Messages the channel skipped (the consumer's channel_counters::messages_skipped, over every handle).
+  std::uint64_t skipped = 0;
 };
 
 /// Formats and publishes the stats line (stderr + status file) and the STATUS= text.

@@ -24,14 +24,14 @@ std::string stats_line::format() const {
   std::snprintf(buf, sizeof buf,
                 "stats role=%s channel=%s pid=%ld records=%llu bytes=%llu rate=%.0f mbps=%.3f lost=%llu dup=%llu "
                 "reorder=%llu corrupt=%llu p50_us=%llu p99_us=%llu restarts=%llu session=%016llx first_seq=%llu "
-                "seq=%llu final=%d",
+                "seq=%llu skipped=%llu final=%d",
                 role.c_str(), channel.c_str(), static_cast<long>(pid), static_cast<unsigned long long>(records),
                 static_cast<unsigned long long>(bytes), rate, mbps, static_cast<unsigned long long>(lost),
                 static_cast<unsigned long long>(dup), static_cast<unsigned long long>(reorder),
                 static_cast<unsigned long long>(corrupt), static_cast<unsigned long long>(p50_us),
                 static_cast<unsigned long long>(p99_us), static_cast<unsigned long long>(restarts),
                 static_cast<unsigned long long>(session), static_cast<unsigned long long>(first_seq),
-                static_cast<unsigned long long>(seq), final ? 1 : 0);
+                static_cast<unsigned long long>(seq), static_cast<unsigned long long>(skipped), final ? 1 : 0);
   return buf;
 }
 
@@ -95,6 +95,8 @@ std::optional<stats_line> stats_line::parse(std::string_view line) {
       ok = to_u64(v, s.first_seq);
     } else if (k == "seq") {
       ok = to_u64(v, s.seq);
+    } else if (k == "skipped") {
+      ok = to_u64(v, s.skipped);
     } else if (k == "final") {
       ok = v == "0" || v == "1";
       s.final = v == "1";

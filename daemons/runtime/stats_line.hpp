@@ -29,6 +29,10 @@ struct stats_line {
   /// Producer session the sequence figures belong to (0: none): the producer's own session and the
   /// last sequence sent, or the consumer's latest session with its first and highest sequence seen.
   std::uint64_t session = 0, first_seq = 0, seq = 0;
+  /// Messages the consumer's channel could not deliver whole and skipped, the stream going on after
+  /// them (channel_counters::messages_skipped, summed over every handle of the run): a fifo line longer
+  /// than max_message, a frame torn by a fifo writer that died mid-frame. Not records lost: none was sent whole.
+  std::uint64_t skipped = 0;
   bool final = false;  ///< the last line, printed at exit
 
   /// "stats role=… final=0|1" (no priority prefix, no newline). Never throws but bad_alloc.

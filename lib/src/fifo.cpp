@@ -151,8 +151,10 @@ void fifo_channel::reopen() {
   if (role_ == role::receiver) {
     // The new fd opens before the old one closes, so the FIFO never lacks a reader and its
     // stream goes on: what is buffered and a pending skip of an over-long line are kept.
+    const std::uint64_t skipped = impl_->reader.skipped();
     fd_ = open_reader();
     if (impl_->reader.resume()) drain_stream();
+    count_skipped(impl_->reader.skipped() - skipped);  // a torn frame dropped
   } else {
     fd_.reset();
     impl_->nowait.reset();

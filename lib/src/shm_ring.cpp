@@ -188,6 +188,13 @@ void shm_ring::remove() {
   seg_->remove();
 }
 
+void shm_ring::discard() {
+  // remove()'s identity check, without marking the unlink as on purpose.
+  struct stat st {};
+  if (::stat(("/dev/shm/" + shm_name(base_name_)).c_str(), &st) == 0 && (st.st_dev != dev_ || st.st_ino != ino_)) return;
+  seg_->remove();
+}
+
 int shm_ring::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
 
 void shm_ring::check_linked(std::string_view call) {

@@ -216,9 +216,11 @@ TEST_CASE("daemon runtime: the stats line round-trips through format and parse",
   s.session = 0xfedcba9876543210ULL;
   s.first_seq = 7;
   s.seq = 123456795;
+  s.skipped = 6;
   s.final = true;
   const std::string text = s.format();
   CHECK_THAT(text, Catch::StartsWith("stats role=consumer channel=msgq:demo pid=4242 "));
+  CHECK_THAT(text, Catch::EndsWith(" skipped=6 final=1"));  // final stays last
   auto back = ipc::daemon::stats_line::parse("<6>" + text + "\n");
   REQUIRE(back);
   CHECK(*back == s);

@@ -338,6 +338,30 @@ TEST_CASE("fifo: a bogus length from a raw writer is corrupt", "[fifo]") {
   rx->remove();
 }
 
+TEST_CASE("fifo: a writer that dies mid-frame: reopen() skips the torn frame and the next writer's frames arrive whole",
+          "[fifo]") {
+  const std::string path = fifo_path("torn");
+  auto rx = ipc::fifo_channel::open(path, ipc::role::receiver);
+  {
+    ipc::unique_fd w(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    REQUIRE(w);
+    const unsigned char torn[] = {0x0a, 0x00, 0x00, 0x00, 'h', 'a', 'l', 'f'};  // 4 of 10 payload bytes
+    REQUIRE(::write(w.get(), torn, sizeof torn) == static_cast<ssize_t>(sizeof torn));
+  }  // the writer is gone mid-frame
+  std::vector<std::byte> buf;
+  auto e = thrown_by([&] { (void)rx->receive_for(buf, 5s); });
+  CHECK(e.code() == ipc::errc::corrupt);
+  CHECK_THAT(e.what(), Catch::Contains("stream ended inside a frame after 8 of 14 bytes"));
+  static_cast<ipc::channel&>(*rx).reopen();
+  CHECK(rx->counters().messages_skipped == 1);
+  auto tx = ipc::fifo_channel::open(path, ipc::role::sender);
+  REQUIRE(tx->send_for(ipc::as_bytes("next whole"), 5s));
+  REQUIRE(rx->receive_for(buf, 5s));
+  CHECK(text(buf) == "next whole");  // not glued to the torn bytes
+  CHECK(rx->counters().messages_skipped == 1);
+  rx->remove();
+}
+
 TEST_CASE("fifo: remove unlinks the path; the destructor does not", "[fifo]") {
   const std::string path = fifo_path("rm");
   {

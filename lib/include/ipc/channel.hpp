@@ -53,7 +53,8 @@ struct channel_counters {
   std::uint64_t send_timeouts = 0;
   std::uint64_t receive_timeouts = 0;
   /// Messages the receiver could not deliver whole and skipped, the stream going on after them:
-  /// a fifo line (framing=lines) longer than max_message_size, dropped up to its '\n'.
+  /// a fifo line (framing=lines) longer than max_message_size, dropped up to its '\n'; a frame torn
+  /// by a fifo writer that died mid-frame, dropped by reopen().
   std::uint64_t messages_skipped = 0;
 };
 

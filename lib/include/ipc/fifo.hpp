@@ -64,8 +64,9 @@ class IPC_API fifo_channel final : public channel {
   /// writer is never refused and the stream goes on): after errc::closed this waits for the next
   /// writer. Messages already buffered are kept, and an over-long line being skipped is skipped
   /// to its end (its tail never arrives as a line). After errc::corrupt (length framing) the
-  /// broken stream is dropped: the buffer and what the FIFO holds now. Sender: drops the
-  /// connection; the next send waits for a reader. Never blocks. Throws as open().
+  /// broken stream is dropped: the buffer and what the FIFO holds now; after a stream that ended
+  /// inside a frame (its writer died mid-frame) only that torn frame, counted in messages_skipped.
+  /// Sender: drops the connection; the next send waits for a reader. Never blocks. Throws as open().
   void reopen() override;
   /// The FIFO's path.
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }

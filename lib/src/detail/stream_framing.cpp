@@ -269,11 +269,20 @@ void frame_reader::drop_buffer() noexcept { head_ = tail_ = scan_ = need_ = 0; }
 void frame_reader::reset() noexcept {
   drop_buffer();
   skipping_ = false;
+  torn_ = false;
   empty_ = false;
 }
 
 bool frame_reader::resume() noexcept {
   empty_ = false;
+  if (torn_) {
+    // Every writer had closed when the stream ended inside this frame: whatever comes next is a
+    // new writer's, starting at a frame boundary. The torn frame is skipped, not glued to it.
+    torn_ = false;
+    drop_buffer();
+    ++skipped_;
+    return false;
+  }
   if (!corrupt_head()) return false;
   drop_buffer();
   return true;
@@ -356,6 +365,7 @@ bool frame_reader::take_at_eof(std::vector<std::byte>& out, std::string_view obj
     drop_buffer();
     return true;
   }
+  torn_ = true;
   throw_error(errc::corrupt, "read", object,
               "stream ended inside a frame after " + std::to_string(avail) + " of " + std::to_string(need_) +
                   " bytes (truncated)");

@@ -88,7 +88,9 @@ class frame_reader {
   void reset() noexcept;
   /// The same stream goes on through another fd (a FIFO reopened before its old fd closed):
   /// keeps what is buffered and a pending skip. A corrupt length-prefixed stream cannot go on:
-  /// its buffer is dropped and true returned (the caller drops what the stream holds too).
+  /// its buffer is dropped and true returned (the caller drops what the stream holds too). A stream
+  /// that ended inside a frame (its writer died mid-frame) goes on with the next writer's frames:
+  /// the torn frame is dropped and counted in skipped(); false.
   bool resume() noexcept;
   /// Over-long lines skipped so far (lines framing).
   [[nodiscard]] std::uint64_t skipped() const noexcept { return skipped_; }
@@ -111,6 +113,7 @@ class frame_reader {
   std::size_t need_ = 0;  // bytes the current frame needs buffered from head_
   bool empty_ = false;    // the last read emptied the stream: a timed read polls first
   bool skipping_ = false; // lines: inside an over-long line, dropping bytes up to its '\n'
+  bool torn_ = false;     // length-prefixed: the stream ended inside the buffered frame
   std::uint64_t skipped_ = 0;
 };
 
