@@ -222,6 +222,7 @@ void shm_ring::check_linked(std::string_view call) {
 }
 
 void shm_ring::reopen() {
+  if (loan_out_ || view_out_) busy("reopen", "a loan or view into this ring is out: commit, abandon or release it first");
   struct stat st {};
   ipc::check_unix(::fstat(segment_fd(), &st), "fstat", seg_->object());
   if (st.st_nlink != 0) return;  // still the ring the name denotes: a new peer is seen without reopening
@@ -256,6 +257,8 @@ bool shm_ring::remove(std::string_view name) { return posix_segment::remove(name
 
 void shm_ring::corrupt(const std::string& what) const { throw_error(errc::corrupt, "shm_ring", name_, what); }
 
+void shm_ring::busy(std::string_view call, std::string_view what) const { throw_errno(EBUSY, call, name_, what); }
+
 void shm_ring::check_indices(std::uint64_t head, std::uint64_t tail) const {
   if (((head | tail) & 7U) != 0) {
     corrupt("misaligned index (head " + std::to_string(head) + ", tail " + std::to_string(tail) + ")");
@@ -267,6 +270,19 @@ void shm_ring::check_indices(std::uint64_t head, std::uint64_t tail) const {
 }
 
 bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
+  if (loan_out_) busy("send", "a loan is out on this handle: commit or abandon it first");
+  const std::uint64_t len = message.size();
+  std::byte* payload = reserve_record(len, d);
+  if (payload == nullptr) return false;
+  if (len != 0) std::memcpy(payload, message.data(), len);
+  publish_record(len);
+  return true;
+}
+
+// Finds room at head for a record of `len` payload bytes (waiting for it until `d`) and writes the
+// wrap marker it needs; nothing is visible until publish_record() moves head. Returns where the
+// payload goes, or nullptr on timeout. send() and loans share it.
+std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d) {
   auto& h = *hdr_;
   // The name check, at most every 100 ms: the clock is read every 64th send, on every send after
   // one that had to wake the receiver (a slow sender: a futex syscall per send already), and on
@@ -279,7 +295,6 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
       detail::retake_endpoint_lock(h, role_, pid_);  // the thread that held it may have exited
     }
   }
-  const std::uint64_t len = message.size();
   const std::uint64_t rec = detail::record_header + round8(len);
   const std::uint64_t head = h.head.load(std::memory_order_relaxed);
   if ((head & 7U) != 0) check_indices(head, cached_peer_index_);
@@ -288,27 +303,36 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   const std::uint64_t needed = rec + (to_end < rec ? to_end : 0);
   const std::uint64_t used = head - cached_peer_index_;
   if (used > capacity_ || capacity_ - used < needed) {
-    if (!wait_for_space(head, needed, d)) return false;
+    if (!wait_for_space(head, needed, d)) return nullptr;
   }
+  pending_skip_ = 0;
   if (to_end < rec) {
     std::memcpy(data_ + pos, &detail::wrap_marker, sizeof detail::wrap_marker);
+    pending_skip_ = to_end;
     pos = 0;
   }
+  pending_head_ = head;
+  pending_pos_ = pos;
+  return data_ + pos + detail::record_header;
+}
+
+// Makes the reserved record visible with `len` payload bytes (at most what was reserved): its
+// header, then head in one release store over the wrap marker and the record.
+void shm_ring::publish_record(std::uint64_t len) {
+  auto& h = *hdr_;
   const auto len32 = static_cast<std::uint32_t>(len);
   const std::uint32_t zero = 0;
-  std::memcpy(data_ + pos, &len32, sizeof len32);
-  std::memcpy(data_ + pos + 4, &zero, sizeof zero);
-  if (len != 0) std::memcpy(data_ + pos + detail::record_header, message.data(), len);
-  h.head.store(head + needed, std::memory_order_release);
+  std::memcpy(data_ + pending_pos_, &len32, sizeof len32);
+  std::memcpy(data_ + pending_pos_ + 4, &zero, sizeof zero);
+  h.head.store(pending_head_ + pending_skip_ + detail::record_header + round8(len), std::memory_order_release);
   // Dekker with the receiver: it sets receiver_sleeping, then re-reads head; we publish head,
   // then read receiver_sleeping. The fences make sure at least one of us sees the other.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (h.receiver_sleeping.load(std::memory_order_relaxed) != 0) {
     h.data_seq.fetch_add(1, std::memory_order_release);
-    detail::futex_wake(h.data_seq, 1, name_);
     woke_receiver_ = true;
+    detail::futex_wake(h.data_seq, 1, name_);
   }
-  return true;
 }
 
 // Why nobody is stranded here (docs/crash-behaviour.md, "No process waits for ever"): each side has
@@ -352,11 +376,24 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
 }
 
 bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
-  auto& h = *hdr_;
-  std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
+  if (view_out_) busy("receive", "a view is out on this handle (its message is the next): release it first");
+  std::uint64_t len = 0;
+  const std::byte* payload = next_record(len, d);
+  if (payload == nullptr) return false;
+  out.resize(len);
+  if (len != 0) std::memcpy(out.data(), payload, len);
+  release_record();
+  return true;
+}
+
+// Finds the next record at tail (waiting for one until `d`), validated against the ring's bounds,
+// and leaves it in place: `len` is its size, next_tail_ where tail goes once it is consumed.
+// Returns its payload, or nullptr on timeout. receive() and views share it.
+const std::byte* shm_ring::next_record(std::uint64_t& len_out, const deadline& d) {
+  std::uint64_t tail = hdr_->tail.load(std::memory_order_relaxed);
   std::uint64_t head = cached_peer_index_;
   if (head == tail || head - tail > capacity_ || ((head | tail) & 7U) != 0) {
-    if (!wait_for_data(tail, d)) return false;
+    if (!wait_for_data(tail, d)) return nullptr;
     head = cached_peer_index_;
   }
   std::uint64_t avail = head - tail;
@@ -380,11 +417,18 @@ bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
     corrupt("record of " + std::to_string(len) + " bytes at index " + std::to_string(tail) +
             " runs past the head or the end of the ring");
   }
-  out.resize(len);
-  if (len != 0) std::memcpy(out.data(), data_ + pos + detail::record_header, len);
-  const std::uint64_t new_tail = tail + rec;
+  next_tail_ = tail + rec;
+  len_out = len;
+  return data_ + pos + detail::record_header;
+}
+
+// Consumes the record next_record() found: tail moves past it (only now: a receiver killed before
+// this leaves the record for the next one), and a sender waiting for that space is woken.
+void shm_ring::release_record() {
+  auto& h = *hdr_;
+  const std::uint64_t new_tail = next_tail_;
   h.tail.store(new_tail, std::memory_order_release);
-  // Dekker with the sender (see do_send); it sleeps only until `sender_wants` bytes are free.
+  // Dekker with the sender (see publish_record); it sleeps only until `sender_wants` bytes are free.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (const std::uint32_t wants = h.sender_wants.load(std::memory_order_relaxed); wants != 0) {
     const std::uint64_t used = h.head.load(std::memory_order_relaxed) - new_tail;
@@ -393,7 +437,6 @@ bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
       detail::futex_wake(h.space_seq, 1, name_);
     }
   }
-  return true;
 }
 
 // Sleeps on seq (== seen) and the endpoint locks of the peer role's holders, first taking back our

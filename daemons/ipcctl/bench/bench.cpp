@@ -5,6 +5,7 @@
 #include "transport.hpp"
 #include "transport_idle.hpp"
 #include "transport_modes.hpp"
+#include "transport_zero_copy.hpp"
 #include "transport_rate.hpp"
 
 #include "atomic_file.hpp"
@@ -71,7 +72,7 @@ std::optional<int> parse(int argc, char** argv, config& cfg) {
   app.add_option("--rate", cfg.rate, "also measure one-way latency at N msg/s of 64 B for --duration (e.g. 20000)")
       ->check(CLI::Range(10.0, 1e7))
       ->type_name("N");
-  app.add_flag("--modes", cfg.modes, "also measure the shm modes with several processes (SPSC 1→1, MPMC 1→1 and 2→2) next to Boost message_queue 1→1 and 2→2");
+  app.add_flag("--modes", cfg.modes, "also measure the shm modes with several processes (SPSC 1→1, MPMC 1→1 and 2→2, broadcast 1→1 and 1→4) next to Boost message_queue 1→1 and 2→2; and zero-copy against copying at 64 KiB and 1 MiB");
   if (auto rc = ipc::daemon::parse(app, argc, argv)) return rc;
   if (json) cfg.format = output_format::json;
   if (csv) cfg.format = output_format::csv;
@@ -222,9 +223,11 @@ int run(const config& cfg) {
     rated = measure_section<rate_row>(cfg, "rate", progress, counter,
                                       [&](transport& t) { return measure_rate(t, cfg.rate, cfg.seconds); });
   }
+  zero_copy_report zero_copy;
   if (cfg.modes) {
     if (progress) std::fprintf(stderr, "\r\033[K  shm modes ...");
     modes = measure_mode_rows(cfg.sizes, cfg.seconds, "ipc-bench." + std::to_string(::getpid()) + ".modes");
+    zero_copy = measure_zero_copy(cfg.seconds, "ipc-bench." + std::to_string(::getpid()) + ".zc");
   }
   if (progress) std::fprintf(stderr, "\r\033[K");
   if (stop_requested.load()) return 130;
@@ -235,13 +238,13 @@ int run(const config& cfg) {
   else if (cfg.format == output_format::csv) std::fputs(to_csv(cfg, results, more).c_str(), stdout);
   else std::fputs((to_table(cfg, machine, results) + (idle.empty() ? "" : idle_table(idle, cfg.idle_seconds)) +
                    (rated.empty() ? "" : rate_table(rated, cfg.rate, cfg.seconds)) +
-                   (modes.empty() ? "" : mode_table(modes, cfg.seconds))).c_str(), stdout);
+                   (modes.empty() ? "" : mode_table(modes, cfg.seconds)) + zero_copy.table).c_str(), stdout);
   std::fflush(stdout);
   if (!cfg.plot_file.empty()) plot(cfg, machine, results, cfg.plot_file);
   for (const std::string& failed : more.failures()) {
     std::fprintf(stderr, "%s: %s\n", cfg.prog.c_str(), failed.c_str());  // a broken channel posts no figure
   }
-  if (!more.failures().empty()) return 1;
+  if (!more.failures().empty() || zero_copy.failed) return 1;
   if (cfg.check) {
     const std::vector<std::string> problems = check_json(json, cfg);
     for (const auto& p : problems) std::fprintf(stderr, "ipc-bench: check: %s\n", p.c_str());

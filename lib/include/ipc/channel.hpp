@@ -135,6 +135,8 @@ class IPC_API channel {
   virtual void refresh_max_message_size() {}
   /// Counts messages a mechanism skipped without delivering them (counters().messages_skipped).
   void count_skipped(std::uint64_t n) noexcept { counters_.messages_skipped += n; }
+  /// The counters, for calls a mechanism offers beyond this interface (shm loans and views).
+  channel_counters& mutable_counters() noexcept { return counters_; }
 
   std::string name_;
   std::size_t max_message_size_;

@@ -15,11 +15,14 @@
 // shares the caller's endpoints with the child (see docs/shm_ring.md).
 // A name unlinked under a running pair (rm /dev/shm/libipc.NAME) is noticed by the sender within
 // ~100 ms of sends (errc::removed); reopen() on each side then meets on a recreated ring.
+// Zero-copy: loan(n) / commit() write a message in place, receive_view() reads one in place
+// (<ipc/shm_loan.hpp>, docs/shm-zero-copy.md); they interleave with send() and receive().
 #pragma once
 
 #include <ipc/channel.hpp>
 #include <ipc/config.hpp>
 #include <ipc/shared_memory.hpp>
+#include <ipc/shm_loan.hpp>
 #include <ipc/uri.hpp>
 
 #include <sys/types.h>
@@ -88,12 +91,69 @@ class IPC_API shm_ring final : public channel {
   /// The POSIX shared-memory name, "libipc.NAME".
   [[nodiscard]] static std::string shm_name(std::string_view name);
 
+  // Zero-copy (sender). A loan reserves `bytes` bytes of the ring for one message, written in place
+  // and made visible by commit() (docs/shm-zero-copy.md). Errors, for every form:
+  // errc::message_too_large when bytes > max_message_size() (nothing reserved, whatever the ring
+  // holds); std::system_error EBUSY when this handle already has a loan out, EINVAL on a receiver
+  // handle; errc::closed when the ring is full and the receiver is gone; errc::removed as send().
+
+  /// Blocks until `bytes` bytes are free (as send() blocks while full). Throws as above.
+  [[nodiscard]] shm_loan loan(std::size_t bytes) { return loan_until(bytes, deadline::never()); }
+  /// Blocks at most `timeout`; an empty loan on timeout. Throws as loan().
+  [[nodiscard]] shm_loan loan_for(std::size_t bytes, std::chrono::nanoseconds timeout) {
+    return loan_until(bytes, deadline::in(timeout));
+  }
+  /// Blocks until `d`; an empty loan on timeout. Throws as loan().
+  [[nodiscard]] shm_loan loan_until(std::size_t bytes, const deadline& d);
+  /// Never blocks; an empty loan when the ring has no room. Throws as loan().
+  [[nodiscard]] shm_loan try_loan(std::size_t bytes) { return loan_until(bytes, deadline::now()); }
+  /// Blocks until sizeof(T) bytes are free; `*loan` is the T in the segment (T trivially copyable,
+  /// alignof(T) ≤ 8, checked at compile time). Throws as loan().
+  template <typename T>
+  [[nodiscard]] shm_typed_loan<T> loan_as() {
+    return shm_typed_loan<T>(loan(sizeof(T)));
+  }
+  /// Blocks at most `timeout`; an empty typed loan on timeout. Throws as loan().
+  template <typename T>
+  [[nodiscard]] shm_typed_loan<T> loan_as_for(std::chrono::nanoseconds timeout) {
+    return shm_typed_loan<T>(loan_for(sizeof(T), timeout));
+  }
+
+  // Zero-copy (receiver). A view is the next message, read in place; the ring keeps it (its space
+  // stays the receiver's) until the view is released or destroyed. Errors, for every form:
+  // errc::closed when the sender is gone and the ring is drained; errc::corrupt as receive();
+  // std::system_error EBUSY when this handle already has a view out, EINVAL on a sender handle.
+  // While a view is out, receive() and its forms throw EBUSY too (the view's message is next).
+
+  /// Blocks while the ring is empty. Throws as above.
+  [[nodiscard]] shm_view receive_view() { return receive_view_until(deadline::never()); }
+  /// Blocks at most `timeout`; an empty view on timeout. Throws as receive_view().
+  [[nodiscard]] shm_view receive_view_for(std::chrono::nanoseconds timeout) {
+    return receive_view_until(deadline::in(timeout));
+  }
+  /// Blocks until `d`; an empty view on timeout. Throws as receive_view().
+  [[nodiscard]] shm_view receive_view_until(const deadline& d);
+  /// Never blocks; an empty view when the ring is empty. Throws as receive_view().
+  [[nodiscard]] shm_view try_receive_view() { return receive_view_until(deadline::now()); }
+
  protected:
   bool do_send(std::span<const std::byte> message, const deadline& d) override;
   bool do_receive(std::vector<std::byte>& out, const deadline& d) override;
 
  private:
   friend struct shm_ring_fork_registry;
+  friend class shm_loan;
+  friend class shm_view;
+
+  // The record steps that send() and loans share (sender), and receive() and views (receiver).
+  std::byte* reserve_record(std::uint64_t len, const deadline& d);
+  void publish_record(std::uint64_t len);
+  const std::byte* next_record(std::uint64_t& len, const deadline& d);
+  void release_record();
+  void commit_loan(std::size_t used);
+  void abandon_loan() noexcept;
+  void release_view() noexcept;
+  [[noreturn]] void busy(std::string_view call, std::string_view what) const;
 
   bool wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d);
   bool wait_for_data(std::uint64_t tail, const deadline& d);
@@ -126,6 +186,13 @@ class IPC_API shm_ring final : public channel {
   bool woke_receiver_ = true;  // the first send checks
   std::uint64_t dev_ = 0;  // the segment's st_dev / st_ino, to find it in a holder's /proc/PID/maps
   std::uint64_t ino_ = 0;
+  // The record reserved by reserve_record (sender) / found by next_record (receiver).
+  std::uint64_t pending_head_ = 0;  // head before the record (and its wrap marker, if any)
+  std::uint64_t pending_pos_ = 0;   // the record's offset in the data area
+  std::uint64_t pending_skip_ = 0;  // bytes skipped by a wrap marker before it (0: no wrap)
+  std::uint64_t next_tail_ = 0;     // receiver: tail once the record found is consumed
+  bool loan_out_ = false;
+  bool view_out_ = false;
 };
 
 }  // namespace ipc
