@@ -373,6 +373,17 @@ shm_mpmc::slot_wait shm_mpmc::wait_for(bool for_data, std::uint64_t pos, std::ui
       sleeping.fetch_sub(1, std::memory_order_relaxed);
       return slot_wait::ready;
     }
+    // The stream may have ended, or the last peer left, between the verdict above and our read of
+    // seq (each bumps seq after saying so): that bump is behind us and a departed peer is out of the
+    // watch list. Read after seq, so what the verdict missed is seen here and it runs at once.
+    const unsigned peer_index = for_data ? 0U : 1U;
+    if ((for_data && h.ended.load(std::memory_order_acquire) != 0) ||
+        (h.ever[peer_index].load(std::memory_order_acquire) != 0 && h.live[peer_index].load(std::memory_order_acquire) == 0)) {
+      sleeping.fetch_sub(1, std::memory_order_relaxed);
+      next_probe_ = {};
+      if (auto v = verdict()) return *v;
+      continue;
+    }
     detail::death_wait woke{};
     try {
       detail::retake_endpoint_lock(h, {holder_, place_gen_}, pid_);

@@ -368,6 +368,12 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
       h.sender_wants.store(0, std::memory_order_relaxed);
       return true;
     }
+    // `closed` set (and space_seq bumped) since gone() above but before our read of seq: the bump
+    // is behind us and the receiver is out of the watch list. Read after seq, so it is seen here.
+    if (h.receiver.closed.load(std::memory_order_acquire) != 0) {
+      h.sender_wants.store(0, std::memory_order_relaxed);
+      continue;
+    }
     const auto woke = sleep_on(h.space_seq, seq, role::receiver, d, unheld_streak);
     h.sender_wants.store(0, std::memory_order_relaxed);
     if (enough()) return true;
@@ -480,6 +486,12 @@ bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
     if (ready()) {
       h.receiver_sleeping.store(0, std::memory_order_relaxed);
       return true;
+    }
+    // `closed` set (and data_seq bumped) since the check above but before our read of seq: the bump
+    // is behind us and the sender is out of the watch list. Read after seq, so it is seen here.
+    if (h.sender.closed.load(std::memory_order_acquire) != 0) {
+      h.receiver_sleeping.store(0, std::memory_order_relaxed);
+      continue;
     }
     const auto woke = sleep_on(h.data_seq, seq, role::sender, d, unheld_streak);
     h.receiver_sleeping.store(0, std::memory_order_relaxed);

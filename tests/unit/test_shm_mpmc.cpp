@@ -409,6 +409,36 @@ TEST_CASE("shm_mpmc: end_stream lets every receiver drain and then see the end",
   CHECK_THROWS_WITH(rx2.receive_for(buf, 5s), Catch::Contains("end of stream"));
 }
 
+TEST_CASE("shm_mpmc: a receiver asleep while the last sender leaves sees closed at once, however the two interleave",
+          "[shm_mpmc]") {
+  // The last sender's departure (live count 0, then a data_seq bump) can fall between the receiver's
+  // verdict and its read of data_seq, and takes the sender out of the receiver's watch list: the
+  // receiver must not then sleep for ever (the bench's short --modes runs hung 1 in 3 that way).
+  int stranded = 0;
+  for (int round = 0; round < 400; ++round) {
+    queue_name n;
+    shm_mpmc rx(n.name, role::receiver, sized(16, 64));
+    auto c = ipc::test::fork_child([&](ipc::test::reporter&) {
+      shm_mpmc tx(n.name, role::sender);
+      // A stream for 0-1.4 ms, so the receiver is usually between messages (spinning, about to sleep)
+      // when the sender leaves, as at the end of a bench run.
+      const auto stop = std::chrono::steady_clock::now() + std::chrono::microseconds(100 * (round % 15));
+      while (std::chrono::steady_clock::now() < stop) tx.send(ipc::as_bytes("m"));
+      return 0;
+    });
+    std::vector<std::byte> buf;
+    try {
+      while (rx.receive_for(buf, 3s)) {
+      }
+      ++stranded;  // a 3 s timeout: asleep after its sender had gone
+    } catch (const std::system_error& e) {
+      if (e.code() != ipc::errc::closed) throw;
+    }
+    REQUIRE(c.wait(10s).exit_code == 0);
+  }
+  CHECK(stranded == 0);
+}
+
 TEST_CASE("shm_mpmc: a receiver blocked on an empty queue is woken by a send from another process", "[shm_mpmc]") {
   queue_name n;
   shm_mpmc rx(n.name, role::receiver, sized(4, 64));

@@ -208,6 +208,36 @@ TEST_CASE("shm_ring: 100000 messages cross processes in order, then closed", "[s
   CHECK(errc_of([&] { rx.receive_for(buf, 5s); }) == ipc::errc::closed);
 }
 
+TEST_CASE("shm_ring: a receiver asleep while its sender leaves sees closed at once, however the two interleave",
+          "[shm_ring]") {
+  // The sender's departure (`closed`, then a data_seq bump) can fall between the receiver's last look
+  // at `closed` and its read of data_seq; the receiver must not then sleep for ever on a bump that is
+  // behind it (the bench's short --modes runs hung 1 in 3 that way). Rounds vary the departure's timing.
+  int stranded = 0;
+  for (int round = 0; round < 400; ++round) {
+    ring_name n;
+    shm_ring rx(n.name, role::receiver);
+    auto c = ipc::test::fork_child([&](ipc::test::reporter&) {
+      shm_ring tx(n.name, role::sender);
+      // A stream for 0-1.4 ms, so the receiver is usually between messages (spinning, about to sleep)
+      // when the sender leaves, as at the end of a bench run.
+      const auto stop = std::chrono::steady_clock::now() + std::chrono::microseconds(100 * (round % 15));
+      while (std::chrono::steady_clock::now() < stop) tx.send(ipc::as_bytes("m"));
+      return 0;
+    });
+    std::vector<std::byte> buf;
+    try {
+      while (rx.receive_for(buf, 3s)) {
+      }
+      ++stranded;  // a 3 s timeout: asleep after its sender had gone
+    } catch (const std::system_error& e) {
+      if (e.code() != ipc::errc::closed) throw;
+    }
+    REQUIRE(c.wait(10s).exit_code == 0);
+  }
+  CHECK(stranded == 0);
+}
+
 TEST_CASE("shm_ring: a receiver waiting on a SIGKILLed sender gets closed within a second", "[shm_ring]") {
   ring_name n;
   shm_ring rx(n.name, role::receiver);
