@@ -433,6 +433,7 @@ void sem_buffer::check_unit() {
 // gives back the undoable part (slot and mutex), which runs the queue again. No baton is ever
 // left with a process that must run to pass it on.
 bool sem_buffer::do_send(std::span<const std::byte> message, const deadline& d) try {
+  if (role_ != role::sender) throw_errno(EBADF, "send", name_, "this handle is the receiver");
   check_unit();
   // A free slot and the mutex in one semop: we hold both or neither. Both are undoable, so a
   // SIGKILL before the commit gives both back; `busy` tells the next holder to check the indices.
@@ -464,6 +465,7 @@ bool sem_buffer::do_send(std::span<const std::byte> message, const deadline& d) 
 }
 
 bool sem_buffer::do_receive(std::vector<std::byte>& out, const deadline& d) try {
+  if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "this handle is the sender");
   check_unit();
   if (!lock(sem_full, d)) return false;
   const held_ops held = {{sem_full, 1, true}, {sem_mutex, 1, true}, {sem_busy, -1, false}};

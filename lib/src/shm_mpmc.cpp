@@ -176,6 +176,8 @@ void shm_mpmc::corrupt(const std::string& what) const { throw_error(errc::corrup
 std::byte* shm_mpmc::slot_at(std::uint64_t pos) const noexcept { return slots_ + (pos & mask_) * stride_; }
 
 bool shm_mpmc::do_send(std::span<const std::byte> message, const deadline& d) {
+  // The end of the stream is judged by who is attached in which role: a role's handle does only its part.
+  if (role_ != role::sender) throw_errno(EBADF, "send", name_, "this handle is a receiver");
   auto& h = *hdr_;
   for (;;) {
     std::uint64_t pos = h.enqueue_pos.load(std::memory_order_acquire);
@@ -241,6 +243,7 @@ bool shm_mpmc::do_receive(std::vector<std::byte>& out, const deadline& d) {
 shm_mpmc::taken shm_mpmc::receive_or_end(std::vector<std::byte>& out, const deadline& d) { return take(out, d); }
 
 shm_mpmc::taken shm_mpmc::take(std::vector<std::byte>& out, const deadline& d) {
+  if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "this handle is a sender");
   auto& h = *hdr_;
   for (;;) {
     std::uint64_t pos = h.dequeue_pos.load(std::memory_order_acquire);

@@ -270,6 +270,8 @@ void shm_ring::check_indices(std::uint64_t head, std::uint64_t tail) const {
 }
 
 bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
+  // A receiver that wrote would move head under the sender: the ring's indices break for both.
+  if (role_ != role::sender) throw_errno(EBADF, "send", name_, "this handle is the receiver");
   if (loan_out_) busy("send", "a loan is out on this handle: commit or abandon it first");
   const std::uint64_t len = message.size();
   std::byte* payload = reserve_record(len, d);
@@ -382,6 +384,7 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
 }
 
 bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
+  if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "this handle is the sender");
   if (view_out_) busy("receive", "a view is out on this handle (its message is the next): release it first");
   std::uint64_t len = 0;
   const std::byte* payload = next_record(len, d);
