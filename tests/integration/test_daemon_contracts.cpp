@@ -92,6 +92,9 @@ TEST_CASE("daemons: each usage error exits 2 and leaves no object, key file, FIF
       {{producer_bin, "--channel", "msgq:" + name, "--size", "70000"}, "exceeds msgq's largest message, 8192"},
       {{producer_bin, "--channel", "sem:" + name, "--size", "70000"}, "exceeds sem's largest message"},
       {{producer_bin, "--channel", "shm:" + name + "?max_message=1K", "--size", "2000"}, "exceeds shm's largest message"},
+      // The work queue's and broadcast's cells default to 8 KiB, not the ring's 64 KiB.
+      {{producer_bin, "--channel", "shm:" + name + "?mode=mpmc", "--size", "9000"}, "exceeds shm's largest message"},
+      {{producer_bin, "--channel", "shm:" + name + "?mode=broadcast,0600", "--size", "9000"}, "exceeds shm's largest message"},
       {{producer_bin, "--channel", "fifo:" + name + ".fifo", "--size", "70000"}, "exceeds fifo's largest message"},
       {{producer_bin, "--channel", "pipe", "--size", "70000"}, "exceeds pipe's largest message"},
       {{producer_bin, "--channel", "shm:" + name + "?capacity=12x"}, "capacity"},
