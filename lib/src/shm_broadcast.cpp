@@ -6,6 +6,7 @@
 #include <ipc/shm_broadcast.hpp>
 #include <ipc/uri.hpp>
 
+#include "detail/endpoint_lock.hpp"
 #include "detail/futex.hpp"
 #include "detail/shm_broadcast_layout.hpp"
 #include "detail/shm_mpmc_holders.hpp"
@@ -16,6 +17,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <memory>
+#include <new>
 
 namespace ipc {
 namespace {
@@ -32,7 +35,7 @@ unsigned log2_of(std::uint64_t power_of_two) noexcept {
   return s;
 }
 
-detail::holder_table table(detail::bcast_header& h) noexcept { return {h.holders, h.live, h.ever}; }
+detail::holder_table table(detail::bcast_header& h) noexcept { return detail::table_of(h); }
 
 // What a new place's cursor starts at, written before the place counts as a subscriber.
 struct cursor_start {
@@ -142,7 +145,17 @@ shm_broadcast::shm_broadcast(std::string_view name, role r, const shm_broadcast_
 shm_broadcast::~shm_broadcast() {
   detail::shm_fork_registry::erase(this);
   if (hdr_ == nullptr) return;
-  const bool last = detail::release_holder(table(*hdr_), {holder_, place_gen_});
+  bool lock_released = true;
+  const bool last = detail::release_holder(table(*hdr_), {holder_, place_gen_}, &lock_released);
+  // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
+  // than the one that attached it): that list points into the header, so it stays mapped.
+  if (!lock_released) {
+    try {
+      detail::park_until_exit(std::make_shared<layout_segment>(std::move(*seg_)));
+    } catch (...) {  // NOLINT(bugprone-empty-catch): no memory to park it: leak the mapping instead
+      new (std::nothrow) std::optional<layout_segment>(std::move(seg_));
+    }
+  }
   try {
     // A subscriber leaving may be the one a blocked publisher waits for; the last publisher leaving
     // ends the stream for the subscribers.

@@ -1,13 +1,15 @@
 // The shm broadcast channel's shared layout: what lives in /dev/shm/libipc.NAME, byte for byte.
 //
 // A layout_segment: detail::layout_header, then bcast_header (the head position, futex words, the
-// holder table shared with the work queue, one cursor per holder place), then `slots` fixed-size
+// holder table shared with the work queue, one cursor and one endpoint lock per holder place), then `slots` fixed-size
 // cells of `slot_stride` bytes: an 8-byte state word, a 4-byte length, 4 reserved bytes, then
 // max_message payload bytes. docs/shm-broadcast.md explains the protocol; the static_asserts
 // below hold the offsets it documents.
 #pragma once
 
+#include "detail/endpoint_lock.hpp"
 #include "detail/layout_header.hpp"
+#include "detail/shm_mpmc_holders.hpp"
 #include "detail/shm_mpmc_layout.hpp"
 
 #include <atomic>
@@ -17,7 +19,9 @@
 namespace ipc::detail {
 
 inline constexpr std::uint32_t bcast_magic = 0x42435049;  // "IPCB" in memory order
-inline constexpr std::uint32_t bcast_version = 1;
+// 2: endpoint locks after the cursors (a version 1 segment is refused as errc::incompatible,
+// "layout version 1, expected 2": remove it and let it be created again).
+inline constexpr std::uint32_t bcast_version = 2;
 inline constexpr std::uint64_t bcast_min_slots = 2;
 inline constexpr std::uint64_t bcast_max_slots = std::uint64_t{1} << 16;
 inline constexpr std::uint64_t bcast_max_message = std::uint64_t{16} << 20;
@@ -69,6 +73,9 @@ struct bcast_header {
   std::atomic<std::uint64_t> torn_skipped;           // cells a dead publisher left half-written
   alignas(64) mpmc_holder holders[mpmc_max_holders];
   bcast_cursor cursors[mpmc_max_holders];            // per holder place (subscribers only)
+  // endpoint_locks[i] is held by holders[i] while registered (endpoint_lock.hpp): a sleeper's wait
+  // includes the locks of the endpoints it waits for, so the kernel wakes it when one dies or execs.
+  endpoint_lock endpoint_locks[mpmc_max_holders];
 };
 static_assert(sizeof(bcast_header) % 64 == 0);
 static_assert(offsetof(bcast_header, slots) == 48);
@@ -79,6 +86,13 @@ static_assert(offsetof(bcast_header, space_seq) == 256);
 static_assert(offsetof(bcast_header, live) == 320);
 static_assert(offsetof(bcast_header, holders) == 384);
 static_assert(offsetof(bcast_header, cursors) == 384 + 64 * 32);
-static_assert(sizeof(bcast_header) == 384 + 64 * 32 + 64 * 64);
+static_assert(offsetof(bcast_header, endpoint_locks) == 384 + 64 * 32 + 64 * 64);
+static_assert(sizeof(bcast_header) == 384 + 64 * 32 + 64 * 64 + 64 * 40);
+
+/// The header's holder table: its places, counts and endpoint locks, and the two futex words a
+/// joining or reaped holder bumps so that sleepers watch the right locks. Never throws.
+inline holder_table table_of(bcast_header& h) noexcept {
+  return {h.holders, h.live, h.ever, h.endpoint_locks, {&h.data_seq, &h.space_seq}};
+}
 
 }  // namespace ipc::detail
