@@ -346,6 +346,71 @@ TEST_CASE("shm_broadcast: two idle subscribers sleep without wake-ups and both l
   CHECK(o2.at - killed < 1s);
 }
 
+TEST_CASE("shm_broadcast: a subscriber notices a publisher SIGKILLed after the thread that attached it exited",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast rx(name, role::receiver, sized(8, 64));
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    std::unique_ptr<shm_broadcast> tx;
+    std::thread([&] { tx = std::make_unique<shm_broadcast>(name, role::sender); }).join();
+    // The attaching thread is gone, the process lives: its endpoint lock is not held, so the
+    // subscriber falls back on sleeps of at most 100 ms with a liveness probe after each.
+    r.say("ready");
+    for (;;) ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("ready", 10s));
+  std::vector<std::byte> buf;
+  CHECK_FALSE(rx.receive_for(buf, 300ms));  // alive: a timeout, not closed
+  std::thread killer([&] {
+    std::this_thread::sleep_for(200ms);
+    c.kill(SIGKILL);
+  });
+  const auto t0 = steady::now();
+  try {
+    (void)rx.receive_for(buf, 10s);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(closed(e));
+  }
+  CHECK(steady::now() - t0 < 1500ms);
+  killer.join();
+  CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+TEST_CASE("shm_broadcast: a publisher destroyed on another thread than the one that attached it leaves all the same",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast rx(name, role::receiver, sized(8, 64));
+  std::unique_ptr<shm_broadcast> tx;
+  std::atomic<bool> attached{false}, release{false};
+  std::thread attacher([&] {
+    tx = std::make_unique<shm_broadcast>(name, role::sender);
+    attached = true;
+    while (!release) std::this_thread::sleep_for(1ms);  // alive while the handle dies elsewhere
+  });
+  while (!attached) std::this_thread::sleep_for(1ms);
+  tx->send(ipc::as_bytes("one"));
+  tx.reset();  // its endpoint lock stays on the attacher's robust list: the mapping is kept
+  std::vector<std::byte> buf;
+  REQUIRE(rx.receive_for(buf, 5s));
+  CHECK(ipc::as_text(buf) == "one");
+  const auto t0 = steady::now();
+  try {
+    (void)rx.receive_for(buf, 10s);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(closed(e));
+  }
+  CHECK(steady::now() - t0 < 1s);
+  release = true;
+  attacher.join();
+  shm_broadcast again(name, role::sender);  // a place is free for a new publisher
+  again.send(ipc::as_bytes("two"));
+}
+
 TEST_CASE("shm_broadcast: a subscriber sees closed at once whenever its last publisher leaves, mid-stream or asleep",
           "[shm_broadcast]") {
   // 300 departures at 0-1.4 ms into a stream, so the subscriber is copying, spinning, about to sleep
