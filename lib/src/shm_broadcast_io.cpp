@@ -68,6 +68,9 @@ int watch_list(detail::bcast_header& h, role r, unsigned self,
 
 }  // namespace
 
+// How long a publisher waiting for room sleeps for a batch of cells before it asks for the first.
+constexpr std::chrono::milliseconds batch_wait{10};
+
 std::byte* shm_broadcast::cell_at(std::uint64_t pos) const noexcept { return cells_ + (pos & mask_) * stride_; }
 
 // Waits until changed(), a verdict (a dead claimer, the end of the stream), or `d`. Spins ~20 µs
@@ -112,8 +115,18 @@ shm_broadcast::cell_wait shm_broadcast::wait_until(bool on_data, const Changed& 
   auto& seq = on_data ? h.data_seq : h.space_seq;
   const role watched = on_data ? role::sender : role::receiver;
   unsigned unheld_streak = 0;
+  // A publisher waiting for room (wanted_: the first cell it needs) first asks to be woken only
+  // once the slowest subscriber has freed an eighth of the ring as well, so a publisher held up by
+  // a subscriber wakes once per batch, not once per message; but for batch_wait at most, then for
+  // the first cell: a subscriber that reads a message or two and then waits for this publisher
+  // must not leave both waiting for ever.
+  const std::uint64_t needed = wanted_;
+  const std::uint64_t batch = on_data ? 0 : (mask_ + 1) / 8;
+  const auto batch_end = deadline::clock::now() + batch_wait;
   for (;;) {
     if (auto v = probe()) return *v;
+    const bool batching = batch != 0 && deadline::clock::now() < batch_end;
+    wanted_ = batching ? needed + batch : needed;
     const std::uint32_t before = seq.load(std::memory_order_acquire);
     arm(on_data);
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -126,9 +139,11 @@ shm_broadcast::cell_wait shm_broadcast::wait_until(bool on_data, const Changed& 
     detail::retake_endpoint_lock(table(h), {holder_, place_gen_}, pid_);  // our attaching thread may have exited
     const detail::endpoint_lock* locks[detail::mpmc_max_holders];
     const int n = watch_list(h, watched, holder_, locks);
-    const auto woke = detail::wait_data_or_death(seq, before, {locks, static_cast<std::size_t>(n)}, d, name_, unheld_streak);
+    const deadline until = batching ? deadline::at(std::min(d.time_point(), batch_end)) : d;
+    const auto woke = detail::wait_data_or_death(seq, before, {locks, static_cast<std::size_t>(n)}, until, name_, unheld_streak);
     if (changed()) return cell_wait::ready;
-    if (woke == detail::death_wait::interrupted) return cell_wait::timeout;
+    // Only a wait with a deadline is interruptible (ipc/asio.hpp); the batch's own limit is not one.
+    if (woke == detail::death_wait::interrupted && !d.is_never()) return cell_wait::timeout;
     if (woke == detail::death_wait::peer_changed) next_probe_ = {};  // judge the peer now
     if (d.expired()) {
       next_probe_ = {};
@@ -230,10 +245,7 @@ bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& 
       // Overwriting position pos - slots needs every live subscriber past it.
       limit_ = slowest_subscriber() + slots;
       if (pos >= limit_) {
-        // Sleep until the slowest subscriber has read the cell we need. Not a batch of cells: with
-        // no time slices, a subscriber that reads a few messages and then waits for this publisher
-        // must wake it, or both would wait for ever. The ~20 µs spin before sleeping keeps a
-        // publisher that a subscriber keeps up with out of the futex altogether.
+        // Sleep until the slowest subscriber has read the cell we need (in batches: wait_until).
         wanted_ = pos - slots + 1;
         const auto why = wait_until(
             false,
@@ -266,6 +278,13 @@ bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& 
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (h.data_waiting.load(std::memory_order_relaxed) != 0 && h.data_waiting.exchange(0, std::memory_order_seq_cst) != 0) {
       wake(h.data_seq);
+    }
+    // Publishers asleep for room all wait at the head, which we just moved on: they look again
+    // (one that asked for a batch may share space_wanted with one that asks for the first cell,
+    // so the subscriber's crossing need not have woken every one of them).
+    if (!drop_oldest_ && h.space_waiting.load(std::memory_order_relaxed) != 0 &&
+        h.space_waiting.exchange(0, std::memory_order_seq_cst) != 0) {
+      wake(h.space_seq);
     }
     return true;
   }
