@@ -18,7 +18,8 @@
 //
 // Or by URI: ipc::open_channel("shm:ticks?mode=broadcast&slots=1024&max_message=4K&policy=drop_oldest", r).
 // Crash safety: a publisher killed mid-write exposes nothing (its cell is skipped, torn_skipped());
-// a subscriber killed anywhere holds the publishers up only until its death is detected (~100 ms).
+// a subscriber killed anywhere holds the publishers up only until its death is detected (the kernel
+// wakes them through its endpoint lock: milliseconds). An idle endpoint makes no wake-ups.
 // When every publisher has gone, subscribers read what is left and then get errc::closed.
 // The channel calls keep their meaning: send blocks (policy block) while the slowest live subscriber
 // is a whole ring behind, and reaches nobody when there is no subscriber; receive on a publisher
