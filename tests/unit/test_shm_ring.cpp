@@ -3,6 +3,7 @@
 #include <ipc/unique_fd.hpp>
 
 #include "pair_shm.hpp"
+#include "errc_of.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -29,6 +30,8 @@ using namespace std::chrono_literals;
 using ipc::role;
 using ipc::shm_ring;
 using ipc::shm_ring_options;
+
+using ipc::test::errc_of;
 
 namespace {
 
@@ -93,18 +96,6 @@ shm_ring_options small_ring() {
   o.capacity = 4096;
   o.max_message = 2040;  // capacity / 2 - 8
   return o;
-}
-
-template <typename F>
-ipc::errc errc_of(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    if (e.code().category() == ipc::category()) return static_cast<ipc::errc>(e.code().value());
-    FAIL("unexpected system error: " << e.what());
-  }
-  FAIL("no exception");
-  return ipc::errc{};
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <ipc/shm_loan.hpp>
 #include <ipc/shm_ring.hpp>
 
+#include "errc_of.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -29,6 +30,8 @@ using ipc::shm_loan;
 using ipc::shm_ring;
 using ipc::shm_ring_options;
 using ipc::shm_view;
+
+using ipc::test::errc_of;
 
 namespace {
 
@@ -67,18 +70,6 @@ bool inside_segment_mapping(const void* p, const std::string& name) {
     if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi) return true;
   }
   return false;
-}
-
-template <typename F>
-ipc::errc errc_of(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    if (e.code().category() == ipc::category()) return static_cast<ipc::errc>(e.code().value());
-    FAIL("unexpected system error: " << e.what());
-  }
-  FAIL("no exception");
-  return ipc::errc{};
 }
 
 // The errno of a std::system_error in the system category that f throws, with its text.
