@@ -8,6 +8,7 @@
 
 #include "detail/futex.hpp"
 #include "detail/shm_broadcast_layout.hpp"
+#include "detail/shm_link.hpp"
 #include "detail/shm_mpmc_holders.hpp"
 #include "detail/sysv_key.hpp"
 
@@ -79,10 +80,9 @@ shm_broadcast::shm_broadcast(std::string_view name, role r, const shm_broadcast_
   auto seg = detail::create_or_open_segment(base_name_, options.open, options.mode,
                                             sizeof(detail::bcast_header) + spec.payload_bytes);
   {
-    struct stat st {};
-    ipc::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
-    dev_ = st.st_dev;
-    ino_ = st.st_ino;
+    const auto id = detail::identify_segment(static_cast<posix_segment&>(*seg).fd(), seg->object());
+    dev_ = id.dev;
+    ino_ = id.ino;
   }
   if (!seg->created()) spec.payload_bytes = 0;  // an opener adopts the creator's sizes, validated below
   // Everything else starts as the zero bytes the reservation gave: head 0, every cell "lap -1, empty".
@@ -160,7 +160,57 @@ channel_limits shm_broadcast::limits() const {
   return l;
 }
 
-void shm_broadcast::remove() { seg_->remove(); }
+void shm_broadcast::remove() {
+  // Only the channel this handle maps: a newer one under the name (made by a peer after this one
+  // was unlinked) is left alone. On purpose: every handle goes on with the anonymous channel.
+  if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
+  hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
+  seg_->remove();
+}
+
+int shm_broadcast::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
+
+void shm_broadcast::check_name_if_due(std::string_view call) {
+  if (!detail::link_check_due(next_link_check_ns_)) return;
+  detail::check_linked(segment_fd(), hdr_->unlinked_on_purpose, next_link_check_ns_, call, name_, seg_->object());
+}
+
+void shm_broadcast::reopen() {
+  // Still the channel the name denotes: everything is kept (a subscriber's place and cursor).
+  const auto mode = detail::unlinked_mode(segment_fd(), seg_->object());
+  if (!mode) return;
+  shm_broadcast_options o;
+  o.slots = static_cast<std::size_t>(mask_ + 1);
+  o.max_message = max_message_size_;
+  o.policy = policy();
+  o.mode = *mode;
+  o.open = open_mode::open_or_create;
+  shm_broadcast fresh(base_name_, role_, o);  // the name's channel now, or a new one like ours
+  swap_attachment(fresh);                     // fresh's destructor leaves the old channel
+}
+
+void shm_broadcast::swap_attachment(shm_broadcast& other) noexcept {
+  using std::swap;
+  swap(seg_, other.seg_);
+  swap(hdr_, other.hdr_);
+  swap(cells_, other.cells_);
+  swap(mask_, other.mask_);
+  swap(shift_, other.shift_);
+  swap(stride_, other.stride_);
+  swap(drop_oldest_, other.drop_oldest_);
+  swap(next_, other.next_);
+  swap(limit_, other.limit_);
+  swap(wanted_, other.wanted_);
+  swap(holder_, other.holder_);
+  swap(place_gen_, other.place_gen_);
+  swap(token_, other.token_);
+  swap(pid_, other.pid_);
+  swap(dev_, other.dev_);
+  swap(ino_, other.ino_);
+  swap(next_probe_, other.next_probe_);
+  swap(next_link_check_ns_, other.next_link_check_ns_);
+  swap(max_message_size_, other.max_message_size_);
+}
 
 bool shm_broadcast::remove(std::string_view name) { return posix_segment::remove(name); }
 

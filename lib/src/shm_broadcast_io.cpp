@@ -156,6 +156,7 @@ void shm_broadcast::advance_cursor(std::uint64_t next) {
 bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& d) {
   // A subscriber that published would wait on its own cursor under policy=block.
   if (role_ != role::sender) throw_errno(EBADF, "send", name_, "a subscriber handle does not publish");
+  check_name_if_due("send");
   auto& h = *hdr_;
   const std::uint64_t slots = mask_ + 1;
   for (;;) {

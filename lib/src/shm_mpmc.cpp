@@ -7,6 +7,7 @@
 #include "detail/futex.hpp"
 #include "detail/shm_mpmc_holders.hpp"
 #include "detail/shm_mpmc_layout.hpp"
+#include "detail/shm_link.hpp"
 #include "detail/sysv_key.hpp"
 
 #include <sched.h>
@@ -82,10 +83,9 @@ shm_mpmc::shm_mpmc(std::string_view name, role r, const shm_mpmc_options& option
   auto seg = detail::create_or_open_segment(base_name_, options.open, options.mode, sizeof(detail::mpmc_header) + spec.payload_bytes);
   const bool created = seg->created();
   {
-    struct stat st {};
-    ipc::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
-    dev_ = st.st_dev;
-    ino_ = st.st_ino;
+    const auto id = detail::identify_segment(static_cast<posix_segment&>(*seg).fd(), seg->object());
+    dev_ = id.dev;
+    ino_ = id.ino;
   }
   if (!created) spec.payload_bytes = 0;  // an opener adopts the creator's sizes, validated below
   // Everything else starts as the zero bytes the reservation gave: positions 0, every slot free(lap 0).
@@ -155,7 +155,47 @@ channel_limits shm_mpmc::limits() const {
   return l;
 }
 
-void shm_mpmc::remove() { seg_->remove(); }
+void shm_mpmc::remove() {
+  // Only the queue this handle maps: a newer one under the name (made by a peer after this one was
+  // unlinked) is left alone. On purpose: every handle goes on with the anonymous queue.
+  if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
+  hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
+  seg_->remove();
+}
+
+int shm_mpmc::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
+
+void shm_mpmc::reopen() {
+  // Still the queue the name denotes: everything is kept (the role, what is queued).
+  const auto mode = detail::unlinked_mode(segment_fd(), seg_->object());
+  if (!mode) return;
+  shm_mpmc_options o;
+  o.slots = static_cast<std::size_t>(mask_ + 1);
+  o.max_message = max_message_size_;
+  o.mode = *mode;
+  o.open = open_mode::open_or_create;
+  shm_mpmc fresh(base_name_, role_, o);  // the name's queue now, or a new one like ours
+  swap_attachment(fresh);                // fresh's destructor leaves the old queue: its peers see us gone
+}
+
+void shm_mpmc::swap_attachment(shm_mpmc& other) noexcept {
+  using std::swap;
+  swap(seg_, other.seg_);
+  swap(hdr_, other.hdr_);
+  swap(slots_, other.slots_);
+  swap(mask_, other.mask_);
+  swap(shift_, other.shift_);
+  swap(stride_, other.stride_);
+  swap(holder_, other.holder_);
+  swap(place_gen_, other.place_gen_);
+  swap(token_, other.token_);
+  swap(pid_, other.pid_);
+  swap(dev_, other.dev_);
+  swap(ino_, other.ino_);
+  swap(next_probe_, other.next_probe_);
+  swap(next_link_check_ns_, other.next_link_check_ns_);
+  swap(max_message_size_, other.max_message_size_);
+}
 
 bool shm_mpmc::remove(std::string_view name) { return posix_segment::remove(name); }
 
@@ -179,6 +219,9 @@ bool shm_mpmc::do_send(std::span<const std::byte> message, const deadline& d) {
   // The end of the stream is judged by who is attached in which role: a role's handle does only its part.
   if (role_ != role::sender) throw_errno(EBADF, "send", name_, "this handle is a receiver");
   auto& h = *hdr_;
+  if (detail::link_check_due(next_link_check_ns_)) {
+    detail::check_linked(segment_fd(), h.unlinked_on_purpose, next_link_check_ns_, "send", name_, seg_->object());
+  }
   for (;;) {
     std::uint64_t pos = h.enqueue_pos.load(std::memory_order_acquire);
     auto* slot = reinterpret_cast<detail::mpmc_slot*>(slot_at(pos));

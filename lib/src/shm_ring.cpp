@@ -6,6 +6,7 @@
 #include "detail/endpoint_lock.hpp"
 #include "detail/futex.hpp"
 #include "detail/shm_ring_layout.hpp"
+#include "detail/shm_link.hpp"
 #include "detail/shm_ring_roles.hpp"
 #include "detail/sysv_key.hpp"
 
@@ -44,14 +45,6 @@ bool spin_until(F&& ready) {
     if (ready()) return true;
   }
   return false;
-}
-
-// CLOCK_MONOTONIC_COARSE: a vDSO read of the last tick (a few ns, a jiffy's resolution), cheap
-// enough for every send to ask whether the name check is due.
-std::int64_t coarse_now_ns() noexcept {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 }  // namespace
@@ -114,10 +107,9 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
   auto seg = create_or_open(base_name_, options, sizeof(detail::ring_header) + spec.payload_bytes);
   const bool created = seg->created();
   {
-    struct stat st {};
-    ipc::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
-    dev_ = st.st_dev;
-    ino_ = st.st_ino;
+    const auto id = detail::identify_segment(static_cast<posix_segment&>(*seg).fd(), seg->object());
+    dev_ = id.dev;
+    ino_ = id.ino;
   }
   if (!created) spec.payload_bytes = 0;  // an opener adopts whatever capacity the creator chose
   // Everything but the sizes starts as the zero bytes posix_fallocate gave us (head = tail = 0, no holders).
@@ -192,8 +184,7 @@ channel_limits shm_ring::limits() const {
 void shm_ring::remove() {
   // Only the ring this handle maps: a newer ring under the name (made by a peer after this one was
   // discarded, e.g. by a daemon's quarantine) is left alone.
-  struct stat st {};
-  if (::stat(("/dev/shm/" + shm_name(base_name_)).c_str(), &st) == 0 && (st.st_dev != dev_ || st.st_ino != ino_)) return;
+  if (!detail::name_denotes(shm_name(base_name_), {dev_, ino_})) return;
   // On purpose: every handle goes on with the anonymous ring (the sender's name check allows it).
   hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
   seg_->remove();
@@ -201,35 +192,30 @@ void shm_ring::remove() {
 
 void shm_ring::discard() {
   // remove()'s identity check, without marking the unlink as on purpose.
-  struct stat st {};
-  if (::stat(("/dev/shm/" + shm_name(base_name_)).c_str(), &st) == 0 && (st.st_dev != dev_ || st.st_ino != ino_)) return;
+  if (!detail::name_denotes(shm_name(base_name_), {dev_, ino_})) return;
   seg_->remove();
 }
 
 int shm_ring::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
 
 void shm_ring::check_linked(std::string_view call) {
-  struct stat st {};
-  ipc::check_unix(::fstat(segment_fd(), &st), "fstat", seg_->object());
-  if (st.st_nlink == 0 && hdr_->unlinked_on_purpose.load(std::memory_order_acquire) == 0) {
-    next_link_check_ns_ = 0;  // every later send fails the same way until reopen()
-    woke_receiver_ = true;
-    throw_error(errc::removed, call, name_,
-                seg_->object() + " was unlinked while attached (st_nlink 0, not by remove()): a peer opening the "
-                                 "name gets another ring; reopen() attaches to it or recreates one");
+  try {
+    detail::check_linked(segment_fd(), hdr_->unlinked_on_purpose, next_link_check_ns_, call, name_, seg_->object());
+  } catch (const std::system_error&) {
+    woke_receiver_ = true;  // the next send checks again
+    throw;
   }
-  next_link_check_ns_ = coarse_now_ns() + link_check_interval_ns;
 }
 
 void shm_ring::reopen() {
   if (loan_out_ || view_out_) busy("reopen", "a loan or view into this ring is out: commit, abandon or release it first");
-  struct stat st {};
-  ipc::check_unix(::fstat(segment_fd(), &st), "fstat", seg_->object());
-  if (st.st_nlink != 0) return;  // still the ring the name denotes: a new peer is seen without reopening
+  // Still the ring the name denotes: everything is kept (a new peer is seen without reopening).
+  const auto mode = detail::unlinked_mode(segment_fd(), seg_->object());
+  if (!mode) return;
   shm_ring_options o;
   o.capacity = capacity_;
   o.max_message = max_message_size_;
-  o.mode = st.st_mode & 0777;
+  o.mode = *mode;
   o.open = open_mode::open_or_create;
   shm_ring fresh(base_name_, role_, o);  // the name's ring now, or a new one like ours
   swap_attachment(fresh);                // fresh's destructor detaches the old ring: its peer sees closed
@@ -292,7 +278,7 @@ std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d) {
   if ((++sends_unchecked_ & 63U) == 0 || woke_receiver_ || h.receiver.closed.load(std::memory_order_relaxed) != 0 ||
       h.receiver.attaches.load(std::memory_order_relaxed) == 0) {
     woke_receiver_ = false;
-    if (coarse_now_ns() >= next_link_check_ns_) {
+    if (detail::link_check_due(next_link_check_ns_)) {
       check_linked("send");
       detail::retake_endpoint_lock(h, role_, pid_);  // the thread that held it may have exited
     }
@@ -362,7 +348,7 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
   for (;;) {
     if (gone()) throw_error(errc::closed, "send", name_, "the receiver is gone and the ring is full");
     // A full ring whose name was removed may never drain: the receiver may have moved on.
-    if (coarse_now_ns() >= next_link_check_ns_) check_linked("send");
+    if (detail::link_check_due(next_link_check_ns_)) check_linked("send");
     const std::uint32_t seq = h.space_seq.load(std::memory_order_acquire);
     h.sender_wants.store(static_cast<std::uint32_t>(needed), std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);

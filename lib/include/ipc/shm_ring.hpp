@@ -177,10 +177,9 @@ class IPC_API shm_ring final : public channel {
   std::uint64_t cached_peer_index_ = 0;  // sender: last tail seen; receiver: last head seen
   pid_t pid_ = 0;                        // the pid this handle is registered under
   std::chrono::steady_clock::time_point next_liveness_probe_{};
-  // The sender fstat()s the segment at most this often to notice a name unlinked under it:
-  // errc::removed (docs/shm_ring.md, "A name removed under a running pair"). The coarse clock is
+  // The sender fstat()s the segment at most every 100 ms (detail::link_check_interval_ns) to notice
+  // a name unlinked under it: errc::removed (docs/shm_ring.md, "A name removed under a running pair"). The coarse clock is
   // read every 64th send and after every send that woke the receiver.
-  static constexpr std::int64_t link_check_interval_ns = 100'000'000;
   std::int64_t next_link_check_ns_ = 0;
   std::uint32_t sends_unchecked_ = 0;
   bool woke_receiver_ = true;  // the first send checks

@@ -57,7 +57,7 @@ struct bcast_header {
   std::uint64_t max_message;  // payload bytes per cell
   std::uint64_t slot_stride;  // bytes per cell: 16 + max_message rounded up to 64
   std::uint32_t policy;       // bcast_policy
-  std::uint32_t reserved0;
+  std::atomic<std::uint32_t> unlinked_on_purpose;  // 1 once remove() unlinked the name (detail/shm_link.hpp)
   alignas(64) std::atomic<std::uint64_t> head;       // next position a publisher claims (helped forward)
   alignas(64) std::atomic<std::uint32_t> data_seq;   // futex: bumped when a sleeper must look again
   std::atomic<std::uint32_t> data_waiting;           // 1: someone may sleep on data_seq (cleared by its waker)

@@ -91,7 +91,7 @@ struct mpmc_header {
   alignas(64) std::atomic<std::uint32_t> live[2];      // registered holders per role (sender, receiver)
   std::atomic<std::uint32_t> ever[2];                  // 1 once the role was attached
   std::atomic<std::uint32_t> ended;                    // 1 after end_stream(): receivers drain, then end
-  std::atomic<std::uint32_t> reserved1;
+  std::atomic<std::uint32_t> unlinked_on_purpose;      // 1 once remove() unlinked the name (detail/shm_link.hpp)
   std::atomic<std::uint64_t> torn_skipped;             // slots a dead producer left half-written
   std::atomic<std::uint64_t> lost_in_receivers;        // messages a receiver died while copying out
   alignas(64) mpmc_holder holders[mpmc_max_holders];
