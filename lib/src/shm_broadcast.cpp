@@ -9,10 +9,9 @@
 #include "detail/futex.hpp"
 #include "detail/shm_broadcast_layout.hpp"
 #include "detail/shm_link.hpp"
+#include "detail/shm_slot_queue.hpp"
 #include "detail/shm_mpmc_holders.hpp"
-#include "detail/sysv_key.hpp"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,11 +20,17 @@
 namespace ipc {
 namespace {
 
-constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t a) noexcept { return (n + a - 1) / a * a; }
+constexpr detail::slot_queue_kind channel_kind{"shm_broadcast",
+                                               detail::bcast_magic,
+                                               detail::bcast_version,
+                                               sizeof(detail::bcast_header),
+                                               detail::bcast_cell_header,
+                                               detail::bcast_min_slots,
+                                               detail::bcast_max_slots,
+                                               detail::bcast_max_message,
+                                               detail::bcast_max_total};
 
-constexpr std::uint64_t stride_for(std::uint64_t max_message) noexcept {
-  return round_up(detail::bcast_cell_header + max_message, 64);
-}
+std::string policy_name(broadcast_policy p) { return p == broadcast_policy::drop_oldest ? "drop_oldest" : "block"; }
 
 unsigned log2_of(std::uint64_t power_of_two) noexcept {
   unsigned s = 0;
@@ -50,70 +55,36 @@ void set_cursor(void* context, unsigned index) noexcept {
 
 shm_broadcast::shm_broadcast(std::string_view name, role r, const shm_broadcast_options& options)
     : channel("shm:" + std::string(name) + "?mode=broadcast", 0), base_name_(name), role_(r) {
-  {
-    channel_uri u;
-    u.text = name_;
-    u.scheme = "shm";
-    u.name = base_name_;
-    u.require_plain_name();
-  }
-  const std::string object = "/dev/shm/" + posix_segment::posix_name(base_name_);
-  layout_spec spec{detail::bcast_magic, detail::bcast_version, sizeof(detail::bcast_header), 0};
-  if (options.open != open_mode::open_only) {
-    detail::check_new_mode(options.mode, "shm_open", object);
-    const std::uint64_t n = options.slots;
-    if (n < detail::bcast_min_slots || n > detail::bcast_max_slots || (n & (n - 1)) != 0) {
-      throw_error(errc::bad_uri, "shm_broadcast", name_,
-                  "slots " + std::to_string(n) + " is not a power of two between 2 and 65536");
-    }
-    if (options.max_message == 0 || options.max_message > detail::bcast_max_message) {
-      throw_error(errc::bad_uri, "shm_broadcast", name_,
-                  "max_message " + std::to_string(options.max_message) + " is outside 1 .. 16 MiB");
-    }
-    if (n * stride_for(options.max_message) > detail::bcast_max_total) {
-      throw_error(errc::bad_uri, "shm_broadcast", name_,
-                  std::to_string(n) + " slots of " + std::to_string(stride_for(options.max_message)) +
-                      " bytes exceed 1 GiB");
-    }
-    spec.payload_bytes = n * stride_for(options.max_message);
-  }
-  auto seg = detail::create_or_open_segment(base_name_, options.open, options.mode,
-                                            sizeof(detail::bcast_header) + spec.payload_bytes);
-  {
-    const auto id = detail::identify_segment(static_cast<posix_segment&>(*seg).fd(), seg->object());
-    dev_ = id.dev;
-    ino_ = id.ino;
-  }
-  if (!seg->created()) spec.payload_bytes = 0;  // an opener adopts the creator's sizes, validated below
+  auto found = detail::open_slot_queue(base_name_, name_, channel_kind, options);
+  dev_ = found.id.dev;
+  ino_ = found.id.ino;
   // Everything else starts as the zero bytes the reservation gave: head 0, every cell "lap -1, empty".
-  seg_.emplace(std::move(seg), spec, [&](std::byte* base, std::size_t) {
+  seg_.emplace(std::move(found.seg), found.spec, [&](std::byte* base, std::size_t) {
     auto* h = reinterpret_cast<detail::bcast_header*>(base);
     h->slots = options.slots;
     h->max_message = options.max_message;
-    h->slot_stride = stride_for(options.max_message);
+    h->slot_stride = detail::slot_stride(channel_kind, options.max_message);
     h->policy = static_cast<std::uint32_t>(options.policy == broadcast_policy::drop_oldest ? detail::bcast_policy::drop_oldest
                                                                                           : detail::bcast_policy::block);
   });
   auto* h = seg_->header_as<detail::bcast_header>();
-  const std::uint64_t n = h->slots;
-  const std::uint64_t maxm = h->max_message;
-  const std::uint64_t stride = h->slot_stride;
+  const detail::slot_queue_sizes sizes{h->slots, h->max_message, h->slot_stride};
+  detail::check_slot_queue(name_, seg_->object(), channel_kind, sizes, h->base.total_size, options);
   const std::uint32_t policy = h->policy;
-  // Untrusted when opened: every later offset rests on these, so check them against the mapping.
-  if (n < detail::bcast_min_slots || n > detail::bcast_max_slots || (n & (n - 1)) != 0 || maxm == 0 ||
-      maxm > detail::bcast_max_message || stride != stride_for(maxm) ||
-      h->base.total_size != sizeof(detail::bcast_header) + n * stride || policy > 1) {
-    throw_error(errc::corrupt, "attach", seg_->object(),
-                std::to_string(n) + " slots of " + std::to_string(stride) + " bytes (max_message " + std::to_string(maxm) +
-                    ", policy " + std::to_string(policy) + ") do not match the " + std::to_string(h->base.total_size) +
-                    "-byte layout");
+  if (policy > 1) {
+    throw_error(errc::incompatible, "attach", name_,
+                seg_->object() + ": policy " + std::to_string(policy) + " is neither block (0) nor drop_oldest (1)");
   }
+  drop_oldest_ = policy == static_cast<std::uint32_t>(detail::bcast_policy::drop_oldest);
+  detail::check_insisted(name_, "policy", options.insist_policy, policy_name(options.policy), policy_name(this->policy()));
+  const std::uint64_t n = sizes.slots;
+  const std::uint64_t maxm = sizes.max_message;
+  const std::uint64_t stride = sizes.stride;
   hdr_ = h;
   cells_ = seg_->payload();
   mask_ = n - 1;
   shift_ = log2_of(n);
   stride_ = stride;
-  drop_oldest_ = policy == static_cast<std::uint32_t>(detail::bcast_policy::drop_oldest);
   max_message_size_ = static_cast<std::size_t>(maxm);
 
   pid_ = ::getpid();

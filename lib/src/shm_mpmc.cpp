@@ -8,10 +8,9 @@
 #include "detail/shm_mpmc_holders.hpp"
 #include "detail/shm_mpmc_layout.hpp"
 #include "detail/shm_link.hpp"
-#include "detail/sysv_key.hpp"
+#include "detail/shm_slot_queue.hpp"
 
 #include <sched.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,8 +29,6 @@ namespace {
 using detail::slot_phase;
 using detail::slot_state;
 
-constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t a) noexcept { return (n + a - 1) / a * a; }
-
 // How far a slot's lap is ahead of the lap a position expects (negative: behind).
 std::int32_t lap_diff(std::uint32_t slot_lap, std::uint32_t lap) noexcept {
   return static_cast<std::int32_t>(slot_lap - lap);
@@ -44,6 +41,16 @@ void help_advance(std::atomic<std::uint64_t>& position, std::uint64_t pos) noexc
   position.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel, std::memory_order_relaxed);
 }
 
+constexpr detail::slot_queue_kind queue_kind{"shm_mpmc",
+                                             detail::mpmc_magic,
+                                             detail::mpmc_version,
+                                             sizeof(detail::mpmc_header),
+                                             detail::mpmc_slot_header,
+                                             detail::mpmc_min_slots,
+                                             detail::mpmc_max_slots,
+                                             detail::mpmc_max_message,
+                                             detail::mpmc_max_total};
+
 unsigned log2_of(std::uint64_t power_of_two) noexcept {
   unsigned s = 0;
   while ((std::uint64_t{1} << s) < power_of_two) ++s;
@@ -54,59 +61,22 @@ unsigned log2_of(std::uint64_t power_of_two) noexcept {
 
 shm_mpmc::shm_mpmc(std::string_view name, role r, const shm_mpmc_options& options)
     : channel("shm:" + std::string(name) + "?mode=mpmc", 0), base_name_(name), role_(r) {
-  {
-    channel_uri u;
-    u.text = name_;
-    u.scheme = "shm";
-    u.name = base_name_;
-    u.require_plain_name();
-  }
-  const std::string object = "/dev/shm/" + posix_segment::posix_name(base_name_);
-  layout_spec spec{detail::mpmc_magic, detail::mpmc_version, sizeof(detail::mpmc_header), 0};
-  if (options.open != open_mode::open_only) {
-    detail::check_new_mode(options.mode, "shm_open", object);
-    const std::uint64_t n = options.slots;
-    if (n < detail::mpmc_min_slots || n > detail::mpmc_max_slots || (n & (n - 1)) != 0) {
-      throw_error(errc::bad_uri, "shm_mpmc", name_, "slots " + std::to_string(n) + " is not a power of two between 2 and 65536");
-    }
-    if (options.max_message == 0 || options.max_message > detail::mpmc_max_message) {
-      throw_error(errc::bad_uri, "shm_mpmc", name_,
-                  "max_message " + std::to_string(options.max_message) + " is outside 1 .. 16 MiB");
-    }
-    const std::uint64_t stride = round_up(detail::mpmc_slot_header + options.max_message, 64);
-    if (n * stride > detail::mpmc_max_total) {
-      throw_error(errc::bad_uri, "shm_mpmc", name_,
-                  std::to_string(n) + " slots of " + std::to_string(stride) + " bytes exceed 1 GiB");
-    }
-    spec.payload_bytes = n * stride;
-  }
-  auto seg = detail::create_or_open_segment(base_name_, options.open, options.mode, sizeof(detail::mpmc_header) + spec.payload_bytes);
-  const bool created = seg->created();
-  {
-    const auto id = detail::identify_segment(static_cast<posix_segment&>(*seg).fd(), seg->object());
-    dev_ = id.dev;
-    ino_ = id.ino;
-  }
-  if (!created) spec.payload_bytes = 0;  // an opener adopts the creator's sizes, validated below
+  auto found = detail::open_slot_queue(base_name_, name_, queue_kind, options);
+  dev_ = found.id.dev;
+  ino_ = found.id.ino;
   // Everything else starts as the zero bytes the reservation gave: positions 0, every slot free(lap 0).
-  seg_.emplace(std::move(seg), spec, [&](std::byte* base, std::size_t) {
+  seg_.emplace(std::move(found.seg), found.spec, [&](std::byte* base, std::size_t) {
     auto* h = reinterpret_cast<detail::mpmc_header*>(base);
     h->slots = options.slots;
     h->max_message = options.max_message;
-    h->slot_stride = round_up(detail::mpmc_slot_header + options.max_message, 64);
+    h->slot_stride = detail::slot_stride(queue_kind, options.max_message);
   });
   auto* h = seg_->header_as<detail::mpmc_header>();
-  const std::uint64_t n = h->slots;
-  const std::uint64_t maxm = h->max_message;
-  const std::uint64_t stride = h->slot_stride;
-  // Untrusted when opened: every later offset rests on these three, so check them against the mapping.
-  if (n < detail::mpmc_min_slots || n > detail::mpmc_max_slots || (n & (n - 1)) != 0 || maxm == 0 ||
-      maxm > detail::mpmc_max_message || stride != round_up(detail::mpmc_slot_header + maxm, 64) ||
-      h->base.total_size != sizeof(detail::mpmc_header) + n * stride) {
-    throw_error(errc::incompatible, "attach", name_,
-                std::to_string(n) + " slots of " + std::to_string(stride) + " bytes (max_message " +
-                    std::to_string(maxm) + ") do not match the " + std::to_string(h->base.total_size) + "-byte layout");
-  }
+  const detail::slot_queue_sizes sizes{h->slots, h->max_message, h->slot_stride};
+  detail::check_slot_queue(name_, seg_->object(), queue_kind, sizes, h->base.total_size, options);
+  const std::uint64_t n = sizes.slots;
+  const std::uint64_t maxm = sizes.max_message;
+  const std::uint64_t stride = sizes.stride;
   hdr_ = h;
   slots_ = seg_->payload();
   mask_ = n - 1;

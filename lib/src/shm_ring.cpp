@@ -260,7 +260,7 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   if (role_ != role::sender) throw_errno(EBADF, "send", name_, "this handle is the receiver");
   if (loan_out_) busy("send", "a loan is out on this handle: commit or abandon it first");
   const std::uint64_t len = message.size();
-  std::byte* payload = reserve_record(len, d);
+  std::byte* payload = reserve_record(len, d, "send");
   if (payload == nullptr) return false;
   if (len != 0) std::memcpy(payload, message.data(), len);
   publish_record(len);
@@ -270,7 +270,7 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
 // Finds room at head for a record of `len` payload bytes (waiting for it until `d`) and writes the
 // wrap marker it needs; nothing is visible until publish_record() moves head. Returns where the
 // payload goes, or nullptr on timeout. send() and loans share it.
-std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d) {
+std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d, const char* call) {
   auto& h = *hdr_;
   // The name check, at most every 100 ms: the clock is read every 64th send, on every send after
   // one that had to wake the receiver (a slow sender: a futex syscall per send already), and on
@@ -279,7 +279,7 @@ std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d) {
       h.receiver.attaches.load(std::memory_order_relaxed) == 0) {
     woke_receiver_ = false;
     if (detail::link_check_due(next_link_check_ns_)) {
-      check_linked("send");
+      check_linked(call);
       detail::retake_endpoint_lock(h, role_, pid_);  // the thread that held it may have exited
     }
   }
@@ -291,7 +291,7 @@ std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d) {
   const std::uint64_t needed = rec + (to_end < rec ? to_end : 0);
   const std::uint64_t used = head - cached_peer_index_;
   if (used > capacity_ || capacity_ - used < needed) {
-    if (!wait_for_space(head, needed, d)) return nullptr;
+    if (!wait_for_space(head, needed, d, call)) return nullptr;
   }
   pending_skip_ = 0;
   if (to_end < rec) {
@@ -329,7 +329,7 @@ void shm_ring::publish_record(std::uint64_t len) {
 // (detail::wait_data_or_death), which the kernel marks and wakes when a holder dies or execs. A
 // waker killed between publishing and waking has died: its lock wakes us. No time slices while
 // every peer holder's lock is held, so an idle waiter makes no syscalls at all.
-bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d) {
+bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d, const char* call) {
   auto& h = *hdr_;
   auto enough = [&] {
     const std::uint64_t tail = h.tail.load(std::memory_order_acquire);
@@ -340,15 +340,15 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
   if (enough()) return true;
   auto gone = [&] { return detail::peer_gone(h.receiver, {dev_, ino_}, pid_, name_, next_liveness_probe_); };
   if (d.expired()) {
-    if (gone()) throw_error(errc::closed, "send", name_, "the receiver is gone and the ring is full");
+    if (gone()) throw_error(errc::closed, call, name_, "the receiver is gone and the ring is full");
     return false;
   }
   if (spin_until(enough)) return true;
   unsigned unheld_streak = 0;
   for (;;) {
-    if (gone()) throw_error(errc::closed, "send", name_, "the receiver is gone and the ring is full");
+    if (gone()) throw_error(errc::closed, call, name_, "the receiver is gone and the ring is full");
     // A full ring whose name was removed may never drain: the receiver may have moved on.
-    if (detail::link_check_due(next_link_check_ns_)) check_linked("send");
+    if (detail::link_check_due(next_link_check_ns_)) check_linked(call);
     const std::uint32_t seq = h.space_seq.load(std::memory_order_acquire);
     h.sender_wants.store(static_cast<std::uint32_t>(needed), std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -373,7 +373,7 @@ bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "this handle is the sender");
   if (view_out_) busy("receive", "a view is out on this handle (its message is the next): release it first");
   std::uint64_t len = 0;
-  const std::byte* payload = next_record(len, d);
+  const std::byte* payload = next_record(len, d, "receive");
   if (payload == nullptr) return false;
   out.resize(len);
   if (len != 0) std::memcpy(out.data(), payload, len);
@@ -384,11 +384,11 @@ bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
 // Finds the next record at tail (waiting for one until `d`), validated against the ring's bounds,
 // and leaves it in place: `len` is its size, next_tail_ where tail goes once it is consumed.
 // Returns its payload, or nullptr on timeout. receive() and views share it.
-const std::byte* shm_ring::next_record(std::uint64_t& len_out, const deadline& d) {
+const std::byte* shm_ring::next_record(std::uint64_t& len_out, const deadline& d, const char* call) {
   std::uint64_t tail = hdr_->tail.load(std::memory_order_relaxed);
   std::uint64_t head = cached_peer_index_;
   if (head == tail || head - tail > capacity_ || ((head | tail) & 7U) != 0) {
-    if (!wait_for_data(tail, d)) return nullptr;
+    if (!wait_for_data(tail, d, call)) return nullptr;
     head = cached_peer_index_;
   }
   std::uint64_t avail = head - tail;
@@ -449,7 +449,7 @@ detail::death_wait shm_ring::sleep_on(const std::atomic<std::uint32_t>& seq, std
 }
 
 // The receiver's side of the same argument as wait_for_space.
-bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
+bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d, const char* call) {
   auto& h = *hdr_;
   auto ready = [&] {
     const std::uint64_t head = h.head.load(std::memory_order_acquire);
@@ -461,13 +461,13 @@ bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
   // `closed` is published after the sender's last record, so re-check the ring once after it.
   auto drained_and_gone = [&] { return detail::peer_gone(h.sender, {dev_, ino_}, pid_, name_, next_liveness_probe_) && !ready(); };
   if (d.expired()) {
-    if (drained_and_gone()) throw_error(errc::closed, "receive", name_, "the sender is gone and the ring is empty");
+    if (drained_and_gone()) throw_error(errc::closed, call, name_, "the sender is gone and the ring is empty");
     return false;
   }
   if (spin_until(ready)) return true;
   unsigned unheld_streak = 0;
   for (;;) {
-    if (drained_and_gone()) throw_error(errc::closed, "receive", name_, "the sender is gone and the ring is empty");
+    if (drained_and_gone()) throw_error(errc::closed, call, name_, "the sender is gone and the ring is empty");
     if (cached_peer_index_ != tail) return true;
     const std::uint32_t seq = h.data_seq.load(std::memory_order_acquire);
     h.receiver_sleeping.store(1, std::memory_order_relaxed);

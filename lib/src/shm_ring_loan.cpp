@@ -18,7 +18,7 @@ shm_loan shm_ring::loan_until(std::size_t bytes, const deadline& d) {
     throw_error(errc::message_too_large, "loan", name_,
                 std::to_string(bytes) + " > " + std::to_string(max_message_size_) + " bytes (max_message)");
   }
-  std::byte* payload = reserve_record(bytes, d);
+  std::byte* payload = reserve_record(bytes, d, "loan");
   if (payload == nullptr) {
     ++mutable_counters().send_timeouts;
     return {};
@@ -41,7 +41,7 @@ shm_view shm_ring::receive_view_until(const deadline& d) {
   if (role_ != role::receiver) throw_errno(EINVAL, "receive_view", name_, "this handle is the sender");
   if (view_out_) busy("receive_view", "a view is already out on this handle (one at a time): release it first");
   std::uint64_t len = 0;
-  const std::byte* payload = next_record(len, d);
+  const std::byte* payload = next_record(len, d, "receive_view");
   if (payload == nullptr) {
     ++mutable_counters().receive_timeouts;
     return {};

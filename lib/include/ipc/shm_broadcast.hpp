@@ -31,6 +31,7 @@
 #include <ipc/channel.hpp>
 #include <ipc/config.hpp>
 #include <ipc/shared_memory.hpp>
+#include <ipc/shm_mpmc.hpp>
 
 #include <sys/types.h>
 
@@ -56,14 +57,11 @@ enum class broadcast_policy {
   drop_oldest,  ///< overwrite: the lagging subscriber skips forward and counts the loss
 };
 
-/// How a broadcast channel is made when this call creates it (an opener adopts the existing sizes
-/// and policy).
-struct shm_broadcast_options {
-  std::size_t slots = 256;          ///< messages held: a power of two, 2 … 65536
-  std::size_t max_message = 8192;   ///< bytes per message: 1 … 16 MiB (slots × cell ≤ 1 GiB)
+/// How a broadcast channel is made, or opened (shm_slot_options: sizes, permissions, what an
+/// opener insists on), and its slow-subscriber policy.
+struct shm_broadcast_options : shm_slot_options {
   broadcast_policy policy = broadcast_policy::block;
-  mode_t mode = 0600;               ///< permissions of a new segment
-  open_mode open = open_mode::open_or_create;
+  bool insist_policy = false;  ///< an existing channel must have `policy`
 };
 
 class IPC_API shm_broadcast final : public channel {

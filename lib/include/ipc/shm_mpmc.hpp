@@ -43,13 +43,21 @@ namespace detail {
 struct mpmc_header;
 }  // namespace detail
 
-/// How a work queue is made when this call creates it (an opener adopts the existing sizes).
-struct shm_mpmc_options {
+/// How a slot queue (the work queue, broadcast) is made when this call creates it, and what an
+/// opener of an existing one insists on: a size it insists on that differs from the existing one is
+/// errc::incompatible naming both values; a size it does not insist on adopts the existing one.
+/// A URI's query insists on every size it names (docs/shm-modes.md, "Opening an existing channel").
+struct shm_slot_options {
   std::size_t slots = 256;          ///< messages held before send blocks: a power of two, 2 … 65536
   std::size_t max_message = 8192;   ///< bytes per message: 1 … 16 MiB (slots × slot ≤ 1 GiB)
   mode_t mode = 0600;               ///< permissions of a new segment
   open_mode open = open_mode::open_or_create;
+  bool insist_slots = false;        ///< an existing object must have `slots`
+  bool insist_max_message = false;  ///< an existing object must have `max_message`
 };
+
+/// How a work queue is made, or opened (shm_slot_options).
+struct shm_mpmc_options : shm_slot_options {};
 
 class IPC_API shm_mpmc final : public channel {
  public:

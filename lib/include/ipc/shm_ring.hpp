@@ -146,17 +146,17 @@ class IPC_API shm_ring final : public channel {
   friend class shm_view;
 
   // The record steps that send() and loans share (sender), and receive() and views (receiver).
-  std::byte* reserve_record(std::uint64_t len, const deadline& d);
+  std::byte* reserve_record(std::uint64_t len, const deadline& d, const char* call);
   void publish_record(std::uint64_t len);
-  const std::byte* next_record(std::uint64_t& len, const deadline& d);
+  const std::byte* next_record(std::uint64_t& len, const deadline& d, const char* call);
   void release_record();
   void commit_loan(std::size_t used);
   void abandon_loan() noexcept;
   void release_view() noexcept;
   [[noreturn]] void busy(std::string_view call, std::string_view what) const;
 
-  bool wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d);
-  bool wait_for_data(std::uint64_t tail, const deadline& d);
+  bool wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d, const char* call);
+  bool wait_for_data(std::uint64_t tail, const deadline& d, const char* call);
   detail::death_wait sleep_on(const std::atomic<std::uint32_t>& seq, std::uint32_t seen, role peer, const deadline& d,
                               unsigned& unheld_streak);
   [[noreturn]] void corrupt(const std::string& what) const;
