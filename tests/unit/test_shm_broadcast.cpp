@@ -8,6 +8,7 @@
 #include <ipc/shared_memory.hpp>
 #include <ipc/shm_broadcast.hpp>
 #include <ipc/shm_mpmc.hpp>
+#include <ipc/unique_fd.hpp>
 
 #include "test_support.hpp"
 
@@ -706,6 +707,26 @@ TEST_CASE("shm_broadcast: an opener that names a policy or size the channel lack
   CHECK(shm_broadcast(name, role::sender, o).policy() == broadcast_policy::drop_oldest);
   o.insist_policy = true;
   CHECK_THROWS_WITH(shm_broadcast(name, role::sender, o), Catch::Contains("policy=block") && Catch::Contains("policy=drop_oldest"));
+}
+
+TEST_CASE("shm_broadcast: a garbage header is refused naming the channel, with no field read from the garbage",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  {
+    const ipc::unique_fd fd(::shm_open(ipc::posix_segment::posix_name(name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    REQUIRE(fd);
+    const std::vector<char> garbage(8192, 0x11);  // "creator pid" 0x11111111 = 286331153, never a live pid
+    REQUIRE(::write(fd.get(), garbage.data(), garbage.size()) == static_cast<ssize_t>(garbage.size()));
+  }
+  try {
+    shm_broadcast b(name, role::receiver);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::incompatible);
+    CHECK_THAT(e.what(), Catch::Contains("libipc." + name));
+    CHECK_THAT(e.what(), !Catch::Contains("286331153") && !Catch::Contains("pid"));
+  }
 }
 
 TEST_CASE("shm_broadcast: a header whose sizes do not match its mapping is refused, named, and never used",

@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <array>
@@ -319,6 +320,25 @@ TEST_CASE("shm zero-copy: a sender waiting for room gets its loan when the recei
   v.release();
   sender.join();
   CHECK(got);
+}
+
+TEST_CASE("shm_loan: a loan that fails names loan, not send: a removed name, a gone receiver", "[shm_zero_copy]") {
+  {
+    ring_name n;
+    shm_ring rx(n.name, role::receiver, small_ring());
+    shm_ring tx(n.name, role::sender, small_ring());
+    REQUIRE(::shm_unlink(shm_ring::shm_name(n.name).c_str()) == 0);  // what rm does
+    REQUIRE_THROWS_WITH((void)tx.loan_for(10, 100ms), Catch::Contains("loan(shm:" + n.name + ")") &&
+                                                         Catch::Contains("st_nlink 0"));
+  }
+  ring_name n;
+  auto rx = std::make_unique<shm_ring>(n.name, role::receiver, small_ring());
+  shm_ring tx(n.name, role::sender, small_ring());
+  while (tx.try_send(std::vector<std::byte>(1000))) {
+  }
+  rx.reset();  // full, and its receiver gone
+  REQUIRE_THROWS_WITH((void)tx.loan_for(1000, 100ms), Catch::Contains("loan(shm:" + n.name + ")") &&
+                                                         Catch::Contains("receiver is gone"));
 }
 
 TEST_CASE("shm zero-copy: misuse is refused naming the call and the ring", "[shm_zero_copy]") {
