@@ -112,7 +112,23 @@ shm_broadcast::shm_broadcast(std::string_view name, role r, const shm_broadcast_
 
 shm_broadcast::~shm_broadcast() {
   detail::shm_fork_registry::erase(this);
+  if (hdr_ != nullptr) leave();
+}
+
+void shm_broadcast::close() {
   if (hdr_ == nullptr) return;
+  leave();
+  seg_.reset();
+  hdr_ = nullptr;
+  cells_ = nullptr;
+}
+
+void shm_broadcast::closed_handle(std::string_view call) const {
+  throw_error(errc::closed, call, name_, "this handle was closed by close(); reopen() attaches it again");
+}
+
+// Leaves the holder table, as the destructor and close() do. Never throws.
+void shm_broadcast::leave() noexcept {
   const bool last = detail::release_holder(table(*hdr_), {holder_, place_gen_});
   try {
     // A subscriber leaving may be the one a blocked publisher waits for; the last publisher leaving
@@ -132,6 +148,10 @@ channel_limits shm_broadcast::limits() const {
 }
 
 void shm_broadcast::remove() {
+  if (hdr_ == nullptr) {  // closed: the name, if it still denotes our channel
+    if (detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) posix_segment::remove(base_name_);
+    return;
+  }
   // Only the channel this handle maps: a newer one under the name (made by a peer after this one
   // was unlinked) is left alone. On purpose: every handle goes on with the anonymous channel.
   if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
@@ -142,13 +162,15 @@ void shm_broadcast::remove() {
 int shm_broadcast::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
 
 void shm_broadcast::check_name_if_due(std::string_view call) {
+  if (hdr_ == nullptr) closed_handle(call);
   if (!detail::link_check_due(next_link_check_ns_)) return;
   detail::check_linked(segment_fd(), hdr_->unlinked_on_purpose, next_link_check_ns_, call, name_, seg_->object());
 }
 
 void shm_broadcast::reopen() {
   // Still the channel the name denotes: everything is kept (a subscriber's place and cursor).
-  const auto mode = detail::unlinked_mode(segment_fd(), seg_->object());
+  std::optional<mode_t> mode = 0600;  // closed: attach again, or create a channel like ours
+  if (hdr_ != nullptr) mode = detail::unlinked_mode(segment_fd(), seg_->object());
   if (!mode) return;
   shm_broadcast_options o;
   o.slots = static_cast<std::size_t>(mask_ + 1);
@@ -190,10 +212,12 @@ broadcast_policy shm_broadcast::policy() const noexcept {
 }
 
 std::uint64_t shm_broadcast::torn_skipped() const noexcept {
-  return hdr_->torn_skipped.load(std::memory_order_relaxed);
+  return hdr_ == nullptr ? 0 : hdr_->torn_skipped.load(std::memory_order_relaxed);
 }
 
-std::size_t shm_broadcast::subscribers() const noexcept { return hdr_->live[1].load(std::memory_order_acquire); }
+std::size_t shm_broadcast::subscribers() const noexcept {
+  return hdr_ == nullptr ? 0 : hdr_->live[1].load(std::memory_order_acquire);
+}
 
 void shm_broadcast::corrupt(const std::string& what) const { throw_error(errc::corrupt, "shm_broadcast", name_, what); }
 

@@ -240,6 +240,7 @@ bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& 
 
 bool shm_broadcast::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "a publisher handle does not subscribe");
+  if (hdr_ == nullptr) closed_handle("receive");
   auto& h = *hdr_;
   const std::uint64_t slots = mask_ + 1;
   // Skips from pos to the oldest message still held (the head a lap back), counting what was missed.

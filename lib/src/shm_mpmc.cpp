@@ -94,7 +94,23 @@ shm_mpmc::shm_mpmc(std::string_view name, role r, const shm_mpmc_options& option
 
 shm_mpmc::~shm_mpmc() {
   shm_mpmc_fork_registry::erase(this);
+  if (hdr_ != nullptr) leave();
+}
+
+void shm_mpmc::close() {
   if (hdr_ == nullptr) return;
+  leave();
+  seg_.reset();
+  hdr_ = nullptr;
+  slots_ = nullptr;
+}
+
+void shm_mpmc::closed_handle(std::string_view call) const {
+  throw_error(errc::closed, call, name_, "this handle was closed by close(); reopen() attaches it again");
+}
+
+// Leaves the holder table, as the destructor and close() do. Never throws.
+void shm_mpmc::leave() noexcept {
   bool lock_released = true;
   const bool last = detail::release_holder(*hdr_, {holder_, place_gen_}, &lock_released);
   // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
@@ -126,6 +142,10 @@ channel_limits shm_mpmc::limits() const {
 }
 
 void shm_mpmc::remove() {
+  if (hdr_ == nullptr) {  // closed: the name, if it still denotes our queue
+    if (detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) posix_segment::remove(base_name_);
+    return;
+  }
   // Only the queue this handle maps: a newer one under the name (made by a peer after this one was
   // unlinked) is left alone. On purpose: every handle goes on with the anonymous queue.
   if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
@@ -137,7 +157,8 @@ int shm_mpmc::segment_fd() const noexcept { return static_cast<posix_segment&>(s
 
 void shm_mpmc::reopen() {
   // Still the queue the name denotes: everything is kept (the role, what is queued).
-  const auto mode = detail::unlinked_mode(segment_fd(), seg_->object());
+  std::optional<mode_t> mode = 0600;  // closed: attach again, or create a queue like ours
+  if (hdr_ != nullptr) mode = detail::unlinked_mode(segment_fd(), seg_->object());
   if (!mode) return;
   shm_mpmc_options o;
   o.slots = static_cast<std::size_t>(mask_ + 1);
@@ -169,13 +190,16 @@ void shm_mpmc::swap_attachment(shm_mpmc& other) noexcept {
 
 bool shm_mpmc::remove(std::string_view name) { return posix_segment::remove(name); }
 
-std::uint64_t shm_mpmc::torn_skipped() const noexcept { return hdr_->torn_skipped.load(std::memory_order_relaxed); }
+std::uint64_t shm_mpmc::torn_skipped() const noexcept {
+  return hdr_ == nullptr ? 0 : hdr_->torn_skipped.load(std::memory_order_relaxed);
+}
 
 std::uint64_t shm_mpmc::lost_in_receivers() const noexcept {
-  return hdr_->lost_in_receivers.load(std::memory_order_relaxed);
+  return hdr_ == nullptr ? 0 : hdr_->lost_in_receivers.load(std::memory_order_relaxed);
 }
 
 void shm_mpmc::end_stream() {
+  if (hdr_ == nullptr) closed_handle("end_stream");
   hdr_->ended.store(1, std::memory_order_release);
   hdr_->data_seq.fetch_add(1, std::memory_order_release);
   detail::futex_wake(hdr_->data_seq, INT_MAX, name_);
@@ -188,6 +212,7 @@ std::byte* shm_mpmc::slot_at(std::uint64_t pos) const noexcept { return slots_ +
 bool shm_mpmc::do_send(std::span<const std::byte> message, const deadline& d) {
   // The end of the stream is judged by who is attached in which role: a role's handle does only its part.
   if (role_ != role::sender) throw_errno(EBADF, "send", name_, "this handle is a receiver");
+  if (hdr_ == nullptr) closed_handle("send");
   auto& h = *hdr_;
   if (detail::link_check_due(next_link_check_ns_)) {
     detail::check_linked(segment_fd(), h.unlinked_on_purpose, next_link_check_ns_, "send", name_, seg_->object());
@@ -257,6 +282,7 @@ shm_mpmc::taken shm_mpmc::receive_or_end(std::vector<std::byte>& out, const dead
 
 shm_mpmc::taken shm_mpmc::take(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "this handle is a sender");
+  if (hdr_ == nullptr) closed_handle("receive");
   auto& h = *hdr_;
   for (;;) {
     std::uint64_t pos = h.dequeue_pos.load(std::memory_order_acquire);

@@ -152,7 +152,24 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
 
 shm_ring::~shm_ring() {
   shm_ring_fork_registry::erase(this);
+  if (hdr_ != nullptr) leave();
+}
+
+void shm_ring::close() {
   if (hdr_ == nullptr) return;
+  if (loan_out_ || view_out_) busy("close", "a loan or view into this ring is out: commit, abandon or release it first");
+  leave();
+  seg_.reset();
+  hdr_ = nullptr;
+  data_ = nullptr;
+}
+
+void shm_ring::closed_handle(std::string_view call) const {
+  throw_error(errc::closed, call, name_, "this handle was closed by close(); reopen() attaches it again");
+}
+
+// Detaches this handle's role, as the destructor and close() do. Never throws.
+void shm_ring::leave() noexcept {
   const auto left = detail::detach_role(*hdr_, role_, pid_, name_);
   // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
   // than the one that attached it): that list points into the header, so it stays mapped.
@@ -182,6 +199,10 @@ channel_limits shm_ring::limits() const {
 }
 
 void shm_ring::remove() {
+  if (hdr_ == nullptr) {  // closed: the name, if it still denotes our ring
+    if (detail::name_denotes(shm_name(base_name_), {dev_, ino_})) posix_segment::remove(base_name_);
+    return;
+  }
   // Only the ring this handle maps: a newer ring under the name (made by a peer after this one was
   // discarded, e.g. by a daemon's quarantine) is left alone.
   if (!detail::name_denotes(shm_name(base_name_), {dev_, ino_})) return;
@@ -191,6 +212,7 @@ void shm_ring::remove() {
 }
 
 void shm_ring::discard() {
+  if (hdr_ == nullptr) return remove();
   // remove()'s identity check, without marking the unlink as on purpose.
   if (!detail::name_denotes(shm_name(base_name_), {dev_, ino_})) return;
   seg_->remove();
@@ -210,7 +232,8 @@ void shm_ring::check_linked(std::string_view call) {
 void shm_ring::reopen() {
   if (loan_out_ || view_out_) busy("reopen", "a loan or view into this ring is out: commit, abandon or release it first");
   // Still the ring the name denotes: everything is kept (a new peer is seen without reopening).
-  const auto mode = detail::unlinked_mode(segment_fd(), seg_->object());
+  std::optional<mode_t> mode = 0600;  // closed: attach again, or create a ring like ours
+  if (hdr_ != nullptr) mode = detail::unlinked_mode(segment_fd(), seg_->object());
   if (!mode) return;
   shm_ring_options o;
   o.capacity = capacity_;
@@ -258,6 +281,7 @@ void shm_ring::check_indices(std::uint64_t head, std::uint64_t tail) const {
 bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   // A receiver that wrote would move head under the sender: the ring's indices break for both.
   if (role_ != role::sender) throw_errno(EBADF, "send", name_, "this handle is the receiver");
+  if (hdr_ == nullptr) closed_handle("send");
   if (loan_out_) busy("send", "a loan is out on this handle: commit or abandon it first");
   const std::uint64_t len = message.size();
   std::byte* payload = reserve_record(len, d, "send");
@@ -371,6 +395,7 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
 
 bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "this handle is the sender");
+  if (hdr_ == nullptr) closed_handle("receive");
   if (view_out_) busy("receive", "a view is out on this handle (its message is the next): release it first");
   std::uint64_t len = 0;
   const std::byte* payload = next_record(len, d, "receive");

@@ -171,3 +171,52 @@ TEMPLATE_TEST_CASE("shm modes: remove() on purpose is not reported; the pair goe
   tx.remove();
   CHECK(::access(n.object().c_str(), F_OK) == 0);
 }
+
+TEMPLATE_TEST_CASE("shm modes: close() on a receiver makes its receives errc::closed, never nullopt; reopen() attaches "
+                   "it again",
+                   "[shm_resume]", IPC_SHM_MODES) {
+  shm_name<TestType> n;
+  TestType rx_handle(n.name, role::receiver, small<TestType>::options());
+  TestType tx(n.name, role::sender, small<TestType>::options());
+  ipc::channel& rx = rx_handle;  // the interface every channel offers
+  rx.close();
+  rx.close();  // idempotent
+  std::vector<std::byte> buf;
+  const auto closed_with = [&](auto&& call) {
+    try {
+      call();
+    } catch (const std::system_error& e) {
+      CHECK_THAT(e.what(), Catch::Contains("receive(" + rx.name() + ")") && Catch::Contains("close()"));
+      return e.code() == ipc::errc::closed;
+    }
+    return false;
+  };
+  CHECK(closed_with([&] { (void)rx.try_receive(buf); }));
+  CHECK(closed_with([&] { (void)rx.receive_for(buf, 100ms); }));
+  CHECK(closed_with([&] { (void)rx.receive(buf); }));
+  rx.reopen();
+  REQUIRE(tx.try_send(ipc::as_bytes("again")));
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(text_of(buf) == "again");
+}
+
+TEMPLATE_TEST_CASE("shm modes: close() on the only sender ends its stream: the receiver drains, then errc::closed; the "
+                   "closed sender's sends are errc::closed",
+                   "[shm_resume]", IPC_SHM_MODES) {
+  shm_name<TestType> n;
+  TestType rx(n.name, role::receiver, small<TestType>::options());
+  TestType tx_handle(n.name, role::sender, small<TestType>::options());
+  ipc::channel& tx = tx_handle;
+  REQUIRE(tx.try_send(ipc::as_bytes("last")));
+  tx.close();
+  std::vector<std::byte> buf;
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(text_of(buf) == "last");
+  CHECK(errc_of([&] { (void)rx.receive_for(buf, 5s); }) == ipc::errc::closed);
+  CHECK(errc_of([&] { (void)tx.try_send(ipc::as_bytes("x")); }) == ipc::errc::closed);
+  tx.reopen();
+  rx.reopen();
+  REQUIRE(tx.try_send(ipc::as_bytes("resumed")));
+  REQUIRE(rx.receive_for(buf, 1s));
+  CHECK(text_of(buf) == "resumed");
+}

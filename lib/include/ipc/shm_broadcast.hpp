@@ -98,6 +98,11 @@ class IPC_API shm_broadcast final : public channel {
   /// place and cursor, so nothing is missed. Never blocks (but ~2 s for a concurrent creator).
   /// Throws as the constructor.
   void reopen() override;
+  /// Ends this handle's part now, as destroying it would (a subscriber stops holding publishers
+  /// up; the last publisher leaving: subscribers read what is left, then get errc::closed). Later
+  /// calls on this handle throw errc::closed; reopen() attaches it again (a subscriber at the next
+  /// message). Idempotent. Never throws.
+  void close() override;
   /// Unlinks the channel "NAME" without attaching. Returns false if it did not exist.
   /// Throws std::system_error naming the object.
   static bool remove(std::string_view name);
@@ -133,6 +138,8 @@ class IPC_API shm_broadcast final : public channel {
   void arm(bool on_data) noexcept;
   void wake(std::atomic<std::uint32_t>& seq);
   void check_name_if_due(std::string_view call);
+  void leave() noexcept;
+  [[noreturn]] void closed_handle(std::string_view call) const;
   void swap_attachment(shm_broadcast& other) noexcept;
   [[nodiscard]] int segment_fd() const noexcept;
   [[nodiscard]] std::byte* cell_at(std::uint64_t pos) const noexcept;

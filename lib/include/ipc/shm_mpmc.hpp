@@ -89,6 +89,10 @@ class IPC_API shm_mpmc final : public channel {
   /// nothing queued, no role, no counter is lost. Never blocks (but ~2 s for a concurrent creator).
   /// Throws as the constructor.
   void reopen() override;
+  /// Ends this handle's part now, as destroying it would (the last sender leaving: receivers drain,
+  /// then get errc::closed); unlike end_stream() other senders go on. Later calls on this handle
+  /// throw errc::closed (receive_or_end too); reopen() attaches it again. Idempotent. Never throws.
+  void close() override;
 
   /// Ends the stream for every receiver, now and later: they take what is queued, then receive
   /// throws errc::closed (receive_or_end returns end). Senders may still send; receivers that
@@ -115,6 +119,8 @@ class IPC_API shm_mpmc final : public channel {
 
  private:
   void swap_attachment(shm_mpmc& other) noexcept;
+  void leave() noexcept;
+  [[noreturn]] void closed_handle(std::string_view call) const;
   [[nodiscard]] int segment_fd() const noexcept;
   friend struct shm_mpmc_fork_registry;
   enum class fork_step { prepare, failed, child };

@@ -84,6 +84,11 @@ class IPC_API shm_ring final : public channel {
   /// turn). A ring still linked: nothing to do. Never blocks beyond the constructor's ~2 s wait for
   /// a concurrent creator. Throws as the constructor.
   void reopen() override;
+  /// Ends this handle's part now, as destroying it would: a sender's receiver drains, then gets
+  /// errc::closed; a receiver's sender sees errc::closed once the ring is full. Later calls on
+  /// this handle throw errc::closed; reopen() attaches it again. Idempotent. Throws EBUSY while a
+  /// loan or view is out.
+  void close() override;
   /// Unlinks the ring "NAME" without attaching. Returns false if it did not exist.
   /// Throws std::system_error naming the object.
   static bool remove(std::string_view name);
@@ -162,6 +167,8 @@ class IPC_API shm_ring final : public channel {
   [[noreturn]] void corrupt(const std::string& what) const;
   int segment_fd() const noexcept;
   void check_linked(std::string_view call);
+  void leave() noexcept;
+  [[noreturn]] void closed_handle(std::string_view call) const;
   void swap_attachment(shm_ring& other) noexcept;
   void check_indices(std::uint64_t head, std::uint64_t tail) const;
   enum class fork_step { prepare, failed, child };
