@@ -8,6 +8,7 @@
 #include "detail/shm_ring_layout.hpp"
 #include "detail/shm_link.hpp"
 #include "detail/shm_ring_roles.hpp"
+#include "detail/shm_slot_queue.hpp"
 #include "detail/sysv_key.hpp"
 
 #include <sched.h>
@@ -132,6 +133,10 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
       throw_error(errc::incompatible, "attach", name_,
                   "max_message " + std::to_string(maxm) + " too large for capacity " + std::to_string(cap));
     }
+    detail::check_insisted(name_, "capacity", options.insist_capacity, std::to_string(options.capacity),
+                           std::to_string(cap));
+    detail::check_insisted(name_, "max_message", options.insist_max_message, std::to_string(options.max_message),
+                           std::to_string(maxm));
   }
 
   hdr_ = h;
@@ -522,6 +527,9 @@ std::unique_ptr<channel> open_shm_uri(const channel_uri& uri, role r) {
   shm_ring_options o;
   o.capacity = uri.size_option("capacity", o.capacity);
   o.max_message = uri.size_option("max_message", o.max_message);
+  // An option named in the URI is insisted on; one left out adopts an existing ring's.
+  o.insist_capacity = uri.option("capacity").has_value();
+  o.insist_max_message = uri.option("max_message").has_value();
   o.mode = uri.mode_option("mode", o.mode);
   o.open = uri.open_option(o.open);
   return std::make_unique<shm_ring>(uri.name, r, o);

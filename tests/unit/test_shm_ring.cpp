@@ -643,6 +643,25 @@ TEST_CASE("shm_ring: a forked child keeps the sender it inherited", "[shm_ring]"
   CHECK(c.wait(5s).exit_code == 0);
 }
 
+TEST_CASE("shm_ring: an opener that names sizes the ring lacks is refused naming both values; one that leaves them "
+          "out adopts the ring's",
+          "[shm_ring]") {
+  ring_name n;
+  auto rx = ipc::open_channel("shm:" + n.name + "?capacity=64K&max_message=1K", role::receiver);
+  try {
+    (void)ipc::open_channel("shm:" + n.name + "?capacity=256K", role::sender);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::incompatible);
+    CHECK_THAT(e.what(), Catch::Contains("shm:" + n.name) && Catch::Contains("capacity=262144") &&
+                             Catch::Contains("capacity=65536"));
+  }
+  CHECK_THROWS_WITH(ipc::open_channel("shm:" + n.name + "?max_message=2K", role::sender),
+                    Catch::Contains("max_message=2048") && Catch::Contains("max_message=1024"));
+  auto tx = ipc::open_channel("shm:" + n.name + "?capacity=64K&max_message=1K", role::sender);  // agreeing: fine
+  CHECK(tx->limits().capacity_bytes == 65536);
+}
+
 TEST_CASE("shm_ring: URI options choose sizes and open mode; bad ones are bad_uri", "[shm_ring]") {
   ring_name n;
   {

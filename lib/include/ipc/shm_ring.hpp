@@ -51,6 +51,10 @@ struct shm_ring_options {
   std::size_t max_message = std::size_t{64} << 10;  ///< at most capacity / 2 - 8
   mode_t mode = 0600;                               ///< permissions of a new segment
   open_mode open = open_mode::open_or_create;
+  /// Opening an existing ring: a size insisted on that differs from the ring's is errc::incompatible
+  /// naming both; one not insisted on adopts the ring's. A URI insists on the sizes it names.
+  bool insist_capacity = false;
+  bool insist_max_message = false;
 };
 
 class IPC_API shm_ring final : public channel {

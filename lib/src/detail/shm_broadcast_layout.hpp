@@ -36,12 +36,7 @@ inline constexpr std::uint64_t bcast_cell_header = 16;
 
 enum class bcast_policy : std::uint32_t { block = 0, drop_oldest = 1 };
 
-struct bcast_cell {
-  std::atomic<std::uint64_t> state;
-  std::atomic<std::uint32_t> length;  // written by the claiming publisher before `full` is published
-  std::uint32_t reserved;
-  // max_message payload bytes follow
-};
+using bcast_cell = slot_cell;  // the work queue's cell (shm_mpmc_layout.hpp)
 static_assert(sizeof(bcast_cell) == bcast_cell_header);
 
 // The next position a subscriber reads; meaningful while its holder place is a live receiver.

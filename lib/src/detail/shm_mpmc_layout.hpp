@@ -56,13 +56,16 @@ struct slot_state {
   [[nodiscard]] constexpr std::uint32_t holder_gen() const noexcept { return token & gen_mask; }
 };
 
-struct mpmc_slot {
+// One cell of either slot queue (the work queue's slot, broadcast's cell): a state word in
+// slot_state's encoding, the length its claimer wrote before publishing, then the payload.
+struct slot_cell {
   std::atomic<std::uint64_t> state;
-  std::atomic<std::uint32_t> length;  // written by the claiming producer before `full` is published
+  std::atomic<std::uint32_t> length;  // written by the claimer before `full` is published
   std::uint32_t reserved;
   // max_message payload bytes follow
 };
-static_assert(sizeof(mpmc_slot) == mpmc_slot_header);
+static_assert(sizeof(slot_cell) == mpmc_slot_header);
+using mpmc_slot = slot_cell;
 
 // One attached endpoint. gen is odd while registered, even while free: registering and releasing
 // each add one, so a token's generation names one registration and never a later one.

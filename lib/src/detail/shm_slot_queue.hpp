@@ -58,7 +58,8 @@ void check_slot_queue(const std::string& channel, const std::string& object, con
                       const slot_queue_sizes& s, std::uint64_t total_size, const shm_slot_options& o);
 
 /// An opener's insisted-on option against the existing object's value: errc::incompatible naming
-/// `channel`, the option and both values when they differ. Names given as text for non-size options.
+/// `channel`, the option and both values when they differ. Values as text (a policy is a word).
+/// Every shm mode's opener (the ring's too) applies it.
 void check_insisted(const std::string& channel, const char* option, bool insisted, const std::string& asked,
                     const std::string& existing);
 
