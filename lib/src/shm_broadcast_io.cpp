@@ -202,6 +202,7 @@ void shm_broadcast::advance_cursor(std::uint64_t next) {
 bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& d) {
   // A subscriber that published would wait on its own cursor under policy=block.
   if (role_ != role::sender) throw_errno(EBADF, "send", name_, "a subscriber handle does not publish");
+  check_name_if_due("send");
   auto& h = *hdr_;
   const std::uint64_t slots = mask_ + 1;
   for (;;) {
@@ -292,6 +293,7 @@ bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& 
 
 bool shm_broadcast::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "a publisher handle does not subscribe");
+  if (hdr_ == nullptr) closed_handle("receive");
   auto& h = *hdr_;
   const std::uint64_t slots = mask_ + 1;
   // Skips from pos to the oldest message still held (the head a lap back), counting what was missed.

@@ -8,6 +8,7 @@
 #include <ipc/shared_memory.hpp>
 #include <ipc/shm_broadcast.hpp>
 #include <ipc/shm_mpmc.hpp>
+#include <ipc/unique_fd.hpp>
 
 #include "test_support.hpp"
 
@@ -834,9 +835,9 @@ TEST_CASE("shm_broadcast: URIs choose the mode and the policy; bad values are re
     }
   };
   refused("policy=newest", "newest");
-  refused("slots=3", "slots 3");
+  refused("slots=3", "option slots=3");
   refused("max_message=0", "max_message=0");
-  refused("max_message=32M", "max_message 33554432");
+  refused("max_message=32M", "option max_message=33554432");
   refused("capacity=4K", "capacity");
   CHECK_FALSE(shm_broadcast::remove(other));  // nothing was created by a refused URI
 }
@@ -854,7 +855,61 @@ TEST_CASE("shm_broadcast: a work queue and a broadcast channel of one name refus
   }
 }
 
-TEST_CASE("shm_broadcast: a header whose sizes do not match its mapping is corrupt, named, and never used",
+TEST_CASE("shm_broadcast: an opener that names a policy or size the channel lacks is refused naming both values; one "
+          "that leaves them out adopts the channel's",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  const std::string uri = "shm:" + name + "?mode=broadcast";
+  auto rx = ipc::open_channel(uri + "&policy=drop_oldest&slots=8&max_message=100", role::receiver);
+  auto refused = [&](const std::string& query, const std::string& asked, const std::string& existing) {
+    try {
+      (void)ipc::open_channel(uri + "&" + query, role::sender);
+      FAIL("no throw for " << query);
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == ipc::errc::incompatible);
+      CHECK_THAT(e.what(), Catch::Contains("shm:" + name) && Catch::Contains(asked) && Catch::Contains(existing));
+    }
+  };
+  refused("policy=block", "policy=block", "policy=drop_oldest");
+  refused("slots=16", "slots=16", "slots=8");
+  refused("max_message=200", "max_message=200", "max_message=100");
+  auto tx = ipc::open_channel(uri, role::sender);  // nothing named: the channel's own
+  auto* b = dynamic_cast<shm_broadcast*>(tx.get());
+  REQUIRE(b != nullptr);
+  CHECK(b->policy() == broadcast_policy::drop_oldest);
+  CHECK(tx->max_message_size() == 100);
+  auto same = ipc::open_channel(uri + "&policy=drop_oldest&slots=8&max_message=100", role::sender);  // agreeing: fine
+  CHECK(same->limits().capacity_messages == 8);
+  // The same rule through the options: a value insisted on is checked, a default one adopts.
+  shm_broadcast_options o;
+  o.policy = broadcast_policy::block;
+  CHECK(shm_broadcast(name, role::sender, o).policy() == broadcast_policy::drop_oldest);
+  o.insist_policy = true;
+  CHECK_THROWS_WITH(shm_broadcast(name, role::sender, o), Catch::Contains("policy=block") && Catch::Contains("policy=drop_oldest"));
+}
+
+TEST_CASE("shm_broadcast: a garbage header is refused naming the channel, with no field read from the garbage",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  {
+    const ipc::unique_fd fd(::shm_open(ipc::posix_segment::posix_name(name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    REQUIRE(fd);
+    const std::vector<char> garbage(8192, 0x11);  // "creator pid" 0x11111111 = 286331153, never a live pid
+    REQUIRE(::write(fd.get(), garbage.data(), garbage.size()) == static_cast<ssize_t>(garbage.size()));
+  }
+  try {
+    shm_broadcast b(name, role::receiver);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::incompatible);
+    CHECK_THAT(e.what(), Catch::Contains("libipc." + name));
+    CHECK_THAT(e.what(), !Catch::Contains("286331153") && !Catch::Contains("pid"));
+  }
+}
+
+TEST_CASE("shm_broadcast: a header whose sizes do not match its mapping is refused, named, and never used",
           "[shm_broadcast]") {
   const std::string name = ipc::test::unique_name("bcast");
   auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
@@ -874,8 +929,9 @@ TEST_CASE("shm_broadcast: a header whose sizes do not match its mapping is corru
     shm_broadcast again(name, role::sender);
     FAIL("no throw");
   } catch (const std::system_error& e) {
-    CHECK(e.code() == ipc::errc::corrupt);
-    CHECK_THAT(e.what(), Catch::Contains(path));
+    CHECK(e.code() == ipc::errc::incompatible);
+    CHECK_THAT(e.what(), Catch::Contains("attach(shm:" + name + "?mode=broadcast)") && Catch::Contains(path) &&
+                             Catch::Contains("16384 slots"));
   }
 }
 

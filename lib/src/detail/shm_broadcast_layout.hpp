@@ -40,12 +40,7 @@ inline constexpr std::uint64_t bcast_cell_header = 16;
 
 enum class bcast_policy : std::uint32_t { block = 0, drop_oldest = 1 };
 
-struct bcast_cell {
-  std::atomic<std::uint64_t> state;
-  std::atomic<std::uint32_t> length;  // written by the claiming publisher before `full` is published
-  std::uint32_t reserved;
-  // max_message payload bytes follow
-};
+using bcast_cell = slot_cell;  // the work queue's cell (shm_mpmc_layout.hpp)
 static_assert(sizeof(bcast_cell) == bcast_cell_header);
 
 // The next position a subscriber reads; meaningful while its holder place is a live receiver.
@@ -61,7 +56,7 @@ struct bcast_header {
   std::uint64_t max_message;  // payload bytes per cell
   std::uint64_t slot_stride;  // bytes per cell: 16 + max_message rounded up to 64
   std::uint32_t policy;       // bcast_policy
-  std::uint32_t reserved0;
+  std::atomic<std::uint32_t> unlinked_on_purpose;  // 1 once remove() unlinked the name (detail/shm_link.hpp)
   alignas(64) std::atomic<std::uint64_t> head;       // next position a publisher claims (helped forward)
   alignas(64) std::atomic<std::uint32_t> data_seq;   // futex: bumped when a sleeper must look again
   std::atomic<std::uint32_t> data_waiting;           // 1: someone may sleep on data_seq (cleared by its waker)
