@@ -6,6 +6,7 @@
 #include "stats_line.hpp"
 #include "stats.hpp"
 
+#include "daemon_paths.hpp"
 #include "test_support.hpp"
 
 #include <ipc/channel.hpp>
@@ -32,14 +33,13 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using ipc::test::build_path;
 using ipc::test::spawn;
 using ipc::test::unique_name;
 
 namespace {
 
-const std::string producer_bin = build_path("daemons/ipc-producer");
-const std::string consumer_bin = build_path("daemons/ipc-consumer");
+using ipc::test::producer_bin;
+using ipc::test::consumer_bin;
 
 // The named channels, as the daemons name them (pipe is tested on its own).
 std::vector<std::string> channel_uris() {
