@@ -422,13 +422,14 @@ int run_producer(int argc, char** argv) noexcept {
     if (!o.consumer_args.empty() && uri->scheme != "pipe") return usage_error(app, "--consumer-arg is for --channel pipe only");
     if (auto why = format_conflict(o.format, *uri)) return usage_error(app, *why);
     const bool record = o.format == payload_format::record;
+    if (record) {
+      // Before --size: no size would do.
+      if (auto why = record_cannot_fit(*uri)) return usage_error(app, *why);
+    }
     if (o.source.empty() && o.size > max_payload(o.format, max_message)) {
       return usage_error(app, "--size " + std::to_string(o.size) + ": a " + std::string(to_string(o.format)) + " message of " +
                                   std::to_string(record ? encoded_size(o.size) : o.size) + " bytes exceeds " + uri->scheme +
                                   "'s largest message, " + std::to_string(max_message) + " bytes");
-    }
-    if (record) {
-      if (auto why = record_cannot_fit(*uri)) return usage_error(app, *why);
     }
     std::optional<line_source> source;
     if (!o.source.empty()) {
