@@ -172,6 +172,22 @@ TEST_CASE("daemon runtime: the sequence tracker counts gaps, duplicates and reor
   CHECK(t.sessions() == 2);
 }
 
+TEST_CASE("daemon runtime: a work-queue consumer's tracker counts no gap, but duplicates and records going backwards",
+          "[daemons]") {
+  using v = ipc::daemon::sequence_tracker::verdict;
+  ipc::daemon::sequence_tracker t(/*shared=*/true);
+  CHECK(t.add(1, 3) == v::in_order);
+  CHECK(t.add(1, 7) == v::gap);  // 4..6 went to other consumers
+  CHECK(t.add(2, 1) == v::in_order);
+  CHECK(t.add(2, 9) == v::gap);
+  CHECK(t.lost() == 0);
+  CHECK(t.add(1, 7) == v::duplicate);
+  CHECK(t.add(1, 5) == v::reordered);  // a session's records reach one receiver in order: backwards is a fault
+  CHECK(t.lost() == 0);
+  CHECK(t.duplicates() == 1);
+  CHECK(t.reordered() == 1);
+}
+
 TEST_CASE("daemon runtime: CLI options check ranges and a usage error exits 2", "[daemons]") {
   auto run = [](std::vector<const char*> argv, std::uint64_t& size, double& secs) {
     CLI::App app{"test", "prog"};
