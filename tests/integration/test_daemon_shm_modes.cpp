@@ -166,8 +166,9 @@ TEST_CASE("daemons: a channel no record fits is refused by the consumer as by th
   }
   // Raw messages of up to 10 bytes do travel: the check is the record's, not the channel's.
   auto raw = spawn({consumer_bin, "--channel", "shm:" + name + "?mode=broadcast&max_message=10", "--format", "raw",
-                    "--stats-interval", "0"});
+                    "--stats-interval", "0.1"});
   CHECK(raw.wait_for_line(" open, format raw", 30s));
+  REQUIRE(raw.wait_for_line("final=0", 30s));  // its signal handlers are in place
   raw.kill(SIGTERM);
   CHECK(raw.wait(30s).exit_code == 0);
   ipc::shm_broadcast::remove(name);
@@ -196,8 +197,8 @@ TEST_CASE("ipcctl: a work queue and a broadcast channel show what they hold; gc 
   CHECK_FALSE(segment_exists(wq));
 
   // A broadcast channel with a live subscriber is in use: never collected, not even with --force.
-  auto sub = spawn({consumer_bin, "--channel", "shm:" + bc + "?mode=broadcast", "--stats-interval", "0"});
-  REQUIRE(sub.wait_for_line(" open, format record", 30s));
+  auto sub = spawn({consumer_bin, "--channel", "shm:" + bc + "?mode=broadcast", "--stats-interval", "0.1"});
+  REQUIRE(sub.wait_for_line("final=0", 30s));  // subscribed, its signal handlers in place
   INFO(listed(bc));
   CHECK(listed(bc).find("1 subscriber") != std::string::npos);
   CHECK(spawn({ipcctl_bin, "gc", "--force"}).wait(30s).exit_code == 0);
