@@ -210,3 +210,15 @@ TEST_CASE("ipcctl: a work queue and a broadcast channel show what they hold; gc 
   CHECK(spawn({ipcctl_bin, "gc"}).wait(30s).exit_code == 0);
   CHECK_FALSE(segment_exists(bc));
 }
+
+TEST_CASE("daemons: --shared is refused where one record cannot go to one of several consumers", "[daemons]") {
+  const std::string name = unique_name("shared");
+  for (const auto& uri : {"fifo:" + name + ".fifo", "shm:" + name, "shm:" + name + "?mode=broadcast", std::string("pipe:fd=0")}) {
+    INFO(uri);
+    const auto r = spawn({consumer_bin, "--channel", uri, "--shared", "--stats-interval", "0"}).wait(30s);
+    INFO(r.report);
+    CHECK(r.exit_code == 2);
+    CHECK(r.report.find("--shared") != std::string::npos);
+    CHECK_FALSE(anything_named(name));
+  }
+}
