@@ -209,6 +209,22 @@ TEST_CASE("ipcctl: a work queue and a broadcast channel show what they hold; gc 
   CHECK(listed(bc).find(" empty ") != std::string::npos);
   CHECK(spawn({ipcctl_bin, "gc"}).wait(30s).exit_code == 0);
   CHECK_FALSE(segment_exists(bc));
+
+  // A subscriber killed with records unread leaves them in its place: data, kept until --force.
+  auto slow = spawn({consumer_bin, "--channel", "shm:" + bc + "?mode=broadcast", "--stats-interval", "0.1"});
+  REQUIRE(slow.wait_for_line("final=0", 30s));
+  slow.kill(SIGSTOP);
+  REQUIRE(spawn({producer_bin, "--channel", "shm:" + bc + "?mode=broadcast", "--count", "5", "--rate", "0", "--stats-interval", "0"})
+              .wait(30s)
+              .exit_code == 0);
+  slow.kill(SIGKILL);
+  CHECK(slow.wait(30s).signal == SIGKILL);
+  INFO(listed(bc));
+  CHECK(listed(bc).find("5 msg unread, 1 subscriber") != std::string::npos);
+  CHECK(spawn({ipcctl_bin, "gc"}).wait(30s).exit_code == 0);
+  CHECK(segment_exists(bc));
+  CHECK(spawn({ipcctl_bin, "gc", "--force"}).wait(30s).exit_code == 0);
+  CHECK_FALSE(segment_exists(bc));
 }
 
 TEST_CASE("daemons: --shared is refused where one record cannot go to one of several consumers", "[daemons]") {
