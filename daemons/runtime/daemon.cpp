@@ -190,13 +190,9 @@ std::unique_ptr<channel> reopener::resume(std::unique_ptr<channel> lost, const o
 void reopener::discard(channel* ch) noexcept {
   try {
     if (ch != nullptr) {
-      // A shm ring is unlinked *not* on purpose: its attached sender notices within its ~100 ms name
-      // check (errc::removed) and reopens onto the new ring, instead of filling this one unread.
-      if (auto* ring = dynamic_cast<shm_ring*>(ch)) {
-        ring->discard();
-      } else {
-        ch->remove();
-      }
+      // Not on purpose: a shm sender still attached notices within its ~100 ms name check
+      // (errc::removed) and reopens onto the new object, instead of filling this one unread.
+      ch->discard();
     } else {
       // The open found the damage: there is no handle, so the object is the one the URI names (a plain
       // unlink for shm: never "on purpose", so an attached sender notices it as above).

@@ -172,6 +172,13 @@ void shm_broadcast::remove() {
   seg_->remove();
 }
 
+void shm_broadcast::discard() {
+  if (hdr_ == nullptr) return remove();
+  // remove()'s identity check, without marking the unlink as on purpose.
+  if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
+  seg_->remove();
+}
+
 int shm_broadcast::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
 
 void shm_broadcast::check_name_if_due(std::string_view call) {

@@ -153,6 +153,13 @@ void shm_mpmc::remove() {
   seg_->remove();
 }
 
+void shm_mpmc::discard() {
+  if (hdr_ == nullptr) return remove();
+  // remove()'s identity check, without marking the unlink as on purpose.
+  if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
+  seg_->remove();
+}
+
 int shm_mpmc::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
 
 void shm_mpmc::reopen() {

@@ -172,6 +172,49 @@ TEMPLATE_TEST_CASE("shm modes: remove() on purpose is not reported; the pair goe
   CHECK(::access(n.object().c_str(), F_OK) == 0);
 }
 
+TEMPLATE_TEST_CASE("shm modes: discard() through the channel interface (a daemon's quarantine) is reported to the "
+                   "attached sender as errc::removed, both sides meet on a new segment, and a newer segment under "
+                   "the name is left alone",
+                   "[shm_resume]", IPC_SHM_MODES) {
+  shm_name<TestType> n;
+  {
+    TestType rx(n.name, role::receiver, small<TestType>::options());
+    TestType tx(n.name, role::sender, small<TestType>::options());
+    ipc::channel& damaged = rx;
+    damaged.discard();
+    CHECK(::access(n.object().c_str(), F_OK) != 0);
+    std::vector<std::byte> buf;
+    std::string what;
+    for (auto until = std::chrono::steady_clock::now() + 2s; std::chrono::steady_clock::now() < until;) {
+      bool accepted = false;
+      try {
+        accepted = tx.send_for(ipc::as_bytes("into the discarded one"), 1s);
+      } catch (const std::system_error& e) {
+        REQUIRE(e.code() == ipc::errc::removed);
+        what = e.what();
+        break;
+      }
+      REQUIRE(accepted);
+      REQUIRE(rx.receive_for(buf, 1s));
+      std::this_thread::sleep_for(5ms);
+    }
+    INFO(what);
+    REQUIRE_FALSE(what.empty());
+    rx.reopen();  // the quarantining side recreates first
+    tx.reopen();
+    REQUIRE(tx.send_for(ipc::as_bytes("fresh"), 1s));
+    REQUIRE(rx.receive_for(buf, 2s));
+    CHECK(text_of(buf) == "fresh");
+  }
+  // A handle whose segment was already replaced under the name leaves the newer one alone.
+  TestType stale(n.name, role::sender, small<TestType>::options());
+  stale.discard();  // unlinks the current one: it is stale's own
+  CHECK(::access(n.object().c_str(), F_OK) != 0);
+  TestType newer(n.name, role::sender, small<TestType>::options());
+  stale.discard();
+  CHECK(::access(n.object().c_str(), F_OK) == 0);
+}
+
 TEMPLATE_TEST_CASE("shm modes: close() on a receiver makes its receives errc::closed, never nullopt; reopen() attaches "
                    "it again",
                    "[shm_resume]", IPC_SHM_MODES) {

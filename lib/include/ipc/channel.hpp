@@ -109,15 +109,22 @@ class IPC_API channel {
   virtual void close() {}
   /// Destroys the underlying kernel object (no-op for anonymous pipes). Throws std::system_error.
   virtual void remove() {}
+  /// Throws away a damaged object so that every peer moves to a new one (a daemon's quarantine).
+  /// The shm modes unlink the name only while it still denotes this handle's segment, and not on
+  /// purpose: a sender still attached gets errc::removed from its ~100 ms name check and resumes
+  /// with reopen() on a fresh segment instead of feeding the discarded one (remove() would let it go
+  /// on anonymously). Every other mechanism: remove(), whose removal its peers see at once (EIDRM)
+  /// or which has no object (pipe). Throws std::system_error naming the object.
+  virtual void discard() { remove(); }
   /// Resumes this handle after its peer left (errc::closed) or its object's name was removed
   /// (errc::removed): attaches it to what its name denotes now, recreating the object where the
   /// mechanism can; counters and limits' meaning are kept. Never blocks (waiting for the next
   /// peer is the next send's or receive's business). Per mechanism (docs/channels.md, "Resuming"):
   ///  - fifo: reopens the path (a receiver then waits for the next writer, keeping what it had
   ///    buffered and any over-long line it was skipping; a sender waits for the next reader);
-  ///  - shm: re-attaches by name when the ring it holds was unlinked (st_nlink 0), creating a ring
-  ///    of the same sizes and mode when the name is gone; otherwise nothing (a new peer attaching
-  ///    to the same ring is seen without it);
+  ///  - shm (every mode): re-attaches by name when the segment it holds was unlinked (st_nlink 0),
+  ///    creating one of the same sizes and mode when the name is gone; otherwise nothing is lost or
+  ///    changed (a subscriber keeps its place; a new peer attaching is seen without it);
   ///  - the rest (pipe, msgq, sem, nats): nothing, the default. An anonymous pipe has no name: once
   ///    its peer left it stays errc::closed. A msgq has no writers to wait for; a removed queue
   ///    stays errc::closed (open_channel() anew). The nats client reconnects by itself.

@@ -91,6 +91,11 @@ class IPC_API shm_broadcast final : public channel {
   /// one was unlinked, is left alone); attached handles keep working, on purpose (no errc::removed).
   /// Throws std::system_error naming the object.
   void remove() override;
+  /// Unlinks /dev/shm/libipc.NAME as remove() does (only while the name still denotes this handle's
+  /// channel), but not on purpose: senders still attached get errc::removed within ~100 ms of sends and
+  /// move to a new channel with reopen(). For discarding a damaged one (a daemon's quarantine). Throws
+  /// std::system_error naming the object.
+  void discard() override;
   /// When the channel this handle maps was unlinked (st_nlink 0: `rm /dev/shm/libipc.NAME`,
   /// remove()), attaches in the same role to the channel the name denotes now (a subscriber starts
   /// at its next message), or creates one with the same slots, max_message, policy and mode; the old

@@ -80,6 +80,11 @@ class IPC_API shm_mpmc final : public channel {
   /// one was unlinked, is left alone); attached handles keep working, on purpose (no errc::removed).
   /// Throws std::system_error naming the object.
   void remove() override;
+  /// Unlinks /dev/shm/libipc.NAME as remove() does (only while the name still denotes this handle's
+  /// queue), but not on purpose: senders still attached get errc::removed within ~100 ms of sends and
+  /// move to a new queue with reopen(). For discarding a damaged one (a daemon's quarantine). Throws
+  /// std::system_error naming the object.
+  void discard() override;
   /// Unlinks the queue "NAME" without attaching. Returns false if it did not exist.
   static bool remove(std::string_view name);
   /// When the queue this handle maps was unlinked (st_nlink 0: `rm /dev/shm/libipc.NAME`, remove()),

@@ -81,7 +81,7 @@ class IPC_API shm_ring final : public channel {
   /// ring), but not on purpose: the sender's name check reports errc::removed within ~100 ms of sends,
   /// so a sender still attached moves to a new ring (reopen()) instead of feeding this one. For
   /// discarding a damaged ring (a daemon's quarantine). Throws std::system_error naming the object.
-  void discard();
+  void discard() override;
   /// Re-attaches when the ring this handle holds was unlinked (st_nlink 0, by remove() or rm):
   /// to the ring the name denotes now, or a new one with this ring's capacity, max_message and
   /// mode; the old ring is detached (its peer drains it, then sees errc::closed, and reopens in
