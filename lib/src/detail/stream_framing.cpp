@@ -22,7 +22,7 @@ namespace ipc::detail {
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
-constexpr std::size_t small_frame = 1024;
+constexpr std::size_t small_frame = 8192;
 constexpr std::size_t min_read = 4096;     // less room than this after tail_: compact before reading  // up to this, a frame is copied and written in one piece
 
 // SIGPIPE is blocked once per thread, on its first frame write, and stays blocked: a write to a
@@ -196,8 +196,8 @@ bool write_frame(stream_end e, stream_framing f, std::span<const std::byte> mess
   // another writer's. A larger timed frame first waits for room for all of it.
   const int fd = e.fd;
   if (total > PIPE_BUF && !blocking && !wait_room(fd, total, d, object)) return false;
-  // A small frame is copied into one buffer and written with write(): cheaper than the kernel
-  // importing a two-element iovec array on every send.
+  // A frame of up to small_frame bytes is copied into one buffer and written with write(): cheaper
+  // than the kernel importing a two-element iovec array on every send.
   std::byte small[small_frame];
   const bool contiguous = total <= small_frame;
   if (contiguous) {
