@@ -427,11 +427,15 @@ void futex_wake(std::atomic<std::uint32_t>& w) {
 template <typename Ready>
 void wait_until(raw_ring& r, Ready&& ready, std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& sleeping,
                 const std::string& object) {
-  const auto stop = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+  std::chrono::steady_clock::time_point stop{};  // first read after 32 pauses, as shm_ring's spin
   for (unsigned i = 1;; ++i) {
     __builtin_ia32_pause();
     if (ready()) return;
-    if ((i & 31U) == 0 && std::chrono::steady_clock::now() >= stop) break;
+    if ((i & 31U) == 0) {
+      const auto now = std::chrono::steady_clock::now();
+      if (i == 32) stop = now + std::chrono::microseconds(20);
+      else if (now >= stop) break;
+    }
   }
   for (int i = 0; i < 4; ++i) {
     ::sched_yield();
