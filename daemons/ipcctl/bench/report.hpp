@@ -18,9 +18,6 @@ namespace ipc::bench {
 
 enum class output_format { table, json, csv };
 
-/// Rounds each table cell's --duration is split into, interleaved with its raw twin's; the best
-/// round counts (docs/benchmarks.md, "Fair ratios").
-inline constexpr unsigned cell_rounds = 3;
 
 struct config {
   std::string prog = "ipc-bench";

@@ -15,6 +15,11 @@
 
 namespace ipc::bench {
 
+/// Rounds each table cell's (and each modes row's) --duration is split into, interleaved with the
+/// rows it is compared with (a libipc cell with its raw twin; the modes rows of one size with each
+/// other); the best round counts (docs/benchmarks.md, "Fair ratios").
+inline constexpr unsigned cell_rounds = 3;
+
 struct throughput_figures {
   std::uint64_t messages = 0;  ///< messages counted (after the first, which starts the clock)
   double seconds = 0;          ///< from the first message received to the end marker
