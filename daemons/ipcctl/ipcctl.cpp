@@ -22,8 +22,10 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -70,6 +72,32 @@ int cmd_status() {
            std::to_string(s.records), ipcctl::fmt(s.rate, 0), ipcctl::fmt(s.mbps, 2), std::to_string(s.lost),
            std::to_string(s.corrupt), std::to_string(s.skipped), std::to_string(s.p50_us), std::to_string(s.p99_us), std::to_string(s.restarts),
            std::to_string(e.age_seconds)});
+  }
+  // Several running daemons of one role on one channel (a work queue's consumers, a broadcast's
+  // publishers): one total row each, so what they received together can be set against what was sent.
+  struct total {
+    std::size_t n = 0;
+    std::uint64_t records = 0, lost = 0, corrupt = 0, skipped = 0, restarts = 0;
+    double rate = 0, mbps = 0;
+  };
+  std::map<std::pair<std::string, std::string>, total> totals;
+  for (const auto& e : entries) {
+    if (!e.figures || !e.alive) continue;
+    auto& g = totals[{e.figures->channel, e.figures->role}];
+    ++g.n;
+    g.records += e.figures->records;
+    g.lost += e.figures->lost;
+    g.corrupt += e.figures->corrupt;
+    g.skipped += e.figures->skipped;
+    g.restarts += e.figures->restarts;
+    g.rate += e.figures->rate;
+    g.mbps += e.figures->mbps;
+  }
+  for (const auto& [key, g] : totals) {
+    if (g.n < 2) continue;
+    t.add({key.first, key.second, "-", "total of " + std::to_string(g.n), std::to_string(g.records), ipcctl::fmt(g.rate, 0),
+           ipcctl::fmt(g.mbps, 2), std::to_string(g.lost), std::to_string(g.corrupt), std::to_string(g.skipped), "-", "-",
+           std::to_string(g.restarts), "-"});
   }
   std::cout << t.render();
   return exit_ok;

@@ -104,7 +104,9 @@ const std::vector<column>& all_columns() {
        [](const row_source& r) {
          const auto& c = r.o.contents;
          if (!c.known) return json(nullptr);
-         return json{{"messages", c.messages}, {"bytes", c.bytes}, {"value", c.is_value}};
+         json j{{"messages", c.messages}, {"bytes", c.bytes}, {"value", c.is_value}};
+         if (c.subscribers >= 0) j["subscribers"] = c.subscribers;  // broadcast: messages = the oldest unread backlog
+         return j;
        }},
       {"age", true, [](const row_source& r) { return std::to_string(r.o.age_seconds); },
        [](const row_source& r) { return json(r.o.age_seconds); }},

@@ -79,6 +79,11 @@ std::string contents_text(const object_info& o) {
   const auto& c = o.contents;
   if (!c.known) return "?";
   if (c.is_value) return "value";
+  if (c.subscribers >= 0) {
+    // broadcast: what the slowest subscriber has still to read
+    const std::string subs = plural(static_cast<std::uint64_t>(c.subscribers), "subscriber", "subscribers");
+    return c.messages == 0 ? (c.subscribers == 0 ? std::string("empty") : "empty, " + subs) : plural(c.messages, "msg", "msg") + " unread, " + subs;
+  }
   if (c.messages == 0 && c.bytes == 0) return "empty";
   const bool ring = o.layout == "shm_ring";
   std::string s = o.kind == "semset" && o.family != "sembuf" ? plural(c.messages, "sem set", "sems set")

@@ -3,6 +3,7 @@
 // statuses are the skeleton's (daemon.hpp).
 #include "cli.hpp"
 #include "daemon.hpp"
+#include "delivery.hpp"
 #include "format.hpp"
 #include "limits.hpp"
 #include "runtime.hpp"
@@ -29,6 +30,7 @@ struct consumer_options {
   std::uint64_t count = 0;
   double stats_interval = 1.0;
   std::string status_file;
+  bool shared = false;  // one of several consumers sharing the stream (a work queue): no gap accounting
 };
 
 class consumer {
@@ -39,7 +41,8 @@ class consumer {
         open_uri_(channel_uri_for(o_.format, channel_uri::parse(o_.uri))),
         loop_({"ipc-consumer", "consumer", o_.uri, std::move(status_file), o_.stats_interval}),
         reopener_(loop_, o_.uri),
-        sink_(o_.sink) {}
+        sink_(o_.sink),
+        tracker_(o_.shared) {}
 
   int run() {
     open();
@@ -158,11 +161,23 @@ class consumer {
     return !fd_mode_ && ar_ && ch_ && ch_->readable_fd() < 0;
   }
 
-  // SIGHUP's channel reopen, only once no receive is pending (nothing delivered can be dropped).
+  // SIGHUP's channel reopen, only once no receive is pending (nothing delivered can be dropped). The
+  // handle itself is resumed through channel::reopen(), as after a loss: a shm ring re-attaches when
+  // its name was unlinked, a broadcast subscriber keeps its place. Closing it and opening anew would
+  // make a new subscriber that starts at the next message published - losing what came in between.
   void reopen_now() {
     reopen_pending_ = false;
-    close_channel();
-    reopen();
+    note_skipped();
+    ar_.reset();
+    try {
+      ch_->reopen();
+    } catch (const std::system_error& e) {
+      return channel_lost(e.code(), std::string("reopen: ") + e.what());  // resumed or opened anew later
+    }
+    adopt(std::move(ch_), true);
+    ++f_.restarts;
+    reopener_.reopened(ch_->name());
+    arm();
   }
 
   // One message in the chosen format: checked, counted, written to the sink (which may throw sink_error).
@@ -343,6 +358,9 @@ int run_consumer(int argc, char** argv) noexcept {
         ->capture_default_str()
         ->type_name("FILE|-|null");
     add_count(app, "--count", o.count, 0, UINT64_MAX, "exit after N records, 0 = until SIGTERM");
+    app.add_flag("--shared", o.shared,
+                 "one of several consumers sharing the stream (each record to one of them: a msgq or sem work\n"
+                 "queue): gaps are the others' records, not loss; implied by shm:NAME?mode=mpmc");
     add_stats_options(app, o.stats_interval, o.status_file);
     if (auto rc = parse(app, argc, argv)) return *rc;
 
@@ -358,9 +376,20 @@ int run_consumer(int argc, char** argv) noexcept {
       return usage_error(app, "a pipe consumer needs pipe:fd=N (ipc-producer --channel pipe spawns it)");
     }
     if (auto why = format_conflict(o.format, *uri)) return usage_error(app, *why);
+    if (o.format == payload_format::record) {
+      // A channel too small for any record would be opened (even created) and waited on for ever.
+      if (auto why = record_cannot_fit(*uri)) return usage_error(app, *why);
+    }
     if (o.sink.empty()) return usage_error(app, "--sink: empty (a file, - or null)");
+    const delivery how = delivery_of(*uri);
+    if (how == delivery::work_queue) o.shared = true;
+    if (o.shared && how != delivery::work_queue && uri->scheme != "msgq" && uri->scheme != "sem") {
+      // A byte stream split between readers splits frames; a ring has one receiver; a broadcast
+      // subscriber sees every record.
+      return usage_error(app, "--shared: only a msgq, a sem channel or shm:NAME?mode=mpmc hands each record to one of several consumers");
+    }
     ::signal(SIGPIPE, SIG_IGN);
-    std::filesystem::path status = o.status_file.empty() ? default_status_path(o.uri, "consumer") : std::filesystem::path(o.status_file);
+    std::filesystem::path status = o.status_file.empty() ? default_status_path(o.uri, "consumer", o.shared || several_per_role(how)) : std::filesystem::path(o.status_file);
     std::optional<consumer> c;
     try {
       c.emplace(o, status);

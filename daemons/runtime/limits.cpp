@@ -1,8 +1,11 @@
 #include "limits.hpp"
 
+#include "delivery.hpp"
+
 #include <ipc/error.hpp>
 #include <ipc/msg_queue.hpp>
 #include <ipc/pipe.hpp>
+#include <ipc/record.hpp>
 #include <ipc/sem_buffer.hpp>
 #include <ipc/shm_broadcast.hpp>
 #include <ipc/shm_mpmc.hpp>
@@ -13,24 +16,6 @@
 #include <string_view>
 
 namespace ipc::daemon {
-namespace {
-
-// The shm channel mode a URI asks for: the word among `mode`'s comma-separated items (octal digits
-// there are permissions; docs/shm-modes.md), "spsc" when there is none.
-std::string shm_mode(const channel_uri& uri) {
-  const auto v = uri.option("mode");
-  if (!v) return "spsc";
-  std::string_view list = *v;
-  for (;;) {
-    const auto comma = list.find(',');
-    const std::string_view item = list.substr(0, comma);
-    if (!item.empty() && item[0] >= 'a' && item[0] <= 'z') return std::string(item);
-    if (comma == std::string_view::npos) return "spsc";
-    list.remove_prefix(comma + 1);
-  }
-}
-
-}  // namespace
 
 std::size_t max_message_before_open(const channel_uri& uri) {
   if (uri.scheme == "msgq") {
@@ -56,6 +41,24 @@ std::size_t max_message_before_open(const channel_uri& uri) {
   // 256 bytes nats_channel keeps for headers. The nats options are checked when it opens.
   if (uri.scheme == "nats") return (std::size_t{1} << 20) - 256;
   throw_error(errc::bad_uri, "open_channel", uri.text, "unknown scheme '" + uri.scheme + "'");
+}
+
+std::optional<std::string> record_cannot_fit(const channel_uri& uri) {
+  const std::size_t max = max_message_before_open(uri);
+  if (max > record_header_size) return std::nullopt;
+  std::string by;
+  if (auto v = uri.option("max_message")) {
+    by = "max_message=" + std::string(*v);
+  } else if (uri.scheme == "sem") {
+    const auto slot = uri.option("slot_size");
+    by = "slot_size=" + (slot ? std::string(*slot) : std::to_string(sem_buffer::default_slot_size));
+  } else if (uri.scheme == "msgq") {
+    by = "the system's msgmax";
+  } else {
+    by = "its default max_message";
+  }
+  return uri.text + ": " + by + " allows messages of at most " + std::to_string(max) + " bytes, too small for a record (" +
+         std::to_string(record_header_size) + "-byte header and a payload); raise max_message or use --format raw|lines";
 }
 
 }  // namespace ipc::daemon

@@ -8,6 +8,8 @@
 #include <ipc/uri.hpp>
 
 #include <cstddef>
+#include <optional>
+#include <string>
 
 namespace ipc::daemon {
 
@@ -15,5 +17,12 @@ namespace ipc::daemon {
 /// slot_size) and system limits (msgmax) - creating nothing. An existing object may have been made
 /// smaller; opening it tells. Throws errc::bad_uri for an unknown scheme or a malformed size option.
 std::size_t max_message_before_open(const channel_uri& uri);
+
+/// Why no checked record (format record: a 40-byte header and at least one payload byte) can ever
+/// travel over the channel `uri` names, judged by max_message_before_open(); nullopt when one fits.
+/// The text names the URI and what sets the limit (`max_message=10`, `slot_size=…`, the system's
+/// msgmax) - the producer and the consumer refuse such a channel with it (usage error, before
+/// anything is created). Throws what max_message_before_open throws.
+std::optional<std::string> record_cannot_fit(const channel_uri& uri);
 
 }  // namespace ipc::daemon

@@ -3,6 +3,7 @@
 // ipc::supervisor. Signals, timers, notification, stats and exit statuses are the skeleton's.
 #include "cli.hpp"
 #include "daemon.hpp"
+#include "delivery.hpp"
 #include "format.hpp"
 #include "limits.hpp"
 #include "runtime.hpp"
@@ -421,12 +422,15 @@ int run_producer(int argc, char** argv) noexcept {
     if (!o.consumer_args.empty() && uri->scheme != "pipe") return usage_error(app, "--consumer-arg is for --channel pipe only");
     if (auto why = format_conflict(o.format, *uri)) return usage_error(app, *why);
     const bool record = o.format == payload_format::record;
+    if (record) {
+      // Before --size: no size would do.
+      if (auto why = record_cannot_fit(*uri)) return usage_error(app, *why);
+    }
     if (o.source.empty() && o.size > max_payload(o.format, max_message)) {
       return usage_error(app, "--size " + std::to_string(o.size) + ": a " + std::string(to_string(o.format)) + " message of " +
                                   std::to_string(record ? encoded_size(o.size) : o.size) + " bytes exceeds " + uri->scheme +
                                   "'s largest message, " + std::to_string(max_message) + " bytes");
     }
-    if (record && max_message <= record_header_size) return usage_error(app, o.uri + ": messages too small for a record");
     std::optional<line_source> source;
     if (!o.source.empty()) {
       try {
@@ -436,7 +440,7 @@ int run_producer(int argc, char** argv) noexcept {
       }
     }
     ::signal(SIGPIPE, SIG_IGN);
-    const std::filesystem::path status = o.status_file.empty() ? default_status_path(o.uri, "producer") : std::filesystem::path(o.status_file);
+    const std::filesystem::path status = o.status_file.empty() ? default_status_path(o.uri, "producer", several_per_role(delivery_of(*uri))) : std::filesystem::path(o.status_file);
     producer p(std::move(o), status, std::move(source));
     try {
       return p.run();

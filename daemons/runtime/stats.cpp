@@ -93,8 +93,9 @@ sequence_tracker::verdict sequence_tracker::add(std::uint64_t session, std::uint
     }
     s.set(sequence);
     s.next = sequence + 1;
-    lost_ += gap;
-    return gap == 0 ? verdict::in_order : verdict::gap;
+    if (gap == 0) return verdict::in_order;
+    if (!shared_) lost_ += gap;  // shared: the gap went to other consumers
+    return verdict::gap;
   }
   if (s.next - sequence > window || s.test(sequence)) {
     ++dup_;
@@ -157,7 +158,7 @@ void stats_reporter::remove_status_file() noexcept {
   if (!status_file_.empty()) remove_regular_file(status_file_);
 }
 
-std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role) {
+std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role, bool per_process) {
   const auto uri = channel_uri::parse(channel_uri);
   // A pipe has no name: the producer's pid tells two pairs apart (the consumer is the producer's child).
   std::string name = uri.scheme == "pipe" ? std::to_string(role == "producer" ? ::getpid() : ::getppid()) : uri.name;
@@ -167,7 +168,8 @@ std::filesystem::path default_status_path(std::string_view channel_uri, std::str
   }
   // The directory is made by the first write (write_file_atomically): a daemon that stops on a usage
   // error leaves nothing behind.
-  return runtime_dir() / "status" / (uri.scheme + "-" + name + "." + std::string(role) + ".status");
+  const std::string pid = per_process ? "." + std::to_string(::getpid()) : std::string();
+  return runtime_dir() / "status" / (uri.scheme + "-" + name + "." + std::string(role) + pid + ".status");
 }
 
 }  // namespace ipc::daemon

@@ -40,9 +40,15 @@ class latency_histogram {
 /// lost; a record inside the 1024-record window that was counted lost is a reorder (and no
 /// longer lost); one already seen, or older than the window, is a duplicate. A new session is
 /// never loss. The last 8 sessions are remembered.
+/// A consumer of a work queue (`shared`) sees only its share of each session: a gap is another
+/// consumer's records, never loss; what it can still check is that each session's records come
+/// once and in order - one seen before (or older than the window) is a duplicate, one below the
+/// highest seen that was not seen is a reorder (a work queue hands one session's records to each
+/// receiver in the order they were sent).
 class sequence_tracker {
  public:
   enum class verdict { in_order, gap, duplicate, reordered };
+  explicit sequence_tracker(bool shared = false) noexcept : shared_(shared) {}
   verdict add(std::uint64_t session, std::uint64_t sequence) noexcept;
   [[nodiscard]] std::uint64_t lost() const noexcept { return lost_; }
   [[nodiscard]] std::uint64_t duplicates() const noexcept { return dup_; }
@@ -72,6 +78,7 @@ class sequence_tracker {
   std::uint64_t tick_ = 0;
   std::size_t latest_ = 0;  // index into sessions_ of the latest record's session
   bool any_ = false;
+  bool shared_ = false;
   std::uint64_t lost_ = 0, dup_ = 0, reorder_ = 0, sessions_seen_ = 0;
 };
 
@@ -113,7 +120,8 @@ class stats_reporter {
 
 /// runtime_dir()/status/<kind>-<name>.<role>.status; for pipe URIs name is the producer's pid (the
 /// producer's own, the consumer's parent), so concurrent pipe pairs do not collide; '/' in names
-/// (fifo paths) become '_'. Creates nothing. Throws std::system_error.
-std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role);
+/// (fifo paths) become '_'. `per_process` (several daemons of one role on one channel: a work queue,
+/// broadcast): <kind>-<name>.<role>.<pid>.status, one file each. Creates nothing. Throws std::system_error.
+std::filesystem::path default_status_path(std::string_view channel_uri, std::string_view role, bool per_process = false);
 
 }  // namespace ipc::daemon

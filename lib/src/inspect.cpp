@@ -34,6 +34,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <vector>
 
 namespace fs = std::filesystem;
 
@@ -333,6 +334,108 @@ void inspect_ring(object_info& o, int fd, const layout_info& h) {
   }
 }
 
+// The holder table the work queue and broadcast share: every registered place (odd generation) is a
+// use going on, named by its role; its liveness by the start time it recorded.
+void add_holders(object_info& o, const std::byte* table, const char* const (&role_names)[2]) {
+  for (int i = 0; i < detail::mpmc_max_holders; ++i) {
+    const std::byte* e = table + i * sizeof(detail::mpmc_holder);
+    std::int32_t pid = 0;
+    std::uint32_t gen = 0, role = 0;
+    std::uint64_t start = 0;
+    std::memcpy(&pid, e + offsetof(detail::mpmc_holder, pid), sizeof pid);
+    std::memcpy(&gen, e + offsetof(detail::mpmc_holder, gen), sizeof gen);
+    std::memcpy(&start, e + offsetof(detail::mpmc_holder, start_time), sizeof start);
+    std::memcpy(&role, e + offsetof(detail::mpmc_holder, role), sizeof role);
+    if (pid <= 0 || (gen & 1U) == 0 || role > 1) continue;
+    add_use(o, pid, std::string(role_names[role]) + " role", process_alive(pid, start), true);
+  }
+}
+
+// The whole fixed-size header T at offset 0, read with pread; empty when it cannot be read whole.
+template <typename T>
+std::vector<std::byte> read_header(int fd) {
+  std::vector<std::byte> raw(sizeof(T));
+  if (detail::retry_eintr([&] { return ::pread(fd, raw.data(), raw.size(), 0); }) != static_cast<ssize_t>(raw.size())) raw.clear();
+  return raw;
+}
+
+// Whether a work queue's or broadcast's sizes are the ones its creator validated (else: unknown).
+bool cells_consistent(std::uint64_t header, std::uint64_t slots, std::uint64_t max_message, std::uint64_t stride,
+                      std::uint64_t cell_header, const layout_info& h) {
+  return slots >= 2 && (slots & (slots - 1)) == 0 && max_message >= 1 && stride >= cell_header + max_message &&
+         stride <= cell_header + max_message + 64 && header + slots * stride == h.total_size;
+}
+
+// A work queue's contents (the positions producers claimed and consumers have not: whole messages,
+// or ones being written) and its senders and receivers, read with pread from its /dev/shm file.
+void inspect_mpmc(object_info& o, int fd, const layout_info& h) {
+  using q = detail::mpmc_header;
+  if (h.header_size != sizeof(q) || h.version != detail::mpmc_version) return;
+  const auto raw = read_header<q>(fd);
+  if (raw.empty()) return;
+  auto get = [&]<typename T>(std::size_t offset, T& out) { std::memcpy(&out, raw.data() + offset, sizeof out); };
+  std::uint64_t slots = 0, max_message = 0, stride = 0, enq = 0, deq = 0;
+  get(offsetof(q, slots), slots);
+  get(offsetof(q, max_message), max_message);
+  get(offsetof(q, slot_stride), stride);
+  get(offsetof(q, enqueue_pos), enq);
+  get(offsetof(q, dequeue_pos), deq);
+  add_holders(o, raw.data() + offsetof(q, holders), {"sender", "receiver"});
+  // Both positions are helped forward, so dequeue may briefly pass enqueue by the claims in flight.
+  if (!cells_consistent(sizeof(q), slots, max_message, stride, detail::mpmc_slot_header, h) ||
+      (enq >= deq && enq - deq > slots) || (deq > enq && deq - enq > detail::mpmc_max_holders)) {
+    return;  // inconsistent: contents unknown (kept, never judged empty)
+  }
+  o.contents.known = true;
+  o.contents.messages = enq > deq ? enq - deq : 0;
+  for (std::uint64_t at = deq; at < enq; ++at) {
+    const off_t slot = static_cast<off_t>(sizeof(q) + (at & (slots - 1)) * stride);
+    std::uint64_t state = 0;
+    std::uint32_t len = 0;
+    if (detail::retry_eintr([&] { return ::pread(fd, &state, sizeof state, slot); }) != static_cast<ssize_t>(sizeof state) ||
+        detail::retry_eintr([&] { return ::pread(fd, &len, sizeof len, slot + 8); }) != static_cast<ssize_t>(sizeof len)) {
+      break;
+    }
+    if (detail::slot_state::decode(state).phase == detail::slot_phase::full && len <= max_message) o.contents.bytes += len;
+  }
+}
+
+// A broadcast channel's subscribers and the oldest unread backlog (what its slowest registered
+// subscriber has still to read), read with pread from its /dev/shm file. With no subscriber it
+// holds nothing anyone will read: a new subscriber starts at the next message published.
+void inspect_broadcast(object_info& o, int fd, const layout_info& h) {
+  using b = detail::bcast_header;
+  if (h.header_size != sizeof(b) || h.version != detail::bcast_version) return;
+  const auto raw = read_header<b>(fd);
+  if (raw.empty()) return;
+  auto get = [&]<typename T>(std::size_t offset, T& out) { std::memcpy(&out, raw.data() + offset, sizeof out); };
+  std::uint64_t slots = 0, max_message = 0, stride = 0, head = 0;
+  get(offsetof(b, slots), slots);
+  get(offsetof(b, max_message), max_message);
+  get(offsetof(b, slot_stride), stride);
+  get(offsetof(b, head), head);
+  add_holders(o, raw.data() + offsetof(b, holders), {"publisher", "subscriber"});
+  if (!cells_consistent(sizeof(b), slots, max_message, stride, detail::bcast_cell_header, h)) return;
+  std::uint64_t subscribers = 0, backlog = 0;
+  for (int i = 0; i < detail::mpmc_max_holders; ++i) {
+    const std::size_t e = offsetof(b, holders) + i * sizeof(detail::mpmc_holder);
+    std::int32_t pid = 0;
+    std::uint32_t gen = 0, role = 0;
+    std::uint64_t next = 0;
+    get(e + offsetof(detail::mpmc_holder, pid), pid);
+    get(e + offsetof(detail::mpmc_holder, gen), gen);
+    get(e + offsetof(detail::mpmc_holder, role), role);
+    if (pid <= 0 || (gen & 1U) == 0 || role != 1) continue;
+    get(offsetof(b, cursors) + i * sizeof(detail::bcast_cursor) + offsetof(detail::bcast_cursor, next), next);
+    ++subscribers;
+    // A lapped subscriber (drop_oldest) has at most a ring's worth left to read.
+    if (head > next) backlog = std::max(backlog, std::min(head - next, slots));
+  }
+  o.contents.known = true;
+  o.contents.messages = backlog;
+  o.contents.subscribers = static_cast<int>(subscribers);
+}
+
 void add_sysv_objects(std::vector<object_info>& out, const object_info& base, unsigned low24,
                       const std::vector<proc_row>& msgs, const std::vector<proc_row>& sems,
                       const std::vector<proc_row>& shms, const proc_scan& scan) {
@@ -455,6 +558,10 @@ object_info inspect_segment(const fs::path& p, const struct stat& st, int fd, co
     add_use(o, h->creator.pid, "creator", process_alive(h->creator), false);
     if (h->kind == "shm_ring") {
       inspect_ring(o, fd, *h);
+    } else if (h->kind == "shm_mpmc") {
+      inspect_mpmc(o, fd, *h);
+    } else if (h->kind == "shm_broadcast") {
+      inspect_broadcast(o, fd, *h);
     } else if (h->kind == "shared_value") {
       o.contents = {true, 1, 0, true};
     }

@@ -6,25 +6,34 @@
 #include <ipc/shm_broadcast.hpp>
 #include <ipc/uri.hpp>
 
+#include "detail/endpoint_lock.hpp"
 #include "detail/futex.hpp"
 #include "detail/shm_broadcast_layout.hpp"
+#include "detail/shm_link.hpp"
+#include "detail/shm_slot_queue.hpp"
 #include "detail/shm_mpmc_holders.hpp"
-#include "detail/sysv_key.hpp"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
+#include <memory>
+#include <new>
 
 namespace ipc {
 namespace {
 
-constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t a) noexcept { return (n + a - 1) / a * a; }
+constexpr detail::slot_queue_kind channel_kind{"shm_broadcast",
+                                               detail::bcast_magic,
+                                               detail::bcast_version,
+                                               sizeof(detail::bcast_header),
+                                               detail::bcast_cell_header,
+                                               detail::bcast_min_slots,
+                                               detail::bcast_max_slots,
+                                               detail::bcast_max_message,
+                                               detail::bcast_max_total};
 
-constexpr std::uint64_t stride_for(std::uint64_t max_message) noexcept {
-  return round_up(detail::bcast_cell_header + max_message, 64);
-}
+std::string policy_name(broadcast_policy p) { return p == broadcast_policy::drop_oldest ? "drop_oldest" : "block"; }
 
 unsigned log2_of(std::uint64_t power_of_two) noexcept {
   unsigned s = 0;
@@ -32,7 +41,7 @@ unsigned log2_of(std::uint64_t power_of_two) noexcept {
   return s;
 }
 
-detail::holder_table table(detail::bcast_header& h) noexcept { return {h.holders, h.live, h.ever}; }
+detail::holder_table table(detail::bcast_header& h) noexcept { return detail::table_of(h); }
 
 // What a new place's cursor starts at, written before the place counts as a subscriber.
 struct cursor_start {
@@ -49,71 +58,36 @@ void set_cursor(void* context, unsigned index) noexcept {
 
 shm_broadcast::shm_broadcast(std::string_view name, role r, const shm_broadcast_options& options)
     : channel("shm:" + std::string(name) + "?mode=broadcast", 0), base_name_(name), role_(r) {
-  {
-    channel_uri u;
-    u.text = name_;
-    u.scheme = "shm";
-    u.name = base_name_;
-    u.require_plain_name();
-  }
-  const std::string object = "/dev/shm/" + posix_segment::posix_name(base_name_);
-  layout_spec spec{detail::bcast_magic, detail::bcast_version, sizeof(detail::bcast_header), 0};
-  if (options.open != open_mode::open_only) {
-    detail::check_new_mode(options.mode, "shm_open", object);
-    const std::uint64_t n = options.slots;
-    if (n < detail::bcast_min_slots || n > detail::bcast_max_slots || (n & (n - 1)) != 0) {
-      throw_error(errc::bad_uri, "shm_broadcast", name_,
-                  "slots " + std::to_string(n) + " is not a power of two between 2 and 65536");
-    }
-    if (options.max_message == 0 || options.max_message > detail::bcast_max_message) {
-      throw_error(errc::bad_uri, "shm_broadcast", name_,
-                  "max_message " + std::to_string(options.max_message) + " is outside 1 .. 16 MiB");
-    }
-    if (n * stride_for(options.max_message) > detail::bcast_max_total) {
-      throw_error(errc::bad_uri, "shm_broadcast", name_,
-                  std::to_string(n) + " slots of " + std::to_string(stride_for(options.max_message)) +
-                      " bytes exceed 1 GiB");
-    }
-    spec.payload_bytes = n * stride_for(options.max_message);
-  }
-  auto seg = detail::create_or_open_segment(base_name_, options.open, options.mode,
-                                            sizeof(detail::bcast_header) + spec.payload_bytes);
-  {
-    struct stat st {};
-    ipc::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
-    dev_ = st.st_dev;
-    ino_ = st.st_ino;
-  }
-  if (!seg->created()) spec.payload_bytes = 0;  // an opener adopts the creator's sizes, validated below
+  auto found = detail::open_slot_queue(base_name_, name_, channel_kind, options);
+  dev_ = found.id.dev;
+  ino_ = found.id.ino;
   // Everything else starts as the zero bytes the reservation gave: head 0, every cell "lap -1, empty".
-  seg_.emplace(std::move(seg), spec, [&](std::byte* base, std::size_t) {
+  seg_.emplace(std::move(found.seg), found.spec, [&](std::byte* base, std::size_t) {
     auto* h = reinterpret_cast<detail::bcast_header*>(base);
     h->slots = options.slots;
     h->max_message = options.max_message;
-    h->slot_stride = stride_for(options.max_message);
+    h->slot_stride = detail::slot_stride(channel_kind, options.max_message);
     h->policy = static_cast<std::uint32_t>(options.policy == broadcast_policy::drop_oldest ? detail::bcast_policy::drop_oldest
                                                                                           : detail::bcast_policy::block);
   });
   auto* h = seg_->header_as<detail::bcast_header>();
-  const std::uint64_t n = h->slots;
-  const std::uint64_t maxm = h->max_message;
-  const std::uint64_t stride = h->slot_stride;
+  const detail::slot_queue_sizes sizes{h->slots, h->max_message, h->slot_stride};
+  detail::check_slot_queue(name_, seg_->object(), channel_kind, sizes, h->base.total_size, options);
   const std::uint32_t policy = h->policy;
-  // Untrusted when opened: every later offset rests on these, so check them against the mapping.
-  if (n < detail::bcast_min_slots || n > detail::bcast_max_slots || (n & (n - 1)) != 0 || maxm == 0 ||
-      maxm > detail::bcast_max_message || stride != stride_for(maxm) ||
-      h->base.total_size != sizeof(detail::bcast_header) + n * stride || policy > 1) {
-    throw_error(errc::corrupt, "attach", seg_->object(),
-                std::to_string(n) + " slots of " + std::to_string(stride) + " bytes (max_message " + std::to_string(maxm) +
-                    ", policy " + std::to_string(policy) + ") do not match the " + std::to_string(h->base.total_size) +
-                    "-byte layout");
+  if (policy > 1) {
+    throw_error(errc::incompatible, "attach", name_,
+                seg_->object() + ": policy " + std::to_string(policy) + " is neither block (0) nor drop_oldest (1)");
   }
+  drop_oldest_ = policy == static_cast<std::uint32_t>(detail::bcast_policy::drop_oldest);
+  detail::check_insisted(name_, "policy", options.insist_policy, policy_name(options.policy), policy_name(this->policy()));
+  const std::uint64_t n = sizes.slots;
+  const std::uint64_t maxm = sizes.max_message;
+  const std::uint64_t stride = sizes.stride;
   hdr_ = h;
   cells_ = seg_->payload();
   mask_ = n - 1;
   shift_ = log2_of(n);
   stride_ = stride;
-  drop_oldest_ = policy == static_cast<std::uint32_t>(detail::bcast_policy::drop_oldest);
   max_message_size_ = static_cast<std::size_t>(maxm);
 
   pid_ = ::getpid();
@@ -141,8 +115,34 @@ shm_broadcast::shm_broadcast(std::string_view name, role r, const shm_broadcast_
 
 shm_broadcast::~shm_broadcast() {
   detail::shm_fork_registry::erase(this);
+  if (hdr_ != nullptr) leave();
+}
+
+void shm_broadcast::close() {
   if (hdr_ == nullptr) return;
-  const bool last = detail::release_holder(table(*hdr_), {holder_, place_gen_});
+  leave();
+  seg_.reset();
+  hdr_ = nullptr;
+  cells_ = nullptr;
+}
+
+void shm_broadcast::closed_handle(std::string_view call) const {
+  throw_error(errc::closed, call, name_, "this handle was closed by close(); reopen() attaches it again");
+}
+
+// Leaves the holder table, as the destructor and close() do. Never throws.
+void shm_broadcast::leave() noexcept {
+  bool lock_released = true;
+  const bool last = detail::release_holder(table(*hdr_), {holder_, place_gen_}, &lock_released);
+  // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
+  // than the one that attached it): that list points into the header, so it stays mapped.
+  if (!lock_released) {
+    try {
+      detail::park_until_exit(std::make_shared<layout_segment>(std::move(*seg_)));
+    } catch (...) {  // NOLINT(bugprone-empty-catch): no memory to park it: leak the mapping instead
+      new (std::nothrow) std::optional<layout_segment>(std::move(seg_));
+    }
+  }
   try {
     // A subscriber leaving may be the one a blocked publisher waits for; the last publisher leaving
     // ends the stream for the subscribers.
@@ -160,7 +160,63 @@ channel_limits shm_broadcast::limits() const {
   return l;
 }
 
-void shm_broadcast::remove() { seg_->remove(); }
+void shm_broadcast::remove() {
+  if (hdr_ == nullptr) {  // closed: the name, if it still denotes our channel
+    if (detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) posix_segment::remove(base_name_);
+    return;
+  }
+  // Only the channel this handle maps: a newer one under the name (made by a peer after this one
+  // was unlinked) is left alone. On purpose: every handle goes on with the anonymous channel.
+  if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
+  hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
+  seg_->remove();
+}
+
+int shm_broadcast::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
+
+void shm_broadcast::check_name_if_due(std::string_view call) {
+  if (hdr_ == nullptr) closed_handle(call);
+  if (!detail::link_check_due(next_link_check_ns_)) return;
+  detail::check_linked(segment_fd(), hdr_->unlinked_on_purpose, next_link_check_ns_, call, name_, seg_->object());
+}
+
+void shm_broadcast::reopen() {
+  // Still the channel the name denotes: everything is kept (a subscriber's place and cursor).
+  std::optional<mode_t> mode = 0600;  // closed: attach again, or create a channel like ours
+  if (hdr_ != nullptr) mode = detail::unlinked_mode(segment_fd(), seg_->object());
+  if (!mode) return;
+  shm_broadcast_options o;
+  o.slots = static_cast<std::size_t>(mask_ + 1);
+  o.max_message = max_message_size_;
+  o.policy = policy();
+  o.mode = *mode;
+  o.open = open_mode::open_or_create;
+  shm_broadcast fresh(base_name_, role_, o);  // the name's channel now, or a new one like ours
+  swap_attachment(fresh);                     // fresh's destructor leaves the old channel
+}
+
+void shm_broadcast::swap_attachment(shm_broadcast& other) noexcept {
+  using std::swap;
+  swap(seg_, other.seg_);
+  swap(hdr_, other.hdr_);
+  swap(cells_, other.cells_);
+  swap(mask_, other.mask_);
+  swap(shift_, other.shift_);
+  swap(stride_, other.stride_);
+  swap(drop_oldest_, other.drop_oldest_);
+  swap(next_, other.next_);
+  swap(limit_, other.limit_);
+  swap(wanted_, other.wanted_);
+  swap(holder_, other.holder_);
+  swap(place_gen_, other.place_gen_);
+  swap(token_, other.token_);
+  swap(pid_, other.pid_);
+  swap(dev_, other.dev_);
+  swap(ino_, other.ino_);
+  swap(next_probe_, other.next_probe_);
+  swap(next_link_check_ns_, other.next_link_check_ns_);
+  swap(max_message_size_, other.max_message_size_);
+}
 
 bool shm_broadcast::remove(std::string_view name) { return posix_segment::remove(name); }
 
@@ -169,10 +225,12 @@ broadcast_policy shm_broadcast::policy() const noexcept {
 }
 
 std::uint64_t shm_broadcast::torn_skipped() const noexcept {
-  return hdr_->torn_skipped.load(std::memory_order_relaxed);
+  return hdr_ == nullptr ? 0 : hdr_->torn_skipped.load(std::memory_order_relaxed);
 }
 
-std::size_t shm_broadcast::subscribers() const noexcept { return hdr_->live[1].load(std::memory_order_acquire); }
+std::size_t shm_broadcast::subscribers() const noexcept {
+  return hdr_ == nullptr ? 0 : hdr_->live[1].load(std::memory_order_acquire);
+}
 
 void shm_broadcast::corrupt(const std::string& what) const { throw_error(errc::corrupt, "shm_broadcast", name_, what); }
 

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <optional>
 
@@ -25,7 +26,7 @@ namespace {
 using detail::slot_phase;
 using detail::slot_state;
 
-detail::holder_table table(detail::bcast_header& h) noexcept { return {h.holders, h.live, h.ever}; }
+detail::holder_table table(detail::bcast_header& h) noexcept { return detail::table_of(h); }
 
 // How far a cell's lap field is ahead of the one a position expects (negative: behind).
 std::int32_t lap_diff(std::uint32_t cell_lap, std::uint32_t expected) noexcept {
@@ -38,25 +39,47 @@ void help_advance(std::atomic<std::uint64_t>& head, std::uint64_t pos) noexcept 
   head.compare_exchange_strong(pos, pos + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
 }
 
-// The one call that sleeps: on `seq` until it moves, `until` passes, or one slice (detail::wait_slice)
-// is over, whichever is first. The slice bounds how late a death or a lost wake-up is noticed; an
-// idle-free wait replaces this function alone. Returns false when ipc::interrupt_wait ended it
-// (the word it changes is part of the wait): the caller ends the wait as a timeout (ipc/asio.hpp).
-bool sleep_once(const std::atomic<std::uint32_t>& seq, std::uint32_t before, const deadline& until, std::string_view object) {
-  const auto slice = std::min(until.time_point(), deadline::clock::now() + detail::wait_slice);
-  unsigned unheld_streak = 0;
-  return detail::wait_data_or_death(seq, before, {}, deadline::at(slice), object, unheld_streak) !=
-         detail::death_wait::interrupted;
+// Whether the holder a claim token names still holds its place at the claim's generation: false once
+// it released the place or was reaped, so its claim will never be finished. Shared memory only, no
+// liveness probe. Never throws.
+bool claimer_registered(const detail::bcast_header& h, std::uint32_t token) noexcept {
+  const slot_state s{0, slot_phase::writing, token};
+  const unsigned i = s.holder_index();
+  if (i >= detail::mpmc_max_holders) return false;
+  return (h.holders[i].gen.load(std::memory_order_acquire) & slot_state::gen_mask) == s.holder_gen();
+}
+
+// The endpoint locks of the registered holders of role r other than place `self`: what a sleeper
+// waiting for that role watches (subscribers and lap-behind publishers watch the publishers, a
+// publisher waiting for room watches the subscribers). Returns how many. Never throws.
+int watch_list(detail::bcast_header& h, role r, unsigned self,
+               const detail::endpoint_lock* (&out)[detail::mpmc_max_holders]) noexcept {
+  const unsigned ri = r == role::sender ? 0U : 1U;
+  int n = 0;
+  for (unsigned i = 0; i < detail::mpmc_max_holders; ++i) {
+    if (i == self) continue;
+    const auto& e = h.holders[i];
+    // The role is written before the generation is published (register_holder).
+    if ((e.gen.load(std::memory_order_acquire) & 1U) == 0 || (e.role.load(std::memory_order_relaxed) & 1U) != ri) continue;
+    out[n++] = &h.endpoint_locks[i];
+  }
+  return n;
 }
 
 }  // namespace
+
+// How long a publisher waiting for room sleeps for a batch of cells before it asks for the first.
+constexpr std::chrono::milliseconds batch_wait{10};
 
 std::byte* shm_broadcast::cell_at(std::uint64_t pos) const noexcept { return cells_ + (pos & mask_) * stride_; }
 
 // Waits until changed(), a verdict (a dead claimer, the end of the stream), or `d`. Spins ~20 µs
 // first (a publisher mid-copy, or a peer on the other core), then sleeps on data_seq (waiting for
-// a cell) or space_seq (a publisher waiting for subscribers) in slices; verdict(probe) is asked
-// before each sleep, with probe true at most every 10 ms (a liveness probe reads /proc).
+// a cell) or space_seq (a publisher waiting for subscribers) together with the endpoint locks of
+// the role it waits for (detail::wait_data_or_death): no time slices while they are held, and the
+// kernel wakes the sleeper when one of them dies or execs. verdict(probe) is asked before each
+// sleep, with probe true at most every 10 ms (a liveness probe reads /proc) and at once after a
+// watched lock changed; verdict(false) looks at shared memory only.
 // A sleeper arms its flag (arm()), fences, re-checks, then sleeps; a waker changes the state,
 // fences, and takes the flag (exchange) before it wakes: one of them sees the other, and one
 // sleeping episode costs one wake-up however many messages pass meanwhile.
@@ -90,15 +113,38 @@ shm_broadcast::cell_wait shm_broadcast::wait_until(bool on_data, const Changed& 
     }
   }
   auto& seq = on_data ? h.data_seq : h.space_seq;
+  const role watched = on_data ? role::sender : role::receiver;
+  unsigned unheld_streak = 0;
+  // A publisher waiting for room (wanted_: the first cell it needs) first asks to be woken only
+  // once the slowest subscriber has freed an eighth of the ring as well, so a publisher held up by
+  // a subscriber wakes once per batch, not once per message; but for batch_wait at most, then for
+  // the first cell: a subscriber that reads a message or two and then waits for this publisher
+  // must not leave both waiting for ever.
+  const std::uint64_t needed = wanted_;
+  const std::uint64_t batch = on_data ? 0 : (mask_ + 1) / 8;
+  const auto batch_end = deadline::clock::now() + batch_wait;
   for (;;) {
     if (auto v = probe()) return *v;
+    const bool batching = batch != 0 && deadline::clock::now() < batch_end;
+    wanted_ = batching ? needed + batch : needed;
     const std::uint32_t before = seq.load(std::memory_order_acquire);
     arm(on_data);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (changed()) return cell_wait::ready;
-    const bool not_interrupted = sleep_once(seq, before, d, name_);
+    // A claimer or the last publisher may have gone (released, or reaped by another process) since
+    // the verdict above but before our read of seq: that bump is behind us and the holder is out of
+    // the watch list. Whoever frees a place bumps seq after it, so verdict(false), which reads the
+    // table after seq, sees it.
+    if (auto v = verdict(false)) return *v;
+    detail::retake_endpoint_lock(table(h), {holder_, place_gen_}, pid_);  // our attaching thread may have exited
+    const detail::endpoint_lock* locks[detail::mpmc_max_holders];
+    const int n = watch_list(h, watched, holder_, locks);
+    const deadline until = batching ? deadline::at(std::min(d.time_point(), batch_end)) : d;
+    const auto woke = detail::wait_data_or_death(seq, before, {locks, static_cast<std::size_t>(n)}, until, name_, unheld_streak);
     if (changed()) return cell_wait::ready;
-    if (!not_interrupted) return cell_wait::timeout;
+    // Only a wait with a deadline is interruptible (ipc/asio.hpp); the batch's own limit is not one.
+    if (woke == detail::death_wait::interrupted && !d.is_never()) return cell_wait::timeout;
+    if (woke == detail::death_wait::peer_changed) next_probe_ = {};  // judge the peer now
     if (d.expired()) {
       next_probe_ = {};
       if (auto v = probe()) return *v;
@@ -156,6 +202,7 @@ void shm_broadcast::advance_cursor(std::uint64_t next) {
 bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& d) {
   // A subscriber that published would wait on its own cursor under policy=block.
   if (role_ != role::sender) throw_errno(EBADF, "send", name_, "a subscriber handle does not publish");
+  check_name_if_due("send");
   auto& h = *hdr_;
   const std::uint64_t slots = mask_ + 1;
   for (;;) {
@@ -181,7 +228,9 @@ bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& 
       const auto why = wait_until(
           true, [&] { return cell->state.load(std::memory_order_acquire) != w || h.head.load(std::memory_order_acquire) != pos; },
           [&](bool probe) -> std::optional<cell_wait> {
-            if (probe && !detail::token_alive(table(h), s.token, {dev_, ino_})) return cell_wait::dead;
+            if (probe ? !detail::token_alive(table(h), s.token, {dev_, ino_}) : !claimer_registered(h, s.token)) {
+              return cell_wait::dead;
+            }
             return std::nullopt;
           },
           d);
@@ -197,10 +246,8 @@ bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& 
       // Overwriting position pos - slots needs every live subscriber past it.
       limit_ = slowest_subscriber() + slots;
       if (pos >= limit_) {
-        // Sleep until the slowest subscriber has made room for an eighth of the ring (or one cell
-        // of a small one), so a publisher held up by one subscriber wakes once per batch, not once
-        // per message; the slices still re-check for a single free cell.
-        wanted_ = pos - slots + 1 + slots / 8;
+        // Sleep until the slowest subscriber has read the cell we need (in batches: wait_until).
+        wanted_ = pos - slots + 1;
         const auto why = wait_until(
             false,
             [&] {
@@ -233,12 +280,20 @@ bool shm_broadcast::do_send(std::span<const std::byte> message, const deadline& 
     if (h.data_waiting.load(std::memory_order_relaxed) != 0 && h.data_waiting.exchange(0, std::memory_order_seq_cst) != 0) {
       wake(h.data_seq);
     }
+    // Publishers asleep for room all wait at the head, which we just moved on: they look again
+    // (one that asked for a batch may share space_wanted with one that asks for the first cell,
+    // so the subscriber's crossing need not have woken every one of them).
+    if (!drop_oldest_ && h.space_waiting.load(std::memory_order_relaxed) != 0 &&
+        h.space_waiting.exchange(0, std::memory_order_seq_cst) != 0) {
+      wake(h.space_seq);
+    }
     return true;
   }
 }
 
 bool shm_broadcast::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "a publisher handle does not subscribe");
+  if (hdr_ == nullptr) closed_handle("receive");
   auto& h = *hdr_;
   const std::uint64_t slots = mask_ + 1;
   // Skips from pos to the oldest message still held (the head a lap back), counting what was missed.
@@ -295,7 +350,9 @@ bool shm_broadcast::do_receive(std::vector<std::byte>& out, const deadline& d) {
         true, [&] { return cell->state.load(std::memory_order_acquire) != w; },
         [&](bool probe) -> std::optional<cell_wait> {
           if (writing) {
-            if (probe && !detail::token_alive(table(h), s.token, {dev_, ino_})) return cell_wait::dead;
+            if (probe ? !detail::token_alive(table(h), s.token, {dev_, ino_}) : !claimer_registered(h, s.token)) {
+              return cell_wait::dead;
+            }
             return std::nullopt;
           }
           // Nothing more will come once every publisher that ever attached is gone (the dead ones

@@ -23,6 +23,10 @@ std::unique_ptr<channel> open_shm_broadcast_uri(const channel_uri& uri, role r) 
                   "option 'policy=" + std::string(*p) + "' is neither block nor drop_oldest");
     }
   }
+  // An option named in the URI is insisted on; one left out adopts an existing channel's.
+  o.insist_slots = uri.option("slots").has_value();
+  o.insist_max_message = uri.option("max_message").has_value();
+  o.insist_policy = uri.option("policy").has_value();
   o.mode = uri.mode_option("mode", o.mode);
   o.open = uri.open_option(o.open);
   return std::make_unique<shm_broadcast>(uri.name, r, o);

@@ -7,10 +7,10 @@
 #include "detail/futex.hpp"
 #include "detail/shm_mpmc_holders.hpp"
 #include "detail/shm_mpmc_layout.hpp"
-#include "detail/sysv_key.hpp"
+#include "detail/shm_link.hpp"
+#include "detail/shm_slot_queue.hpp"
 
 #include <sched.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,8 +29,6 @@ namespace {
 using detail::slot_phase;
 using detail::slot_state;
 
-constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t a) noexcept { return (n + a - 1) / a * a; }
-
 // How far a slot's lap is ahead of the lap a position expects (negative: behind).
 std::int32_t lap_diff(std::uint32_t slot_lap, std::uint32_t lap) noexcept {
   return static_cast<std::int32_t>(slot_lap - lap);
@@ -43,6 +41,16 @@ void help_advance(std::atomic<std::uint64_t>& position, std::uint64_t pos) noexc
   position.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel, std::memory_order_relaxed);
 }
 
+constexpr detail::slot_queue_kind queue_kind{"shm_mpmc",
+                                             detail::mpmc_magic,
+                                             detail::mpmc_version,
+                                             sizeof(detail::mpmc_header),
+                                             detail::mpmc_slot_header,
+                                             detail::mpmc_min_slots,
+                                             detail::mpmc_max_slots,
+                                             detail::mpmc_max_message,
+                                             detail::mpmc_max_total};
+
 unsigned log2_of(std::uint64_t power_of_two) noexcept {
   unsigned s = 0;
   while ((std::uint64_t{1} << s) < power_of_two) ++s;
@@ -53,60 +61,22 @@ unsigned log2_of(std::uint64_t power_of_two) noexcept {
 
 shm_mpmc::shm_mpmc(std::string_view name, role r, const shm_mpmc_options& options)
     : channel("shm:" + std::string(name) + "?mode=mpmc", 0), base_name_(name), role_(r) {
-  {
-    channel_uri u;
-    u.text = name_;
-    u.scheme = "shm";
-    u.name = base_name_;
-    u.require_plain_name();
-  }
-  const std::string object = "/dev/shm/" + posix_segment::posix_name(base_name_);
-  layout_spec spec{detail::mpmc_magic, detail::mpmc_version, sizeof(detail::mpmc_header), 0};
-  if (options.open != open_mode::open_only) {
-    detail::check_new_mode(options.mode, "shm_open", object);
-    const std::uint64_t n = options.slots;
-    if (n < detail::mpmc_min_slots || n > detail::mpmc_max_slots || (n & (n - 1)) != 0) {
-      throw_error(errc::bad_uri, "shm_mpmc", name_, "slots " + std::to_string(n) + " is not a power of two between 2 and 65536");
-    }
-    if (options.max_message == 0 || options.max_message > detail::mpmc_max_message) {
-      throw_error(errc::bad_uri, "shm_mpmc", name_,
-                  "max_message " + std::to_string(options.max_message) + " is outside 1 .. 16 MiB");
-    }
-    const std::uint64_t stride = round_up(detail::mpmc_slot_header + options.max_message, 64);
-    if (n * stride > detail::mpmc_max_total) {
-      throw_error(errc::bad_uri, "shm_mpmc", name_,
-                  std::to_string(n) + " slots of " + std::to_string(stride) + " bytes exceed 1 GiB");
-    }
-    spec.payload_bytes = n * stride;
-  }
-  auto seg = detail::create_or_open_segment(base_name_, options.open, options.mode, sizeof(detail::mpmc_header) + spec.payload_bytes);
-  const bool created = seg->created();
-  {
-    struct stat st {};
-    ipc::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
-    dev_ = st.st_dev;
-    ino_ = st.st_ino;
-  }
-  if (!created) spec.payload_bytes = 0;  // an opener adopts the creator's sizes, validated below
+  auto found = detail::open_slot_queue(base_name_, name_, queue_kind, options);
+  dev_ = found.id.dev;
+  ino_ = found.id.ino;
   // Everything else starts as the zero bytes the reservation gave: positions 0, every slot free(lap 0).
-  seg_.emplace(std::move(seg), spec, [&](std::byte* base, std::size_t) {
+  seg_.emplace(std::move(found.seg), found.spec, [&](std::byte* base, std::size_t) {
     auto* h = reinterpret_cast<detail::mpmc_header*>(base);
     h->slots = options.slots;
     h->max_message = options.max_message;
-    h->slot_stride = round_up(detail::mpmc_slot_header + options.max_message, 64);
+    h->slot_stride = detail::slot_stride(queue_kind, options.max_message);
   });
   auto* h = seg_->header_as<detail::mpmc_header>();
-  const std::uint64_t n = h->slots;
-  const std::uint64_t maxm = h->max_message;
-  const std::uint64_t stride = h->slot_stride;
-  // Untrusted when opened: every later offset rests on these three, so check them against the mapping.
-  if (n < detail::mpmc_min_slots || n > detail::mpmc_max_slots || (n & (n - 1)) != 0 || maxm == 0 ||
-      maxm > detail::mpmc_max_message || stride != round_up(detail::mpmc_slot_header + maxm, 64) ||
-      h->base.total_size != sizeof(detail::mpmc_header) + n * stride) {
-    throw_error(errc::incompatible, "attach", name_,
-                std::to_string(n) + " slots of " + std::to_string(stride) + " bytes (max_message " +
-                    std::to_string(maxm) + ") do not match the " + std::to_string(h->base.total_size) + "-byte layout");
-  }
+  const detail::slot_queue_sizes sizes{h->slots, h->max_message, h->slot_stride};
+  detail::check_slot_queue(name_, seg_->object(), queue_kind, sizes, h->base.total_size, options);
+  const std::uint64_t n = sizes.slots;
+  const std::uint64_t maxm = sizes.max_message;
+  const std::uint64_t stride = sizes.stride;
   hdr_ = h;
   slots_ = seg_->payload();
   mask_ = n - 1;
@@ -124,7 +94,23 @@ shm_mpmc::shm_mpmc(std::string_view name, role r, const shm_mpmc_options& option
 
 shm_mpmc::~shm_mpmc() {
   shm_mpmc_fork_registry::erase(this);
+  if (hdr_ != nullptr) leave();
+}
+
+void shm_mpmc::close() {
   if (hdr_ == nullptr) return;
+  leave();
+  seg_.reset();
+  hdr_ = nullptr;
+  slots_ = nullptr;
+}
+
+void shm_mpmc::closed_handle(std::string_view call) const {
+  throw_error(errc::closed, call, name_, "this handle was closed by close(); reopen() attaches it again");
+}
+
+// Leaves the holder table, as the destructor and close() do. Never throws.
+void shm_mpmc::leave() noexcept {
   bool lock_released = true;
   const bool last = detail::release_holder(*hdr_, {holder_, place_gen_}, &lock_released);
   // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
@@ -155,17 +141,65 @@ channel_limits shm_mpmc::limits() const {
   return l;
 }
 
-void shm_mpmc::remove() { seg_->remove(); }
+void shm_mpmc::remove() {
+  if (hdr_ == nullptr) {  // closed: the name, if it still denotes our queue
+    if (detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) posix_segment::remove(base_name_);
+    return;
+  }
+  // Only the queue this handle maps: a newer one under the name (made by a peer after this one was
+  // unlinked) is left alone. On purpose: every handle goes on with the anonymous queue.
+  if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
+  hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
+  seg_->remove();
+}
+
+int shm_mpmc::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
+
+void shm_mpmc::reopen() {
+  // Still the queue the name denotes: everything is kept (the role, what is queued).
+  std::optional<mode_t> mode = 0600;  // closed: attach again, or create a queue like ours
+  if (hdr_ != nullptr) mode = detail::unlinked_mode(segment_fd(), seg_->object());
+  if (!mode) return;
+  shm_mpmc_options o;
+  o.slots = static_cast<std::size_t>(mask_ + 1);
+  o.max_message = max_message_size_;
+  o.mode = *mode;
+  o.open = open_mode::open_or_create;
+  shm_mpmc fresh(base_name_, role_, o);  // the name's queue now, or a new one like ours
+  swap_attachment(fresh);                // fresh's destructor leaves the old queue: its peers see us gone
+}
+
+void shm_mpmc::swap_attachment(shm_mpmc& other) noexcept {
+  using std::swap;
+  swap(seg_, other.seg_);
+  swap(hdr_, other.hdr_);
+  swap(slots_, other.slots_);
+  swap(mask_, other.mask_);
+  swap(shift_, other.shift_);
+  swap(stride_, other.stride_);
+  swap(holder_, other.holder_);
+  swap(place_gen_, other.place_gen_);
+  swap(token_, other.token_);
+  swap(pid_, other.pid_);
+  swap(dev_, other.dev_);
+  swap(ino_, other.ino_);
+  swap(next_probe_, other.next_probe_);
+  swap(next_link_check_ns_, other.next_link_check_ns_);
+  swap(max_message_size_, other.max_message_size_);
+}
 
 bool shm_mpmc::remove(std::string_view name) { return posix_segment::remove(name); }
 
-std::uint64_t shm_mpmc::torn_skipped() const noexcept { return hdr_->torn_skipped.load(std::memory_order_relaxed); }
+std::uint64_t shm_mpmc::torn_skipped() const noexcept {
+  return hdr_ == nullptr ? 0 : hdr_->torn_skipped.load(std::memory_order_relaxed);
+}
 
 std::uint64_t shm_mpmc::lost_in_receivers() const noexcept {
-  return hdr_->lost_in_receivers.load(std::memory_order_relaxed);
+  return hdr_ == nullptr ? 0 : hdr_->lost_in_receivers.load(std::memory_order_relaxed);
 }
 
 void shm_mpmc::end_stream() {
+  if (hdr_ == nullptr) closed_handle("end_stream");
   hdr_->ended.store(1, std::memory_order_release);
   hdr_->data_seq.fetch_add(1, std::memory_order_release);
   detail::futex_wake(hdr_->data_seq, INT_MAX, name_);
@@ -178,7 +212,11 @@ std::byte* shm_mpmc::slot_at(std::uint64_t pos) const noexcept { return slots_ +
 bool shm_mpmc::do_send(std::span<const std::byte> message, const deadline& d) {
   // The end of the stream is judged by who is attached in which role: a role's handle does only its part.
   if (role_ != role::sender) throw_errno(EBADF, "send", name_, "this handle is a receiver");
+  if (hdr_ == nullptr) closed_handle("send");
   auto& h = *hdr_;
+  if (detail::link_check_due(next_link_check_ns_)) {
+    detail::check_linked(segment_fd(), h.unlinked_on_purpose, next_link_check_ns_, "send", name_, seg_->object());
+  }
   for (;;) {
     std::uint64_t pos = h.enqueue_pos.load(std::memory_order_acquire);
     auto* slot = reinterpret_cast<detail::mpmc_slot*>(slot_at(pos));
@@ -244,6 +282,7 @@ shm_mpmc::taken shm_mpmc::receive_or_end(std::vector<std::byte>& out, const dead
 
 shm_mpmc::taken shm_mpmc::take(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "this handle is a sender");
+  if (hdr_ == nullptr) closed_handle("receive");
   auto& h = *hdr_;
   for (;;) {
     std::uint64_t pos = h.dequeue_pos.load(std::memory_order_acquire);

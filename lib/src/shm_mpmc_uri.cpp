@@ -21,6 +21,9 @@ std::unique_ptr<channel> open_shm_mpmc_uri(const channel_uri& uri, role r) {
   shm_mpmc_options o;
   o.slots = uri.size_option("slots", o.slots);
   o.max_message = uri.size_option("max_message", o.max_message);
+  // An option named in the URI is insisted on; one left out adopts an existing queue's.
+  o.insist_slots = uri.option("slots").has_value();
+  o.insist_max_message = uri.option("max_message").has_value();
   o.mode = uri.mode_option("mode", o.mode);
   o.open = uri.open_option(o.open);
   return std::make_unique<shm_mpmc>(uri.name, r, o);

@@ -6,7 +6,9 @@
 #include "detail/endpoint_lock.hpp"
 #include "detail/futex.hpp"
 #include "detail/shm_ring_layout.hpp"
+#include "detail/shm_link.hpp"
 #include "detail/shm_ring_roles.hpp"
+#include "detail/shm_slot_queue.hpp"
 #include "detail/sysv_key.hpp"
 
 #include <sched.h>
@@ -50,14 +52,6 @@ bool spin_until(F&& ready) {
     if (ready()) return true;
   }
   return false;
-}
-
-// CLOCK_MONOTONIC_COARSE: a vDSO read of the last tick (a few ns, a jiffy's resolution), cheap
-// enough for every send to ask whether the name check is due.
-std::int64_t coarse_now_ns() noexcept {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 }  // namespace
@@ -120,10 +114,9 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
   auto seg = create_or_open(base_name_, options, sizeof(detail::ring_header) + spec.payload_bytes);
   const bool created = seg->created();
   {
-    struct stat st {};
-    ipc::check_unix(::fstat(static_cast<posix_segment&>(*seg).fd(), &st), "fstat", seg->object());
-    dev_ = st.st_dev;
-    ino_ = st.st_ino;
+    const auto id = detail::identify_segment(static_cast<posix_segment&>(*seg).fd(), seg->object());
+    dev_ = id.dev;
+    ino_ = id.ino;
   }
   if (!created) spec.payload_bytes = 0;  // an opener adopts whatever capacity the creator chose
   // Everything but the sizes starts as the zero bytes posix_fallocate gave us (head = tail = 0, no holders).
@@ -146,6 +139,10 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
       throw_error(errc::incompatible, "attach", name_,
                   "max_message " + std::to_string(maxm) + " too large for capacity " + std::to_string(cap));
     }
+    detail::check_insisted(name_, "capacity", options.insist_capacity, std::to_string(options.capacity),
+                           std::to_string(cap));
+    detail::check_insisted(name_, "max_message", options.insist_max_message, std::to_string(options.max_message),
+                           std::to_string(maxm));
   }
 
   hdr_ = h;
@@ -166,7 +163,24 @@ shm_ring::shm_ring(std::string_view name, role r, const shm_ring_options& option
 
 shm_ring::~shm_ring() {
   shm_ring_fork_registry::erase(this);
+  if (hdr_ != nullptr) leave();
+}
+
+void shm_ring::close() {
   if (hdr_ == nullptr) return;
+  if (loan_out_ || view_out_) busy("close", "a loan or view into this ring is out: commit, abandon or release it first");
+  leave();
+  seg_.reset();
+  hdr_ = nullptr;
+  data_ = nullptr;
+}
+
+void shm_ring::closed_handle(std::string_view call) const {
+  throw_error(errc::closed, call, name_, "this handle was closed by close(); reopen() attaches it again");
+}
+
+// Detaches this handle's role, as the destructor and close() do. Never throws.
+void shm_ring::leave() noexcept {
   const auto left = detail::detach_role(*hdr_, role_, pid_, name_);
   // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
   // than the one that attached it): that list points into the header, so it stays mapped.
@@ -196,46 +210,46 @@ channel_limits shm_ring::limits() const {
 }
 
 void shm_ring::remove() {
+  if (hdr_ == nullptr) {  // closed: the name, if it still denotes our ring
+    if (detail::name_denotes(shm_name(base_name_), {dev_, ino_})) posix_segment::remove(base_name_);
+    return;
+  }
   // Only the ring this handle maps: a newer ring under the name (made by a peer after this one was
   // discarded, e.g. by a daemon's quarantine) is left alone.
-  struct stat st {};
-  if (::stat(("/dev/shm/" + shm_name(base_name_)).c_str(), &st) == 0 && (st.st_dev != dev_ || st.st_ino != ino_)) return;
+  if (!detail::name_denotes(shm_name(base_name_), {dev_, ino_})) return;
   // On purpose: every handle goes on with the anonymous ring (the sender's name check allows it).
   hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
   seg_->remove();
 }
 
 void shm_ring::discard() {
+  if (hdr_ == nullptr) return remove();
   // remove()'s identity check, without marking the unlink as on purpose.
-  struct stat st {};
-  if (::stat(("/dev/shm/" + shm_name(base_name_)).c_str(), &st) == 0 && (st.st_dev != dev_ || st.st_ino != ino_)) return;
+  if (!detail::name_denotes(shm_name(base_name_), {dev_, ino_})) return;
   seg_->remove();
 }
 
 int shm_ring::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
 
 void shm_ring::check_linked(std::string_view call) {
-  struct stat st {};
-  ipc::check_unix(::fstat(segment_fd(), &st), "fstat", seg_->object());
-  if (st.st_nlink == 0 && hdr_->unlinked_on_purpose.load(std::memory_order_acquire) == 0) {
-    next_link_check_ns_ = 0;  // every later send fails the same way until reopen()
-    woke_receiver_ = true;
-    throw_error(errc::removed, call, name_,
-                seg_->object() + " was unlinked while attached (st_nlink 0, not by remove()): a peer opening the "
-                                 "name gets another ring; reopen() attaches to it or recreates one");
+  try {
+    detail::check_linked(segment_fd(), hdr_->unlinked_on_purpose, next_link_check_ns_, call, name_, seg_->object());
+  } catch (const std::system_error&) {
+    woke_receiver_ = true;  // the next send checks again
+    throw;
   }
-  next_link_check_ns_ = coarse_now_ns() + link_check_interval_ns;
 }
 
 void shm_ring::reopen() {
   if (loan_out_ || view_out_) busy("reopen", "a loan or view into this ring is out: commit, abandon or release it first");
-  struct stat st {};
-  ipc::check_unix(::fstat(segment_fd(), &st), "fstat", seg_->object());
-  if (st.st_nlink != 0) return;  // still the ring the name denotes: a new peer is seen without reopening
+  // Still the ring the name denotes: everything is kept (a new peer is seen without reopening).
+  std::optional<mode_t> mode = 0600;  // closed: attach again, or create a ring like ours
+  if (hdr_ != nullptr) mode = detail::unlinked_mode(segment_fd(), seg_->object());
+  if (!mode) return;
   shm_ring_options o;
   o.capacity = capacity_;
   o.max_message = max_message_size_;
-  o.mode = st.st_mode & 0777;
+  o.mode = *mode;
   o.open = open_mode::open_or_create;
   shm_ring fresh(base_name_, role_, o);  // the name's ring now, or a new one like ours
   swap_attachment(fresh);                // fresh's destructor detaches the old ring: its peer sees closed
@@ -278,9 +292,10 @@ void shm_ring::check_indices(std::uint64_t head, std::uint64_t tail) const {
 bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
   // A receiver that wrote would move head under the sender: the ring's indices break for both.
   if (role_ != role::sender) throw_errno(EBADF, "send", name_, "this handle is the receiver");
+  if (hdr_ == nullptr) closed_handle("send");
   if (loan_out_) busy("send", "a loan is out on this handle: commit or abandon it first");
   const std::uint64_t len = message.size();
-  std::byte* payload = reserve_record(len, d);
+  std::byte* payload = reserve_record(len, d, "send");
   if (payload == nullptr) return false;
   if (len != 0) std::memcpy(payload, message.data(), len);
   publish_record(len);
@@ -290,7 +305,7 @@ bool shm_ring::do_send(std::span<const std::byte> message, const deadline& d) {
 // Finds room at head for a record of `len` payload bytes (waiting for it until `d`) and writes the
 // wrap marker it needs; nothing is visible until publish_record() moves head. Returns where the
 // payload goes, or nullptr on timeout. send() and loans share it.
-std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d) {
+std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d, const char* call) {
   auto& h = *hdr_;
   // The name check, at most every 100 ms: the clock is read every 64th send, on every send after
   // one that had to wake the receiver (a slow sender: a futex syscall per send already), and on
@@ -298,8 +313,8 @@ std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d) {
   if ((++sends_unchecked_ & 63U) == 0 || woke_receiver_ || h.receiver.closed.load(std::memory_order_relaxed) != 0 ||
       h.receiver.attaches.load(std::memory_order_relaxed) == 0) {
     woke_receiver_ = false;
-    if (coarse_now_ns() >= next_link_check_ns_) {
-      check_linked("send");
+    if (detail::link_check_due(next_link_check_ns_)) {
+      check_linked(call);
       detail::retake_endpoint_lock(h, role_, pid_);  // the thread that held it may have exited
     }
   }
@@ -311,7 +326,7 @@ std::byte* shm_ring::reserve_record(std::uint64_t len, const deadline& d) {
   const std::uint64_t needed = rec + (to_end < rec ? to_end : 0);
   const std::uint64_t used = head - cached_peer_index_;
   if (used > capacity_ || capacity_ - used < needed) {
-    if (!wait_for_space(head, needed, d)) return nullptr;
+    if (!wait_for_space(head, needed, d, call)) return nullptr;
   }
   pending_skip_ = 0;
   if (to_end < rec) {
@@ -349,7 +364,7 @@ void shm_ring::publish_record(std::uint64_t len) {
 // (detail::wait_data_or_death), which the kernel marks and wakes when a holder dies or execs. A
 // waker killed between publishing and waking has died: its lock wakes us. No time slices while
 // every peer holder's lock is held, so an idle waiter makes no syscalls at all.
-bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d) {
+bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d, const char* call) {
   auto& h = *hdr_;
   auto enough = [&] {
     const std::uint64_t tail = h.tail.load(std::memory_order_acquire);
@@ -360,15 +375,15 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
   if (enough()) return true;
   auto gone = [&] { return detail::peer_gone(h.receiver, {dev_, ino_}, pid_, name_, next_liveness_probe_); };
   if (d.expired()) {
-    if (gone()) throw_error(errc::closed, "send", name_, "the receiver is gone and the ring is full");
+    if (gone()) throw_error(errc::closed, call, name_, "the receiver is gone and the ring is full");
     return false;
   }
   if (spin_until(enough)) return true;
   unsigned unheld_streak = 0;
   for (;;) {
-    if (gone()) throw_error(errc::closed, "send", name_, "the receiver is gone and the ring is full");
+    if (gone()) throw_error(errc::closed, call, name_, "the receiver is gone and the ring is full");
     // A full ring whose name was removed may never drain: the receiver may have moved on.
-    if (coarse_now_ns() >= next_link_check_ns_) check_linked("send");
+    if (detail::link_check_due(next_link_check_ns_)) check_linked(call);
     const std::uint32_t seq = h.space_seq.load(std::memory_order_acquire);
     h.sender_wants.store(static_cast<std::uint32_t>(needed), std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -391,9 +406,10 @@ bool shm_ring::wait_for_space(std::uint64_t head, std::uint64_t needed, const de
 
 bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
   if (role_ != role::receiver) throw_errno(EBADF, "receive", name_, "this handle is the sender");
+  if (hdr_ == nullptr) closed_handle("receive");
   if (view_out_) busy("receive", "a view is out on this handle (its message is the next): release it first");
   std::uint64_t len = 0;
-  const std::byte* payload = next_record(len, d);
+  const std::byte* payload = next_record(len, d, "receive");
   if (payload == nullptr) return false;
   out.resize(len);
   if (len != 0) std::memcpy(out.data(), payload, len);
@@ -404,11 +420,11 @@ bool shm_ring::do_receive(std::vector<std::byte>& out, const deadline& d) {
 // Finds the next record at tail (waiting for one until `d`), validated against the ring's bounds,
 // and leaves it in place: `len` is its size, next_tail_ where tail goes once it is consumed.
 // Returns its payload, or nullptr on timeout. receive() and views share it.
-const std::byte* shm_ring::next_record(std::uint64_t& len_out, const deadline& d) {
+const std::byte* shm_ring::next_record(std::uint64_t& len_out, const deadline& d, const char* call) {
   std::uint64_t tail = hdr_->tail.load(std::memory_order_relaxed);
   std::uint64_t head = cached_peer_index_;
   if (head == tail || head - tail > capacity_ || ((head | tail) & 7U) != 0) {
-    if (!wait_for_data(tail, d)) return nullptr;
+    if (!wait_for_data(tail, d, call)) return nullptr;
     head = cached_peer_index_;
   }
   std::uint64_t avail = head - tail;
@@ -469,7 +485,7 @@ detail::death_wait shm_ring::sleep_on(const std::atomic<std::uint32_t>& seq, std
 }
 
 // The receiver's side of the same argument as wait_for_space.
-bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
+bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d, const char* call) {
   auto& h = *hdr_;
   auto ready = [&] {
     const std::uint64_t head = h.head.load(std::memory_order_acquire);
@@ -481,13 +497,13 @@ bool shm_ring::wait_for_data(std::uint64_t tail, const deadline& d) {
   // `closed` is published after the sender's last record, so re-check the ring once after it.
   auto drained_and_gone = [&] { return detail::peer_gone(h.sender, {dev_, ino_}, pid_, name_, next_liveness_probe_) && !ready(); };
   if (d.expired()) {
-    if (drained_and_gone()) throw_error(errc::closed, "receive", name_, "the sender is gone and the ring is empty");
+    if (drained_and_gone()) throw_error(errc::closed, call, name_, "the sender is gone and the ring is empty");
     return false;
   }
   if (spin_until(ready)) return true;
   unsigned unheld_streak = 0;
   for (;;) {
-    if (drained_and_gone()) throw_error(errc::closed, "receive", name_, "the sender is gone and the ring is empty");
+    if (drained_and_gone()) throw_error(errc::closed, call, name_, "the sender is gone and the ring is empty");
     if (cached_peer_index_ != tail) return true;
     const std::uint32_t seq = h.data_seq.load(std::memory_order_acquire);
     h.receiver_sleeping.store(1, std::memory_order_relaxed);
@@ -517,6 +533,9 @@ std::unique_ptr<channel> open_shm_uri(const channel_uri& uri, role r) {
   shm_ring_options o;
   o.capacity = uri.size_option("capacity", o.capacity);
   o.max_message = uri.size_option("max_message", o.max_message);
+  // An option named in the URI is insisted on; one left out adopts an existing ring's.
+  o.insist_capacity = uri.option("capacity").has_value();
+  o.insist_max_message = uri.option("max_message").has_value();
   o.mode = uri.mode_option("mode", o.mode);
   o.open = uri.open_option(o.open);
   return std::make_unique<shm_ring>(uri.name, r, o);

@@ -13,12 +13,13 @@ namespace ipc {
 
 shm_loan shm_ring::loan_until(std::size_t bytes, const deadline& d) {
   if (role_ != role::sender) throw_errno(EINVAL, "loan", name_, "this handle is the receiver");
+  if (hdr_ == nullptr) closed_handle("loan");
   if (loan_out_) busy("loan", "a loan is already out on this handle (one at a time): commit or abandon it first");
   if (bytes > max_message_size_) {
     throw_error(errc::message_too_large, "loan", name_,
                 std::to_string(bytes) + " > " + std::to_string(max_message_size_) + " bytes (max_message)");
   }
-  std::byte* payload = reserve_record(bytes, d);
+  std::byte* payload = reserve_record(bytes, d, "loan");
   if (payload == nullptr) {
     ++mutable_counters().send_timeouts;
     return {};
@@ -39,9 +40,10 @@ void shm_ring::abandon_loan() noexcept { loan_out_ = false; }  // head never mov
 
 shm_view shm_ring::receive_view_until(const deadline& d) {
   if (role_ != role::receiver) throw_errno(EINVAL, "receive_view", name_, "this handle is the sender");
+  if (hdr_ == nullptr) closed_handle("receive_view");
   if (view_out_) busy("receive_view", "a view is already out on this handle (one at a time): release it first");
   std::uint64_t len = 0;
-  const std::byte* payload = next_record(len, d);
+  const std::byte* payload = next_record(len, d, "receive_view");
   if (payload == nullptr) {
     ++mutable_counters().receive_timeouts;
     return {};

@@ -2,6 +2,7 @@
 // leaves nothing behind, the sink stops the consumer, a consumer whose peer is gone backs off, a
 // pipe consumer that exits 2 is started once. Each test process has its own IPC_RUNTIME_DIR.
 #include "atomic_file.hpp"
+#include "daemon_paths.hpp"
 #include "test_support.hpp"
 
 #include <ipc/msg_queue.hpp>
@@ -31,9 +32,9 @@ using ipc::test::unique_name;
 
 namespace {
 
-const std::string producer_bin = build_path("daemons/ipc-producer");
-const std::string consumer_bin = build_path("daemons/ipc-consumer");
-const std::string ipcctl_bin = build_path("daemons/ipcctl/ipcctl");
+using ipc::test::producer_bin;
+using ipc::test::consumer_bin;
+using ipc::test::ipcctl_bin;
 
 // Every path under the runtime directory (files, FIFOs, the status directory …).
 std::set<std::string> runtime_tree() {

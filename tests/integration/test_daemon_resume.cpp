@@ -5,6 +5,7 @@
 // (skipped=, not corrupt=); skipped messages reach the stats line, the status file and ipcctl status.
 #include "stats_line.hpp"
 
+#include "daemon_paths.hpp"
 #include "detail/shm_ring_layout.hpp"
 #include "test_support.hpp"
 
@@ -30,43 +31,15 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using ipc::test::build_path;
+using ipc::test::consumer_bin;
+using ipc::test::ipcctl_bin;
+using ipc::test::last_stats;
+using ipc::test::producer_bin;
+using ipc::test::status_reaches;
 using ipc::test::spawn;
 using ipc::test::unique_name;
 
 namespace {
-
-const std::string producer_bin = build_path("daemons/ipc-producer");
-const std::string consumer_bin = build_path("daemons/ipc-consumer");
-const std::string ipcctl_bin = build_path("daemons/ipcctl/ipcctl");
-
-// The last stats line of `role` in a report or status file.
-std::optional<ipc::daemon::stats_line> last_stats(const std::string& text, std::string_view role) {
-  std::istringstream in(text);
-  std::optional<ipc::daemon::stats_line> found;
-  for (std::string line; std::getline(in, line);) {
-    if (auto s = ipc::daemon::stats_line::parse(line); s && s->role == role) found = std::move(s);
-  }
-  return found;
-}
-
-std::optional<ipc::daemon::stats_line> status_of(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return last_stats(s.str(), "consumer");
-}
-
-// Waits until the consumer's status file satisfies `ok`; false after `timeout`.
-template <typename Pred>
-bool status_reaches(const std::string& path, Pred ok, std::chrono::milliseconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (auto s = status_of(path); s && ok(*s)) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
 
 std::size_t lines_with(const std::string& report, std::string_view needle) {
   std::istringstream in(report);

@@ -5,6 +5,7 @@
 // channel is refused before anything is made. Each test process has its own IPC_RUNTIME_DIR.
 #include "format.hpp"
 #include "ipc_version.hpp"
+#include "daemon_paths.hpp"
 #include "test_support.hpp"
 
 #include <ipc/msg_queue.hpp>
@@ -25,16 +26,15 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using ipc::test::build_path;
 using ipc::test::spawn;
 using ipc::test::unique_name;
 
 namespace {
 
-const std::string producer_bin = build_path("daemons/ipc-producer");
-const std::string consumer_bin = build_path("daemons/ipc-consumer");
-const std::string bridge_bin = build_path("daemons/ipc-bridge");
-const std::string ipcctl_bin = build_path("daemons/ipcctl/ipcctl");
+using ipc::test::producer_bin;
+using ipc::test::consumer_bin;
+using ipc::test::bridge_bin;
+using ipc::test::ipcctl_bin;
 
 // A Python sysv_ipc client: "send KEY TEXT…" sends each TEXT as one plain message (mtype 1);
 // "receive KEY N" prints N messages as "TYPE BODY", waiting at most 20 s; exit 1 if fewer came.

@@ -7,6 +7,7 @@
 #include "detail/sem_buffer_layout.hpp"
 #include "detail/shm_ring_layout.hpp"
 #include "detail/sysv_key.hpp"
+#include "daemon_paths.hpp"
 #include "test_support.hpp"
 
 #include <ipc/sem_buffer.hpp>
@@ -33,23 +34,15 @@
 #include <thread>
 
 using namespace std::chrono_literals;
-using ipc::test::build_path;
 using ipc::test::spawn;
 using ipc::test::unique_name;
 
 namespace {
 
-const std::string producer_bin = build_path("daemons/ipc-producer");
-const std::string consumer_bin = build_path("daemons/ipc-consumer");
+using ipc::test::producer_bin;
+using ipc::test::consumer_bin;
 
-std::optional<ipc::daemon::stats_line> status_of(const std::string& path) {
-  std::ifstream f(path);
-  std::optional<ipc::daemon::stats_line> found;
-  for (std::string line; std::getline(f, line);) {
-    if (auto s = ipc::daemon::stats_line::parse(line)) found = std::move(s);
-  }
-  return found;
-}
+using ipc::test::status_of;
 
 // The consumer's record count from its status file (0 while it has none).
 std::uint64_t records_of(const std::string& status) {

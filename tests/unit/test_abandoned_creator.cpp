@@ -63,12 +63,12 @@ TEST_CASE("segment: a creator killed mid-initialisation is replaced by the next 
   seg.remove();
 }
 
-TEST_CASE("segment: open_only of an abandoned segment names the dead creator instead of waiting 2 s", "[segment]") {
+TEST_CASE("segment: open_only of an abandoned segment says its creator is gone instead of waiting 2 s", "[segment]") {
   const auto name = ipc::test::unique_name("abandoned-open");
   create_and_die_in_init(name);
   const auto start = std::chrono::steady_clock::now();
   REQUIRE_THROWS_WITH(ipc::layout_segment(ipc::segment_backing::posix, name, ipc::open_mode::open_only, {magic, 1, 64, 0}),
-                      Catch::Contains("died during initialisation"));
+                      Catch::Contains("the creator it records is gone"));
   CHECK(std::chrono::steady_clock::now() - start < 1s);
   ipc::posix_segment::remove(name);
 }

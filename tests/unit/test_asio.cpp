@@ -425,6 +425,10 @@ TEST_CASE("async_receiver: an idle shm work-queue waiter makes no wake-ups and c
   check_idle_then_cancel("shm:" + ipc::test::unique_name("asio") + "?mode=mpmc");
 }
 
+TEST_CASE("async_receiver: an idle shm broadcast subscriber makes no wake-ups and cancels at once", "[asio]") {
+  check_idle_then_cancel("shm:" + ipc::test::unique_name("asio") + "?mode=broadcast");
+}
+
 // --- async_exit_waiter: a child's end on the executor ---------------------------------------
 
 namespace {

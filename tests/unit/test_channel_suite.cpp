@@ -266,7 +266,7 @@ TEMPLATE_TEST_CASE("channel: counters count messages, bytes and timeouts", "[cha
   CHECK(r.receive_timeouts == 1);
 }
 
-TEMPLATE_TEST_CASE("channel: reopen() after the peer left needs no cast: fifo and the shm ring hear a new sender, the rest stay closed",
+TEMPLATE_TEST_CASE("channel: reopen() after the peer left needs no cast: fifo and every shm mode hear a new sender, the rest stay closed",
                    "[channel]", IPC_CHANNEL_KINDS) {
   auto p = TestType::make();
   p.sender->send(ipc::as_bytes("before"));
@@ -279,9 +279,9 @@ TEMPLATE_TEST_CASE("channel: reopen() after the peer left needs no cast: fifo an
   p.receiver->reopen();  // ipc::channel& is all it takes
   CHECK(steady::now() - t0 < 2s);  // never waits for the next peer
   constexpr std::string_view kind = TestType::kind;
-  if constexpr (std::is_same_v<TestType, fifo_pair> || std::is_same_v<TestType, shm_pair>) {
-    // The name a channel reports is its URI: a new sender opens it. (The shm pair's ring was
-    // unlinked at make(): reopen() recreated one under the name.)
+  if constexpr (kind == "fifo" || kind == "shm") {
+    // The name a channel reports is its URI: a new sender opens it. (Every shm pair's segment was
+    // unlinked at make(): reopen() recreated one like it under the name.)
     auto next = ipc::open_channel(p.receiver->name(), ipc::role::sender);
     REQUIRE(next->send_for(ipc::as_bytes("after"), 5s));
     REQUIRE(p.receiver->receive_for(buf, 5s));
@@ -291,7 +291,7 @@ TEMPLATE_TEST_CASE("channel: reopen() after the peer left needs no cast: fifo an
     // Nothing to resume: an anonymous pipe has no name, a removed queue is gone.
     CHECK_THROWS_WITH(p.receiver->receive_for(buf, 10s), Catch::Contains("peer closed"));
   } else {
-    // sem, shm?mode=mpmc|broadcast: reopen() is the default (nothing); the receiver answers at once, closed or empty.
+    // sem: reopen() is the default (nothing); the receiver answers at once, closed or empty.
     const auto t1 = steady::now();
     std::optional<std::size_t> got;
     bool closed = false;

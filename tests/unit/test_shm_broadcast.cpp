@@ -8,6 +8,7 @@
 #include <ipc/shared_memory.hpp>
 #include <ipc/shm_broadcast.hpp>
 #include <ipc/shm_mpmc.hpp>
+#include <ipc/unique_fd.hpp>
 
 #include "test_support.hpp"
 
@@ -21,9 +22,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -262,6 +265,184 @@ TEST_CASE("shm_broadcast: policy=block makes send_for wait for the slowest subsc
   CHECK(read_tag(buf).seq == 8);
   CHECK(slow.dropped() == 0);
   CHECK(fast.dropped() == 0);
+}
+
+TEST_CASE("shm_broadcast: a publisher asleep on a full ring goes on when the slowest subscriber reads one message and stops",
+          "[shm_broadcast]") {
+  // The subscriber reads one message and then stops (as one that waits for this publisher to do
+  // something else would): the publisher, asleep with no time slices and asking for a batch of
+  // cells first, must still go on (within its 10 ms batch wait), not wait for a batch that never comes.
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast tx(name, role::sender, sized(8, 64));
+  shm_broadcast rx(name, role::receiver);
+  for (std::uint32_t seq = 0; seq < 8; ++seq) REQUIRE(tx.try_send(numbered(seq, 16)));
+  std::atomic<bool> read_one{false};
+  std::thread reader([&] {
+    std::this_thread::sleep_for(300ms);  // the publisher is asleep by then
+    std::vector<std::byte> b;
+    read_one = rx.try_receive(b) && read_tag(b).seq == 0;
+  });
+  const auto t0 = steady::now();
+  const bool sent = tx.send_for(numbered(8, 16), 10s);
+  const auto took = steady::now() - t0;
+  reader.join();
+  CHECK(read_one);
+  CHECK(sent);
+  CHECK(took < 2s);
+}
+
+TEST_CASE("shm_broadcast: two idle subscribers sleep without wake-ups and both learn of the last publisher's SIGKILL",
+          "[shm_broadcast]") {
+  // The kernel wakes one sleeper per death (through the publisher's endpoint lock); it wakes the other.
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    shm_broadcast tx(name, role::sender, sized(8, 64));
+    r.say("attached");
+    for (;;) ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("attached", 10s));
+  shm_broadcast rx1(name, role::receiver);
+  shm_broadcast rx2(name, role::receiver);
+  struct outcome {
+    long idle_switches = -1;
+    bool idle_timed_out = false;
+    bool closed = false;
+    steady::time_point at{};
+  };
+  outcome o1, o2;
+  auto run = [](shm_broadcast& rx, outcome& o) {
+    std::vector<std::byte> buf;
+    rusage ru{};
+    ::getrusage(RUSAGE_THREAD, &ru);
+    const long s0 = ru.ru_nvcsw;
+    o.idle_timed_out = !rx.receive_for(buf, 1s);
+    ::getrusage(RUSAGE_THREAD, &ru);
+    o.idle_switches = ru.ru_nvcsw - s0;
+    try {
+      (void)rx.receive_for(buf, 10s);
+    } catch (const std::system_error& e) {
+      o.closed = closed(e);
+    }
+    o.at = steady::now();
+  };
+  std::thread t1(run, std::ref(rx1), std::ref(o1));
+  std::thread t2(run, std::ref(rx2), std::ref(o2));
+  std::this_thread::sleep_for(1500ms);  // both are in their second, 10 s wait by now
+  const auto killed = steady::now();
+  c.kill(SIGKILL);
+  t1.join();
+  t2.join();
+  CHECK(c.wait(5s).signal == SIGKILL);
+  INFO("idle switches " << o1.idle_switches << " and " << o2.idle_switches);
+  CHECK(o1.idle_timed_out);
+  CHECK(o2.idle_timed_out);
+  CHECK(o1.idle_switches <= 3);  // one futex_waitv each (100 ms slices would make ten)
+  CHECK(o2.idle_switches <= 3);
+  CHECK(o1.closed);
+  CHECK(o2.closed);
+  CHECK(o1.at - killed < 1s);  // generous for a loaded machine
+  CHECK(o2.at - killed < 1s);
+}
+
+TEST_CASE("shm_broadcast: a subscriber notices a publisher SIGKILLed after the thread that attached it exited",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast rx(name, role::receiver, sized(8, 64));
+  auto c = ipc::test::fork_child([&](ipc::test::reporter& r) {
+    std::unique_ptr<shm_broadcast> tx;
+    std::thread([&] { tx = std::make_unique<shm_broadcast>(name, role::sender); }).join();
+    // The attaching thread is gone, the process lives: its endpoint lock is not held, so the
+    // subscriber falls back on sleeps of at most 100 ms with a liveness probe after each.
+    r.say("ready");
+    for (;;) ::pause();
+    return 0;
+  });
+  REQUIRE(c.wait_for_line("ready", 10s));
+  std::vector<std::byte> buf;
+  CHECK_FALSE(rx.receive_for(buf, 300ms));  // alive: a timeout, not closed
+  std::thread killer([&] {
+    std::this_thread::sleep_for(200ms);
+    c.kill(SIGKILL);
+  });
+  const auto t0 = steady::now();
+  try {
+    (void)rx.receive_for(buf, 10s);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(closed(e));
+  }
+  CHECK(steady::now() - t0 < 1500ms);
+  killer.join();
+  CHECK(c.wait(5s).signal == SIGKILL);
+}
+
+TEST_CASE("shm_broadcast: a publisher destroyed on another thread than the one that attached it leaves all the same",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast rx(name, role::receiver, sized(8, 64));
+  std::unique_ptr<shm_broadcast> tx;
+  std::atomic<bool> attached{false}, release{false};
+  std::thread attacher([&] {
+    tx = std::make_unique<shm_broadcast>(name, role::sender);
+    attached = true;
+    while (!release) std::this_thread::sleep_for(1ms);  // alive while the handle dies elsewhere
+  });
+  while (!attached) std::this_thread::sleep_for(1ms);
+  tx->send(ipc::as_bytes("one"));
+  tx.reset();  // its endpoint lock stays on the attacher's robust list: the mapping is kept
+  std::vector<std::byte> buf;
+  REQUIRE(rx.receive_for(buf, 5s));
+  CHECK(ipc::as_text(buf) == "one");
+  const auto t0 = steady::now();
+  try {
+    (void)rx.receive_for(buf, 10s);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(closed(e));
+  }
+  CHECK(steady::now() - t0 < 1s);
+  release = true;
+  attacher.join();
+  shm_broadcast again(name, role::sender);  // a place is free for a new publisher
+  again.send(ipc::as_bytes("two"));
+}
+
+TEST_CASE("shm_broadcast: a subscriber sees closed at once whenever its last publisher leaves, mid-stream or asleep",
+          "[shm_broadcast]") {
+  // 300 departures at 0-1.4 ms into a stream, so the subscriber is copying, spinning, about to sleep
+  // or asleep when the publisher leaves. The narrowest interleaving (the departure, live count 0
+  // then a data_seq bump, between the subscriber's verdict and its read of data_seq) is hit too
+  // rarely to test by chance: wait_until reads data_seq first and the live count after it, so it
+  // sees either the count or the bump (the argument is in shm_broadcast_io.cpp).
+  int stranded = 0;
+  for (int round = 0; round < 300; ++round) {
+    const std::string name = ipc::test::unique_name("bcast");
+    auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+    shm_broadcast rx(name, role::receiver, sized(16, 64, broadcast_policy::drop_oldest));
+    auto c = ipc::test::fork_child([&](ipc::test::reporter&) {
+      shm_broadcast tx(name, role::sender);
+      // A stream for 0-1.4 ms, so the subscriber is usually between messages (spinning, about to
+      // sleep) when the publisher leaves.
+      const auto stop = steady::now() + std::chrono::microseconds(100 * (round % 15));
+      while (steady::now() < stop) tx.send(ipc::as_bytes("m"));
+      return 0;
+    });
+    std::vector<std::byte> buf;
+    try {
+      while (rx.receive_for(buf, 3s)) {
+      }
+      ++stranded;  // a 3 s timeout: asleep after its publisher had gone
+    } catch (const std::system_error& e) {
+      if (!closed(e)) throw;
+    }
+    REQUIRE(c.wait(10s).exit_code == 0);
+  }
+  CHECK(stranded == 0);
 }
 
 TEST_CASE("shm_broadcast: policy=drop_oldest overwrites, and a subscriber a lap behind counts exactly what it missed",
@@ -654,9 +835,9 @@ TEST_CASE("shm_broadcast: URIs choose the mode and the policy; bad values are re
     }
   };
   refused("policy=newest", "newest");
-  refused("slots=3", "slots 3");
+  refused("slots=3", "option slots=3");
   refused("max_message=0", "max_message=0");
-  refused("max_message=32M", "max_message 33554432");
+  refused("max_message=32M", "option max_message=33554432");
   refused("capacity=4K", "capacity");
   CHECK_FALSE(shm_broadcast::remove(other));  // nothing was created by a refused URI
 }
@@ -674,7 +855,61 @@ TEST_CASE("shm_broadcast: a work queue and a broadcast channel of one name refus
   }
 }
 
-TEST_CASE("shm_broadcast: a header whose sizes do not match its mapping is corrupt, named, and never used",
+TEST_CASE("shm_broadcast: an opener that names a policy or size the channel lacks is refused naming both values; one "
+          "that leaves them out adopts the channel's",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  const std::string uri = "shm:" + name + "?mode=broadcast";
+  auto rx = ipc::open_channel(uri + "&policy=drop_oldest&slots=8&max_message=100", role::receiver);
+  auto refused = [&](const std::string& query, const std::string& asked, const std::string& existing) {
+    try {
+      (void)ipc::open_channel(uri + "&" + query, role::sender);
+      FAIL("no throw for " << query);
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == ipc::errc::incompatible);
+      CHECK_THAT(e.what(), Catch::Contains("shm:" + name) && Catch::Contains(asked) && Catch::Contains(existing));
+    }
+  };
+  refused("policy=block", "policy=block", "policy=drop_oldest");
+  refused("slots=16", "slots=16", "slots=8");
+  refused("max_message=200", "max_message=200", "max_message=100");
+  auto tx = ipc::open_channel(uri, role::sender);  // nothing named: the channel's own
+  auto* b = dynamic_cast<shm_broadcast*>(tx.get());
+  REQUIRE(b != nullptr);
+  CHECK(b->policy() == broadcast_policy::drop_oldest);
+  CHECK(tx->max_message_size() == 100);
+  auto same = ipc::open_channel(uri + "&policy=drop_oldest&slots=8&max_message=100", role::sender);  // agreeing: fine
+  CHECK(same->limits().capacity_messages == 8);
+  // The same rule through the options: a value insisted on is checked, a default one adopts.
+  shm_broadcast_options o;
+  o.policy = broadcast_policy::block;
+  CHECK(shm_broadcast(name, role::sender, o).policy() == broadcast_policy::drop_oldest);
+  o.insist_policy = true;
+  CHECK_THROWS_WITH(shm_broadcast(name, role::sender, o), Catch::Contains("policy=block") && Catch::Contains("policy=drop_oldest"));
+}
+
+TEST_CASE("shm_broadcast: a garbage header is refused naming the channel, with no field read from the garbage",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  {
+    const ipc::unique_fd fd(::shm_open(ipc::posix_segment::posix_name(name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    REQUIRE(fd);
+    const std::vector<char> garbage(8192, 0x11);  // "creator pid" 0x11111111 = 286331153, never a live pid
+    REQUIRE(::write(fd.get(), garbage.data(), garbage.size()) == static_cast<ssize_t>(garbage.size()));
+  }
+  try {
+    shm_broadcast b(name, role::receiver);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::incompatible);
+    CHECK_THAT(e.what(), Catch::Contains("libipc." + name));
+    CHECK_THAT(e.what(), !Catch::Contains("286331153") && !Catch::Contains("pid"));
+  }
+}
+
+TEST_CASE("shm_broadcast: a header whose sizes do not match its mapping is refused, named, and never used",
           "[shm_broadcast]") {
   const std::string name = ipc::test::unique_name("bcast");
   auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
@@ -694,7 +929,33 @@ TEST_CASE("shm_broadcast: a header whose sizes do not match its mapping is corru
     shm_broadcast again(name, role::sender);
     FAIL("no throw");
   } catch (const std::system_error& e) {
-    CHECK(e.code() == ipc::errc::corrupt);
-    CHECK_THAT(e.what(), Catch::Contains(path));
+    CHECK(e.code() == ipc::errc::incompatible);
+    CHECK_THAT(e.what(), Catch::Contains("attach(shm:" + name + "?mode=broadcast)") && Catch::Contains(path) &&
+                             Catch::Contains("16384 slots"));
+  }
+}
+
+TEST_CASE("shm_broadcast: a segment of an older layout version is refused as incompatible, naming both versions",
+          "[shm_broadcast]") {
+  const std::string name = ipc::test::unique_name("bcast");
+  auto gone = ipc::test::on_exit([&] { shm_broadcast::remove(name); });
+  shm_broadcast b(name, role::receiver, sized(4, 64));
+  const std::string path = "/dev/shm/" + ipc::posix_segment::posix_name(name);
+  {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    REQUIRE(p != MAP_FAILED);
+    const std::uint32_t version = 1;  // the layout before endpoint locks (layout_header.version, offset 8)
+    std::memcpy(static_cast<char*>(p) + 8, &version, sizeof version);
+    ::munmap(p, 4096);
+  }
+  try {
+    shm_broadcast again(name, role::sender);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::incompatible);
+    CHECK_THAT(e.what(), Catch::Contains(path) && Catch::Contains("layout version 1, expected 2"));
   }
 }

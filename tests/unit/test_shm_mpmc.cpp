@@ -569,6 +569,30 @@ TEST_CASE("shm_mpmc: URIs choose the mode; permissions go in the same mode= valu
                     Catch::Contains("power of two"));
 }
 
+TEST_CASE("shm_mpmc: an opener that names sizes the queue lacks is refused naming both values; one that leaves them "
+          "out adopts the queue's",
+          "[shm_mpmc]") {
+  queue_name n;
+  const std::string uri = "shm:" + n.name + "?mode=mpmc";
+  auto rx = ipc::open_channel(uri + "&slots=8&max_message=100", role::receiver);
+  try {
+    (void)ipc::open_channel(uri + "&slots=16", role::sender);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::incompatible);
+    CHECK_THAT(e.what(), Catch::Contains(uri) && Catch::Contains("slots=16") && Catch::Contains("slots=8"));
+  }
+  CHECK_THROWS_WITH(ipc::open_channel(uri + "&max_message=200", role::sender),
+                    Catch::Contains("max_message=200") && Catch::Contains("max_message=100"));
+  auto tx = ipc::open_channel(uri, role::sender);  // nothing named: the queue's own
+  CHECK(tx->limits().capacity_messages == 8);
+  CHECK(tx->max_message_size() == 100);
+  shm_mpmc_options o;  // the defaults, not insisted on: adopted
+  CHECK(shm_mpmc(n.name, role::sender, o).max_message_size() == 100);
+  o.insist_max_message = true;
+  CHECK_THROWS_WITH(shm_mpmc(n.name, role::sender, o), Catch::Contains("max_message=8192"));
+}
+
 TEST_CASE("shm_mpmc: an SPSC ring and an MPMC queue of one name refuse each other as incompatible", "[shm_mpmc]") {
   queue_name n;
   shm_mpmc q(n.name, role::receiver, sized(4, 64));

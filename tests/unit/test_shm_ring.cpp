@@ -3,6 +3,7 @@
 #include <ipc/unique_fd.hpp>
 
 #include "pair_shm.hpp"
+#include "errc_of.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -29,6 +30,8 @@ using namespace std::chrono_literals;
 using ipc::role;
 using ipc::shm_ring;
 using ipc::shm_ring_options;
+
+using ipc::test::errc_of;
 
 namespace {
 
@@ -93,18 +96,6 @@ shm_ring_options small_ring() {
   o.capacity = 4096;
   o.max_message = 2040;  // capacity / 2 - 8
   return o;
-}
-
-template <typename F>
-ipc::errc errc_of(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    if (e.code().category() == ipc::category()) return static_cast<ipc::errc>(e.code().value());
-    FAIL("unexpected system error: " << e.what());
-  }
-  FAIL("no exception");
-  return ipc::errc{};
 }
 
 }  // namespace
@@ -650,6 +641,25 @@ TEST_CASE("shm_ring: a forked child keeps the sender it inherited", "[shm_ring]"
   CHECK(got == 1000);
   CHECK(errc_of([&] { p.receiver->receive_for(buf, 10s); }) == ipc::errc::closed);
   CHECK(c.wait(5s).exit_code == 0);
+}
+
+TEST_CASE("shm_ring: an opener that names sizes the ring lacks is refused naming both values; one that leaves them "
+          "out adopts the ring's",
+          "[shm_ring]") {
+  ring_name n;
+  auto rx = ipc::open_channel("shm:" + n.name + "?capacity=64K&max_message=1K", role::receiver);
+  try {
+    (void)ipc::open_channel("shm:" + n.name + "?capacity=256K", role::sender);
+    FAIL("no throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::incompatible);
+    CHECK_THAT(e.what(), Catch::Contains("shm:" + n.name) && Catch::Contains("capacity=262144") &&
+                             Catch::Contains("capacity=65536"));
+  }
+  CHECK_THROWS_WITH(ipc::open_channel("shm:" + n.name + "?max_message=2K", role::sender),
+                    Catch::Contains("max_message=2048") && Catch::Contains("max_message=1024"));
+  auto tx = ipc::open_channel("shm:" + n.name + "?capacity=64K&max_message=1K", role::sender);  // agreeing: fine
+  CHECK(tx->limits().capacity_bytes == 65536);
 }
 
 TEST_CASE("shm_ring: URI options choose sizes and open mode; bad ones are bad_uri", "[shm_ring]") {

@@ -4,11 +4,13 @@
 #include <ipc/shm_loan.hpp>
 #include <ipc/shm_ring.hpp>
 
+#include "errc_of.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <array>
@@ -29,6 +31,8 @@ using ipc::shm_loan;
 using ipc::shm_ring;
 using ipc::shm_ring_options;
 using ipc::shm_view;
+
+using ipc::test::errc_of;
 
 namespace {
 
@@ -67,18 +71,6 @@ bool inside_segment_mapping(const void* p, const std::string& name) {
     if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi) return true;
   }
   return false;
-}
-
-template <typename F>
-ipc::errc errc_of(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    if (e.code().category() == ipc::category()) return static_cast<ipc::errc>(e.code().value());
-    FAIL("unexpected system error: " << e.what());
-  }
-  FAIL("no exception");
-  return ipc::errc{};
 }
 
 // The errno of a std::system_error in the system category that f throws, with its text.
@@ -328,6 +320,25 @@ TEST_CASE("shm zero-copy: a sender waiting for room gets its loan when the recei
   v.release();
   sender.join();
   CHECK(got);
+}
+
+TEST_CASE("shm_loan: a loan that fails names loan, not send: a removed name, a gone receiver", "[shm_zero_copy]") {
+  {
+    ring_name n;
+    shm_ring rx(n.name, role::receiver, small_ring());
+    shm_ring tx(n.name, role::sender, small_ring());
+    REQUIRE(::shm_unlink(shm_ring::shm_name(n.name).c_str()) == 0);  // what rm does
+    REQUIRE_THROWS_WITH((void)tx.loan_for(10, 100ms), Catch::Contains("loan(shm:" + n.name + ")") &&
+                                                         Catch::Contains("st_nlink 0"));
+  }
+  ring_name n;
+  auto rx = std::make_unique<shm_ring>(n.name, role::receiver, small_ring());
+  shm_ring tx(n.name, role::sender, small_ring());
+  while (tx.try_send(std::vector<std::byte>(1000))) {
+  }
+  rx.reset();  // full, and its receiver gone
+  REQUIRE_THROWS_WITH((void)tx.loan_for(1000, 100ms), Catch::Contains("loan(shm:" + n.name + ")") &&
+                                                         Catch::Contains("receiver is gone"));
 }
 
 TEST_CASE("shm zero-copy: misuse is refused naming the call and the ring", "[shm_zero_copy]") {

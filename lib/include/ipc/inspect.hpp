@@ -71,7 +71,8 @@ IPC_API std::optional<layout_info> read_layout_header(int fd, std::uint64_t file
 struct process_use {
   pid_t pid = 0;
   std::string how;      ///< "creator", "last msgsnd", "last msgrcv", "last semop", "attached", "has it open",
-                        ///< "blocked in msgrcv", "blocked in semop", "sender role", "receiver role", ...
+                        ///< "blocked in msgrcv", "blocked in semop", "sender role", "receiver role" (ring,
+                        ///< work queue), "publisher role", "subscriber role" (broadcast), ...
   bool alive = false;   ///< by process_alive / process_alive_at, at listing time
   bool current = false; ///< a use going on right now (attached, open, blocked, holding a role)
 };
@@ -79,9 +80,14 @@ struct process_use {
 /// What an object holds.
 struct object_contents {
   bool known = false;          ///< false: cannot be told without using the object (a raw segment)
-  std::uint64_t messages = 0;  ///< queued messages, ring records, filled slots, or semaphores not 0
-  std::uint64_t bytes = 0;     ///< queued bytes (msgq cbytes, ring head - tail), 0 for semaphores
+  /// queued messages, ring records, filled slots, semaphores not 0; a shm work queue's messages
+  /// queued (claimed by senders, not yet by receivers); a broadcast channel's oldest unread backlog
+  /// (what its slowest registered subscriber has still to read; 0 without subscribers: a new one
+  /// starts at the next message published)
+  std::uint64_t messages = 0;
+  std::uint64_t bytes = 0;     ///< queued bytes (msgq cbytes, ring head - tail, a work queue's whole messages), 0 for semaphores and broadcast
   bool is_value = false;       ///< a shared_value / shared_array: the payload itself is the data
+  int subscribers = -1;        ///< a broadcast channel's registered subscribers (dead ones until found dead); -1 otherwise
 };
 
 /// One kernel object (or orphan key file) the toolkit made, with what is known about it.

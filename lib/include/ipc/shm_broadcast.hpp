@@ -18,7 +18,8 @@
 //
 // Or by URI: ipc::open_channel("shm:ticks?mode=broadcast&slots=1024&max_message=4K&policy=drop_oldest", r).
 // Crash safety: a publisher killed mid-write exposes nothing (its cell is skipped, torn_skipped());
-// a subscriber killed anywhere holds the publishers up only until its death is detected (~100 ms).
+// a subscriber killed anywhere holds the publishers up only until its death is detected (the kernel
+// wakes them through its endpoint lock: milliseconds). An idle endpoint makes no wake-ups.
 // When every publisher has gone, subscribers read what is left and then get errc::closed.
 // The channel calls keep their meaning: send blocks (policy block) while the slowest live subscriber
 // is a whole ring behind, and reaches nobody when there is no subscriber; receive on a publisher
@@ -31,6 +32,7 @@
 #include <ipc/channel.hpp>
 #include <ipc/config.hpp>
 #include <ipc/shared_memory.hpp>
+#include <ipc/shm_mpmc.hpp>
 
 #include <sys/types.h>
 
@@ -56,14 +58,11 @@ enum class broadcast_policy {
   drop_oldest,  ///< overwrite: the lagging subscriber skips forward and counts the loss
 };
 
-/// How a broadcast channel is made when this call creates it (an opener adopts the existing sizes
-/// and policy).
-struct shm_broadcast_options {
-  std::size_t slots = 256;          ///< messages held: a power of two, 2 … 65536
-  std::size_t max_message = 8192;   ///< bytes per message: 1 … 16 MiB (slots × cell ≤ 1 GiB)
+/// How a broadcast channel is made, or opened (shm_slot_options: sizes, permissions, what an
+/// opener insists on), and its slow-subscriber policy.
+struct shm_broadcast_options : shm_slot_options {
   broadcast_policy policy = broadcast_policy::block;
-  mode_t mode = 0600;               ///< permissions of a new segment
-  open_mode open = open_mode::open_or_create;
+  bool insist_policy = false;  ///< an existing channel must have `policy`
 };
 
 class IPC_API shm_broadcast final : public channel {
@@ -88,9 +87,23 @@ class IPC_API shm_broadcast final : public channel {
   [[nodiscard]] channel_limits limits() const override;
   /// "shm".
   [[nodiscard]] std::string_view kind() const noexcept override { return "shm"; }
-  /// Unlinks /dev/shm/libipc.NAME (absent is fine); attached handles keep working.
+  /// Unlinks /dev/shm/libipc.NAME (absent is fine; a newer channel under the name, made after this
+  /// one was unlinked, is left alone); attached handles keep working, on purpose (no errc::removed).
   /// Throws std::system_error naming the object.
   void remove() override;
+  /// When the channel this handle maps was unlinked (st_nlink 0: `rm /dev/shm/libipc.NAME`,
+  /// remove()), attaches in the same role to the channel the name denotes now (a subscriber starts
+  /// at its next message), or creates one with the same slots, max_message, policy and mode; the old
+  /// one is left (its last publisher leaving: its subscribers read what is left, see errc::closed,
+  /// and reopen() to follow). While the channel is still the name's, nothing: a subscriber keeps its
+  /// place and cursor, so nothing is missed. Never blocks (but ~2 s for a concurrent creator).
+  /// Throws as the constructor.
+  void reopen() override;
+  /// Ends this handle's part now, as destroying it would (a subscriber stops holding publishers
+  /// up; the last publisher leaving: subscribers read what is left, then get errc::closed). Later
+  /// calls on this handle throw errc::closed; reopen() attaches it again (a subscriber at the next
+  /// message). Idempotent. Never throws.
+  void close() override;
   /// Unlinks the channel "NAME" without attaching. Returns false if it did not exist.
   /// Throws std::system_error naming the object.
   static bool remove(std::string_view name);
@@ -108,7 +121,8 @@ class IPC_API shm_broadcast final : public channel {
 
  protected:
   /// Blocks (policy block) while the slowest live subscriber is a whole ring behind; with no
-  /// subscriber the message reaches nobody. Returns false on timeout (nothing sent).
+  /// subscriber the message reaches nobody. Returns false on timeout (nothing sent). Throws
+  /// errc::removed once the name was unlinked under this handle (noticed within ~100 ms: reopen()).
   bool do_send(std::span<const std::byte> message, const deadline& d) override;
   /// Blocks while nothing new was published; false on timeout. errc::closed once every publisher
   /// is gone and everything published was read; errc::corrupt naming the cell.
@@ -124,6 +138,11 @@ class IPC_API shm_broadcast final : public channel {
   void advance_cursor(std::uint64_t next);
   void arm(bool on_data) noexcept;
   void wake(std::atomic<std::uint32_t>& seq);
+  void check_name_if_due(std::string_view call);
+  void leave() noexcept;
+  [[noreturn]] void closed_handle(std::string_view call) const;
+  void swap_attachment(shm_broadcast& other) noexcept;
+  [[nodiscard]] int segment_fd() const noexcept;
   [[nodiscard]] std::byte* cell_at(std::uint64_t pos) const noexcept;
   [[noreturn]] void corrupt(const std::string& what) const;
 
@@ -149,6 +168,7 @@ class IPC_API shm_broadcast final : public channel {
   std::uint64_t dev_ = 0;  // the segment's st_dev / st_ino, to find it in a holder's /proc/PID/maps
   std::uint64_t ino_ = 0;
   std::chrono::steady_clock::time_point next_probe_{};
+  std::int64_t next_link_check_ns_ = 0;  // when a send next fstat()s the segment (detail/shm_link.hpp)
 };
 
 }  // namespace ipc

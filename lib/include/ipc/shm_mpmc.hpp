@@ -43,13 +43,21 @@ namespace detail {
 struct mpmc_header;
 }  // namespace detail
 
-/// How a work queue is made when this call creates it (an opener adopts the existing sizes).
-struct shm_mpmc_options {
+/// How a slot queue (the work queue, broadcast) is made when this call creates it, and what an
+/// opener of an existing one insists on: a size it insists on that differs from the existing one is
+/// errc::incompatible naming both values; a size it does not insist on adopts the existing one.
+/// A URI's query insists on every size it names (docs/shm-modes.md, "Opening an existing channel").
+struct shm_slot_options {
   std::size_t slots = 256;          ///< messages held before send blocks: a power of two, 2 … 65536
   std::size_t max_message = 8192;   ///< bytes per message: 1 … 16 MiB (slots × slot ≤ 1 GiB)
   mode_t mode = 0600;               ///< permissions of a new segment
   open_mode open = open_mode::open_or_create;
+  bool insist_slots = false;        ///< an existing object must have `slots`
+  bool insist_max_message = false;  ///< an existing object must have `max_message`
 };
+
+/// How a work queue is made, or opened (shm_slot_options).
+struct shm_mpmc_options : shm_slot_options {};
 
 class IPC_API shm_mpmc final : public channel {
  public:
@@ -68,11 +76,23 @@ class IPC_API shm_mpmc final : public channel {
   [[nodiscard]] channel_limits limits() const override;
   /// "shm".
   [[nodiscard]] std::string_view kind() const noexcept override { return "shm"; }
-  /// Unlinks /dev/shm/libipc.NAME (absent is fine); attached handles keep working.
+  /// Unlinks /dev/shm/libipc.NAME (absent is fine; a newer queue under the name, made after this
+  /// one was unlinked, is left alone); attached handles keep working, on purpose (no errc::removed).
   /// Throws std::system_error naming the object.
   void remove() override;
   /// Unlinks the queue "NAME" without attaching. Returns false if it did not exist.
   static bool remove(std::string_view name);
+  /// When the queue this handle maps was unlinked (st_nlink 0: `rm /dev/shm/libipc.NAME`, remove()),
+  /// attaches in the same role to the queue the name denotes now, or creates one with the same
+  /// slots, max_message and mode; the old one is left (its last sender leaving: its receivers drain
+  /// it, see errc::closed, and reopen() to follow). While the queue is still the name's, nothing:
+  /// nothing queued, no role, no counter is lost. Never blocks (but ~2 s for a concurrent creator).
+  /// Throws as the constructor.
+  void reopen() override;
+  /// Ends this handle's part now, as destroying it would (the last sender leaving: receivers drain,
+  /// then get errc::closed); unlike end_stream() other senders go on. Later calls on this handle
+  /// throw errc::closed (receive_or_end too); reopen() attaches it again. Idempotent. Never throws.
+  void close() override;
 
   /// Ends the stream for every receiver, now and later: they take what is queued, then receive
   /// throws errc::closed (receive_or_end returns end). Senders may still send; receivers that
@@ -92,10 +112,16 @@ class IPC_API shm_mpmc final : public channel {
   [[nodiscard]] std::uint64_t lost_in_receivers() const noexcept;
 
  protected:
+  /// Blocks while full. Throws errc::closed (every receiver gone, the queue full), errc::removed
+  /// (the name was unlinked under this handle, noticed within ~100 ms: reopen()), errc::corrupt.
   bool do_send(std::span<const std::byte> message, const deadline& d) override;
   bool do_receive(std::vector<std::byte>& out, const deadline& d) override;
 
  private:
+  void swap_attachment(shm_mpmc& other) noexcept;
+  void leave() noexcept;
+  [[noreturn]] void closed_handle(std::string_view call) const;
+  [[nodiscard]] int segment_fd() const noexcept;
   friend struct shm_mpmc_fork_registry;
   enum class fork_step { prepare, failed, child };
   void on_fork(fork_step step) noexcept;
@@ -124,6 +150,7 @@ class IPC_API shm_mpmc final : public channel {
   std::uint64_t dev_ = 0;  // the segment's st_dev / st_ino, to find it in a holder's /proc/PID/maps
   std::uint64_t ino_ = 0;
   std::chrono::steady_clock::time_point next_probe_{};
+  std::int64_t next_link_check_ns_ = 0;  // when a send next fstat()s the segment (detail/shm_link.hpp)
 };
 
 }  // namespace ipc

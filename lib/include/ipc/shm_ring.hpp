@@ -51,6 +51,10 @@ struct shm_ring_options {
   std::size_t max_message = std::size_t{64} << 10;  ///< at most capacity / 2 - 8
   mode_t mode = 0600;                               ///< permissions of a new segment
   open_mode open = open_mode::open_or_create;
+  /// Opening an existing ring: a size insisted on that differs from the ring's is errc::incompatible
+  /// naming both; one not insisted on adopts the ring's. A URI insists on the sizes it names.
+  bool insist_capacity = false;
+  bool insist_max_message = false;
 };
 
 class IPC_API shm_ring final : public channel {
@@ -84,6 +88,11 @@ class IPC_API shm_ring final : public channel {
   /// turn). A ring still linked: nothing to do. Never blocks beyond the constructor's ~2 s wait for
   /// a concurrent creator. Throws as the constructor.
   void reopen() override;
+  /// Ends this handle's part now, as destroying it would: a sender's receiver drains, then gets
+  /// errc::closed; a receiver's sender sees errc::closed once the ring is full. Later calls on
+  /// this handle throw errc::closed; reopen() attaches it again. Idempotent. Throws EBUSY while a
+  /// loan or view is out.
+  void close() override;
   /// Unlinks the ring "NAME" without attaching. Returns false if it did not exist.
   /// Throws std::system_error naming the object.
   static bool remove(std::string_view name);
@@ -146,22 +155,24 @@ class IPC_API shm_ring final : public channel {
   friend class shm_view;
 
   // The record steps that send() and loans share (sender), and receive() and views (receiver).
-  std::byte* reserve_record(std::uint64_t len, const deadline& d);
+  std::byte* reserve_record(std::uint64_t len, const deadline& d, const char* call);
   void publish_record(std::uint64_t len);
-  const std::byte* next_record(std::uint64_t& len, const deadline& d);
+  const std::byte* next_record(std::uint64_t& len, const deadline& d, const char* call);
   void release_record();
   void commit_loan(std::size_t used);
   void abandon_loan() noexcept;
   void release_view() noexcept;
   [[noreturn]] void busy(std::string_view call, std::string_view what) const;
 
-  bool wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d);
-  bool wait_for_data(std::uint64_t tail, const deadline& d);
+  bool wait_for_space(std::uint64_t head, std::uint64_t needed, const deadline& d, const char* call);
+  bool wait_for_data(std::uint64_t tail, const deadline& d, const char* call);
   detail::death_wait sleep_on(const std::atomic<std::uint32_t>& seq, std::uint32_t seen, role peer, const deadline& d,
                               unsigned& unheld_streak);
   [[noreturn]] void corrupt(const std::string& what) const;
   int segment_fd() const noexcept;
   void check_linked(std::string_view call);
+  void leave() noexcept;
+  [[noreturn]] void closed_handle(std::string_view call) const;
   void swap_attachment(shm_ring& other) noexcept;
   void check_indices(std::uint64_t head, std::uint64_t tail) const;
   enum class fork_step { prepare, failed, child };
@@ -177,10 +188,9 @@ class IPC_API shm_ring final : public channel {
   std::uint64_t cached_peer_index_ = 0;  // sender: last tail seen; receiver: last head seen
   pid_t pid_ = 0;                        // the pid this handle is registered under
   std::chrono::steady_clock::time_point next_liveness_probe_{};
-  // The sender fstat()s the segment at most this often to notice a name unlinked under it:
-  // errc::removed (docs/shm_ring.md, "A name removed under a running pair"). The coarse clock is
+  // The sender fstat()s the segment at most every 100 ms (detail::link_check_interval_ns) to notice
+  // a name unlinked under it: errc::removed (docs/shm_ring.md, "A name removed under a running pair"). The coarse clock is
   // read every 64th send and after every send that woke the receiver.
-  static constexpr std::int64_t link_check_interval_ns = 100'000'000;
   std::int64_t next_link_check_ns_ = 0;
   std::uint32_t sends_unchecked_ = 0;
   bool woke_receiver_ = true;  // the first send checks

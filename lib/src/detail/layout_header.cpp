@@ -50,9 +50,10 @@ void validate_header(const layout_header* h, std::size_t mapped_size, std::uint3
   // The creator publishes within microseconds; poll briefly, never forever.
   while (h->state.load(std::memory_order_acquire) != layout_header::ready_value) {
     if (abandoned(h)) {
+      // No pid in the text: a header that never validated may be garbage, and so may its "creator".
       throw_error(errc::incompatible, "attach", object,
-                  "header never initialised: its creator, pid " + std::to_string(h->creator_pid) +
-                      ", died during initialisation");
+                  "header never initialised: the creator it records is gone (it died initialising it, or this is "
+                  "not a toolkit header)");
     }
     if (d.expired()) throw_error(errc::incompatible, "attach", object, "header never initialised");
     std::this_thread::sleep_for(std::chrono::microseconds(200));

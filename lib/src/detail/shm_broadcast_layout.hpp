@@ -1,13 +1,15 @@
 // The shm broadcast channel's shared layout: what lives in /dev/shm/libipc.NAME, byte for byte.
 //
 // A layout_segment: detail::layout_header, then bcast_header (the head position, futex words, the
-// holder table shared with the work queue, one cursor per holder place), then `slots` fixed-size
+// holder table shared with the work queue, one cursor and one endpoint lock per holder place), then `slots` fixed-size
 // cells of `slot_stride` bytes: an 8-byte state word, a 4-byte length, 4 reserved bytes, then
 // max_message payload bytes. docs/shm-broadcast.md explains the protocol; the static_asserts
 // below hold the offsets it documents.
 #pragma once
 
+#include "detail/endpoint_lock.hpp"
 #include "detail/layout_header.hpp"
+#include "detail/shm_mpmc_holders.hpp"
 #include "detail/shm_mpmc_layout.hpp"
 
 #include <atomic>
@@ -17,7 +19,9 @@
 namespace ipc::detail {
 
 inline constexpr std::uint32_t bcast_magic = 0x42435049;  // "IPCB" in memory order
-inline constexpr std::uint32_t bcast_version = 1;
+// 2: endpoint locks after the cursors (a version 1 segment is refused as errc::incompatible,
+// "layout version 1, expected 2": remove it and let it be created again).
+inline constexpr std::uint32_t bcast_version = 2;
 inline constexpr std::uint64_t bcast_min_slots = 2;
 inline constexpr std::uint64_t bcast_max_slots = std::uint64_t{1} << 16;
 inline constexpr std::uint64_t bcast_max_message = std::uint64_t{16} << 20;
@@ -36,12 +40,7 @@ inline constexpr std::uint64_t bcast_cell_header = 16;
 
 enum class bcast_policy : std::uint32_t { block = 0, drop_oldest = 1 };
 
-struct bcast_cell {
-  std::atomic<std::uint64_t> state;
-  std::atomic<std::uint32_t> length;  // written by the claiming publisher before `full` is published
-  std::uint32_t reserved;
-  // max_message payload bytes follow
-};
+using bcast_cell = slot_cell;  // the work queue's cell (shm_mpmc_layout.hpp)
 static_assert(sizeof(bcast_cell) == bcast_cell_header);
 
 // The next position a subscriber reads; meaningful while its holder place is a live receiver.
@@ -57,7 +56,7 @@ struct bcast_header {
   std::uint64_t max_message;  // payload bytes per cell
   std::uint64_t slot_stride;  // bytes per cell: 16 + max_message rounded up to 64
   std::uint32_t policy;       // bcast_policy
-  std::uint32_t reserved0;
+  std::atomic<std::uint32_t> unlinked_on_purpose;  // 1 once remove() unlinked the name (detail/shm_link.hpp)
   alignas(64) std::atomic<std::uint64_t> head;       // next position a publisher claims (helped forward)
   alignas(64) std::atomic<std::uint32_t> data_seq;   // futex: bumped when a sleeper must look again
   std::atomic<std::uint32_t> data_waiting;           // 1: someone may sleep on data_seq (cleared by its waker)
@@ -69,6 +68,9 @@ struct bcast_header {
   std::atomic<std::uint64_t> torn_skipped;           // cells a dead publisher left half-written
   alignas(64) mpmc_holder holders[mpmc_max_holders];
   bcast_cursor cursors[mpmc_max_holders];            // per holder place (subscribers only)
+  // endpoint_locks[i] is held by holders[i] while registered (endpoint_lock.hpp): a sleeper's wait
+  // includes the locks of the endpoints it waits for, so the kernel wakes it when one dies or execs.
+  endpoint_lock endpoint_locks[mpmc_max_holders];
 };
 static_assert(sizeof(bcast_header) % 64 == 0);
 static_assert(offsetof(bcast_header, slots) == 48);
@@ -79,6 +81,13 @@ static_assert(offsetof(bcast_header, space_seq) == 256);
 static_assert(offsetof(bcast_header, live) == 320);
 static_assert(offsetof(bcast_header, holders) == 384);
 static_assert(offsetof(bcast_header, cursors) == 384 + 64 * 32);
-static_assert(sizeof(bcast_header) == 384 + 64 * 32 + 64 * 64);
+static_assert(offsetof(bcast_header, endpoint_locks) == 384 + 64 * 32 + 64 * 64);
+static_assert(sizeof(bcast_header) == 384 + 64 * 32 + 64 * 64 + 64 * 40);
+
+/// The header's holder table: its places, counts and endpoint locks, and the two futex words a
+/// joining or reaped holder bumps so that sleepers watch the right locks. Never throws.
+inline holder_table table_of(bcast_header& h) noexcept {
+  return {h.holders, h.live, h.ever, h.endpoint_locks, {&h.data_seq, &h.space_seq}};
+}
 
 }  // namespace ipc::detail

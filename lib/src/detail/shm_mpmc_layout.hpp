@@ -56,13 +56,16 @@ struct slot_state {
   [[nodiscard]] constexpr std::uint32_t holder_gen() const noexcept { return token & gen_mask; }
 };
 
-struct mpmc_slot {
+// One cell of either slot queue (the work queue's slot, broadcast's cell): a state word in
+// slot_state's encoding, the length its claimer wrote before publishing, then the payload.
+struct slot_cell {
   std::atomic<std::uint64_t> state;
-  std::atomic<std::uint32_t> length;  // written by the claiming producer before `full` is published
+  std::atomic<std::uint32_t> length;  // written by the claimer before `full` is published
   std::uint32_t reserved;
   // max_message payload bytes follow
 };
-static_assert(sizeof(mpmc_slot) == mpmc_slot_header);
+static_assert(sizeof(slot_cell) == mpmc_slot_header);
+using mpmc_slot = slot_cell;
 
 // One attached endpoint. gen is odd while registered, even while free: registering and releasing
 // each add one, so a token's generation names one registration and never a later one.
@@ -91,7 +94,7 @@ struct mpmc_header {
   alignas(64) std::atomic<std::uint32_t> live[2];      // registered holders per role (sender, receiver)
   std::atomic<std::uint32_t> ever[2];                  // 1 once the role was attached
   std::atomic<std::uint32_t> ended;                    // 1 after end_stream(): receivers drain, then end
-  std::atomic<std::uint32_t> reserved1;
+  std::atomic<std::uint32_t> unlinked_on_purpose;      // 1 once remove() unlinked the name (detail/shm_link.hpp)
   std::atomic<std::uint64_t> torn_skipped;             // slots a dead producer left half-written
   std::atomic<std::uint64_t> lost_in_receivers;        // messages a receiver died while copying out
   alignas(64) mpmc_holder holders[mpmc_max_holders];
