@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark's --csv read back: one rectangular table (every row as many cells as the header),
-# every section there (table, idle, rate, modes), every row with its figures and no error.
+# every section there (table, idle, rate, modes, zero_copy), every row with its figures and no error.
 # Asserts no performance level.
 #   bench_csv.sh IPC_BENCH
 set -euo pipefail
@@ -15,12 +15,15 @@ printf '%s\n' "$csv" | awk -F, '
   $1 == "table" && $(col["skipped"]) == "0" && !($(col["msgs_per_s"]) > 0 && $(col["p50_us"]) > 0) { fail("table row without figures") }
   $1 == "idle" && !($(col["wakeups_per_s"]) >= 0 && $(col["cpu_ms_per_s"]) >= 0 && $(col["cpu_ms_per_s"]) != "") { fail("idle row without figures") }
   $1 == "rate" && !($(col["messages"]) > 0 && $(col["p50_us"]) > 0 && $(col["p99_us"]) >= $(col["p50_us"])) { fail("rate row without figures") }
+  $1 == "table" && $(col["skipped"]) == "0" && !($(col["cpu_ns_per_msg"]) > 0) { fail("table row without its CPU figure") }
+  $1 == "zero_copy" && !($(col["messages"]) > 0 && $(col["msgs_per_s"]) > 0 && $(col["ratio_copy"]) > 0) { fail("zero_copy row without figures") }
   $1 == "modes" && !($(col["sent"]) > 0 && $(col["msgs_per_s"]) > 0 && $(col["per_receiver_msgs_per_s"]) > 0 && $(col["ratio_spsc"]) > 0) { fail("modes row without figures") }
   END {
-    # pipe and shm, libipc and raw, boost_mq; idle and rate add the shm work queue; modes 5 rows at 64 B.
-    if (cells != 25) { print "bench_csv: the header has " cells " columns, the docs list 25"; bad = 1 }
-    if (seen["table"] < 5 || seen["idle"] < 5 || seen["rate"] < 5 || seen["modes"] < 5) {
-      print "bench_csv: rows per section: table " seen["table"] ", idle " seen["idle"] ", rate " seen["rate"] ", modes " seen["modes"] " (want at least 5 each)"
+    # pipe and shm, libipc and raw, boost_mq; idle and rate add the shm work queue; modes 5 rows at 64 B;
+    # zero_copy: copy and zero-copy, ends and all, at 64 KiB and 1 MiB.
+    if (cells != 28) { print "bench_csv: the header has " cells " columns, the docs list 28"; bad = 1 }
+    if (seen["table"] < 5 || seen["idle"] < 5 || seen["rate"] < 5 || seen["modes"] < 5 || seen["zero_copy"] != 8) {
+      print "bench_csv: rows per section: table " seen["table"] ", idle " seen["idle"] ", rate " seen["rate"] ", modes " seen["modes"] ", zero_copy " seen["zero_copy"] " (want at least 5 each, zero_copy 8)"
       bad = 1
     }
     if (!bad) print "bench_csv: ok (" NR - 1 " rows, " cells " columns)"

@@ -43,7 +43,7 @@ std::string format(const char* fmt, ...) {
 }
 
 struct ratios {
-  std::optional<double> raw_throughput, raw_p50, boost_throughput, boost_p50;
+  std::optional<double> raw_throughput, raw_p50, boost_throughput, boost_p50, raw_cpu;
 };
 
 const cell_result* find(const std::vector<cell_result>& all, std::string_view channel, std::string_view impl,
@@ -66,6 +66,7 @@ ratios ratios_of(const cell_result& c, const std::vector<cell_result>& all) {
     if (const auto* raw = find(all, c.channel, "raw", c.size)) {
       r.raw_throughput = quotient(c.msgs_per_s(), raw->msgs_per_s());
       r.raw_p50 = quotient(c.latency.p50_us, raw->latency.p50_us);
+      r.raw_cpu = quotient(c.throughput.cpu_ns_per_msg, raw->throughput.cpu_ns_per_msg);
     }
   }
   if (const auto* b = find(all, boost_channel, boost_impl, c.size)) {
@@ -110,20 +111,22 @@ std::string to_table(const config& cfg, const machine_info& m, const std::vector
   out += format("libipc benchmark: %ld CPUs (%s), %s, %.2f s per measurement, load %.2f -> %.2f\n", m.cpus,
                 m.cpu_model.c_str(), m.kernel.c_str(), cfg.seconds, m.load_before, m.load_after);
   out += "throughput: the child sends, the parent receives and checks every message; latency: ping-pong round trip.\n";
-  out += "×raw = libipc ÷ raw, ×boost = row ÷ boost_mq; for throughput above 1× is faster, for latency above 1× is slower.\n";
+  out += "×raw = libipc ÷ raw, ×boost = row ÷ boost_mq; for throughput above 1× is faster, for CPU and latency above 1× is slower.\n";
+  out += format("CPU ns/msg: both processes' CPU time per message. Each cell is the best of %u rounds interleaved with its raw twin's.\n", cell_rounds);
   for (std::size_t size : cfg.sizes) {
     out += "\n" + size_label(size) + ": one-way throughput | round-trip latency\n";
-    daemon::table t({"channel", "impl", "msgs/s", "MB/s", "×raw", "×boost", "|", "p50 µs", "p99 µs", "×raw", "×boost", ""},
-                    {false, false, true, true, true, true, false, true, true, true, true, false});
+    daemon::table t({"channel", "impl", "msgs/s", "MB/s", "×raw", "×boost", "CPU ns/msg", "×raw", "|", "p50 µs", "p99 µs", "×raw", "×boost", ""},
+                    {false, false, true, true, true, true, true, true, false, true, true, true, true, false});
     for (const auto& c : r) {
       if (c.size != size) continue;
       if (c.skipped) {
-        t.add({c.channel, c.impl, "—", "—", "", "", "|", "—", "—", "", "", "(" + c.reason + ")"});
+        t.add({c.channel, c.impl, "—", "—", "", "", "—", "", "|", "—", "—", "", "", "(" + c.reason + ")"});
         continue;
       }
       const ratios q = ratios_of(c, r);
       t.add({c.channel, c.impl, rate_label(c.msgs_per_s()), format("%.1f", c.mb_per_s()), times(q.raw_throughput),
-             times(q.boost_throughput), "|", format("%.1f", c.latency.p50_us), format("%.1f", c.latency.p99_us),
+             times(q.boost_throughput), format("%.0f", c.throughput.cpu_ns_per_msg), times(q.raw_cpu), "|",
+             format("%.1f", c.latency.p50_us), format("%.1f", c.latency.p99_us),
              times(q.raw_p50), times(q.boost_p50), ""});
     }
     out += t.render();
@@ -142,6 +145,9 @@ std::vector<std::string> sections::failures() const {
   for (const auto& r : modes) {
     if (!r.error.empty()) out.push_back("modes " + r.label + " " + size_label(r.size) + ": " + r.error);
   }
+  for (const auto& r : zero_copy) {
+    if (!r.error.empty()) out.push_back("zero_copy " + r.label() + " " + size_label(r.size) + ": " + r.error);
+  }
   return out;
 }
 
@@ -159,9 +165,11 @@ std::string to_json(const config& cfg, const machine_info& m, const std::vector<
       cell["throughput"] = {{"messages", c.throughput.messages},
                             {"seconds", c.throughput.seconds},
                             {"msgs_per_s", c.msgs_per_s()},
-                            {"mb_per_s", c.mb_per_s()}};
+                            {"mb_per_s", c.mb_per_s()},
+                            {"cpu_ns_per_msg", c.throughput.cpu_ns_per_msg}};
       cell["latency"] = {{"round_trips", c.latency.round_trips}, {"p50_us", c.latency.p50_us}, {"p99_us", c.latency.p99_us}};
-      cell["ratio_vs_raw"] = {{"throughput", number(q.raw_throughput)}, {"latency_p50", number(q.raw_p50)}};
+      cell["ratio_vs_raw"] = {{"throughput", number(q.raw_throughput)}, {"latency_p50", number(q.raw_p50)},
+                              {"cpu_per_msg", number(q.raw_cpu)}};
       cell["ratio_vs_boost"] = {{"throughput", number(q.boost_throughput)}, {"latency_p50", number(q.boost_p50)}};
     }
     results.push_back(std::move(cell));
@@ -175,6 +183,7 @@ std::string to_json(const config& cfg, const machine_info& m, const std::vector<
                 {"load_after", m.load_after}}},
               {"config",
                {{"duration_s", cfg.seconds},
+                {"rounds", cell_rounds},
                 {"sizes", cfg.sizes},
                 {"channels", cfg.channels},
                 {"idle_s", cfg.idle_seconds},
@@ -227,6 +236,22 @@ std::string to_json(const config& cfg, const machine_info& m, const std::vector<
                       {"error", error(x.error)}});
     }
     doc["modes"] = {{"seconds", cfg.seconds}, {"rows", std::move(rows)}};
+    json zc = json::array();
+    for (const auto& x : more.zero_copy) {
+      const bool ok = x.error.empty();
+      auto fig = [ok](double v) { return ok ? json(v) : json(nullptr); };
+      zc.push_back({{"label", x.label()},
+                    {"path", x.path},
+                    {"touched", x.touch_all ? "all" : "ends"},
+                    {"size", x.size},
+                    {"messages", ok ? json(x.messages) : json(nullptr)},
+                    {"seconds", fig(x.seconds)},
+                    {"msgs_per_s", fig(x.rate())},
+                    {"mb_per_s", fig(x.rate() * static_cast<double>(x.size) / 1e6)},
+                    {"ratio_copy", ok && x.vs_copy > 0 ? json(x.vs_copy) : json(nullptr)},
+                    {"error", error(x.error)}});
+    }
+    doc["zero_copy"] = {{"seconds", cfg.seconds}, {"rows", std::move(zc)}};
   }
   return doc.dump(2) + "\n";
 }
@@ -236,8 +261,8 @@ namespace {
 // One CSV row by column name; write() puts the cells in `csv_columns` order, quoted where needed.
 constexpr const char* csv_columns[] = {
     "section", "channel", "impl", "label", "size", "skipped", "messages", "seconds", "msgs_per_s", "mb_per_s",
-    "ratio_raw_throughput", "ratio_boost_throughput", "round_trips", "p50_us", "p99_us", "ratio_raw_p50",
-    "ratio_boost_p50", "senders", "receivers", "sent", "per_receiver_msgs_per_s", "ratio_spsc", "wakeups_per_s",
+    "ratio_raw_throughput", "ratio_boost_throughput", "cpu_ns_per_msg", "ratio_raw_cpu", "round_trips", "p50_us", "p99_us", "ratio_raw_p50",
+    "ratio_boost_p50", "senders", "receivers", "sent", "per_receiver_msgs_per_s", "ratio_spsc", "ratio_copy", "wakeups_per_s",
     "cpu_ms_per_s", "error"};
 
 std::string csv_cell(const std::string& v) {
@@ -274,6 +299,8 @@ std::string to_csv(const config& cfg, const std::vector<cell_result>& r, const s
                   {"mb_per_s", format("%.3f", c.mb_per_s())},
                   {"ratio_raw_throughput", opt(q.raw_throughput)},
                   {"ratio_boost_throughput", opt(q.boost_throughput)},
+                  {"cpu_ns_per_msg", format("%.1f", c.throughput.cpu_ns_per_msg)},
+                  {"ratio_raw_cpu", opt(q.raw_cpu)},
                   {"round_trips", std::to_string(c.latency.round_trips)},
                   {"p50_us", format("%.3f", c.latency.p50_us)},
                   {"p99_us", format("%.3f", c.latency.p99_us)},
@@ -317,6 +344,18 @@ std::string to_csv(const config& cfg, const std::vector<cell_result>& r, const s
                   {"mb_per_s", format("%.3f", x.figures.rate() * static_cast<double>(x.size) / 1e6)},
                   {"per_receiver_msgs_per_s", format("%.1f", x.per_receiver_rate())},
                   {"ratio_spsc", x.vs_spsc > 0 ? format("%.4f", x.vs_spsc) : std::string()}});
+    }
+    out += csv_row(row);
+  }
+  for (const auto& x : more.zero_copy) {
+    std::map<std::string, std::string> row = {{"section", "zero_copy"}, {"channel", "shm"}, {"label", x.label()},
+                                              {"size", std::to_string(x.size)}, {"error", x.error}};
+    if (x.error.empty()) {
+      row.insert({{"messages", std::to_string(x.messages)},
+                  {"seconds", format("%.6f", x.seconds)},
+                  {"msgs_per_s", format("%.1f", x.rate())},
+                  {"mb_per_s", format("%.3f", x.rate() * static_cast<double>(x.size) / 1e6)},
+                  {"ratio_copy", x.vs_copy > 0 ? format("%.4f", x.vs_copy) : std::string()}});
     }
     out += csv_row(row);
   }
@@ -478,6 +517,29 @@ void check_sections(const nlohmann::json& root, const config& cfg, std::vector<s
       }
       for (const auto& [size, n] : per_size) {
         if (n == 0) problems.push_back("modes: no row at " + std::to_string(size) + " B");
+      }
+    }
+    if (const auto* rows = rows_of("zero_copy", cfg.modes)) {
+      // Every path at every size and touch: copy and zero-copy, 64 KiB and 1 MiB, ends and all.
+      std::map<std::string, int> want;
+      for (const char* path : {"copy", "zero-copy"}) {
+        for (const char* touched : {"ends", "all"}) {
+          for (const char* size : {"65536", "1048576"}) want[std::string(path) + " " + touched + " " + size] = 1;
+        }
+      }
+      for (const auto& v : *rows) {
+        const std::string where = "zero_copy " + v.at("label").get<std::string>() + " " +
+                                  std::to_string(v.at("size").get<std::size_t>()) + " B";
+        --want[v.at("label").get<std::string>() + " " + std::to_string(v.at("size").get<std::size_t>())];
+        if (!v.at("error").is_null()) {
+          problems.push_back(where + ": failed: " + v.at("error").get<std::string>());
+        } else if (v.at("messages").get<std::uint64_t>() == 0 || !(v.at("msgs_per_s").get<double>() > 0) ||
+                   v.at("ratio_copy").is_null() || !(v.at("ratio_copy").get<double>() > 0)) {
+          problems.push_back(where + ": no figures (messages, msg/s, ×copy)");
+        }
+      }
+      for (const auto& [key, n] : want) {
+        if (n != 0) problems.push_back("zero_copy " + key + " B: " + (n > 0 ? "missing" : "more than one row"));
       }
     }
   } catch (const std::exception& e) {

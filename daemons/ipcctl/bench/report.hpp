@@ -8,6 +8,7 @@
 #include "transport_idle.hpp"
 #include "transport_modes.hpp"
 #include "transport_rate.hpp"
+#include "transport_zero_copy.hpp"
 
 #include <cstddef>
 #include <string>
@@ -16,6 +17,7 @@
 namespace ipc::bench {
 
 enum class output_format { table, json, csv };
+
 
 struct config {
   std::string prog = "ipc-bench";
@@ -59,6 +61,7 @@ struct sections {
   std::vector<idle_row> idle;
   std::vector<rate_row> rate;
   std::vector<mode_row> modes;
+  std::vector<zero_copy_row> zero_copy;  ///< with --modes: the zero-copy section's rows
   /// "idle pipe/raw: <error>" for every failed row, in order.
   [[nodiscard]] std::vector<std::string> failures() const;
 };
@@ -70,11 +73,11 @@ std::string size_label(std::size_t n);
 machine_info probe_machine() noexcept;
 
 std::string to_table(const config& cfg, const machine_info& m, const std::vector<cell_result>& r);
-/// The whole run as one JSON document: "results" (the table's cells), then "idle", "rate" and "modes"
-/// when those sections ran (docs/benchmarks.md lists the fields).
+/// The whole run as one JSON document: "results" (the table's cells), then "idle", "rate", "modes"
+/// and "zero_copy" when those sections ran (docs/benchmarks.md lists the fields).
 std::string to_json(const config& cfg, const machine_info& m, const std::vector<cell_result>& r, const sections& more);
 /// The whole run as one CSV table, a row per cell and per section row; the first column says which
-/// section ("table", "idle", "rate", "modes"), a column a section does not fill is empty.
+/// section ("table", "idle", "rate", "modes", "zero_copy"), a column a section does not fill is empty.
 std::string to_csv(const config& cfg, const std::vector<cell_result>& r, const sections& more);
 
 /// gnuplot's path from $PATH, or "" when it is not installed.
@@ -90,7 +93,8 @@ void plot(const config& cfg, const machine_info& m, const std::vector<cell_resul
 /// and every measured cell non-zero msgs/s, round trips and latency; with --idle, --rate, --modes
 /// every section row its figures (idle: a row per channel and impl, wake-ups and CPU ≥ 0; rate:
 /// messages, p50 > 0, p99 ≥ p50; modes: rows at every size, each with senders, receivers, sent and received messages, msg/s, per-receiver
-/// msg/s and ×spsc > 0) and no error. Empty when all is well.
+/// msg/s and ×spsc > 0; zero_copy: the copy and zero-copy rows at 64 KiB and 1 MiB, each with messages,
+/// msg/s and ×copy > 0) and no error. Empty when all is well.
 std::vector<std::string> check_json(const std::string& json, const config& cfg);
 
 }  // namespace ipc::bench

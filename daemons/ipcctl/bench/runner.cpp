@@ -8,7 +8,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -36,6 +39,12 @@ process_options child_options(std::string name) {
 void child_signals() noexcept {
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGTERM, SIG_DFL);
+}
+
+std::int64_t thread_cpu_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 double percentile(const std::vector<double>& sorted, double q) noexcept {
@@ -274,10 +283,19 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
 
 throughput_figures measure_throughput(transport& t, std::size_t size, double seconds) {
   throughput_figures out;
+  // The child's CPU time comes back through an anonymous shared page made before the fork.
+  void* page = ::mmap(nullptr, sizeof(std::atomic<std::int64_t>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) ipc::throw_errno(errno, "mmap", "bench CPU figure");
+  struct unmap {
+    void* p;
+    ~unmap() { ::munmap(p, sizeof(std::atomic<std::int64_t>)); }
+  } unmap_at_exit{page};
+  auto& child_cpu = *new (page) std::atomic<std::int64_t>(0);
   auto child = [&](transport& tr) {
     endpoint& tx = tr.end(0);
     auto msg = tx.message();
     fill(msg);
+    const std::int64_t cpu0 = thread_cpu_ns();
     const auto stop = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
     std::uint64_t seq = 0;
     for (;;) {
@@ -289,24 +307,32 @@ throughput_figures measure_throughput(transport& t, std::size_t size, double sec
     }
     stamp(msg, end_marker);
     tx.send();
+    child_cpu.store(thread_cpu_ns() - cpu0);
   };
+  std::int64_t parent_cpu = 0;
   auto parent = [&](transport& tr) {
     endpoint& rx = tr.end(0);
     std::uint64_t expect = 0;
     clock_type::time_point first{};
+    std::int64_t cpu0 = 0;
     for (;;) {
       const std::uint64_t seq = sequence_of(rx.receive(), size, "throughput");
       if (seq == end_marker) break;
       expect_sequence(seq, expect, "throughput");
-      if (expect == 0) first = clock_type::now();
+      if (expect == 0) {
+        first = clock_type::now();
+        cpu0 = thread_cpu_ns();
+      }
       ++expect;
     }
     const auto last = clock_type::now();
+    parent_cpu = thread_cpu_ns() - cpu0;
     if (expect < 2) throw_error(errc::corrupt, "receive", "throughput", "fewer than 2 messages arrived");
     out.messages = expect - 1;
     out.seconds = seconds_between(first, last);
   };
   run_forked(t, size, {side::child}, seconds, child, parent);
+  out.cpu_ns_per_msg = static_cast<double>(child_cpu.load() + parent_cpu) / static_cast<double>(out.messages);
   return out;
 }
 

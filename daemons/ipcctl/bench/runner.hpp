@@ -15,9 +15,18 @@
 
 namespace ipc::bench {
 
+/// Rounds each table cell's (and each modes row's) --duration is split into, interleaved with the
+/// rows it is compared with (a libipc cell with its raw twin; the modes rows of one size with each
+/// other); the best round counts (docs/benchmarks.md, "Fair ratios").
+inline constexpr unsigned cell_rounds = 3;
+
 struct throughput_figures {
   std::uint64_t messages = 0;  ///< messages counted (after the first, which starts the clock)
   double seconds = 0;          ///< from the first message received to the end marker
+  /// CPU time of both processes per message, in ns: the sender's thread over its send loop plus the
+  /// receiver's thread from the first message to the end marker, ÷ messages. What a message costs,
+  /// whatever else the machine runs (throughput swings with the load; this moves far less).
+  double cpu_ns_per_msg = 0;
 };
 
 struct latency_figures {
@@ -51,8 +60,12 @@ void run_forked(transport& t, std::size_t size, std::vector<side> senders, doubl
                 const std::function<void(transport&)>& child_body,
                 const std::function<void(transport&)>& parent_body);
 
+/// The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), in ns.
+std::int64_t thread_cpu_ns() noexcept;
+
 /// The child sends `size`-byte messages for `seconds`, then an end marker; this process receives,
-/// checks each one's size and sequence number and times them. Throws on any failure.
+/// checks each one's size and sequence number and times them; both sides' CPU time is taken too.
+/// Throws on any failure.
 throughput_figures measure_throughput(transport& t, std::size_t size, double seconds);
 
 /// This process sends a ping, the child echoes it on a second link; round trips for `seconds`

@@ -131,7 +131,7 @@ std::string describe(std::string_view channel, std::string_view impl) {
   const bool lib = impl == "libipc";
   if (channel == "pipe") {
     return lib ? "pipe_channel::create(), 64 KiB kernel pipe"
-               : "pipe2 + write([u32 len][payload]) / buffered read(), blocking";
+               : "pipe2 + write([u32 len][payload]) / buffered read(), copied out, blocking";
   }
   if (channel == "fifo") {
     return lib ? "open_channel(\"fifo:NAME\"), 64 KiB kernel pipe" : "mkfifo + open + the raw pipe's framing";

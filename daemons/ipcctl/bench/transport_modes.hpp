@@ -81,7 +81,8 @@ struct mode_row {
 
 /// The --modes section: at each size, shm SPSC 1→1 (the ring), MPMC 1→1, MPMC 2→2, and broadcast
 /// (policy=block) 1→1 and 1→4, then Boost.Interprocess message_queue 1→1 and 2→2 (an MPMC queue)
-/// with the MPMC rows' slots. Never throws.
+/// with the MPMC rows' slots; the rows of a size run in cell_rounds interleaved rounds of
+/// seconds ÷ cell_rounds, each row keeping its best. Never throws.
 std::vector<mode_row> measure_mode_rows(const std::vector<std::size_t>& sizes, double seconds, const std::string& prefix);
 std::string mode_table(const std::vector<mode_row>& rows, double seconds);
 

@@ -3,7 +3,8 @@
 // allows. They answer "what does the library cost over doing it yourself".
 //
 //   pipe  pipe2(O_CLOEXEC) + write() of [u32 length][payload] built in place; the reader read()s
-//         64 KiB at a time and hands out frames from its own buffer (no copy).
+//         64 KiB at a time and copies each frame out into its message buffer (as every receive
+//         here does: msgrcv, the sem and shm slots, and libipc's receive(vector&)).
 //   fifo  mkfifo + open (readers O_NONBLOCK then cleared, writers once a reader exists) + the same.
 //   msgq  msgget(IPC_PRIVATE) + msgsnd of a message built in place / msgrcv into our own buffer.
 //   sem   the textbook bounded buffer: shmget slots, semget {empty, full, mutex}; a send is
@@ -84,7 +85,7 @@ class stream_sender final : public endpoint {
 class stream_receiver final : public endpoint {
  public:
   stream_receiver(unique_fd fd, std::size_t size, std::string object)
-      : fd_(std::move(fd)), max_(size), buf_(std::max(read_chunk, 2 * (4 + size))), object_(std::move(object)) {}
+      : fd_(std::move(fd)), max_(size), buf_(std::max(read_chunk, 2 * (4 + size))), in_(size), object_(std::move(object)) {}
   std::span<std::byte> message() override { return {}; }
   void send() override { throw_error(errc::closed, "send", object_, "a receiving end"); }
   std::span<const std::byte> receive() override {
@@ -97,9 +98,11 @@ class stream_receiver final : public endpoint {
         if (len > max_) throw_error(errc::corrupt, "read", object_, "frame length " + std::to_string(len));
         need = 4 + len;
         if (avail >= need) {
-          std::span<const std::byte> m(buf_.data() + head_ + 4, len);
+          // Copied out, as every other baseline's receive (msgrcv, the sem and shm slots) and
+          // libipc's receive(vector&) do: the message outlives the next read.
+          std::memcpy(in_.data(), buf_.data() + head_ + 4, len);
           head_ += need;
-          return m;
+          return {in_.data(), len};
         }
       }
       if (head_ == tail_) {
@@ -132,6 +135,7 @@ class stream_receiver final : public endpoint {
   unique_fd fd_;
   std::size_t max_;
   std::vector<std::byte> buf_;
+  std::vector<std::byte> in_;
   std::size_t head_ = 0;
   std::size_t tail_ = 0;
   std::string object_;
@@ -423,11 +427,15 @@ void futex_wake(std::atomic<std::uint32_t>& w) {
 template <typename Ready>
 void wait_until(raw_ring& r, Ready&& ready, std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& sleeping,
                 const std::string& object) {
-  const auto stop = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+  std::chrono::steady_clock::time_point stop{};  // first read after 32 pauses, as shm_ring's spin
   for (unsigned i = 1;; ++i) {
     __builtin_ia32_pause();
     if (ready()) return;
-    if ((i & 31U) == 0 && std::chrono::steady_clock::now() >= stop) break;
+    if ((i & 31U) == 0) {
+      const auto now = std::chrono::steady_clock::now();
+      if (i == 32) stop = now + std::chrono::microseconds(20);
+      else if (now >= stop) break;
+    }
   }
   for (int i = 0; i < 4; ++i) {
     ::sched_yield();

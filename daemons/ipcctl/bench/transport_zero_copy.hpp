@@ -30,6 +30,8 @@ struct zero_copy_row {
   double vs_copy = 0;     ///< this row's msg/s ÷ the copy row's with the same size and touch
   std::string error;      ///< set when the measurement failed
   [[nodiscard]] double rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
+  /// "copy ends", "zero-copy all", ...: the row's name in JSON and CSV.
+  [[nodiscard]] std::string label() const { return path + (touch_all ? " all" : " ends"); }
 };
 
 struct zero_copy_report {

@@ -22,7 +22,8 @@ namespace ipc::detail {
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
-constexpr std::size_t small_frame = 1024;  // up to this, a frame is copied and written in one piece
+constexpr std::size_t small_frame = 8192;
+constexpr std::size_t min_read = 4096;     // less room than this after tail_: compact before reading  // up to this, a frame is copied and written in one piece
 
 // SIGPIPE is blocked once per thread, on its first frame write, and stays blocked: a write to a
 // pipe without readers then fails with EPIPE instead of killing the process, at no syscall per
@@ -195,8 +196,8 @@ bool write_frame(stream_end e, stream_framing f, std::span<const std::byte> mess
   // another writer's. A larger timed frame first waits for room for all of it.
   const int fd = e.fd;
   if (total > PIPE_BUF && !blocking && !wait_room(fd, total, d, object)) return false;
-  // A small frame is copied into one buffer and written with write(): cheaper than the kernel
-  // importing a two-element iovec array on every send.
+  // A frame of up to small_frame bytes is copied into one buffer and written with write(): cheaper
+  // than the kernel importing a two-element iovec array on every send.
   std::byte small[small_frame];
   const bool contiguous = total <= small_frame;
   if (contiguous) {
@@ -373,16 +374,17 @@ bool frame_reader::take_at_eof(std::vector<std::byte>& out, std::string_view obj
 
 void frame_reader::make_room() {
   if (head_ == tail_) drop_buffer();
-  const std::size_t want = std::max(need_, read_chunk);
-  if (buf_.size() - head_ < want || tail_ == buf_.size()) {
-    if (head_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + head_, tail_ - head_);
-      tail_ -= head_;
-      scan_ = scan_ > head_ ? scan_ - head_ : 0;
-      head_ = 0;
-    }
-    if (buf_.size() < want) buf_.resize(want);
+  // The pending bytes move to the front only when the frame they start would not fit after head_,
+  // or little room is left after tail_: not before every read (at 4 KiB a frame is often split
+  // between two reads, and a memmove per read cost about as much as copying the message out).
+  if (head_ > 0 && (buf_.size() - head_ < need_ || buf_.size() - tail_ < min_read)) {
+    std::memmove(buf_.data(), buf_.data() + head_, tail_ - head_);
+    tail_ -= head_;
+    scan_ = scan_ > head_ ? scan_ - head_ : 0;
+    head_ = 0;
   }
+  const std::size_t want = std::max(need_, read_chunk);
+  if (buf_.size() < want) buf_.resize(want);
 }
 
 bool frame_reader::read(stream_end e, std::vector<std::byte>& out, const deadline& d, std::string_view object) {
