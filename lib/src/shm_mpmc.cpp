@@ -142,23 +142,12 @@ channel_limits shm_mpmc::limits() const {
 }
 
 void shm_mpmc::remove() {
-  if (hdr_ == nullptr) {  // closed: the name, if it still denotes our queue
-    if (detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) posix_segment::remove(base_name_);
-    return;
-  }
-  // Only the queue this handle maps: a newer one under the name (made by a peer after this one was
-  // unlinked) is left alone. On purpose: every handle goes on with the anonymous queue.
-  if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
-  hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
-  seg_->remove();
+  // Only the segment this handle maps (a newer one under the name, made by a peer after this one was
+  // unlinked, is left alone); on purpose: every handle goes on with the anonymous segment.
+  detail::unlink_if_denotes(base_name_, {dev_, ino_}, hdr_ == nullptr ? nullptr : &hdr_->unlinked_on_purpose);
 }
 
-void shm_mpmc::discard() {
-  if (hdr_ == nullptr) return remove();
-  // remove()'s identity check, without marking the unlink as on purpose.
-  if (!detail::name_denotes(posix_segment::posix_name(base_name_), {dev_, ino_})) return;
-  seg_->remove();
-}
+void shm_mpmc::discard() { detail::unlink_if_denotes(base_name_, {dev_, ino_}, nullptr); }
 
 int shm_mpmc::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
 

@@ -210,24 +210,12 @@ channel_limits shm_ring::limits() const {
 }
 
 void shm_ring::remove() {
-  if (hdr_ == nullptr) {  // closed: the name, if it still denotes our ring
-    if (detail::name_denotes(shm_name(base_name_), {dev_, ino_})) posix_segment::remove(base_name_);
-    return;
-  }
-  // Only the ring this handle maps: a newer ring under the name (made by a peer after this one was
-  // discarded, e.g. by a daemon's quarantine) is left alone.
-  if (!detail::name_denotes(shm_name(base_name_), {dev_, ino_})) return;
-  // On purpose: every handle goes on with the anonymous ring (the sender's name check allows it).
-  hdr_->unlinked_on_purpose.store(1, std::memory_order_release);
-  seg_->remove();
+  // Only the segment this handle maps (a newer one under the name, made by a peer after this one was
+  // unlinked, is left alone); on purpose: every handle goes on with the anonymous segment.
+  detail::unlink_if_denotes(base_name_, {dev_, ino_}, hdr_ == nullptr ? nullptr : &hdr_->unlinked_on_purpose);
 }
 
-void shm_ring::discard() {
-  if (hdr_ == nullptr) return remove();
-  // remove()'s identity check, without marking the unlink as on purpose.
-  if (!detail::name_denotes(shm_name(base_name_), {dev_, ino_})) return;
-  seg_->remove();
-}
+void shm_ring::discard() { detail::unlink_if_denotes(base_name_, {dev_, ino_}, nullptr); }
 
 int shm_ring::segment_fd() const noexcept { return static_cast<posix_segment&>(seg_->raw()).fd(); }
 

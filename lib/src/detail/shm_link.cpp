@@ -1,6 +1,7 @@
 #include "detail/shm_link.hpp"
 
 #include <ipc/error.hpp>
+#include <ipc/shared_memory.hpp>
 
 #include <sys/stat.h>
 #include <time.h>
@@ -48,6 +49,12 @@ bool name_denotes(const std::string& posix_name, segment_id id) {
   struct stat st {};
   if (::stat(("/dev/shm/" + posix_name).c_str(), &st) != 0) return true;
   return st.st_dev == id.dev && st.st_ino == id.ino;
+}
+
+void unlink_if_denotes(const std::string& base_name, segment_id id, std::atomic<std::uint32_t>* on_purpose) {
+  if (!name_denotes(posix_segment::posix_name(base_name), id)) return;
+  if (on_purpose != nullptr) on_purpose->store(1, std::memory_order_release);
+  (void)posix_segment::remove(base_name);
 }
 
 }  // namespace ipc::detail

@@ -48,4 +48,12 @@ segment_id identify_segment(int fd, const std::string& object);
 /// Throws std::bad_alloc.
 bool name_denotes(const std::string& posix_name, segment_id id);
 
+/// remove() and discard() of every shm mode: unlinks /dev/shm/libipc.<base_name> only while the
+/// name denotes the segment `id` (absent, or a newer segment under the name: nothing is done).
+/// `on_purpose` (remove() of an attached handle): stored 1 before the unlink, so the senders' name
+/// check lets them go on with the anonymous segment; null (discard(), or a closed handle): the
+/// attached senders get errc::removed and move on with reopen(). Throws std::system_error naming
+/// the object.
+void unlink_if_denotes(const std::string& base_name, segment_id id, std::atomic<std::uint32_t>* on_purpose);
+
 }  // namespace ipc::detail
