@@ -136,13 +136,7 @@ void shm_broadcast::leave() noexcept {
   const bool last = detail::release_holder(table(*hdr_), {holder_, place_gen_}, &lock_released);
   // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
   // than the one that attached it): that list points into the header, so it stays mapped.
-  if (!lock_released) {
-    try {
-      detail::park_until_exit(std::make_shared<layout_segment>(std::move(*seg_)));
-    } catch (...) {  // NOLINT(bugprone-empty-catch): no memory to park it: leak the mapping instead
-      new (std::nothrow) std::optional<layout_segment>(std::move(seg_));
-    }
-  }
+  if (!lock_released) detail::park_mapping_until_exit(seg_);
   try {
     // A subscriber leaving may be the one a blocked publisher waits for; the last publisher leaving
     // ends the stream for the subscribers.

@@ -184,13 +184,7 @@ void shm_ring::leave() noexcept {
   const auto left = detail::detach_role(*hdr_, role_, pid_, name_);
   // Our endpoint lock still on another thread's robust list (this handle dies on a thread other
   // than the one that attached it): that list points into the header, so it stays mapped.
-  if (!left.lock_released) {
-    try {
-      detail::park_until_exit(std::make_shared<layout_segment>(std::move(*seg_)));
-    } catch (...) {  // NOLINT(bugprone-empty-catch): no memory to park it: leak the mapping instead
-      new (std::nothrow) std::optional<layout_segment>(std::move(seg_));
-    }
-  }
+  if (!left.lock_released) detail::park_mapping_until_exit(seg_);
   if (left.closed) {
     // Wake the peer wherever it sleeps so it sees `closed` now, not at its next liveness check.
     auto& seq = role_ == role::sender ? hdr_->data_seq : hdr_->space_seq;

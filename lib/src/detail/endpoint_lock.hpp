@@ -31,6 +31,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <new>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -64,6 +66,17 @@ bool retake_if_orphaned(endpoint_lock& l) noexcept;
 /// Keeps `mapping` (whatever owns a mapping holding a lock release_lock() could not release)
 /// alive until the process exits. Never throws (a failed allocation keeps it by leaking it).
 void park_until_exit(std::shared_ptr<void> mapping) noexcept;
+
+/// park_until_exit for a handle's own mapping (a layout_segment whose endpoint lock stays on another
+/// thread's robust list): moves *seg there, or leaks it when no memory is left. Never throws.
+template <class Segment>
+void park_mapping_until_exit(std::optional<Segment>& seg) noexcept {
+  try {
+    park_until_exit(std::make_shared<Segment>(std::move(*seg)));
+  } catch (...) {  // NOLINT(bugprone-empty-catch): no memory to park it: leak the mapping instead
+    new (std::nothrow) std::optional<Segment>(std::move(seg));
+  }
+}
 
 /// How a wait_data_or_death ended.
 enum class death_wait {
