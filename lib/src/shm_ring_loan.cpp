@@ -12,7 +12,7 @@
 namespace ipc {
 
 shm_loan shm_ring::loan_until(std::size_t bytes, const deadline& d) {
-  if (role_ != role::sender) throw_errno(EINVAL, "loan", name_, "this handle is the receiver");
+  if (role_ != role::sender) throw_errno(EBADF, "loan", name_, "this handle is the receiver");
   if (hdr_ == nullptr) closed_handle("loan");
   if (loan_out_) busy("loan", "a loan is already out on this handle (one at a time): commit or abandon it first");
   if (bytes > max_message_size_) {
@@ -39,7 +39,7 @@ void shm_ring::commit_loan(std::size_t used) {
 void shm_ring::abandon_loan() noexcept { loan_out_ = false; }  // head never moved: nothing to undo
 
 shm_view shm_ring::receive_view_until(const deadline& d) {
-  if (role_ != role::receiver) throw_errno(EINVAL, "receive_view", name_, "this handle is the sender");
+  if (role_ != role::receiver) throw_errno(EBADF, "receive_view", name_, "this handle is the sender");
   if (hdr_ == nullptr) closed_handle("receive_view");
   if (view_out_) busy("receive_view", "a view is already out on this handle (one at a time): release it first");
   std::uint64_t len = 0;

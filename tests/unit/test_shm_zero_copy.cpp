@@ -372,9 +372,9 @@ TEST_CASE("shm zero-copy: misuse is refused naming the call and the ring", "[shm
   REQUIRE(rx.receive_for(buf, 1s));
   CHECK(ipc::as_text(buf) == "copied");
 
-  // Each side's calls only.
-  CHECK(errno_of([&] { (void)rx.try_loan(1); }).first == EINVAL);
-  CHECK(errno_of([&] { (void)tx.try_receive_view(); }).first == EINVAL);
+  // Each side's calls only: the other role's are EBADF, as send() on a receiver is (docs/channels.md, "Roles").
+  CHECK(errno_of([&] { (void)rx.try_loan(1); }).first == EBADF);
+  CHECK(errno_of([&] { (void)tx.try_receive_view(); }).first == EBADF);
   // Moving a loan moves the duty to commit it.
   shm_loan a = tx.loan(4);
   shm_loan b = std::move(a);

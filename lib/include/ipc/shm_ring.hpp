@@ -103,7 +103,7 @@ class IPC_API shm_ring final : public channel {
   // Zero-copy (sender). A loan reserves `bytes` bytes of the ring for one message, written in place
   // and made visible by commit() (docs/shm-zero-copy.md). Errors, for every form:
   // errc::message_too_large when bytes > max_message_size() (nothing reserved, whatever the ring
-  // holds); std::system_error EBUSY when this handle already has a loan out, EINVAL on a receiver
+  // holds); std::system_error EBUSY when this handle already has a loan out, EBADF on a receiver
   // handle; errc::closed when the ring is full and the receiver is gone; errc::removed as send().
 
   /// Blocks until `bytes` bytes are free (as send() blocks while full). Throws as above.
@@ -131,7 +131,7 @@ class IPC_API shm_ring final : public channel {
   // Zero-copy (receiver). A view is the next message, read in place; the ring keeps it (its space
   // stays the receiver's) until the view is released or destroyed. Errors, for every form:
   // errc::closed when the sender is gone and the ring is drained; errc::corrupt as receive();
-  // std::system_error EBUSY when this handle already has a view out, EINVAL on a sender handle.
+  // std::system_error EBUSY when this handle already has a view out, EBADF on a sender handle.
   // While a view is out, receive() and its forms throw EBUSY too (the view's message is next).
 
   /// Blocks while the ring is empty. Throws as above.
