@@ -95,19 +95,17 @@ mpmc_place register_holder(const holder_table& t, role r, pid_t pid, std::uint64
       auto& e = t.holders[i];
       std::int32_t none = 0;
       if (!e.pid.compare_exchange_strong(none, pid, std::memory_order_acq_rel)) continue;
-      if (t.endpoint_locks != nullptr) {
-        // A lock still held sits on a live thread's robust list (its release failed): not this place.
-        if (lock_held(t.endpoint_locks[i])) {
+      // A lock still held sits on a live thread's robust list (its release failed): not this place.
+      if (lock_held(t.endpoint_locks[i])) {
+        e.pid.store(0, std::memory_order_release);
+        continue;
+      }
+      if (!fork_pending) {
+        try {
+          take_lock(t.endpoint_locks[i], object);
+        } catch (...) {
           e.pid.store(0, std::memory_order_release);
-          continue;
-        }
-        if (!fork_pending) {
-          try {
-            take_lock(t.endpoint_locks[i], object);
-          } catch (...) {
-            e.pid.store(0, std::memory_order_release);
-            throw;
-          }
+          throw;
         }
       }
       if (init.call != nullptr) init.call(init.context, i);
@@ -130,11 +128,8 @@ bool release_holder(const holder_table& t, const mpmc_place& p, bool* lock_relea
   if (p.index >= mpmc_max_holders || (p.gen & 1U) == 0) return false;
   // Unlocked before the place is freed, so no new holder finds it held. A place reaped already
   // (we were judged dead: a stopped process) has a lock that is still ours: release it all the same.
-  bool released = true;
-  if (t.endpoint_locks != nullptr) {
-    auto& lock = t.endpoint_locks[p.index];
-    released = !lock_held(lock) || release_lock(lock);
-  }
+  auto& lock = t.endpoint_locks[p.index];
+  const bool released = !lock_held(lock) || release_lock(lock);
   if (lock_released != nullptr) *lock_released = released;
   const unsigned r = t.holders[p.index].role.load(std::memory_order_relaxed) & 1U;
   if (!free_place(t, p.index, p.gen)) return false;
@@ -146,11 +141,9 @@ mpmc_place adopt_pending(const holder_table& t, const mpmc_place& pending, pid_t
   std::uint32_t g = pending.gen;
   // odd -> even while the fields change, so no reaper judges a half-written pid/start time.
   if (!e.gen.compare_exchange_strong(g, pending.gen + 1, std::memory_order_acq_rel)) return {pending.index, 0};
-  if (t.endpoint_locks != nullptr) {
-    try {
-      if (!lock_held(t.endpoint_locks[pending.index])) take_lock(t.endpoint_locks[pending.index], "");
-    } catch (...) {  // NOLINT(bugprone-empty-catch): left unheld, sleepers look at this place in slices
-    }
+  try {
+    if (!lock_held(t.endpoint_locks[pending.index])) take_lock(t.endpoint_locks[pending.index], "");
+  } catch (...) {  // NOLINT(bugprone-empty-catch): left unheld, sleepers look at this place in slices
   }
   e.start_time.store(start_time, std::memory_order_relaxed);
   e.pid.store(child, std::memory_order_relaxed);
@@ -176,7 +169,6 @@ void retake_endpoint_lock(const holder_table& t, const mpmc_place& p, pid_t me) 
 }
 
 int watch_list(const holder_table& t, unsigned self, const endpoint_lock* (&out)[mpmc_max_holders]) noexcept {
-  if (t.endpoint_locks == nullptr) return 0;
   int n = 0;
   for (unsigned i = 0; i < mpmc_max_holders; ++i) {
     if (i == self) continue;

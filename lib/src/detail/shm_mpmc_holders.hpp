@@ -61,14 +61,14 @@ struct mpmc_place {
 
 /// A layout's holder table: mpmc_max_holders places and the per-role counts (index 0 sender,
 /// 1 receiver), wherever the layout keeps them.
-/// endpoint_locks (null: a layout without them) are held by the places' holders from attach to
+/// endpoint_locks are held by the places' holders from attach to
 /// detach (endpoint_lock.hpp); wake are the layout's two futex words its sleepers wait on, bumped and
 /// woken when a holder joins or is reaped so they watch the right locks.
 struct holder_table {
   mpmc_holder* holders;
   std::atomic<std::uint32_t>* live;  // [2] registered holders per role
   std::atomic<std::uint32_t>* ever;  // [2] 1 once the role was attached
-  endpoint_lock* endpoint_locks = nullptr;               // [mpmc_max_holders]
+  endpoint_lock* endpoint_locks;                         // [mpmc_max_holders]
   std::atomic<std::uint32_t>* wake[2] = {nullptr, nullptr};
 };
 inline holder_table table_of(mpmc_header& h) noexcept {
@@ -105,7 +105,7 @@ bool release_holder(const holder_table& t, const mpmc_place& p, bool* lock_relea
 void retake_endpoint_lock(const holder_table& t, const mpmc_place& p, pid_t me) noexcept;
 
 /// The endpoint locks of every registered place but `self`, for wait_data_or_death. Returns how
-/// many (0 for a layout without locks). Never throws.
+/// many. Never throws.
 int watch_list(const holder_table& t, unsigned self, const endpoint_lock* (&out)[mpmc_max_holders]) noexcept;
 
 /// Turns a fork-pending place (reserved by the parent) into the calling child's own: new pid,
