@@ -46,6 +46,13 @@ class consumer {
 
   int run() {
     open();
+    // The URI's limits were checked before anything was made; an existing object may be smaller.
+    if (o_.format == payload_format::record) {
+      if (auto why = record_cannot_fit(*ch_)) {
+        loop_.say(priority::error, *why);
+        return exit_usage;
+      }
+    }
     loop_.say(priority::info, ch_->name(), " open, format ", to_string(o_.format));
     loop_.start({.stop = [this](int) { on_stop(); },
                  .reload = [this] { on_reload(); },

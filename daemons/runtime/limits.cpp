@@ -61,4 +61,11 @@ std::optional<std::string> record_cannot_fit(const channel_uri& uri) {
          std::to_string(record_header_size) + "-byte header and a payload); raise max_message or use --format raw|lines";
 }
 
+std::optional<std::string> record_cannot_fit(const channel& ch) {
+  if (ch.max_message_size() > record_header_size) return std::nullopt;
+  return ch.name() + ": the existing object takes messages of at most " + std::to_string(ch.max_message_size()) +
+         " bytes, too small for a record (" + std::to_string(record_header_size) +
+         "-byte header and a payload); remove it and let the producer recreate it, or use --format raw|lines";
+}
+
 }  // namespace ipc::daemon

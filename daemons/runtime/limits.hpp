@@ -5,6 +5,7 @@
 //   if (ipc::record_header_size + 70000 > ipc::daemon::max_message_before_open(u)) return usage_error(…);
 #pragma once
 
+#include <ipc/channel.hpp>
 #include <ipc/uri.hpp>
 
 #include <cstddef>
@@ -24,5 +25,11 @@ std::size_t max_message_before_open(const channel_uri& uri);
 /// msgmax) - the producer and the consumer refuse such a channel with it (usage error, before
 /// anything is created). Throws what max_message_before_open throws.
 std::optional<std::string> record_cannot_fit(const channel_uri& uri);
+
+/// The same judgement on an opened channel: an existing object made smaller than its URI says
+/// (another program's `max_message=20`, adopted by an opener that named none) is found only once
+/// it is open. nullopt when a record fits; else the text names the channel and its max_message_size.
+/// Never throws but std::bad_alloc.
+std::optional<std::string> record_cannot_fit(const channel& ch);
 
 }  // namespace ipc::daemon

@@ -124,6 +124,12 @@ class producer {
       ch_ = open_channel(open_uri_, role::sender);
     }
     // The URI's limits were checked before anything was made; an existing object may still be smaller.
+    if (o_.format == payload_format::record) {
+      if (auto why = record_cannot_fit(*ch_)) {
+        loop_.say(priority::error, *why);
+        return exit_usage;
+      }
+    }
     const std::size_t max_payload_size = max_payload(o_.format, ch_->max_message_size());
     if (o_.size > max_payload_size && !source_) {
       loop_.say(priority::error, "--size ", o_.size, ": a ", to_string(o_.format), " message of ", wire_size(o_.size),

@@ -174,6 +174,33 @@ TEST_CASE("daemons: a channel no record fits is refused by the consumer as by th
   ipc::shm_broadcast::remove(name);
 }
 
+TEST_CASE("daemons: an existing shm object made too small for a record, opened by a URI that names no size, is "
+          "refused by both programs with exit 2 and left as it was",
+          "[daemons]") {
+  const std::string name = unique_name("small");
+  ipc::test::on_exit gone([&] {
+    ipc::shm_mpmc::remove(name + "-wq");
+    ipc::shm_broadcast::remove(name + "-bc");
+  });
+  ipc::shm_mpmc_options wq;
+  wq.max_message = 20;
+  ipc::shm_mpmc q(name + "-wq", ipc::role::sender, wq);  // another program's queue, held open
+  ipc::shm_broadcast_options bo;
+  bo.max_message = 20;
+  ipc::shm_broadcast b(name + "-bc", ipc::role::sender, bo);
+  for (const auto& uri : {"shm:" + name + "-wq?mode=mpmc", "shm:" + name + "-bc?mode=broadcast"}) {
+    INFO(uri);
+    for (const auto& bin : {consumer_bin, producer_bin}) {
+      const auto r = spawn({bin, "--channel", uri, "--stats-interval", "0"}).wait(30s);
+      INFO(r.report);
+      CHECK(r.exit_code == 2);
+      CHECK(r.report.find("at most 20 bytes, too small for a record") != std::string::npos);
+    }
+  }
+  CHECK(q.limits().max_message_size == 20);  // still there, still ours
+  CHECK(b.limits().max_message_size == 20);
+}
+
 TEST_CASE("ipcctl: a work queue and a broadcast channel show what they hold; gc takes them only empty and unowned",
           "[daemons]") {
   const std::string wq = unique_name("gcwq"), bc = unique_name("gcbc");
