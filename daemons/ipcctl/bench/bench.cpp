@@ -71,11 +71,12 @@ std::optional<int> parse(int argc, char** argv, config& cfg) {
   app.add_flag("--check", cfg.check, "exit 1 unless every channel, baseline, boost_mq and section row has its figures");
   app.add_flag("--quiet", cfg.quiet, "no progress lines on stderr");
   ipc::daemon::add_seconds(app, "--idle", cfg.idle_seconds, 0.001, 60, "also watch a receiver blocked on each idle channel (libipc, raw, and the shm modes) for S seconds");
-  app.add_option("--rate", cfg.rate, "also measure one-way latency at N msg/s of 64 B for --duration (e.g. 20000)")
-      ->check(CLI::Range(10.0, 1e7))
-      ->type_name("N");
+  std::uint64_t rate = 0;  // a whole count, as every other --rate: "nan" or "1e400" is refused, not skipped
+  ipc::daemon::add_count(app, "--rate", rate, 10, 10'000'000,
+                         "also measure one-way latency at N msg/s of 64 B for --duration (e.g. 20000)");
   app.add_flag("--modes", cfg.modes, "also measure the shm modes with several processes (SPSC 1→1, MPMC 1→1 and 2→2, broadcast 1→1 and 1→4) next to Boost message_queue 1→1 and 2→2; and zero-copy against copying at 64 KiB and 1 MiB");
   if (auto rc = ipc::daemon::parse(app, argc, argv)) return rc;
+  cfg.rate = static_cast<double>(rate);
   if (json) cfg.format = output_format::json;
   if (csv) cfg.format = output_format::csv;
   if (!sizes.empty()) {
