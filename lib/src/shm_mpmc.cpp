@@ -34,6 +34,13 @@ std::int32_t lap_diff(std::uint32_t slot_lap, std::uint32_t lap) noexcept {
   return static_cast<std::int32_t>(slot_lap - lap);
 }
 
+// errc::corrupt's text for a slot whose state no step of the protocol leaves at that lap.
+std::string slot_out_of_lap(std::uint64_t index, const slot_state& s, std::uint32_t lap, std::string_view side) {
+  return "slot " + std::to_string(index) + " is at lap " + std::to_string(s.lap) + " phase " +
+         std::to_string(static_cast<unsigned>(s.phase)) + " while the " + std::string(side) + " are at lap " +
+         std::to_string(lap);
+}
+
 // Moves a shared position from pos to pos + 1 unless someone already did: every process that
 // sees the slot at `pos` taken helps, so a claimer killed between its claim and this step never
 // holds the others up.
@@ -234,6 +241,11 @@ bool shm_mpmc::do_send(std::span<const std::byte> message, const deadline& d) {
       return true;
     }
     if (ahead >= 0) {  // claimed at this lap, or skipped past it: our position is behind
+      // Two laps ahead needs a claim at pos + slots, so the position has moved on; if it has not,
+      // the state word was written by something other than this queue's protocol.
+      if (ahead > 1 && h.enqueue_pos.load(std::memory_order_acquire) == pos) {
+        corrupt(slot_out_of_lap(pos & mask_, s, lap, "senders"));
+      }
       help_advance(h.enqueue_pos, pos);
       continue;
     }
@@ -251,10 +263,7 @@ bool shm_mpmc::do_send(std::span<const std::byte> message, const deadline& d) {
       }
       continue;
     }
-    if (h.enqueue_pos.load(std::memory_order_acquire) == pos) {
-      corrupt("slot " + std::to_string(pos & mask_) + " is at lap " + std::to_string(s.lap) + " phase " +
-              std::to_string(static_cast<unsigned>(s.phase)) + " while the senders are at lap " + std::to_string(lap));
-    }
+    if (h.enqueue_pos.load(std::memory_order_acquire) == pos) corrupt(slot_out_of_lap(pos & mask_, s, lap, "senders"));
   }
 }
 
@@ -308,6 +317,10 @@ shm_mpmc::taken shm_mpmc::take(std::vector<std::byte>& out, const deadline& d) {
       return taken::message;
     }
     if (ahead > 0 || (ahead == 0 && s.phase == slot_phase::reading)) {  // taken by another receiver
+      // As for senders: two laps ahead while the position has not moved is no state of the protocol.
+      if (ahead > 1 && h.dequeue_pos.load(std::memory_order_acquire) == pos) {
+        corrupt(slot_out_of_lap(pos & mask_, s, lap, "receivers"));
+      }
       help_advance(h.dequeue_pos, pos);
       continue;
     }
@@ -328,10 +341,7 @@ shm_mpmc::taken shm_mpmc::take(std::vector<std::byte>& out, const deadline& d) {
       }
       continue;
     }
-    if (h.dequeue_pos.load(std::memory_order_acquire) == pos) {
-      corrupt("slot " + std::to_string(pos & mask_) + " is at lap " + std::to_string(s.lap) + " phase " +
-              std::to_string(static_cast<unsigned>(s.phase)) + " while the receivers are at lap " + std::to_string(lap));
-    }
+    if (h.dequeue_pos.load(std::memory_order_acquire) == pos) corrupt(slot_out_of_lap(pos & mask_, s, lap, "receivers"));
   }
 }
 

@@ -7,6 +7,7 @@
 #include <ipc/shm_mpmc.hpp>
 #include <ipc/shm_ring.hpp>
 
+#include "detail/shm_mpmc_layout.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -14,6 +15,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -542,6 +544,32 @@ TEST_CASE("shm_mpmc: a sender blocked on a full queue fails with closed when the
     CHECK(e.code() == ipc::errc::closed);
     CHECK_THAT(e.what(), Catch::Contains(n.name));
   }
+}
+
+TEST_CASE("shm_mpmc: a state word scribbled to a lap no step of the queue reaches is errc::corrupt naming the slot, "
+          "not a message skipped in silence",
+          "[shm_mpmc]") {
+  queue_name n;
+  shm_mpmc tx(n.name, role::sender, sized(8, 64));
+  shm_mpmc rx(n.name, role::receiver);
+  for (int i = 0; i < 5; ++i) tx.send(ipc::as_bytes("m" + std::to_string(i)));
+  // Slot 0's state word, as another process with write access to the segment could set it: five
+  // laps ahead, full (the tryout's 0x123456789abcdef0 decodes to a lap as far off).
+  const std::uint64_t garbage = ipc::detail::slot_state{5, ipc::detail::slot_phase::full, 0}.encode();
+  const int fd = ::open(("/dev/shm/" + ipc::posix_segment::posix_name(n.name)).c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  const auto wrote = ::pwrite(fd, &garbage, sizeof garbage, static_cast<off_t>(sizeof(ipc::detail::mpmc_header)));
+  ::close(fd);
+  REQUIRE(wrote == static_cast<ssize_t>(sizeof garbage));
+  std::vector<std::byte> buf;
+  std::string what;
+  try {
+    (void)rx.receive_for(buf, 1s);
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == ipc::errc::corrupt);
+    what = e.what();
+  }
+  CHECK_THAT(what, Catch::Contains("slot 0 is at lap 5") && Catch::Contains(rx.name()));
 }
 
 TEST_CASE("shm_mpmc: URIs choose the mode; permissions go in the same mode= value, a wrong word is refused", "[shm_mpmc]") {
