@@ -20,11 +20,8 @@ namespace ipc::daemon {
 
 enum class delivery { stream, work_queue, broadcast };
 
-/// The shm channel mode a URI asks for: the word among `mode`'s comma-separated items (octal
-/// digits there are permissions; docs/shm-modes.md), "spsc" when there is none. Never throws but bad_alloc.
-std::string shm_mode(const channel_uri& uri);
-
-/// How the channel `uri` names delivers records (see above). Never throws but bad_alloc.
+/// How the channel `uri` names delivers records (see above). Throws errc::bad_uri when its `mode`
+/// names two channel modes (channel_uri::shm_mode).
 delivery delivery_of(const channel_uri& uri);
 
 /// Whether several daemons of one role are expected on the channel (a work queue or broadcast):

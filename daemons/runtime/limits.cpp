@@ -30,7 +30,7 @@ std::size_t max_message_before_open(const channel_uri& uri) {
   }
   if (uri.scheme == "shm") {
     // Each mode has its own default: the work queue's and broadcast's cells are 8 KiB, the ring's 64 KiB.
-    const std::string mode = shm_mode(uri);
+    const std::string mode = uri.shm_mode().mode;
     const std::size_t fallback = mode == "mpmc"        ? shm_mpmc_options{}.max_message
                                  : mode == "broadcast" ? shm_broadcast_options{}.max_message
                                                        : shm_ring_options{}.max_message;

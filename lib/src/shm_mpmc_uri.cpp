@@ -7,13 +7,10 @@
 
 #include "detail/channel_factories.hpp"
 
-#include <cctype>
 #include <string>
 
 namespace ipc::detail {
 namespace {
-
-bool is_mode_word(std::string_view v) { return !v.empty() && std::isalpha(static_cast<unsigned char>(v[0])) != 0; }
 
 std::unique_ptr<channel> open_shm_mpmc_uri(const channel_uri& uri, role r) {
   uri.allow_only({"slots", "max_message", "mode", "open"});
@@ -32,31 +29,15 @@ std::unique_ptr<channel> open_shm_mpmc_uri(const channel_uri& uri, role r) {
 }  // namespace
 
 std::unique_ptr<channel> open_shm_mode_uri(const channel_uri& uri, role r) {
-  std::string mode = "spsc";
+  const auto [mode, permissions] = uri.shm_mode();
   channel_uri rest = uri;  // the options with `mode` reduced to its permissions, for the factory
   rest.options.clear();
   for (const auto& [k, v] : uri.options) {
     if (k != "mode") {
       rest.options.emplace_back(k, v);
-      continue;
+    } else if (permissions) {
+      rest.options.emplace_back(k, *permissions);
     }
-    std::string words;
-    std::string perms;
-    std::string_view list = v;
-    for (;;) {
-      const auto comma = list.find(',');
-      const std::string_view item = list.substr(0, comma);
-      std::string& into = is_mode_word(item) ? words : perms;
-      if (!into.empty()) {
-        throw_error(errc::bad_uri, "open_channel", uri.text,
-                    "option 'mode=" + v + "' names more than one " + (&into == &words ? "channel mode" : "permission"));
-      }
-      into = item;
-      if (comma == std::string_view::npos) break;
-      list.remove_prefix(comma + 1);
-    }
-    if (!words.empty()) mode = words;
-    if (!perms.empty() || words.empty()) rest.options.emplace_back(k, perms);
   }
   if (mode == "spsc") return open_shm_uri(rest, r);
   if (mode == "mpmc") return open_shm_mpmc_uri(rest, r);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -128,6 +129,31 @@ std::size_t channel_uri::size_option(std::string_view key, std::size_t fallback)
   if (*n == 0) bad(text, what + " is zero: every size is at least 1");
   if (*n > max_size_option) bad(text, what + " is above 1 TiB, the largest size a channel option takes");
   return static_cast<std::size_t>(*n);
+}
+
+channel_uri::shm_mode_parts channel_uri::shm_mode() const {
+  shm_mode_parts parts;
+  const auto v = option("mode");
+  if (!v) return parts;
+  std::string words;
+  std::string perms;
+  std::string_view list = *v;
+  for (;;) {
+    const auto comma = list.find(',');
+    const std::string_view item = list.substr(0, comma);
+    const bool word = !item.empty() && std::isalpha(static_cast<unsigned char>(item[0])) != 0;
+    std::string& into = word ? words : perms;
+    if (!into.empty()) {
+      throw_error(errc::bad_uri, "open_channel", text,
+                  "option 'mode=" + std::string(*v) + "' names more than one " + (word ? "channel mode" : "permission"));
+    }
+    into = item;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  if (!words.empty()) parts.mode = words;
+  if (!perms.empty() || words.empty()) parts.permissions = perms;
+  return parts;
 }
 
 mode_t channel_uri::mode_option(std::string_view key, mode_t fallback) const {

@@ -60,6 +60,30 @@ TEST_CASE("uri: bad URIs are refused with the bad part named", "[uri]") {
   CHECK(code_of([] { (void)ipc::open_channel("nope:x", ipc::role::sender); }) == ipc::errc::bad_uri);
 }
 
+TEST_CASE("uri: a shm mode option splits into the channel mode word and the permissions, one of each at most",
+          "[uri]") {
+  const auto parts = [](std::string_view text) { return ipc::channel_uri::parse(text).shm_mode(); };
+  CHECK(parts("shm:q").mode == "spsc");
+  CHECK_FALSE(parts("shm:q").permissions);
+  CHECK(parts("shm:q?mode=mpmc").mode == "mpmc");
+  CHECK_FALSE(parts("shm:q?mode=mpmc").permissions);
+  CHECK(parts("shm:q?mode=broadcast,0640").mode == "broadcast");
+  CHECK(parts("shm:q?mode=0640,broadcast").permissions == "0640");
+  CHECK(parts("shm:q?mode=0600").mode == "spsc");
+  CHECK(parts("shm:q?mode=0600").permissions == "0600");
+  CHECK(parts("shm:q?mode=").permissions == "");  // left for mode_option to refuse
+  for (const char* twice : {"shm:q?mode=mpmc,broadcast", "shm:q?mode=0600,0640"}) {
+    INFO(twice);
+    try {
+      (void)parts(twice);
+      FAIL("accepted");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == ipc::errc::bad_uri);
+      CHECK_THAT(e.what(), Catch::Contains("names more than one") && Catch::Contains(twice));
+    }
+  }
+}
+
 TEST_CASE("uri: relative names resolve in IPC_RUNTIME_DIR, absolute ones stay", "[uri]") {
   const char* dir = std::getenv("IPC_RUNTIME_DIR");
   REQUIRE(dir != nullptr);

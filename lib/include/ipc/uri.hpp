@@ -42,6 +42,16 @@ struct IPC_API channel_uri {
   [[nodiscard]] std::size_t size_option(std::string_view key, std::size_t fallback) const;
   /// A permission option in octal (e.g. mode=0660); must not grant world write. Throws errc::bad_uri.
   [[nodiscard]] mode_t mode_option(std::string_view key = "mode", mode_t fallback = 0600) const;
+  /// shm: URIs' `mode` option is a comma-separated list whose items' form decides (docs/shm-modes.md):
+  /// a word names the channel mode, octal digits the permissions (shm:jobs?mode=mpmc,0660).
+  struct shm_mode_parts {
+    std::string mode = "spsc";               ///< the word ("spsc", "mpmc", "broadcast", …), "spsc" when none
+    std::optional<std::string> permissions;  ///< what is left for mode_option(); nullopt: the value was the word alone
+  };
+  /// Splits `mode` into its parts (no option: "spsc", no permissions). Whether the word is a known
+  /// channel mode is open_channel's to judge. Throws errc::bad_uri when it names two channel modes or
+  /// two permissions.
+  [[nodiscard]] shm_mode_parts shm_mode() const;
   /// open=create_only|open_only|open_or_create. Throws errc::bad_uri.
   [[nodiscard]] open_mode open_option(open_mode fallback = open_mode::open_or_create) const;
   /// Throws errc::bad_uri naming the first option not in `allowed`.
